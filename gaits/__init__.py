@@ -1,0 +1,1 @@
+"""Gait generators: the analytical leg IK and the sinewave walking gait."""

@@ -1,0 +1,157 @@
+"""The sinewave walking gait: foot trajectories in the torso frame, solved by leg IK.
+
+A full cycle is two steps. Each foot swings for ``1 - duty`` of the cycle and stands for
+``duty`` (more than half, so there are two double-support phases per cycle); the left
+foot runs half a cycle behind the right. While a foot swings, it moves forward along a
+half cosine and lifts along a half sine; while it stands it moves backward at a constant
+rate, which carries the torso forward. The torso sways sideways over the standing foot.
+Every coordinate is continuous in phase, in the parameters and in the amplitude
+``envelope``, so blending parameters or the envelope never makes a position jump.
+
+:func:`foot_targets` and :func:`joint_targets` are pure functions of phase, parameters
+and envelope. :class:`SineGait` holds the phase and handles starting, speed changes at
+step boundaries and stopping back to the stand pose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gaits.ik import IKError, leg_ik
+from plend.errors import PlendError
+from plend.robot import JOINTS, LEG_JOINT_NAMES, NUM_JOINTS, joint_index, sole_zero_position
+
+_RIGHT = [joint_index(n) for n in LEG_JOINT_NAMES["right"]]
+_LEFT = [joint_index(n) for n in LEG_JOINT_NAMES["left"]]
+
+
+class GaitError(PlendError, ValueError):
+    """Gait parameters are invalid or would drive a joint past its limit."""
+
+
+@dataclass(frozen=True)
+class GaitParams:
+    """Shape of the walk. Lengths in metres, times in seconds.
+
+    Attributes:
+        period_s: one full cycle (two steps).
+        stride_m: distance each foot travels relative to the torso per step; negative
+            walks backwards.
+        lift_m: height the swinging foot rises.
+        sway_m: sideways torso sway amplitude toward the standing foot.
+        crouch_m: how much lower the torso stands than on straight legs.
+        lean_m: how far the torso is carried ahead of the feet.
+        width_m: extra sideways spacing of each foot beyond the zero pose.
+        duty: fraction of the cycle each foot is on the ground (0.5 to 0.9).
+        turn_rad: heading change per step (hip yaw); positive turns left.
+    """
+
+    period_s: float = 0.8
+    stride_m: float = 0.012
+    lift_m: float = 0.008
+    sway_m: float = 0.010
+    crouch_m: float = 0.008
+    lean_m: float = 0.0
+    width_m: float = 0.0
+    duty: float = 0.6
+    turn_rad: float = 0.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "period_s": (0.3, 3.0),
+            "stride_m": (-0.03, 0.03),
+            "lift_m": (0.0, 0.015),
+            "sway_m": (0.0, 0.02),
+            "crouch_m": (0.002, 0.016),
+            "lean_m": (-0.02, 0.02),
+            "width_m": (-0.005, 0.015),
+            "duty": (0.5, 0.9),
+            "turn_rad": (-0.3, 0.3),
+        }
+        for name, (lo, hi) in checks.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+                raise GaitError(f"gait parameter {name} = {value!r} is out of range [{lo}, {hi}]")
+
+
+def blend(a: GaitParams, b: GaitParams, w: float) -> GaitParams:
+    """Parameters a fraction ``w`` of the way from ``a`` to ``b``."""
+    if w <= 0.0:
+        return a
+    if w >= 1.0:
+        return b
+    values = {
+        f.name: (1.0 - w) * getattr(a, f.name) + w * getattr(b, f.name) for f in dataclasses.fields(a)
+    }
+    return GaitParams(**values)
+
+
+def _leg_phase(phase: float, offset: float) -> float:
+    return (phase + offset) % 1.0
+
+
+def _foot(phase: float, p: GaitParams, side: str, envelope: float) -> tuple[np.ndarray, float]:
+    u = _leg_phase(phase, 0.0 if side == "right" else 0.5)
+    swing = 1.0 - p.duty
+    stride = p.stride_m * envelope
+    turn = p.turn_rad * envelope
+    if u < swing:
+        s = u / swing
+        progress = 0.5 - 0.5 * math.cos(math.pi * s)  # -> 0..1
+        x = -0.5 * stride + stride * progress
+        z = p.lift_m * envelope * math.sin(math.pi * s)
+        yaw = -0.5 * turn + turn * progress
+    else:
+        s = (u - swing) / p.duty
+        x = 0.5 * stride - stride * s
+        z = 0.0
+        yaw = 0.5 * turn - turn * s
+    # Torso sways toward the left foot while the right one swings, and back.
+    sway = p.sway_m * envelope * math.cos(2.0 * math.pi * (phase - 0.5 * swing))
+    base = sole_zero_position("right" if side == "right" else "left")
+    outward = -p.width_m if side == "right" else p.width_m
+    pos = np.array([base[0] + x - p.lean_m, base[1] + outward - sway, base[2] + p.crouch_m + z])
+    return pos, yaw
+
+
+def foot_targets(phase: float, params: GaitParams, envelope: float = 1.0) -> dict[str, tuple[np.ndarray, float]]:
+    """Sole-centre positions (torso frame, m) and headings (rad) of both feet."""
+    return {side: _foot(phase, params, side, envelope) for side in ("right", "left")}
+
+
+ARM_POSE = {"r_shoulder_rs_servo": 0.1, "l_shoulder_ls_servo": -0.1}
+
+
+def joint_targets(phase: float, params: GaitParams, envelope: float = 1.0) -> np.ndarray:
+    """All 18 joint targets (rad) of the gait at ``phase`` in [0, 1)."""
+    q = np.zeros(NUM_JOINTS)
+    for name, angle in ARM_POSE.items():
+        q[joint_index(name)] = angle
+    feet = foot_targets(phase, params, envelope)
+    q[_RIGHT] = leg_ik("right", feet["right"][0], feet["right"][1])
+    q[_LEFT] = leg_ik("left", feet["left"][0], feet["left"][1])
+    return q
+
+
+def validate(params: GaitParams, samples: int = 64) -> None:
+    """Raise :class:`GaitError` unless the whole cycle stays inside the joint limits."""
+    for envelope in (0.0, 0.5, 1.0):
+        for k in range(samples):
+            try:
+                joint_targets(k / samples, params, envelope)
+            except IKError as exc:
+                raise GaitError(f"gait parameters {params} cannot be walked: {exc}") from None
+
+
+def stand_pose(params: GaitParams | None = None) -> np.ndarray:
+    """The standing pose the gait starts from and stops at."""
+    return joint_targets(0.0, params or GaitParams(), 0.0)
+
+
+def joint_limits() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper joint limits in canonical order."""
+    return np.array([j.lower for j in JOINTS]), np.array([j.upper for j in JOINTS])

@@ -1,0 +1,283 @@
+"""PyBullet simulation backend: the same robot model, stepped in lockstep with the loop.
+
+Each :class:`SimHal` owns its own physics client, so several simulations in one process
+stay independent. Servos are position controlled with the stall torque and no-load speed
+of the real ones. ``write`` (or ``relax``) advances the physics by one control period in
+``substeps`` fixed steps, after the configured actuation delay.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from plend.config import SimWorld
+from plend.errors import HalError, require_package
+from plend.hal.base import ImuReading, Sensors
+from plend.robot import FOOT_LINKS, JOINT_NAMES, NUM_JOINTS, urdf_path
+
+GRAVITY = 9.81
+# Servo position loop stiffness: PyBullet's position gain (fraction of the error
+# corrected per step) and velocity gain. Tuned so a step response settles in ~50 ms.
+_KP = 0.35
+_KD = 1.0
+
+
+@dataclass(frozen=True)
+class TorsoTruth:
+    """Ground-truth torso pose for evaluation: world position (m), roll/pitch/yaw (rad)
+    and world linear velocity (m/s)."""
+
+    position: tuple[float, float, float]
+    euler: tuple[float, float, float]
+    velocity: tuple[float, float, float]
+
+    @property
+    def tilt(self) -> float:
+        """Angle between the torso's up axis and the world's up axis, rad."""
+        roll, pitch, _ = self.euler
+        return math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
+
+
+def _import_pybullet():  # type: ignore[no-untyped-def]
+    require_package("pybullet", "sim")
+    with _quiet_fd(2):  # pybullet prints its build time on import
+        import pybullet
+    return pybullet
+
+
+@contextlib.contextmanager
+def _quiet_fd(fd: int) -> Iterator[None]:
+    """Silence a file descriptor around chatty C code (stdout carries JSON summaries)."""
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _quat_wxyz(q: tuple[float, ...]) -> tuple[float, float, float, float]:
+    return (q[3], q[0], q[1], q[2])
+
+
+class SimHal:
+    """The robot in PyBullet. Constructing it does nothing; :meth:`open` starts physics."""
+
+    name = "sim"
+
+    def __init__(self, world: SimWorld | None = None, initial_pose: np.ndarray | None = None):
+        self.world = world or SimWorld()
+        self._initial = np.zeros(NUM_JOINTS) if initial_pose is None else np.asarray(initial_pose, float)
+        self._client = None
+        self._rng = np.random.default_rng(self.world.seed)
+        self._pending: collections.deque[np.ndarray | None] = collections.deque()
+        self.sim_time = 0.0
+        self.period = 0.0
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def open(self, tick_period_s: float) -> None:
+        if self._client is not None:
+            raise HalError("simulation is already open")
+        pb = _import_pybullet()
+        with _quiet_fd(1), _quiet_fd(2):
+            self._client = pb.connect(pb.GUI if self.world.gui else pb.DIRECT)
+        self._pb = pb
+        self._c = {"physicsClientId": self._client}
+        self.period = tick_period_s
+        self._dt = tick_period_s / self.world.substeps
+        self._build_world()
+
+    def _build_world(self) -> None:
+        pb, c, w = self._pb, self._c, self.world
+        pb.resetSimulation(**c)
+        pb.setGravity(0, 0, -GRAVITY, **c)
+        pb.setPhysicsEngineParameter(
+            fixedTimeStep=self._dt, numSubSteps=1, numSolverIterations=w.solver_iterations, **c
+        )
+        self._plane = pb.createMultiBody(0, pb.createCollisionShape(pb.GEOM_PLANE, **c), **c)
+        flags = pb.URDF_USE_INERTIA_FROM_FILE
+        self._robot = pb.loadURDF(str(urdf_path()), [0, 0, 0.3], flags=flags, **c)
+        self._index = self._joint_indices()
+        self._foot_links = tuple(self._link_index(FOOT_LINKS[s]) for s in ("right", "left"))
+        self._apply_world()
+        self._place_on_ground()
+        self._prev_velocity = np.zeros(3)
+        self._last_targets = self._initial.copy()
+        self._powered = True
+        self.sim_time = 0.0
+
+    def _joint_indices(self) -> list[int]:
+        pb, c = self._pb, self._c
+        count = pb.getNumJoints(self._robot, **c)
+        by_name = {pb.getJointInfo(self._robot, i, **c)[1].decode(): i for i in range(count)}
+        return [by_name[n] for n in JOINT_NAMES]
+
+    def _link_index(self, link: str) -> int:
+        pb, c = self._pb, self._c
+        for i in range(pb.getNumJoints(self._robot, **c)):
+            if pb.getJointInfo(self._robot, i, **c)[12].decode() == link:
+                return i
+        raise HalError(f"link {link!r} not found in {urdf_path()}")
+
+    def _apply_world(self) -> None:
+        pb, c, w = self._pb, self._c, self.world
+        pb.changeDynamics(self._plane, -1, lateralFriction=w.friction, **c)
+        for link in range(-1, pb.getNumJoints(self._robot, **c)):
+            mass = pb.getDynamicsInfo(self._robot, link, **c)[0]
+            factor = w.mass_scale * self._rng.uniform(1 - w.mass_jitter, 1 + w.mass_jitter)
+            pb.changeDynamics(self._robot, link, mass=mass * factor, lateralFriction=w.friction, **c)
+        for i in self._index:  # disable the default velocity motors
+            pb.setJointMotorControl2(self._robot, i, pb.VELOCITY_CONTROL, force=0, **c)
+
+    def _place_on_ground(self) -> None:
+        pb, c = self._pb, self._c
+        self.set_joint_angles(self._initial)
+        links = range(-1, pb.getNumJoints(self._robot, **c))
+        lowest = min(pb.getAABB(self._robot, link, **c)[0][2] for link in links)
+        pos, orn = pb.getBasePositionAndOrientation(self._robot, **c)
+        pb.resetBasePositionAndOrientation(self._robot, [pos[0], pos[1], pos[2] - lowest + 1e-4], orn, **c)
+        self._command(self._initial)
+
+    def close(self) -> None:
+        if self._client is None:
+            return
+        try:
+            self.relax()
+        finally:
+            self._pb.disconnect(**self._c)
+            self._client = None
+
+    def __enter__(self) -> SimHal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- per tick ---------------------------------------------------------------------
+
+    def read(self) -> Sensors:
+        self._require()
+        states = self._pb.getJointStates(self._robot, self._index, **self._c)
+        q = np.fromiter((s[0] for s in states), float, NUM_JOINTS)
+        if self.world.joint_noise_rad:
+            q += self._rng.normal(0.0, self.world.joint_noise_rad, NUM_JOINTS)
+        return Sensors(stamp=self.sim_time, joint_pos=q, imu=self._imu(), contacts=self._contacts())
+
+    def write(self, targets: np.ndarray) -> None:
+        self._require()
+        self._advance(np.asarray(targets, float).copy())
+
+    def relax(self) -> None:
+        if self._client is not None:
+            self._advance(None)
+
+    def _advance(self, targets: np.ndarray | None) -> None:
+        self._pending.append(targets)
+        if len(self._pending) <= self.world.actuation_delay_ticks:
+            applied = self._last_targets if self._powered else None
+        else:
+            applied = self._pending.popleft()
+        if applied is None:
+            self._unpower()
+        else:
+            self._command(applied)
+        pb, c = self._pb, self._c
+        self._prev_velocity = np.asarray(pb.getBaseVelocity(self._robot, **c)[0])
+        for _ in range(self.world.substeps):
+            pb.stepSimulation(**c)
+        self.sim_time += self.period
+
+    def _command(self, targets: np.ndarray) -> None:
+        pb, c, w, robot = self._pb, self._c, self.world, self._robot
+        mode = pb.POSITION_CONTROL
+        for i, q in zip(self._index, targets.tolist(), strict=True):
+            pb.setJointMotorControl2(
+                robot, i, mode, targetPosition=q, force=w.servo_torque_nm,
+                maxVelocity=w.servo_speed_rad_s, positionGain=_KP, velocityGain=_KD, **c,
+            )  # fmt: skip
+        self._last_targets = targets
+        self._powered = True
+
+    def _unpower(self) -> None:
+        # An unpowered hobby servo still resists through its gear train: a small
+        # velocity-damping torque.
+        self._pb.setJointMotorControlArray(
+            self._robot, self._index, self._pb.VELOCITY_CONTROL,
+            targetVelocities=[0.0] * NUM_JOINTS, forces=[0.002] * NUM_JOINTS, **self._c,
+        )  # fmt: skip
+        self._powered = False
+
+    def _require(self) -> None:
+        if self._client is None:
+            raise HalError("simulation is not open; call open() first")
+
+    # -- sensors ----------------------------------------------------------------------
+
+    def _imu(self) -> ImuReading:
+        pb, c = self._pb, self._c
+        _, orn = pb.getBasePositionAndOrientation(self._robot, **c)
+        lin, ang = pb.getBaseVelocity(self._robot, **c)
+        rot = np.asarray(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        gyro = rot.T @ np.asarray(ang)
+        if self.world.gyro_noise_rad_s:
+            gyro = gyro + self._rng.normal(0.0, self.world.gyro_noise_rad_s, 3)
+        accel_world = (np.asarray(lin) - self._prev_velocity) / self.period if self.period else np.zeros(3)
+        specific = rot.T @ (accel_world + np.array([0.0, 0.0, GRAVITY]))
+        return ImuReading(
+            quat=_quat_wxyz(orn),
+            euler=pb.getEulerFromQuaternion(orn),
+            gyro=tuple(float(v) for v in gyro),  # type: ignore[arg-type]
+            accel=tuple(float(v) for v in specific),  # type: ignore[arg-type]
+        )
+
+    def _contacts(self) -> tuple[bool, bool]:
+        pb, c, robot, plane = self._pb, self._c, self._robot, self._plane
+        right, left = self._foot_links
+        return (
+            bool(pb.getContactPoints(robot, plane, right, -1, **c)),
+            bool(pb.getContactPoints(robot, plane, left, -1, **c)),
+        )
+
+    def truth(self) -> TorsoTruth:
+        """Ground-truth pose of the torso frame (not of its centre of mass)."""
+        self._require()
+        pb, c = self._pb, self._c
+        com, orn = pb.getBasePositionAndOrientation(self._robot, **c)
+        local_com = pb.getDynamicsInfo(self._robot, -1, **c)[3]
+        rot = np.asarray(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        origin = np.asarray(com) - rot @ np.asarray(local_com)
+        lin, _ = pb.getBaseVelocity(self._robot, **c)
+        return TorsoTruth(
+            position=tuple(float(v) for v in origin),  # type: ignore[arg-type]
+            euler=pb.getEulerFromQuaternion(orn),
+            velocity=tuple(float(v) for v in lin),  # type: ignore[arg-type]
+        )
+
+    def set_joint_angles(self, angles: np.ndarray) -> None:
+        """Teleport the joints to ``angles`` (for model checks, not for control)."""
+        self._require()
+        for i, q in zip(self._index, np.asarray(angles, float).tolist(), strict=True):
+            self._pb.resetJointState(self._robot, i, q, **self._c)
+
+    def link_position(self, link: str) -> np.ndarray:
+        """World position of a link's frame origin."""
+        self._require()
+        state = self._pb.getLinkState(
+            self._robot, self._link_index(link), computeForwardKinematics=True, **self._c
+        )
+        return np.asarray(state[4])
+
+
+def make_sim_hal(world: SimWorld | None = None, initial_pose: np.ndarray | None = None) -> SimHal:
+    """Factory used by the HAL registry."""
+    return SimHal(world, initial_pose)
