@@ -155,3 +155,35 @@ def stand_pose(params: GaitParams | None = None) -> np.ndarray:
 def joint_limits() -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper joint limits in canonical order."""
     return np.array([j.lower for j in JOINTS]), np.array([j.upper for j in JOINTS])
+
+
+@dataclass(frozen=True)
+class SpeedMap:
+    """How a walking speed in [-1, 1] becomes gait parameters.
+
+    Stride grows linearly with speed up to ``max_stride_m`` (negative speeds walk
+    backwards); the cycle shortens from ``slow_period_s`` to ``fast_period_s``. Speed 0
+    marches in place. ``base`` holds the parameters that do not depend on speed.
+    """
+
+    max_stride_m: float = 0.024
+    slow_period_s: float = 0.8
+    fast_period_s: float = 0.6
+    base: GaitParams = GaitParams()
+
+    def params(self, speed: float, turn_rad: float = 0.0) -> GaitParams:
+        """Validated gait parameters for ``speed``."""
+        check_speed(speed)
+        period = self.slow_period_s + abs(speed) * (self.fast_period_s - self.slow_period_s)
+        return dataclasses.replace(
+            self.base, stride_m=speed * self.max_stride_m, period_s=period, turn_rad=turn_rad
+        )
+
+
+def check_speed(speed: float) -> float:
+    """Return ``speed`` if it is a number in [-1, 1], else raise :class:`GaitError`."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+        raise GaitError(f"speed must be a number in [-1, 1], got {speed!r}")
+    if not -1.0 <= speed <= 1.0:
+        raise GaitError(f"speed {speed} is out of range; use a value in [-1, 1] (1 = fastest)")
+    return float(speed)

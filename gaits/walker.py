@@ -1,0 +1,100 @@
+"""The sine gait as a controller: phase, start and stop ramps, speed changes, heading hold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gaits.sine import GaitParams, SpeedMap, blend, check_speed, joint_targets, validate
+from plend.hal.base import Sensors
+
+
+class SineGait:
+    """Walks on the sinewave gait.
+
+    The walk starts from the stand pose with every amplitude ramped up over
+    ``ramp_steps`` steps. A new speed is taken at the next step boundary and blended in
+    over one step; :meth:`stop` ramps every amplitude down from the next step boundary,
+    after which :attr:`standing` is true and the output is the stand pose. When
+    ``heading_gain`` is non-zero the gait steers with the hip yaw joints to keep the
+    IMU heading it started with.
+    """
+
+    def __init__(
+        self,
+        speed: float = 0.5,
+        speed_map: SpeedMap | None = None,
+        ramp_steps: int = 2,
+        heading_gain: float = 0.5,
+        max_turn_rad: float = 0.12,
+    ):
+        self.speed_map = speed_map or SpeedMap()
+        for s in (-1.0, 0.0, 1.0):
+            validate(self.speed_map.params(s, max_turn_rad))
+            validate(self.speed_map.params(s, -max_turn_rad))
+        self.ramp_steps = ramp_steps
+        self.heading_gain = heading_gain
+        self.max_turn_rad = max_turn_rad
+        self.speed = check_speed(speed)
+        self.phase = 0.0
+        self.envelope = 0.0
+        self._target_envelope = 1.0
+        self._from = self._to = self.speed_map.params(self.speed)
+        self._blend = 1.0
+        self._pending: float | None = None
+        self._stopping = False
+        self._heading: float | None = None
+        self._yaw = 0.0
+
+    @property
+    def params(self) -> GaitParams:
+        """The parameters in effect now."""
+        return blend(self._from, self._to, self._blend)
+
+    @property
+    def standing(self) -> bool:
+        """True once a stop has finished and the output is the stand pose."""
+        return self._stopping and self.envelope <= 0.0
+
+    def set_speed(self, speed: float) -> None:
+        """Walk at ``speed`` from the next step on (validated now)."""
+        self._pending = check_speed(speed)
+
+    def stop(self) -> None:
+        """Come to the stand pose, starting at the next step boundary."""
+        self._stopping = True
+
+    def update(self, sensors: Sensors | None, dt: float) -> np.ndarray:
+        """Advance by ``dt`` seconds and return the 18 joint targets."""
+        if sensors is not None:
+            self._yaw = sensors.imu.euler[2]
+            if self._heading is None:
+                self._heading = self._yaw
+        params = self.params
+        dphase = dt / params.period_s
+        before = self.phase
+        self.phase = (self.phase + dphase) % 1.0
+        if (before < 0.5 <= self.phase) or self.phase < before:
+            self._on_step_boundary()
+        self._blend = min(1.0, self._blend + dphase / 0.5)
+        ramp = dphase / (0.5 * self.ramp_steps)
+        target = self._target_envelope
+        self.envelope = max(min(target, self.envelope + ramp), self.envelope - ramp)
+        return joint_targets(self.phase, self.params, self.envelope)
+
+    def _on_step_boundary(self) -> None:
+        if self._stopping:
+            self._target_envelope = 0.0
+        speed = self._pending if self._pending is not None else self.speed
+        self._pending = None
+        self.speed = speed
+        self._from = self.params
+        self._to = self.speed_map.params(speed, self._turn())
+        self._blend = 0.0
+
+    def _turn(self) -> float:
+        if self._heading is None or not self.heading_gain:
+            return 0.0
+        error = math.atan2(math.sin(self._heading - self._yaw), math.cos(self._heading - self._yaw))
+        return max(-self.max_turn_rad, min(self.max_turn_rad, self.heading_gain * error))

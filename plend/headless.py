@@ -1,0 +1,154 @@
+"""A headless run: one behaviour on one backend for a fixed time, with a summary.
+
+This is what ``plend run`` does: build the HAL, the controller and the loop, walk for
+``duration`` seconds, bring the robot back to standing, relax it and report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gaits.sine import stand_pose
+from gaits.walker import SineGait
+from plend.config import Config
+from plend.errors import ConfigError
+from plend.hal import make_hal
+from plend.hal.base import Hal, Sensors
+from plend.loop import ControlLoop, StepClock, WallClock
+from plend.safety import SafetyFilter
+
+FALL_TILT_RAD = math.radians(50.0)
+STOP_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run and for how long."""
+
+    gait: str = "sine"
+    speed: float = 0.5
+    duration_s: float = 20.0
+    fast: bool = False
+    heading_hold: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gait not in GAITS:
+            raise ConfigError(f"unknown gait {self.gait!r}; choose one of: {', '.join(GAITS)}")
+        if not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
+            raise ConfigError(f"duration {self.duration_s!r} s is out of range; use (0, 86400]")
+
+
+class StandStill:
+    """Holds the stand pose."""
+
+    def __init__(self) -> None:
+        self.pose = stand_pose()
+
+    def update(self, sensors: Sensors | None, dt: float) -> np.ndarray:
+        return self.pose
+
+
+GAITS = ("sine", "stand")
+
+
+def tilt_of(sensors: Sensors) -> float:
+    """Angle between the torso's up axis and the vertical, from the IMU."""
+    roll, pitch, _ = sensors.imu.euler
+    return math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
+
+
+def _make_controller(options: RunOptions) -> SineGait | StandStill:
+    if options.gait == "stand":
+        return StandStill()
+    return SineGait(options.speed, heading_gain=0.5 if options.heading_hold else 0.0)
+
+
+def run(config: Config, options: RunOptions) -> dict[str, Any]:
+    """Run and return the summary (see :func:`summarise`)."""
+    period = 1.0 / config.loop.rate_hz
+    hal = make_hal(config.hal, world=config.sim, initial_pose=stand_pose())
+    controller = _make_controller(options)
+    clock = StepClock() if options.fast else WallClock()
+    with _opened(hal, period):
+        loop = ControlLoop(hal, controller, period, SafetyFilter(period), clock)
+        loop.start()
+        start_pose = _truth(hal)
+        began = time.perf_counter()
+        fell = _walk(loop, int(round(options.duration_s / period)))
+        if not fell and isinstance(controller, SineGait):
+            controller.stop()
+            fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: controller.standing)
+        wall = time.perf_counter() - began
+        end_pose = _truth(hal)
+    return summarise(loop, options, config, fell, wall, start_pose, end_pose)
+
+
+class _opened:
+    """Opens a HAL and always closes (relaxes) it, whatever ends the run."""
+
+    def __init__(self, hal: Hal, period: float):
+        self.hal, self.period = hal, period
+
+    def __enter__(self) -> Hal:
+        self.hal.open(self.period)
+        return self.hal
+
+    def __exit__(self, *exc: object) -> None:
+        self.hal.close()
+
+
+def _walk(loop: ControlLoop, ticks: int, done: Any = lambda: False) -> bool:
+    """Run up to ``ticks`` ticks; return True if the robot fell."""
+    for _ in range(ticks):
+        if done():
+            return False
+        loop.tick()
+        if loop.sensors is not None and tilt_of(loop.sensors) > FALL_TILT_RAD:
+            return True
+    return False
+
+
+def _truth(hal: Hal) -> Any:
+    truth = getattr(hal, "truth", None)
+    return truth() if truth else None
+
+
+def summarise(
+    loop: ControlLoop, options: RunOptions, config: Config, fell: bool, wall: float, start: Any, end: Any
+) -> dict[str, Any]:
+    """The run's figures, as ``--summary json`` prints them."""
+    sim_time = loop.stats.ticks * loop.period
+    summary: dict[str, Any] = {
+        "hal": config.hal,
+        "gait": options.gait,
+        "speed": options.speed,
+        "fell": fell,
+        "ticks": loop.stats.ticks,
+        "duration_s": round(sim_time, 3),
+        "rate_hz": round(loop.stats.ticks / max(sim_time if options.fast else wall, 1e-9), 2),
+        "overruns": loop.stats.overruns,
+        "wall_s": round(wall, 3),
+        "sim_realtime_factor": round(sim_time / max(wall, 1e-9), 2),
+        "tick_compute_ms": loop.stats.percentiles_ms("compute"),
+        "safety_interventions": vars(loop.safety.counts),
+    }
+    if start is not None and end is not None:
+        heading = start.euler[2]
+        dx, dy = (end.position[0] - start.position[0], end.position[1] - start.position[1])
+        yaw = math.degrees(math.atan2(math.sin(end.euler[2] - heading), math.cos(end.euler[2] - heading)))
+        summary.update(
+            distance_m=round(dx * math.cos(heading) + dy * math.sin(heading), 4),
+            lateral_m=round(-dx * math.sin(heading) + dy * math.cos(heading), 4),
+            yaw_deg=round(yaw, 2),
+        )
+    if config.hal == "sim":
+        summary["world"] = {
+            k: getattr(config.sim, k)
+            for k in ("friction", "mass_scale", "mass_jitter", "actuation_delay_ticks", "seed")
+        }
+    return summary

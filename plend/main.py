@@ -1,0 +1,115 @@
+"""``plend``: the composition root and command line.
+
+``plend run`` runs one behaviour headless for a fixed time and can print a summary.
+Set ``PLEND_DEBUG=1`` to see tracebacks instead of one-line errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from plend import __version__
+from plend.config import Config, as_dict, load, replace_section
+from plend.errors import PlendError
+from plend.hal import backend_names
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plend", description="On-robot software of a PLEN2-class biped.")
+    parser.add_argument("--version", action="version", version=f"plend {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML config file (default /etc/plend/plend.toml if present)")
+    parser.add_argument("--dump-config", action="store_true", help="print the merged configuration and exit")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run one behaviour for a fixed time")
+    run.add_argument("--hal", choices=backend_names(), help="robot backend (default from config: sim)")
+    run.add_argument("--gait", default="sine", choices=("sine", "stand"), help="behaviour (default sine)")
+    run.add_argument("--speed", type=float, default=0.5, help="walking speed in [-1, 1] (default 0.5)")
+    run.add_argument("--duration", type=float, default=20.0, help="seconds to walk (default 20)")
+    run.add_argument("--fast", action="store_true", help="run as fast as the machine allows")
+    run.add_argument("--summary", choices=("json", "text", "none"), default="text", help="report on exit")
+    run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
+    run.add_argument("--no-heading-hold", action="store_true", help="do not steer to keep the heading")
+    world = run.add_argument_group("simulated world (sim backend)")
+    world.add_argument("--gui", action="store_true", help="show the PyBullet window")
+    world.add_argument("--seed", type=int, help="random seed of the simulation")
+    world.add_argument("--friction", type=float, help="ground friction coefficient (default 0.8)")
+    world.add_argument("--mass-scale", type=float, help="multiply every link mass by this")
+    world.add_argument("--mass-jitter", type=float, help="random per-link mass change, e.g. 0.2 for +-20%%")
+    world.add_argument("--actuation-delay", type=int, help="ticks between a command and the servos")
+    return parser
+
+
+_WORLD_OPTIONS = {
+    "gui": "gui",
+    "seed": "seed",
+    "friction": "friction",
+    "mass_scale": "mass_scale",
+    "mass_jitter": "mass_jitter",
+    "actuation_delay": "actuation_delay_ticks",
+}
+
+
+def _apply_options(config: Config, args: argparse.Namespace) -> Config:
+    changes = {key: getattr(args, opt) for opt, key in _WORLD_OPTIONS.items() if getattr(args, opt)}
+    if changes:
+        config = replace_section(config, "sim", **changes)
+    if args.rate is not None:
+        config = replace_section(config, "loop", rate_hz=args.rate)
+    if args.hal is not None:
+        from dataclasses import replace
+
+        config = replace(config, hal=args.hal)
+    return config
+
+
+def _print_summary(summary: dict[str, Any], style: str) -> None:
+    if style == "json":
+        print(json.dumps(summary), flush=True)
+    elif style == "text":
+        for key, value in summary.items():
+            print(f"{key:>22}: {value}")
+
+
+def _cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from plend.headless import RunOptions, run
+
+    options = RunOptions(
+        gait=args.gait, speed=args.speed, duration_s=args.duration, fast=args.fast,
+        heading_hold=not args.no_heading_hold,
+    )  # fmt: skip
+    summary = run(config, options)
+    _print_summary(summary, args.summary)
+    return 1 if summary["fell"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``plend``; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+        if args.command == "run":
+            config = _apply_options(config, args)
+        if args.dump_config:
+            print(json.dumps(as_dict(config), indent=2))
+            return 0
+        if args.command == "run":
+            return _cmd_run(config, args)
+        parser.print_help()
+        return 2
+    except PlendError as exc:
+        if os.environ.get("PLEND_DEBUG"):
+            raise
+        print(f"plend: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The last word before the servos: joint limits, slew limit and non-finite targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from plend.robot import JOINTS
+
+
+@dataclass
+class Interventions:
+    """How often the filter changed what a controller asked for."""
+
+    limit: int = 0
+    slew: int = 0
+    non_finite: int = 0
+
+
+@dataclass
+class SafetyFilter:
+    """Clamps targets to the joint limits and to what a servo can travel in one tick.
+
+    Args:
+        period_s: control period.
+        max_speed_rad_s: slew limit per joint.
+        lower, upper: joint limits (defaults: the joint table).
+    """
+
+    period_s: float
+    max_speed_rad_s: float = 9.0
+    lower: np.ndarray = field(default_factory=lambda: np.array([j.lower for j in JOINTS]))
+    upper: np.ndarray = field(default_factory=lambda: np.array([j.upper for j in JOINTS]))
+    counts: Interventions = field(default_factory=Interventions)
+    _last: np.ndarray | None = None
+
+    def reset(self, measured: np.ndarray) -> None:
+        """Start slewing from the measured pose (bumpless start)."""
+        finite = np.where(np.isfinite(measured), measured, 0.0)
+        self._last = np.clip(finite, self.lower, self.upper)
+
+    def apply(self, targets: np.ndarray) -> np.ndarray:
+        """Return the targets made safe; a non-finite target holds the last one."""
+        if self._last is None:
+            raise RuntimeError("SafetyFilter.reset() must be called with the measured pose first")
+        q = np.array(targets, dtype=float, copy=True)
+        bad = ~np.isfinite(q)
+        if bad.any():
+            self.counts.non_finite += int(bad.sum())
+            q[bad] = self._last[bad]
+        clipped = np.clip(q, self.lower, self.upper)
+        self.counts.limit += int(np.count_nonzero(clipped != q))
+        step = self.max_speed_rad_s * self.period_s
+        slewed = np.clip(clipped, self._last - step, self._last + step)
+        self.counts.slew += int(np.count_nonzero(slewed != clipped))
+        self._last = slewed
+        return slewed.copy()

@@ -1,0 +1,80 @@
+"""``plend`` on the command line: summaries, config and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plend.main import main
+
+
+def plend(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plend.main", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_run_prints_one_json_summary_on_stdout(tmp_path: Path) -> None:
+    pytest.importorskip("pybullet")
+    done = plend("run", "--hal", "sim", "--fast", "--gait", "sine", "--speed", "0.5",
+                 "--duration", "3", "--summary", "json", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    for key in ("distance_m", "lateral_m", "yaw_deg", "fell", "ticks", "rate_hz", "sim_realtime_factor"):
+        assert key in summary
+    assert summary["ticks"] >= 150 and summary["fell"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--friction", "9"], "sim.friction = 9.0 is out of range"),
+        (["run", "--duration", "-1"], "duration"),
+        (["run", "--rate", "1000"], "loop.rate_hz"),
+        (["run", "--mass-jitter", "0.9"], "sim.mass_jitter"),
+    ],
+)
+def test_bad_options_give_one_clear_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("plend: error: ") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_speed_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pybullet")
+    assert main(["run", "--speed", "3", "--fast", "--duration", "1", "--summary", "none"]) == 2
+    assert "speed 3.0 is out of range" in capsys.readouterr().err
+
+
+def test_config_file_layers_and_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plend.toml"
+    path.write_text("[sim]\nfriction = 0.6\n[loop]\nrate_hz = 100\n")
+    assert main(["--config", str(path), "--dump-config", "run", "--seed", "4"]) == 0
+    dumped = json.loads(capsys.readouterr().out)
+    assert dumped["sim"]["friction"] == 0.6 and dumped["sim"]["seed"] == 4
+    assert dumped["loop"]["rate_hz"] == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sim]\nfrictoin = 0.6\n", "unknown config key 'sim.frictoin'"),
+        ("[sim]\nfriction = 'x'\n", "sim.friction must be a number"),
+        ("[sim\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_file_names_the_key(tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plend.toml"
+    path.write_text(text)
+    assert main(["--config", str(path), "--dump-config"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_config_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "nope.toml"), "--dump-config"]) == 2
+    assert "does not exist" in capsys.readouterr().err

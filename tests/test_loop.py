@@ -1,0 +1,117 @@
+"""The control loop's schedule and the safety filter, on a fake clock and a fake HAL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from plend.hal.base import ImuReading, Sensors
+from plend.loop import ControlLoop, StepClock
+from plend.robot import JOINTS, NUM_JOINTS
+from plend.safety import SafetyFilter
+
+LOWER = np.array([j.lower for j in JOINTS])
+UPPER = np.array([j.upper for j in JOINTS])
+
+
+class FakeHal:
+    """Records writes; each write costs ``cost`` seconds of the fake clock."""
+
+    name = "fake"
+
+    def __init__(self, clock: StepClock, cost: float = 0.0):
+        self.clock, self.cost = clock, cost
+        self.writes: list[np.ndarray] = []
+        self.times: list[float] = []
+
+    def open(self, tick_period_s: float) -> None: ...
+
+    def read(self) -> Sensors:
+        imu = ImuReading((1, 0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 9.81))
+        return Sensors(self.clock.now(), np.zeros(NUM_JOINTS), imu, (True, True))
+
+    def write(self, targets: np.ndarray) -> None:
+        self.times.append(self.clock.now())
+        self.writes.append(targets)
+        self.clock.t += self.cost
+
+    def relax(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Constant:
+    def __init__(self, q: np.ndarray):
+        self.q = q
+
+    def update(self, sensors: Sensors | None, dt: float) -> np.ndarray:
+        return self.q
+
+
+def _loop(cost: float, period: float = 0.02, q: np.ndarray | None = None) -> tuple[ControlLoop, FakeHal]:
+    clock = StepClock(100.0)
+    hal = FakeHal(clock, cost)
+    loop = ControlLoop(hal, Constant(np.zeros(NUM_JOINTS) if q is None else q), period, SafetyFilter(period), clock)
+    loop.start()
+    return loop, hal
+
+
+def test_deadlines_are_absolute_and_do_not_drift() -> None:
+    loop, hal = _loop(cost=0.007)
+    loop.run(1000)
+    times = np.array(hal.times)
+    assert times[-1] - times[0] == pytest.approx(999 * 0.02, abs=1e-6)
+    assert loop.stats.overruns == 0
+
+
+def test_overrun_is_counted_and_the_schedule_rebased_without_a_burst() -> None:
+    loop, hal = _loop(cost=0.0)
+    loop.run(10)
+    hal.cost = 0.05  # one tick takes 2.5 periods
+    loop.tick()
+    hal.cost = 0.0
+    loop.run(5)
+    assert loop.stats.overruns == 1
+    gaps = np.diff(hal.times[-6:])
+    assert np.all(gaps >= 0.02 - 1e-9), "no catch-up burst after an overrun"
+
+
+def test_targets_from_a_wild_controller_are_limited_and_slewed() -> None:
+    q = np.full(NUM_JOINTS, 50.0)
+    q[3] = np.nan
+    loop, hal = _loop(cost=0.0, q=q)
+    loop.run(100)
+    writes = np.array(hal.writes)
+    assert np.all(writes <= UPPER + 1e-12)
+    assert np.all(np.abs(np.diff(writes, axis=0)) <= 9.0 * 0.02 + 1e-12)
+    assert np.all(writes[:, 3] == 0.0), "a NaN target holds the last safe one"
+    counts = loop.safety.counts
+    assert counts.limit > 0 and counts.slew > 0 and counts.non_finite == 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=arrays(float, NUM_JOINTS, elements=st.floats(-3, 3)),
+    seq=st.lists(
+        arrays(float, NUM_JOINTS, elements=st.floats(allow_nan=True, allow_infinity=True, width=64)),
+        min_size=1, max_size=20,
+    ),
+)  # fmt: skip
+def test_safety_filter_output_is_always_safe(start: np.ndarray, seq: list[np.ndarray]) -> None:
+    f = SafetyFilter(0.02, max_speed_rad_s=9.0)
+    f.reset(start)
+    last = np.clip(start, LOWER, UPPER)
+    for targets in seq:
+        out = f.apply(targets)
+        assert np.all(np.isfinite(out))
+        assert np.all(out >= LOWER) and np.all(out <= UPPER)
+        assert np.all(np.abs(out - last) <= 9.0 * 0.02 + 1e-9)
+        last = out
+
+
+def test_filter_refuses_to_run_without_a_measured_start() -> None:
+    with pytest.raises(RuntimeError, match="reset"):
+        SafetyFilter(0.02).apply(np.zeros(NUM_JOINTS))

@@ -1,0 +1,78 @@
+"""The simulated robot walking on the sine gait, nominal and in changed worlds."""
+
+from __future__ import annotations
+
+import pytest
+
+from plend.config import Config, SimWorld
+from plend.headless import RunOptions, run
+
+pytest.importorskip("pybullet")
+
+
+def walk(speed: float = 0.5, duration: float = 20.0, **world: object) -> dict:
+    config = Config(sim=SimWorld(**world))  # type: ignore[arg-type]
+    return run(config, RunOptions(speed=speed, duration_s=duration, fast=True))
+
+
+@pytest.fixture(scope="module")
+def nominal() -> dict:
+    return walk(0.5)
+
+
+def test_short_walk_moves_forward_and_ends_standing() -> None:
+    summary = walk(0.5, duration=4.0)
+    assert not summary["fell"]
+    assert summary["distance_m"] > 0.05
+    assert summary["ticks"] >= 200
+
+
+def test_walks_straight_at_half_speed(nominal: dict) -> None:
+    assert not nominal["fell"]
+    assert nominal["distance_m"] >= 0.30
+    assert abs(nominal["lateral_m"]) <= 0.15
+    assert abs(nominal["yaw_deg"]) <= 20
+    assert nominal["rate_hz"] == pytest.approx(50.0)
+    assert nominal["safety_interventions"] == {"limit": 0, "slew": 0, "non_finite": 0}
+
+
+def test_full_speed_walks_much_further(nominal: dict) -> None:
+    fast = walk(1.0)
+    assert not fast["fell"]
+    assert fast["distance_m"] >= 1.3 * nominal["distance_m"]
+
+
+def test_speed_zero_marches_in_place() -> None:
+    summary = walk(0.0)
+    assert not summary["fell"]
+    assert abs(summary["distance_m"]) < 0.1
+
+
+def test_walks_backwards() -> None:
+    summary = walk(-0.5, duration=10.0)
+    assert not summary["fell"]
+    assert summary["distance_m"] < -0.1
+
+
+ROBUSTNESS = {
+    "low friction": {"friction": 0.5},
+    "high friction": {"friction": 1.0},
+    "masses +20%": {"mass_scale": 1.2},
+    "masses -20%": {"mass_scale": 0.8},
+    "masses jittered 20%": {"mass_jitter": 0.2, "seed": 11},
+    "one tick delay": {"actuation_delay_ticks": 1},
+    "all at once": {"friction": 0.5, "mass_jitter": 0.2, "seed": 5, "actuation_delay_ticks": 1},
+}
+
+
+@pytest.mark.parametrize("world", ROBUSTNESS.values(), ids=ROBUSTNESS.keys())
+def test_keeps_walking_in_a_changed_world(world: dict) -> None:
+    summary = walk(0.5, **world)
+    assert not summary["fell"], summary
+    assert summary["distance_m"] >= 0.2, summary
+
+
+def test_same_seed_same_walk() -> None:
+    a = walk(0.5, duration=3.0, mass_jitter=0.2, seed=3)
+    b = walk(0.5, duration=3.0, mass_jitter=0.2, seed=3)
+    assert a["distance_m"] == b["distance_m"] and a["yaw_deg"] == b["yaw_deg"]
