@@ -153,7 +153,9 @@ def _check_limits(g: LegGeometry, angles: np.ndarray, target: tuple[float, float
             )
 
 
-def _rotate_about(p: np.ndarray, axis: tuple[float, ...], point: tuple[float, ...], angle: float) -> np.ndarray:
+def _rotate_about(
+    p: np.ndarray, axis: tuple[float, ...], point: tuple[float, ...], angle: float
+) -> np.ndarray:
     k = np.asarray(axis, dtype=float)
     v = p - np.asarray(point)
     c, s = math.cos(angle), math.sin(angle)

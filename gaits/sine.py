@@ -84,9 +84,7 @@ def blend(a: GaitParams, b: GaitParams, w: float) -> GaitParams:
         return a
     if w >= 1.0:
         return b
-    values = {
-        f.name: (1.0 - w) * getattr(a, f.name) + w * getattr(b, f.name) for f in dataclasses.fields(a)
-    }
+    values = {f.name: (1.0 - w) * getattr(a, f.name) + w * getattr(b, f.name) for f in dataclasses.fields(a)}
     return GaitParams(**values)
 
 
@@ -118,7 +116,9 @@ def _foot(phase: float, p: GaitParams, side: str, envelope: float) -> tuple[np.n
     return pos, yaw
 
 
-def foot_targets(phase: float, params: GaitParams, envelope: float = 1.0) -> dict[str, tuple[np.ndarray, float]]:
+def foot_targets(
+    phase: float, params: GaitParams, envelope: float = 1.0
+) -> dict[str, tuple[np.ndarray, float]]:
     """Sole-centre positions (torso frame, m) and headings (rad) of both feet."""
     return {side: _foot(phase, params, side, envelope) for side in ("right", "left")}
 

@@ -43,6 +43,8 @@ class SimWorld:
         gyro_noise_rad_s: standard deviation of the gyro readings' noise.
         servo_torque_nm: servo stall torque.
         servo_speed_rad_s: servo no-load speed.
+        servo_armature_kgm2: rotor inertia seen through the gear train, added to each
+            servo-driven link.
         gui: open the PyBullet window instead of running headless.
     """
 
@@ -50,13 +52,14 @@ class SimWorld:
     mass_scale: float = 1.0
     mass_jitter: float = 0.0
     actuation_delay_ticks: int = 0
-    substeps: int = 4
-    solver_iterations: int = 25
+    substeps: int = 3
+    solver_iterations: int = 20
     seed: int = 0
     joint_noise_rad: float = 0.0
     gyro_noise_rad_s: float = 0.0
     servo_torque_nm: float = 0.14
     servo_speed_rad_s: float = 9.5
+    servo_armature_kgm2: float = 2e-5
     gui: bool = False
 
     def __post_init__(self) -> None:
@@ -71,6 +74,7 @@ class SimWorld:
         _check_range("sim.gyro_noise_rad_s", self.gyro_noise_rad_s, 0.0, 2.0)
         _check_range("sim.servo_torque_nm", self.servo_torque_nm, 0.01, 5.0)
         _check_range("sim.servo_speed_rad_s", self.servo_speed_rad_s, 0.5, 50.0)
+        _check_range("sim.servo_armature_kgm2", self.servo_armature_kgm2, 0.0, 1e-3)
 
 
 def _check_int(key: str, value: int, lo: int, hi: int) -> None:

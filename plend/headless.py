@@ -79,7 +79,7 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         loop.start()
         start_pose = _truth(hal)
         began = time.perf_counter()
-        fell = _walk(loop, int(round(options.duration_s / period)))
+        fell = _walk(loop, round(options.duration_s / period))
         if not fell and isinstance(controller, SineGait):
             controller.stop()
             fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: controller.standing)

@@ -22,7 +22,9 @@ from plend.hal import backend_names
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plend", description="On-robot software of a PLEN2-class biped.")
     parser.add_argument("--version", action="version", version=f"plend {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML config file (default /etc/plend/plend.toml if present)")
+    parser.add_argument(
+        "--config", type=Path, help="TOML config file (default /etc/plend/plend.toml if present)"
+    )
     parser.add_argument("--dump-config", action="store_true", help="print the merged configuration and exit")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run one behaviour for a fixed time")

@@ -134,7 +134,7 @@ LEG_JOINT_NAMES: dict[Side, tuple[str, ...]] = {
 FOOT_LINKS: dict[Side, str] = {"right": "r_foot", "left": "l_foot"}
 
 # The foot: a sole box below the ankle roll axis, its centre set outward so that the
-# two soles do not overlap, and set forward so that they sit under the centre of mass.
+# two soles do not overlap.
 SOLE_SIZE: Vec3 = (0.063, 0.041, 0.004)
 SOLE_DEPTH = 0.019  # ankle roll axis to sole bottom
 SOLE_OUTWARD = 0.0055

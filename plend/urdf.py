@@ -47,9 +47,7 @@ def _leg_shapes(side: str, p: str) -> dict[str, LinkShape]:
         f"{p}_knee": LinkShape(0.017, _mm(14, 16, 26), _mm(-0.2, 0, -14.0)),
         f"{p}_shin": LinkShape(0.007, _mm(12, 14, 28), _mm(0, 0, -16.9)),
         f"{p}_ankle": LinkShape(0.040, _mm(24, 20, 22), _mm(0, 0.6 * s, -6.35)),
-        f"{p}_foot": LinkShape(
-            0.015, SOLE_SIZE, (sole[0], sole[1], sole[2] + SOLE_SIZE[2] / 2)
-        ),
+        f"{p}_foot": LinkShape(0.015, SOLE_SIZE, (sole[0], sole[1], sole[2] + SOLE_SIZE[2] / 2)),
     }
 
 
@@ -74,7 +72,7 @@ SHAPES: dict[str, LinkShape] = {
 }
 
 
-def _fmt(v: Vec3) -> str:
+def _fmt(v: tuple[float, ...]) -> str:
     return " ".join(f"{x + 0.0:.6g}" for x in v)
 
 

@@ -38,7 +38,9 @@ def test_run_prints_one_json_summary_on_stdout(tmp_path: Path) -> None:
         (["run", "--mass-jitter", "0.9"], "sim.mass_jitter"),
     ],
 )
-def test_bad_options_give_one_clear_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options_give_one_clear_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("plend: error: ") and message in err
@@ -68,7 +70,9 @@ def test_config_file_layers_and_dump(tmp_path: Path, capsys: pytest.CaptureFixtu
         ("[sim\n", "not valid TOML"),
     ],
 )
-def test_bad_config_file_names_the_key(tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_file_names_the_key(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "plend.toml"
     path.write_text(text)
     assert main(["--config", str(path), "--dump-config"]) == 2

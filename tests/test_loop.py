@@ -54,7 +54,9 @@ class Constant:
 def _loop(cost: float, period: float = 0.02, q: np.ndarray | None = None) -> tuple[ControlLoop, FakeHal]:
     clock = StepClock(100.0)
     hal = FakeHal(clock, cost)
-    loop = ControlLoop(hal, Constant(np.zeros(NUM_JOINTS) if q is None else q), period, SafetyFilter(period), clock)
+    loop = ControlLoop(
+        hal, Constant(np.zeros(NUM_JOINTS) if q is None else q), period, SafetyFilter(period), clock
+    )
     loop.start()
     return loop, hal
 

@@ -23,9 +23,7 @@ def make_hal(name: str, **options: Any) -> Hal:
     try:
         module_name, factory = _BACKENDS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown HAL backend {name!r}; choose one of: {', '.join(_BACKENDS)}"
-        ) from None
+        raise ConfigError(f"unknown HAL backend {name!r}; choose one of: {', '.join(_BACKENDS)}") from None
     module = importlib.import_module(module_name)
     hal: Hal = getattr(module, factory)(**options)
     return hal

@@ -135,9 +135,22 @@ class SimHal:
         for link in range(-1, pb.getNumJoints(self._robot, **c)):
             mass = pb.getDynamicsInfo(self._robot, link, **c)[0]
             factor = w.mass_scale * self._rng.uniform(1 - w.mass_jitter, 1 + w.mass_jitter)
+            # PyBullet scales the link's inertia with its mass.
             pb.changeDynamics(self._robot, link, mass=mass * factor, lateralFriction=w.friction, **c)
+            if link >= 0:
+                self._add_armature(link)
         for i in self._index:  # disable the default velocity motors
             pb.setJointMotorControl2(self._robot, i, pb.VELOCITY_CONTROL, force=0, **c)
+
+    def _add_armature(self, link: int) -> None:
+        # A servo's gear train multiplies its rotor inertia by the square of the ratio;
+        # without it the light links chatter against the ground contact. Added to the
+        # link driven by the joint, which approximates the joint-space armature.
+        pb, c = self._pb, self._c
+        inertia = pb.getDynamicsInfo(self._robot, link, **c)[2]
+        armature = self.world.servo_armature_kgm2
+        diagonal = [v + armature for v in inertia]
+        pb.changeDynamics(self._robot, link, localInertiaDiagonal=diagonal, **c)
 
     def _place_on_ground(self) -> None:
         pb, c = self._pb, self._c
