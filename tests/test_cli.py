@@ -82,3 +82,11 @@ def test_bad_config_file_names_the_key(
 def test_missing_config_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(tmp_path / "nope.toml"), "--dump-config"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_fall_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pybullet")
+    path = tmp_path / "weak.toml"
+    path.write_text("[sim]\nservo_torque_nm = 0.02\n")
+    assert main(["--config", str(path), "run", "--fast", "--duration", "5", "--summary", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["fell"] is True

@@ -76,3 +76,9 @@ def test_same_seed_same_walk() -> None:
     a = walk(0.5, duration=3.0, mass_jitter=0.2, seed=3)
     b = walk(0.5, duration=3.0, mass_jitter=0.2, seed=3)
     assert a["distance_m"] == b["distance_m"] and a["yaw_deg"] == b["yaw_deg"]
+
+
+def test_a_fall_ends_the_run_early_and_is_reported() -> None:
+    summary = walk(0.5, duration=10.0, servo_torque_nm=0.02)  # servos far too weak to stand
+    assert summary["fell"] is True
+    assert summary["ticks"] < 100
