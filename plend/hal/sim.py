@@ -12,6 +12,7 @@ import collections
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -89,8 +90,14 @@ class SimHal:
         if self._client is not None:
             raise HalError("simulation is already open")
         pb = _import_pybullet()
+        if self.world.gui and sys.platform == "linux" and not os.environ.get("DISPLAY"):
+            # PyBullet would exit the whole process without a word.
+            raise HalError("the simulation window needs a display (DISPLAY is not set); run without --gui")
         with _quiet_fd(1), _quiet_fd(2):
-            self._client = pb.connect(pb.GUI if self.world.gui else pb.DIRECT)
+            client = pb.connect(pb.GUI if self.world.gui else pb.DIRECT)
+        if client < 0:
+            raise HalError("could not start the PyBullet physics server")
+        self._client = client
         self._pb = pb
         self._c = {"physicsClientId": self._client}
         self.period = tick_period_s
@@ -167,7 +174,8 @@ class SimHal:
         try:
             self.relax()
         finally:
-            self._pb.disconnect(**self._c)
+            with _quiet_fd(1):
+                self._pb.disconnect(**self._c)
             self._client = None
 
     def __enter__(self) -> SimHal:
