@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from plend.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/plend/plend.toml")
@@ -85,12 +87,133 @@ def _check_int(key: str, value: int, lo: int, hi: int) -> None:
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The control loop. ``rate_hz`` is the tick rate."""
+    """The control loop.
+
+    Attributes:
+        rate_hz: tick rate.
+        realtime: ask for SCHED_FIFO on the control thread, freeze the garbage collector
+            after start-up and lock memory on fault (each only where permitted).
+        rt_priority: SCHED_FIFO priority of the control thread.
+        spin_s: sleep until this long before each deadline, then spin; 0 to never spin.
+    """
 
     rate_hz: float = 50.0
+    realtime: bool = True
+    rt_priority: int = 50
+    spin_s: float = 0.0002
 
     def __post_init__(self) -> None:
         _check_range("loop.rate_hz", self.rate_hz, 5.0, 200.0)
+        _check_bool("loop.realtime", self.realtime)
+        _check_int("loop.rt_priority", self.rt_priority, 1, 99)
+        _check_range("loop.spin_s", self.spin_s, 0.0, 0.002)
+
+
+def _check_bool(key: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _check_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} = {value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """The safety filter and monitors between every behaviour and the servos.
+
+    Attributes:
+        max_speed_rad_s: slew limit of every joint target.
+        limits: per-joint [lower, upper] (rad) narrowing the joint table's limits.
+        fall_tilt_deg: torso tilt from the IMU beyond which the robot is falling...
+        fall_ticks: ...for this many consecutive ticks.
+        fall_action: "relax" (go limp) or "crouch" once a fall is detected.
+        stale_timeout_s: a joint or IMU reading older than this is stale.
+        stale_action: "relax" or "stand" while readings are stale.
+        tracking_error_rad: a servo further than this from its target...
+        tracking_time_s: ...for this long is faulty; the robot is relaxed.
+    """
+
+    max_speed_rad_s: float = 9.0
+    limits: dict[str, list[float]] = field(default_factory=dict)
+    fall_tilt_deg: float = 50.0
+    fall_ticks: int = 3
+    fall_action: str = "relax"
+    stale_timeout_s: float = 0.2
+    stale_action: str = "relax"
+    tracking_error_rad: float = 0.35
+    tracking_time_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        from plend.robot import JOINT_NAMES, joint
+
+        _check_range("safety.max_speed_rad_s", self.max_speed_rad_s, 0.1, 20.0)
+        _check_range("safety.fall_tilt_deg", self.fall_tilt_deg, 10.0, 90.0)
+        _check_int("safety.fall_ticks", self.fall_ticks, 1, 100)
+        _check_choice("safety.fall_action", self.fall_action, ("relax", "crouch"))
+        _check_range("safety.stale_timeout_s", self.stale_timeout_s, 0.01, 5.0)
+        _check_choice("safety.stale_action", self.stale_action, ("relax", "stand"))
+        _check_range("safety.tracking_error_rad", self.tracking_error_rad, 0.05, 3.0)
+        _check_range("safety.tracking_time_s", self.tracking_time_s, 0.02, 10.0)
+        if not isinstance(self.limits, dict):
+            raise ConfigError(f"safety.limits must be a table of joint = [lower, upper], got {self.limits!r}")
+        for name, pair in self.limits.items():
+            key = f"safety.limits.{name}"
+            if name not in JOINT_NAMES:
+                raise ConfigError(f"{key}: unknown joint; valid joints: {', '.join(JOINT_NAMES)}")
+            j = joint(name)
+            ok = isinstance(pair, (list, tuple)) and len(pair) == 2
+            if not ok or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair):
+                raise ConfigError(f"{key} must be [lower, upper] in radians, got {pair!r}")
+            if not j.lower <= pair[0] < pair[1] <= j.upper:
+                raise ConfigError(
+                    f"{key} = {list(pair)} must narrow the joint's limits [{j.lower}, {j.upper}]"
+                )
+
+    def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper limits per joint: the joint table narrowed by ``limits``."""
+        from plend.robot import JOINTS
+
+        lower = np.array([self.limits.get(j.name, (j.lower, j.upper))[0] for j in JOINTS], dtype=float)
+        upper = np.array([self.limits.get(j.name, (j.lower, j.upper))[1] for j in JOINTS], dtype=float)
+        return lower, upper
+
+
+@dataclass(frozen=True)
+class SocketConfig:
+    """The control socket: one JSON request and one JSON reply per line."""
+
+    path: str = "/run/plend/plend.sock"
+    mode: int = 0o660
+    group: str = "plend"
+    max_message_bytes: int = 65536
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise ConfigError(f"socket.path must be a file path, got {self.path!r}")
+        _check_int("socket.mode", self.mode, 0, 0o777)
+        _check_int("socket.max_message_bytes", self.max_message_bytes, 256, 2**24)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where plend keeps its files."""
+
+    state_dir: str = "/var/lib/plend"
+    recordings_dir: str = "/var/lib/plend/recordings"
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Telemetry recordings: size cap and the writer's queue length."""
+
+    max_bytes: int = 200 * 2**20
+    queue_size: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_int("telemetry.max_bytes", self.max_bytes, 2**16, 2**40)
+        _check_int("telemetry.queue_size", self.queue_size, 16, 2**20)
 
 
 @dataclass(frozen=True)
@@ -99,6 +222,10 @@ class Config:
 
     hal: str = "sim"
     loop: LoopConfig = field(default_factory=LoopConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    socket: SocketConfig = field(default_factory=SocketConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     sim: SimWorld = field(default_factory=SimWorld)
 
 

@@ -11,18 +11,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from gaits.sine import stand_pose
-from gaits.walker import SineGait
+from gaits.sine import check_speed, stand_pose
 from plend.config import Config
 from plend.errors import ConfigError
 from plend.hal import make_hal
-from plend.hal.base import Hal, Sensors
+from plend.hal.base import Hal
 from plend.loop import ControlLoop, StepClock, WallClock
 from plend.safety import SafetyFilter
+from plend.supervisor import Supervisor
 
-FALL_TILT_RAD = math.radians(50.0)
 STOP_TIMEOUT_S = 3.0
 
 
@@ -34,7 +31,6 @@ class RunOptions:
     speed: float = 0.5
     duration_s: float = 20.0
     fast: bool = False
-    heading_hold: bool = True
 
     def __post_init__(self) -> None:
         if self.gait not in GAITS:
@@ -43,49 +39,31 @@ class RunOptions:
             raise ConfigError(f"duration {self.duration_s!r} s is out of range; use (0, 86400]")
 
 
-class StandStill:
-    """Holds the stand pose."""
-
-    def __init__(self) -> None:
-        self.pose = stand_pose()
-
-    def update(self, sensors: Sensors | None, dt: float) -> np.ndarray:
-        return self.pose
-
-
 GAITS = ("sine", "stand")
-
-
-def tilt_of(sensors: Sensors) -> float:
-    """Angle between the torso's up axis and the vertical, from the IMU."""
-    roll, pitch, _ = sensors.imu.euler
-    return math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
-
-
-def _make_controller(options: RunOptions) -> SineGait | StandStill:
-    if options.gait == "stand":
-        return StandStill()
-    return SineGait(options.speed, heading_gain=0.5 if options.heading_hold else 0.0)
 
 
 def run(config: Config, options: RunOptions) -> dict[str, Any]:
     """Run and return the summary (see :func:`summarise`)."""
     period = 1.0 / config.loop.rate_hz
     hal = make_hal(config.hal, world=config.sim, initial_pose=stand_pose())
-    controller = _make_controller(options)
-    clock = StepClock() if options.fast else WallClock()
+    supervisor = Supervisor(config.safety, period)
+    clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):
-        loop = ControlLoop(hal, controller, period, SafetyFilter(period), clock)
+        loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
         loop.start()
+        if options.gait == "sine":
+            supervisor.handle("gait", speed=check_speed(options.speed))
+        else:
+            supervisor.handle("stand")
         start_pose = _truth(hal)
         began = time.perf_counter()
         fell = _walk(loop, round(options.duration_s / period))
-        if not fell and isinstance(controller, SineGait):
-            controller.stop()
-            fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: controller.standing)
+        if not fell:
+            supervisor.handle("stop")
+            fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
         wall = time.perf_counter() - began
         end_pose = _truth(hal)
-    return summarise(loop, options, config, fell, wall, start_pose, end_pose)
+    return summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
 
 
 class _opened:
@@ -104,11 +82,13 @@ class _opened:
 
 def _walk(loop: ControlLoop, ticks: int, done: Any = lambda: False) -> bool:
     """Run up to ``ticks`` ticks; return True if the robot fell."""
+    supervisor = loop.decider
+    assert isinstance(supervisor, Supervisor)
     for _ in range(ticks):
         if done():
             return False
         loop.tick()
-        if loop.sensors is not None and tilt_of(loop.sensors) > FALL_TILT_RAD:
+        if supervisor.counts.falls:
             return True
     return False
 
@@ -119,7 +99,14 @@ def _truth(hal: Hal) -> Any:
 
 
 def summarise(
-    loop: ControlLoop, options: RunOptions, config: Config, fell: bool, wall: float, start: Any, end: Any
+    loop: ControlLoop,
+    supervisor: Supervisor,
+    options: RunOptions,
+    config: Config,
+    fell: bool,
+    wall: float,
+    start: Any,
+    end: Any,
 ) -> dict[str, Any]:
     """The run's figures, as ``--summary json`` prints them."""
     sim_time = loop.stats.ticks * loop.period
@@ -134,8 +121,9 @@ def summarise(
         "overruns": loop.stats.overruns,
         "wall_s": round(wall, 3),
         "sim_realtime_factor": round(sim_time / max(wall, 1e-9), 2),
-        "tick_compute_ms": loop.stats.percentiles_ms("compute"),
+        "tick_compute_ms": loop.stats.compute.percentiles_ms(),
         "safety_interventions": vars(loop.safety.counts),
+        "end_mode": supervisor.mode,
     }
     if start is not None and end is not None:
         heading = start.euler[2]

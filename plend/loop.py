@@ -1,23 +1,37 @@
-"""The fixed-rate control loop: read, update, filter, write, on absolute deadlines."""
+"""The fixed-rate control loop: read, decide, filter, write, on absolute deadlines.
+
+One thread owns the HAL and runs :meth:`ControlLoop.tick`. Commands from other threads
+reach it through a queue drained once a tick; what it did leaves as a :class:`Snapshot`
+published once a tick (a single reference swap, so readers never block the loop).
+"""
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from plend.hal.base import Hal, Sensors
+from plend.errors import PlendError
+from plend.hal.base import Hal, ImuReading, Sensors
 from plend.safety import SafetyFilter
 
 
-class Controller(Protocol):
-    """Proposes joint targets each tick."""
+class Decider(Protocol):
+    """Chooses each tick's targets (the supervisor, or a bare controller in tests)."""
 
-    def update(self, sensors: Sensors | None, dt: float) -> np.ndarray:
-        """Return the 18 joint targets (rad) for this tick."""
+    @property
+    def mode(self) -> str: ...
+
+    def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
+        """Targets for this tick, or None to relax."""
+
+    def handle(self, name: str, **args: Any) -> dict[str, Any]:
+        """Apply a command between ticks."""
 
 
 class Clock(Protocol):
@@ -31,15 +45,20 @@ class Clock(Protocol):
 
 
 class WallClock:
-    """The monotonic wall clock."""
+    """The monotonic clock; sleeps to ``spin_s`` before a deadline, then spins to it."""
+
+    def __init__(self, spin_s: float = 0.0):
+        self.spin_s = spin_s
 
     def now(self) -> float:
         return time.monotonic()
 
     def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic()
+        delay = deadline - time.monotonic() - self.spin_s
         if delay > 0:
             time.sleep(delay)
+        while time.monotonic() < deadline:
+            pass
 
 
 class StepClock:
@@ -55,26 +74,80 @@ class StepClock:
         self.t = max(self.t, deadline)
 
 
-@dataclass
-class LoopStats:
-    """Tick counts and timings (seconds) of a loop."""
+class RingStats:
+    """The last ``capacity`` values of a per-tick figure (seconds)."""
 
-    ticks: int = 0
-    overruns: int = 0
-    compute: list[float] = field(default_factory=list)
-    lateness: list[float] = field(default_factory=list)
+    def __init__(self, capacity: int = 3000):
+        self._data = np.zeros(capacity)
+        self._n = 0
 
-    def percentiles_ms(self, which: str) -> dict[str, float]:
-        """p50/p99/max of ``compute`` or ``lateness`` in milliseconds."""
-        data = np.asarray(getattr(self, which)) * 1000.0
+    def add(self, value: float) -> None:
+        self._data[self._n % len(self._data)] = value
+        self._n += 1
+
+    def values(self) -> np.ndarray:
+        return self._data[: min(self._n, len(self._data))].copy()
+
+    def percentiles_ms(self) -> dict[str, float]:
+        """p50, p99 and max over the window, in milliseconds."""
+        data = self.values() * 1000.0
         if data.size == 0:
             return {"p50": 0.0, "p99": 0.0, "max": 0.0}
         p50, p99 = np.percentile(data, [50, 99])
         return {"p50": round(float(p50), 4), "p99": round(float(p99), 4), "max": round(float(data.max()), 4)}
 
 
+@dataclass
+class LoopStats:
+    """Tick counts and recent timings of a loop."""
+
+    ticks: int = 0
+    overruns: int = 0
+    compute: RingStats = field(default_factory=RingStats)
+    lateness: RingStats = field(default_factory=RingStats)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the loop did on its last tick, for status and telemetry."""
+
+    tick: int
+    time: float
+    mode: str
+    targets: np.ndarray | None
+    measured: np.ndarray
+    imu: ImuReading
+    contacts: tuple[bool, bool]
+    compute_s: float
+    lateness_s: float
+    overruns: int
+
+
+class Request:
+    """A command for the loop, with a slot for its outcome."""
+
+    def __init__(self, name: str, **args: Any):
+        self.name, self.args = name, args
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        """The command's result; re-raises its error; LoopStalledError on timeout."""
+        if not self.done.wait(timeout):
+            raise LoopStalledError(f"the control loop did not take '{self.name}' within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class LoopStalledError(PlendError, TimeoutError):
+    """The control loop is not running ticks."""
+
+
 class ControlLoop:
-    """Runs one controller against one HAL at a fixed rate.
+    """Runs one decider against one HAL at a fixed rate.
 
     Deadlines are absolute (start + n * period), so the loop never drifts. A tick that
     ends past the next deadline counts as an overrun, and the schedule is re-based from
@@ -84,20 +157,25 @@ class ControlLoop:
     def __init__(
         self,
         hal: Hal,
-        controller: Controller,
+        decider: Decider,
         period_s: float,
         safety: SafetyFilter,
         clock: Clock | None = None,
         perf_counter: Callable[[], float] = time.perf_counter,
     ):
         self.hal = hal
-        self.controller = controller
+        self.decider = decider
         self.period = period_s
         self.safety = safety
         self.clock = clock or WallClock()
         self._perf = perf_counter
         self.stats = LoopStats()
         self.sensors: Sensors | None = None
+        self.snapshot: Snapshot | None = None
+        self.last_targets: np.ndarray | None = None
+        self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        self.observers: list[Callable[[Snapshot], None]] = []
+        self._next = 0.0
 
     def start(self) -> None:
         """Read the robot once and start slewing from its measured pose."""
@@ -105,22 +183,65 @@ class ControlLoop:
         self.safety.reset(self.sensors.joint_pos)
         self._next = self.clock.now()
 
-    def tick(self) -> np.ndarray:
-        """One cycle: wait for the deadline, read, update, filter, write."""
+    def submit(self, request: Request) -> Request:
+        """Queue a command for the next tick (any thread)."""
+        self.requests.put(request)
+        return request
+
+    def tick(self) -> bool:
+        """One cycle: wait, read, apply commands, decide, filter, write. Returns whether
+        the tick kept its deadline."""
         self.clock.sleep_until(self._next)
-        woke = self.clock.now()
-        self.stats.lateness.append(max(0.0, woke - self._next))
+        lateness = max(0.0, self.clock.now() - self._next)
         began = self._perf()
-        self.sensors = self.hal.read()
-        targets = self.safety.apply(self.controller.update(self.sensors, self.period))
-        self.hal.write(targets)
-        self.stats.compute.append(self._perf() - began)
+        sensors = self.sensors = self.hal.read()
+        self._drain()
+        targets = self.decider.update(sensors, self.last_targets)
+        if targets is None:
+            self.hal.relax()
+            self.safety.reset(sensors.joint_pos)
+            self.last_targets = None
+        else:
+            self.last_targets = self.safety.apply(targets)
+            self.hal.write(self.last_targets)
+        compute = self._perf() - began
+        on_time = self._schedule()
+        self._publish(sensors, compute, lateness)
+        return on_time
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                request = self.requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                request.result = self.decider.handle(request.name, **request.args)
+            except Exception as exc:  # reported to the client, never kills the loop
+                request.error = exc
+            request.done.set()
+
+    def _schedule(self) -> bool:
         self.stats.ticks += 1
         self._next += self.period
-        if self.clock.now() > self._next:
+        now = self.clock.now()
+        if now > self._next:
             self.stats.overruns += 1
-            self._next = self.clock.now() + self.period
-        return targets
+            self._next = now + self.period
+            return False
+        return True
+
+    def _publish(self, sensors: Sensors, compute: float, lateness: float) -> None:
+        self.stats.compute.add(compute)
+        self.stats.lateness.add(lateness)
+        targets = None if self.last_targets is None else self.last_targets.copy()
+        self.snapshot = Snapshot(
+            tick=self.stats.ticks, time=sensors.stamp, mode=self.decider.mode, targets=targets,
+            measured=sensors.joint_pos.copy(), imu=sensors.imu, contacts=sensors.contacts,
+            compute_s=compute, lateness_s=lateness, overruns=self.stats.overruns,
+        )  # fmt: skip
+        for observer in self.observers:
+            observer(self.snapshot)
 
     def run(self, ticks: int, should_stop: Callable[[], bool] = lambda: False) -> int:
         """Run up to ``ticks`` ticks, or until ``should_stop()``; return ticks run."""

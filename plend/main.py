@@ -35,7 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true", help="run as fast as the machine allows")
     run.add_argument("--summary", choices=("json", "text", "none"), default="text", help="report on exit")
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
-    run.add_argument("--no-heading-hold", action="store_true", help="do not steer to keep the heading")
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
     world.add_argument("--seed", type=int, help="random seed of the simulation")
@@ -81,8 +80,7 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     from plend.headless import RunOptions, run
 
     options = RunOptions(
-        gait=args.gait, speed=args.speed, duration_s=args.duration, fast=args.fast,
-        heading_hold=not args.no_heading_hold,
+        gait=args.gait, speed=args.speed, duration_s=args.duration, fast=args.fast
     )  # fmt: skip
     summary = run(config, options)
     _print_summary(summary, args.summary)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from plend.config import SafetyConfig
 from plend.robot import JOINTS
 
 
@@ -34,6 +35,12 @@ class SafetyFilter:
     upper: np.ndarray = field(default_factory=lambda: np.array([j.upper for j in JOINTS]))
     counts: Interventions = field(default_factory=Interventions)
     _last: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, config: SafetyConfig, period_s: float) -> SafetyFilter:
+        """The filter with the configured slew limit and narrowed joint limits."""
+        lower, upper = config.joint_limits()
+        return cls(period_s, config.max_speed_rad_s, lower, upper)
 
     def reset(self, measured: np.ndarray) -> None:
         """Start slewing from the measured pose (bumpless start)."""

@@ -44,11 +44,22 @@ class FakeHal:
 
 
 class Constant:
+    """A decider that always asks for the same targets."""
+
+    mode = "constant"
+
     def __init__(self, q: np.ndarray):
         self.q = q
+        self.handled: list[str] = []
 
-    def update(self, sensors: Sensors | None, dt: float) -> np.ndarray:
+    def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray:
         return self.q
+
+    def handle(self, name: str, **args: object) -> dict[str, object]:
+        if name == "boom":
+            raise ValueError("refused")
+        self.handled.append(name)
+        return {"mode": self.mode}
 
 
 def _loop(cost: float, period: float = 0.02, q: np.ndarray | None = None) -> tuple[ControlLoop, FakeHal]:
@@ -79,6 +90,29 @@ def test_overrun_is_counted_and_the_schedule_rebased_without_a_burst() -> None:
     assert loop.stats.overruns == 1
     gaps = np.diff(hal.times[-6:])
     assert np.all(gaps >= 0.02 - 1e-9), "no catch-up burst after an overrun"
+
+
+def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() -> None:
+    from plend.loop import Request
+
+    loop, _ = _loop(cost=0.0)
+    ok = loop.submit(Request("stand"))
+    bad = loop.submit(Request("boom"))
+    assert not ok.done.is_set()
+    loop.tick()
+    assert ok.wait(0.0) == {"mode": "constant"}
+    with pytest.raises(ValueError, match="refused"):
+        bad.wait(0.0)
+    loop.tick()  # the loop keeps running after a refused command
+    assert loop.stats.ticks == 2
+
+
+def test_a_stalled_loop_is_reported_to_the_caller() -> None:
+    from plend.loop import LoopStalledError, Request
+
+    loop, _ = _loop(cost=0.0)
+    with pytest.raises(LoopStalledError, match="stand"):
+        loop.submit(Request("stand")).wait(0.01)
 
 
 def test_targets_from_a_wild_controller_are_limited_and_slewed() -> None:

@@ -25,13 +25,28 @@ class ImuReading:
 
 @dataclass(frozen=True)
 class Sensors:
-    """One tick's readings. ``stamp`` is the backend's time (s) when they were taken."""
+    """One tick's readings.
+
+    ``stamp`` is the backend's time (s) of this read; ``joint_stamp`` and ``imu_stamp``
+    are when the joint angles and the IMU data were last read successfully (the same as
+    ``stamp`` when they are fresh). Joint angles without feedback are NaN.
+    """
 
     stamp: float
     joint_pos: np.ndarray
     imu: ImuReading
     contacts: tuple[bool, bool]  # right, left sole touching the ground
     faults: tuple[str, ...] = field(default=())
+    joint_stamp: float | None = None
+    imu_stamp: float | None = None
+
+    def joint_age(self) -> float:
+        """Seconds since the joint angles were last read."""
+        return 0.0 if self.joint_stamp is None else self.stamp - self.joint_stamp
+
+    def imu_age(self) -> float:
+        """Seconds since the IMU was last read."""
+        return 0.0 if self.imu_stamp is None else self.stamp - self.imu_stamp
 
 
 class Hal(Protocol):

@@ -1,0 +1,279 @@
+"""The supervisor: which behaviour runs, bumpless switching, e-stop and fault handling.
+
+It runs on the control thread only. Commands arrive already validated (files read,
+numbers checked) and are applied between ticks; :meth:`Supervisor.update` is called once
+a tick with fresh sensors and the targets last written, and returns this tick's targets
+(``None`` relaxes the servos). Safety monitors run first, so a fall, stale sensors or a
+servo that cannot follow always win over what a behaviour wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gaits.sine import GaitParams, joint_targets, stand_pose
+from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
+from plend.config import SafetyConfig
+from plend.errors import PlendError
+from plend.hal.base import Sensors
+from plend.robot import JOINT_NAMES
+
+log = logging.getLogger("plend.supervisor")
+
+# A switch blends from the measured pose at this joint speed (min-jerk peaks at 1.9x).
+BLEND_SPEED_RAD_S = 1.5
+MIN_BLEND_S = 0.3
+
+
+class CommandError(PlendError, RuntimeError):
+    """A command cannot be carried out in the robot's current state."""
+
+
+@dataclass
+class Fault:
+    """A safety event. Latched faults stay until ``reset``."""
+
+    code: str
+    message: str
+    since: float
+    latched: bool = True
+
+
+@dataclass
+class MonitorCounts:
+    """How often each monitor acted."""
+
+    falls: int = 0
+    stale: int = 0
+    tracking: int = 0
+    estops: int = 0
+
+
+def crouch_pose() -> np.ndarray:
+    """A low, wide pose to fall into."""
+    return joint_targets(0.0, GaitParams(crouch_m=0.014), 0.0)
+
+
+@dataclass
+class _Monitors:
+    config: SafetyConfig
+    period: float
+    tilted_ticks: int = 0
+    tracking_since: np.ndarray | None = None
+    counts: MonitorCounts = field(default_factory=MonitorCounts)
+
+    def fall(self, sensors: Sensors) -> bool:
+        roll, pitch, _ = sensors.imu.euler
+        tilt = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch)))))
+        self.tilted_ticks = self.tilted_ticks + 1 if tilt > self.config.fall_tilt_deg else 0
+        return self.tilted_ticks >= self.config.fall_ticks
+
+    def stale(self, sensors: Sensors) -> str | None:
+        limit = self.config.stale_timeout_s
+        if sensors.joint_age() > limit:
+            return f"joint readings are {sensors.joint_age():.2f} s old"
+        if sensors.imu_age() > limit:
+            return f"IMU readings are {sensors.imu_age():.2f} s old"
+        return None
+
+    def tracking(self, sensors: Sensors, targets: np.ndarray | None, now: float) -> str | None:
+        if targets is None:
+            self.tracking_since = None
+            return None
+        error = np.abs(targets - sensors.joint_pos)
+        off = np.nan_to_num(error, nan=0.0) > self.config.tracking_error_rad
+        if self.tracking_since is None:
+            self.tracking_since = np.full(len(error), np.inf)
+        self.tracking_since = np.where(off, np.minimum(self.tracking_since, now), np.inf)
+        stuck = np.flatnonzero(now - self.tracking_since >= self.config.tracking_time_s)
+        if stuck.size == 0:
+            return None
+        j = int(stuck[0])
+        return (
+            f"{JOINT_NAMES[j]} is {error[j]:.2f} rad from its target for "
+            f"{self.config.tracking_time_s} s (blocked, disconnected or miscalibrated servo?)"
+        )
+
+
+class Supervisor:
+    """Chooses this tick's targets from the active behaviour, the faults and the e-stop."""
+
+    def __init__(self, safety: SafetyConfig, period_s: float, on_change: Callable[[str], None] | None = None):
+        self.safety = safety
+        self.period = period_s
+        self.behaviour: Behaviour = Relax()
+        self.policy: Behaviour | None = None
+        self.estopped = False
+        self.faults: list[Fault] = []
+        self.history: list[Fault] = []
+        self._monitors = _Monitors(safety, period_s)
+        self._blend_from: np.ndarray | None = None
+        self._blend_t = 0.0
+        self._blend_s = MIN_BLEND_S
+        self._measured: np.ndarray = stand_pose()
+        self._now = 0.0
+        self._on_change = on_change or (lambda mode: None)
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        if self.estopped:
+            return "estop"
+        return self.behaviour.name
+
+    @property
+    def counts(self) -> MonitorCounts:
+        return self._monitors.counts
+
+    def _latched(self) -> list[Fault]:
+        return [f for f in self.faults if f.latched]
+
+    # -- commands (control thread, between ticks) ----------------------------------------
+
+    def handle(self, name: str, **args: Any) -> dict[str, Any]:
+        """Apply one command; raise :class:`CommandError` to refuse it unchanged."""
+        if name == "estop":
+            self._estop()
+        elif name == "reset":
+            self._reset()
+        elif name == "relax":
+            self._switch(Relax())
+        else:
+            self._check_may_move(name)
+            getattr(self, f"_cmd_{name}")(**args)
+        return {"mode": self.mode}
+
+    def _check_may_move(self, name: str) -> None:
+        if self.estopped:
+            raise CommandError(f"cannot {name}: the e-stop is latched; run 'plenctl reset' first")
+        latched = self._latched()
+        if latched:
+            raise CommandError(
+                f"cannot {name}: fault '{latched[0].code}' is latched ({latched[0].message}); "
+                "run 'plenctl reset' first"
+            )
+
+    def _cmd_stand(self) -> None:
+        self._switch(Stand())
+
+    def _cmd_stop(self) -> None:
+        if isinstance(self.behaviour, (Relax, Stand)):
+            return
+        self.behaviour.stop()
+
+    def _cmd_gait(self, speed: float) -> None:
+        if isinstance(self.behaviour, Walk) and not self.behaviour.finished:
+            self.behaviour.set_speed(speed)
+        else:
+            self._switch(Walk(speed))
+
+    def _cmd_replay(self, trajectory: Trajectory) -> None:
+        self._switch(Replay(trajectory))
+
+    def _cmd_policy_load(self, behaviour: Behaviour) -> None:
+        self.policy = behaviour
+
+    def _cmd_policy_start(self) -> None:
+        if self.policy is None:
+            raise CommandError("no policy is loaded; run 'plenctl policy load FILE' first")
+        self._switch(self.policy)
+
+    def _estop(self) -> None:
+        if not self.estopped:
+            self._monitors.counts.estops += 1
+            log.warning("e-stop: servos relaxed, latched until reset")
+        self.estopped = True
+        self._switch(Relax())
+
+    def _reset(self) -> None:
+        if self.estopped or self._latched():
+            log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
+        self.estopped = False
+        self.faults = [f for f in self.faults if not f.latched]
+        self._switch(Relax())
+
+    def _switch(self, behaviour: Behaviour) -> None:
+        previous = self.mode
+        behaviour.start(self._measured)
+        self.behaviour = behaviour
+        # Stand moves from the measured pose by itself; the others hold their first
+        # pose while the blend brings the joints to it.
+        self._blend_from = None if isinstance(behaviour, (Relax, Stand)) else self._measured.copy()
+        self._blend_t = 0.0
+        self._blend_s = MIN_BLEND_S
+        if self.mode != previous:
+            log.info("mode %s -> %s", previous, self.mode)
+            self._on_change(self.mode)
+
+    # -- per tick ----------------------------------------------------------------------
+
+    def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
+        """This tick's targets (None: relax). ``last_targets`` are those last written."""
+        self._now = sensors.stamp
+        measured = sensors.joint_pos
+        self._measured = np.where(np.isfinite(measured), measured, stand_pose())
+        self._run_monitors(sensors, last_targets)
+        if self.estopped:
+            return None
+        if self.behaviour.finished:
+            self._switch(Stand())
+        blending = self._blend_from is not None
+        targets = self.behaviour.update(sensors, 0.0 if blending else self.period)
+        if targets is None or not blending:
+            return targets
+        return self._blend(targets)
+
+    def _blend(self, targets: np.ndarray) -> np.ndarray:
+        assert self._blend_from is not None
+        if self._blend_t == 0.0:
+            distance = float(np.max(np.abs(targets - self._blend_from)))
+            self._blend_s = max(MIN_BLEND_S, distance / BLEND_SPEED_RAD_S)
+        self._blend_t += self.period
+        w = min_jerk(self._blend_t / self._blend_s)
+        if w >= 1.0:
+            self._blend_from = None
+            return targets
+        return self._blend_from + w * (targets - self._blend_from)
+
+    def _run_monitors(self, sensors: Sensors, last_targets: np.ndarray | None) -> None:
+        m = self._monitors
+        if self.mode not in ("relax", "estop") and m.fall(sensors):
+            m.counts.falls += 1
+            self._fault("fall", f"torso tilted past {self.safety.fall_tilt_deg} degrees", latched=True)
+            self._switch(
+                Relax() if self.safety.fall_action == "relax" else Stand(crouch_pose(), 0.3, "crouch")
+            )
+        stale = m.stale(sensors)
+        active = any(f.code == "stale_sensors" for f in self.faults)
+        if stale and not active:
+            m.counts.stale += 1
+            self._fault("stale_sensors", stale, latched=False)
+            self._switch(Relax() if self.safety.stale_action == "relax" else Stand())
+        elif not stale and active:
+            self.faults = [f for f in self.faults if f.code != "stale_sensors"]
+            log.info("sensors fresh again")
+        tracking = m.tracking(sensors, last_targets, sensors.stamp)
+        if tracking and not any(f.code == "tracking" for f in self._latched()):
+            m.counts.tracking += 1
+            self._fault("tracking", tracking, latched=True)
+            self._switch(Relax())
+
+    def _fault(self, code: str, message: str, latched: bool) -> None:
+        fault = Fault(code, message, self._now, latched)
+        log.error("fault %s: %s", code, message)
+        self.faults.append(fault)
+        self.history = [*self.history[-49:], fault]
+
+    def fault_list(self) -> list[dict[str, Any]]:
+        """Active faults, for status."""
+        return [
+            {"code": f.code, "message": f.message, "since": f.since, "latched": f.latched}
+            for f in self.faults
+        ]
