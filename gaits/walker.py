@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
 from gaits.sine import GaitParams, SpeedMap, blend, check_speed, joint_targets, validate
 from plend.hal.base import Sensors
+
+
+@cache
+def validate_speed_map(speed_map: SpeedMap, max_turn_rad: float) -> None:
+    """Check the whole speed range against the joint limits (once per map: ~30 ms)."""
+    for speed in (-1.0, 0.0, 1.0):
+        for turn in (max_turn_rad, -max_turn_rad):
+            validate(speed_map.params(speed, turn))
 
 
 class SineGait:
@@ -30,9 +39,7 @@ class SineGait:
         max_turn_rad: float = 0.12,
     ):
         self.speed_map = speed_map or SpeedMap()
-        for s in (-1.0, 0.0, 1.0):
-            validate(self.speed_map.params(s, max_turn_rad))
-            validate(self.speed_map.params(s, -max_turn_rad))
+        validate_speed_map(self.speed_map, max_turn_rad)
         self.ramp_steps = ramp_steps
         self.heading_gain = heading_gain
         self.max_turn_rad = max_turn_rad

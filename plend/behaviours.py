@@ -157,15 +157,11 @@ class Replay:
         self._t = 0.0
 
     def update(self, sensors: Sensors, dt: float) -> np.ndarray:
-        traj = self.trajectory
-        x = min(self._t * traj.rate_hz, len(traj.positions) - 1)
-        i = min(int(math.floor(x)), len(traj.positions) - 2) if len(traj.positions) > 1 else 0
-        frac = x - i if len(traj.positions) > 1 else 0.0
-        row = (
-            traj.positions[i]
-            if frac == 0.0
-            else (1 - frac) * traj.positions[i] + frac * traj.positions[i + 1]
-        )
+        positions = self.trajectory.positions
+        last = len(positions) - 1
+        x = min(self._t * self.trajectory.rate_hz, last)
+        i = min(int(x), max(last - 1, 0))
+        row = positions[i] if last == 0 else positions[i] + (x - i) * (positions[i + 1] - positions[i])
         q = self._base.copy()
         q[self._columns] = row
         self._t += dt

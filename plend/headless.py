@@ -39,7 +39,7 @@ class RunOptions:
             raise ConfigError(f"duration {self.duration_s!r} s is out of range; use (0, 86400]")
 
 
-GAITS = ("sine", "stand")
+GAITS = ("sine", "stand", "relax")
 
 
 def run(config: Config, options: RunOptions) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         loop.start()
         if options.gait == "sine":
             supervisor.handle("gait", speed=check_speed(options.speed))
-        else:
+        elif options.gait == "stand":
             supervisor.handle("stand")
         start_pose = _truth(hal)
         began = time.perf_counter()

@@ -105,6 +105,13 @@ class LoopStats:
     overruns: int = 0
     compute: RingStats = field(default_factory=RingStats)
     lateness: RingStats = field(default_factory=RingStats)
+    wakeups: RingStats = field(default_factory=RingStats)
+
+    def rate_hz(self) -> float:
+        """Achieved tick rate over the recent window."""
+        times = self.wakeups.values()
+        span = float(times.max() - times.min()) if times.size > 1 else 0.0
+        return (times.size - 1) / span if span > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,9 @@ class ControlLoop:
         """One cycle: wait, read, apply commands, decide, filter, write. Returns whether
         the tick kept its deadline."""
         self.clock.sleep_until(self._next)
-        lateness = max(0.0, self.clock.now() - self._next)
+        woke = self.clock.now()
+        self.stats.wakeups.add(woke)
+        lateness = max(0.0, woke - self._next)
         began = self._perf()
         sensors = self.sensors = self.hal.read()
         self._drain()

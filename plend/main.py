@@ -15,7 +15,7 @@ from typing import Any
 
 from plend import __version__
 from plend.config import Config, as_dict, load, replace_section
-from plend.errors import PlendError
+from plend.errors import ConfigError, PlendError
 from plend.hal import backend_names
 
 
@@ -27,13 +27,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dump-config", action="store_true", help="print the merged configuration and exit")
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run one behaviour for a fixed time")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon (or, with --fast, a batch simulation)",
+        description="Run the control loop. In real time it serves the control socket for plenctl; "
+        "with --fast (simulation only) it runs a batch as fast as the machine allows, without a socket.",
+    )
     run.add_argument("--hal", choices=backend_names(), help="robot backend (default from config: sim)")
-    run.add_argument("--gait", default="sine", choices=("sine", "stand"), help="behaviour (default sine)")
+    run.add_argument(
+        "--gait", choices=("sine", "stand", "relax"),
+        help="behaviour to start with (default: sine with --fast, stand in simulation, else relax)",
+    )  # fmt: skip
     run.add_argument("--speed", type=float, default=0.5, help="walking speed in [-1, 1] (default 0.5)")
-    run.add_argument("--duration", type=float, default=20.0, help="seconds to walk (default 20)")
-    run.add_argument("--fast", action="store_true", help="run as fast as the machine allows")
-    run.add_argument("--summary", choices=("json", "text", "none"), default="text", help="report on exit")
+    run.add_argument("--duration", type=float, help="seconds to run (default: until stopped; 20 with --fast)")
+    run.add_argument("--fast", action="store_true", help="simulation only: run as fast as the machine allows")
+    run.add_argument("--socket", type=Path, help="control socket path (default from config, or PLEND_SOCKET)")
+    run.add_argument("--no-socket", action="store_true", help="do not serve the control socket")
+    run.add_argument(
+        "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
+    )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
@@ -77,13 +89,32 @@ def _print_summary(summary: dict[str, Any], style: str) -> None:
 
 
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
+    if args.fast:
+        return _run_batch(config, args)
+    from plend.daemon import DaemonOptions, run_daemon
+    from plend.service import setup_logging
+
+    setup_logging()
+    socket = None
+    if not args.no_socket:
+        socket = args.socket or Path(os.environ.get("PLEND_SOCKET") or config.socket.path)
+    # The simulated robot appears standing; a real one starts with its servos unpowered.
+    start = args.gait or ("stand" if config.hal == "sim" else "relax")
+    options = DaemonOptions(socket=socket, start=start, speed=args.speed, duration_s=args.duration)
+    code, summary = run_daemon(config, options)
+    _print_summary(summary, args.summary or "none")
+    return code
+
+
+def _run_batch(config: Config, args: argparse.Namespace) -> int:
     from plend.headless import RunOptions, run
 
-    options = RunOptions(
-        gait=args.gait, speed=args.speed, duration_s=args.duration, fast=args.fast
-    )  # fmt: skip
+    if config.hal != "sim":
+        raise ConfigError("--fast runs the simulation only; drop --fast to drive the robot")
+    duration = 20.0 if args.duration is None else args.duration
+    options = RunOptions(gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True)
     summary = run(config, options)
-    _print_summary(summary, args.summary)
+    _print_summary(summary, args.summary or "text")
     return 1 if summary["fell"] else 0
 
 

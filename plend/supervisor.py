@@ -145,6 +145,8 @@ class Supervisor:
             self._reset()
         elif name == "relax":
             self._switch(Relax())
+        elif name == "stop":
+            self._cmd_stop()
         else:
             self._check_may_move(name)
             getattr(self, f"_cmd_{name}")(**args)

@@ -251,6 +251,11 @@ class Recorder:
             self._session = session
             return path
 
+    @property
+    def recording(self) -> bool:
+        """True while a recording runs (cheap: the control loop asks every tick)."""
+        return self._session is not None
+
     def submit(self, record: TickRecord) -> None:
         """Queue one tick for writing; never blocks or raises. Does nothing when not recording."""
         session = self._session

@@ -1,0 +1,171 @@
+"""What the control socket can ask: one handler per command, arguments checked here.
+
+Handlers run on socket threads. Anything slow or fallible (reading a trajectory or a
+policy file) happens here, before the loop is asked; the loop then only switches, so a
+bad request leaves the robot doing what it was doing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaits.sine import GaitError, check_speed
+from plend import __version__
+from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
+from plend.config import Config
+from plend.errors import PlendError
+from plend.loop import ControlLoop, Request
+from plend.robot import JOINTS
+from plend.server import PROTOCOL_VERSION, ArgumentError, Handler
+from plend.supervisor import Supervisor
+
+COMMAND_TIMEOUT_S = 2.0
+
+
+class PolicyError(PlendError, ValueError):
+    """A policy file cannot be used."""
+
+
+PolicyLoader = Callable[[Path, Config], Behaviour]
+
+
+def no_policy_runner(path: Path, config: Config) -> Behaviour:
+    raise PolicyError(f"cannot load {path}: this plend has no ONNX policy runner installed")
+
+
+def _arg(args: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
+    if key not in args:
+        if required:
+            raise ArgumentError(f"missing argument {key!r}")
+        return None
+    value = args[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ArgumentError(f"argument {key!r} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _absolute_file(args: dict[str, Any]) -> Path:
+    path = Path(_arg(args, "path", str))
+    if not path.is_absolute():
+        raise ArgumentError(f"path {path} must be absolute (plenctl makes it so)")
+    return path
+
+
+class Controls:
+    """The daemon's command handlers."""
+
+    def __init__(
+        self,
+        loop: ControlLoop,
+        supervisor: Supervisor,
+        config: Config,
+        recorder: Any,
+        realtime: list[str],
+        policy_loader: PolicyLoader = no_policy_runner,
+    ):
+        self.loop, self.supervisor, self.config = loop, supervisor, config
+        self.recorder = recorder
+        self.realtime = realtime
+        self.policy_loader = policy_loader
+        self.lower, self.upper = config.safety.joint_limits()
+
+    def handlers(self) -> dict[str, Handler]:
+        simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
+        return {
+            **simple,
+            "version": lambda args: {"plend": __version__, "protocol": PROTOCOL_VERSION},
+            "status": lambda args: self.status(),
+            "gait": self.gait,
+            "replay": self.replay,
+            "policy_load": self.policy_load,
+            "policy_start": self._simple("policy_start"),
+            "record_start": self.record_start,
+            "record_stop": lambda args: self.recorder.stop(),
+        }
+
+    def _submit(self, name: str, **args: Any) -> dict[str, Any]:
+        return self.loop.submit(Request(name, **args)).wait(COMMAND_TIMEOUT_S)
+
+    def _simple(self, name: str) -> Handler:
+        def handler(args: dict[str, Any]) -> dict[str, Any]:
+            if args:
+                raise ArgumentError(f"{name} takes no arguments, got {sorted(args)}")
+            return self._submit(name)
+
+        return handler
+
+    def gait(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _arg(args, "name", str, required=False) or "sine"
+        if name != "sine":
+            raise ArgumentError(f"unknown gait {name!r}; available: sine")
+        try:
+            speed = check_speed(_arg(args, "speed", float))
+        except GaitError as exc:
+            raise ArgumentError(str(exc)) from None
+        return self._submit("gait", speed=speed)
+
+    def replay(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = _absolute_file(args)
+        rate = _arg(args, "rate_hz", float, required=False)
+        max_speed = self.config.safety.max_speed_rad_s
+        try:
+            trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed)
+        except TrajectoryError as exc:
+            raise ArgumentError(str(exc)) from None
+        result = self._submit("replay", trajectory=trajectory)
+        return {**result, "samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
+
+    def policy_load(self, args: dict[str, Any]) -> dict[str, Any]:
+        behaviour = self.policy_loader(_absolute_file(args), self.config)
+        return self._submit("policy_load", behaviour=behaviour)
+
+    def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        out = _arg(args, "out", str, required=False)
+        return {"path": str(self.recorder.start(Path(out) if out else None))}
+
+    def status(self) -> dict[str, Any]:
+        snap = self.loop.snapshot
+        stats = self.loop.stats
+        sup = self.supervisor
+        status: dict[str, Any] = {
+            "mode": sup.mode,
+            "estop": sup.estopped,
+            "faults": sup.fault_list(),
+            "hal": self.config.hal,
+            "rate_hz": {"configured": self.config.loop.rate_hz, "achieved": round(stats.rate_hz(), 2)},
+            "ticks": stats.ticks,
+            "overruns": stats.overruns,
+            "compute_ms": stats.compute.percentiles_ms(),
+            "lateness_ms": stats.lateness.percentiles_ms(),
+            "realtime": self.realtime,
+            "safety": {**vars(self.loop.safety.counts), **vars(sup.counts)},
+            "recording": self.recorder.status(),
+        }
+        if snap is not None:
+            status["imu"] = {
+                "euler_deg": [round(math.degrees(v), 2) for v in snap.imu.euler],
+                "gyro_rad_s": [round(v, 4) for v in snap.imu.gyro],
+                "accel_m_s2": [round(v, 3) for v in snap.imu.accel],
+            }
+            status["contacts"] = {"right": snap.contacts[0], "left": snap.contacts[1]}
+            status["joints"] = self._joints(snap.targets, snap.measured)
+        return status
+
+    def _joints(self, targets: np.ndarray | None, measured: np.ndarray) -> list[dict[str, Any]]:
+        rows = []
+        for j in JOINTS:
+            target = None if targets is None else round(float(targets[j.index]), 4)
+            value = float(measured[j.index])
+            rows.append({
+                "name": j.name, "target": target,
+                "measured": round(value, 4) if math.isfinite(value) else None,
+                "lower": float(self.lower[j.index]), "upper": float(self.upper[j.index]),
+            })  # fmt: skip
+        return rows

@@ -1,0 +1,210 @@
+"""The daemon: the control loop on its own thread, the control socket, systemd, telemetry.
+
+Start-up opens the HAL, starts the loop thread (which reads the robot first and owns the
+HAL from then on), opens the socket and tells systemd READY=1. SIGTERM or SIGINT asks
+the loop to stop walking at the next safe point, stand, relax and close the HAL; the
+process then exits 0. A loop that dies on an error relaxes what it can and the process
+exits 1, so systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gaits.sine import check_speed, stand_pose
+from gaits.walker import SineGait
+from plend.config import Config
+from plend.controls import Controls
+from plend.hal import make_hal
+from plend.hal.base import Hal
+from plend.loop import ControlLoop, Snapshot, WallClock
+from plend.safety import SafetyFilter
+from plend.server import ControlServer, Dispatcher
+from plend.service import Notifier, freeze_gc, make_realtime
+from plend.supervisor import Supervisor
+from plend.telemetry import Recorder, TickRecord
+
+log = logging.getLogger("plend")
+
+SAFE_STOP_S = 3.0
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """How this daemon run differs from the config."""
+
+    socket: Path | None
+    start: str = "relax"  # relax, stand or sine
+    speed: float = 0.5
+    duration_s: float | None = None
+
+
+class Daemon:
+    """Owns every part of a running plend; :meth:`run` returns the exit code."""
+
+    def __init__(self, config: Config, options: DaemonOptions, hal: Hal | None = None):
+        self.config, self.options = config, options
+        self.period = 1.0 / config.loop.rate_hz
+        self.hal = hal or make_hal(config.hal, world=config.sim, initial_pose=stand_pose())
+        self.notifier = Notifier()
+        SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
+        self.supervisor = Supervisor(config.safety, self.period, on_change=self._mode_changed)
+        safety = SafetyFilter.from_config(config.safety, self.period)
+        self.loop = ControlLoop(self.hal, self.supervisor, self.period, safety, WallClock(config.loop.spin_s))
+        self.recorder = Recorder(
+            Path(config.paths.recordings_dir), config.telemetry.max_bytes, config.telemetry.queue_size
+        )
+        self.loop.observers.append(self._record)
+        self.realtime: list[str] = []
+        self.server: ControlServer | None = None
+        self.stop_requested = threading.Event()
+        self.started = threading.Event()
+        self.exit_code = 0
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until a signal, the duration or a fatal error; return the exit code."""
+        self.hal.open(self.period)
+        thread = threading.Thread(target=self._control_thread, name="plend-control")
+        try:
+            self._serve()
+            gc_note = freeze_gc()  # before the loop starts: a collection here would stall it
+            thread.start()
+            self.started.wait()
+            self.realtime.append(gc_note)
+            log.info("real-time: %s", "; ".join(self.realtime))
+            if not self.stop_requested.is_set():
+                self.notifier.ready(f"running: {self.supervisor.mode}")
+                self._wait(thread)
+        finally:
+            self.stop_requested.set()
+            if thread.is_alive():
+                thread.join()
+            else:
+                self.hal.close()
+            self._close()
+        return self.exit_code
+
+    def _serve(self) -> None:
+        if self.options.socket is None:
+            return
+        controls = Controls(self.loop, self.supervisor, self.config, self.recorder, self.realtime)
+        sock = self.config.socket
+        dispatcher = Dispatcher(controls.handlers())
+        self.server = ControlServer(
+            self.options.socket, dispatcher, sock.mode, sock.group, sock.max_message_bytes
+        )
+        self.server.start()
+        log.info("control socket %s", self.options.socket)
+
+    def _wait(self, thread: threading.Thread) -> None:
+        deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.request_stop(signal.Signals(signum).name))
+        while thread.is_alive() and not self.stop_requested.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                self.request_stop("duration reached")
+            self.stop_requested.wait(0.1)
+
+    def request_stop(self, why: str) -> None:
+        """Ask the daemon to bring the robot to a safe pose, relax and exit."""
+        if not self.stop_requested.is_set():
+            log.info("stopping (%s)", why)
+            self.notifier.stopping()
+        self.stop_requested.set()
+
+    def _close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.recorder.close()
+        self.notifier.close()
+
+    # -- the control thread ---------------------------------------------------------------
+
+    def _control_thread(self) -> None:
+        try:
+            if self.config.loop.realtime:
+                self.realtime.extend(make_realtime(self.config.loop.rt_priority))
+            self.loop.start()
+            self._start_behaviour()
+            self.loop.tick()
+            self.started.set()
+            while not self.stop_requested.is_set():
+                if self.loop.tick():
+                    self.notifier.watchdog()
+            self._safe_stop()
+        except Exception:
+            log.exception("control loop failed; relaxing the servos")
+            self.exit_code = 1
+            self.stop_requested.set()
+            self.started.set()
+        finally:
+            self.hal.close()
+            log.info("stopped: servos relaxed")
+
+    def _start_behaviour(self) -> None:
+        start = self.options.start
+        if start == "sine":
+            self.supervisor.handle("gait", speed=check_speed(self.options.speed))
+        elif start == "stand":
+            self.supervisor.handle("stand")
+
+    def _safe_stop(self) -> None:
+        """Stop walking at the next safe point, stand, then relax."""
+        self.supervisor.handle("stop")  # always allowed; a no-op unless something moves
+        deadline = time.monotonic() + SAFE_STOP_S
+        while self.supervisor.mode not in ("stand", "relax", "estop") and time.monotonic() < deadline:
+            self.loop.tick()
+        self.supervisor.handle("relax")
+        self.loop.tick()
+
+    def _mode_changed(self, mode: str) -> None:
+        self.notifier.status(f"running: {mode}")
+
+    def _record(self, snap: Snapshot) -> None:
+        if not self.recorder.recording:
+            return
+        faults = tuple(f.code for f in self.supervisor.faults)
+        self.recorder.submit(
+            TickRecord(
+                t=snap.time,
+                mode=snap.mode,
+                targets=snap.targets,
+                measured=snap.measured,
+                imu=snap.imu,
+                contacts=snap.contacts,
+                compute_ms=snap.compute_s * 1e3,
+                lateness_ms=snap.lateness_s * 1e3,
+                overruns=snap.overruns,
+                faults=faults,
+            )  # fmt: skip
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Figures of the run so far."""
+        stats = self.loop.stats
+        return {
+            "mode": self.supervisor.mode,
+            "ticks": stats.ticks,
+            "overruns": stats.overruns,
+            "rate_hz": round(stats.rate_hz(), 2),
+            "compute_ms": stats.compute.percentiles_ms(),
+            "lateness_ms": stats.lateness.percentiles_ms(),
+            "faults": self.supervisor.fault_list(),
+        }
+
+
+def run_daemon(config: Config, options: DaemonOptions) -> tuple[int, dict[str, Any]]:
+    """Build and run the daemon; returns the exit code and the run's summary."""
+    sys.setswitchinterval(0.001)  # hand the GIL back to the control thread quickly
+    daemon = Daemon(config, options)
+    code = daemon.run()
+    return code, daemon.summary()

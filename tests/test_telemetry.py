@@ -1,0 +1,259 @@
+"""Tick recordings: what a reader of the MCAP file gets back, and how the recorder refuses."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+
+from plend import telemetry
+from plend.errors import PlendError
+from plend.hal.base import ImuReading
+from plend.robot import JOINT_NAMES, NUM_JOINTS
+from plend.telemetry import Recorder, RecordingError, TickRecord
+
+WALL = 1_700_000_000.25  # a fixed wall clock, seconds since the epoch
+
+
+def tick(i: int, rng: np.random.Generator | None = None) -> TickRecord:
+    """A tick whose every field differs from the next one's; odd ticks are relaxed."""
+    rng = rng or np.random.default_rng(i)
+    measured = rng.uniform(-1.5, 1.5, NUM_JOINTS)
+    measured[i % NUM_JOINTS] = math.nan  # a servo that did not answer
+    imu = ImuReading((1.0, 0.0, 0.0, 0.0), (0.01 * i, -0.02, 0.5), (0.1, 0.2, -0.3), (0.0, 0.1, 9.81))
+    return TickRecord(
+        t=100.0 + 0.01 * i,
+        mode="sine" if i % 2 == 0 else "relax",
+        targets=rng.uniform(-1.0, 1.0, NUM_JOINTS) if i % 2 == 0 else None,
+        measured=measured,
+        imu=imu,
+        contacts=(i % 3 == 0, i % 5 == 0),
+        compute_ms=0.5 + i,
+        lateness_ms=0.01 * i,
+        overruns=i // 10,
+        faults=("servo 3 timeout",) if i % 4 == 0 else (),
+    )
+
+
+def expected_json(r: TickRecord) -> dict[str, Any]:
+    def nums(values: Any) -> list[float | None]:
+        return [None if math.isnan(v) else float(v) for v in values]
+
+    return {
+        "t": r.t,
+        "mode": r.mode,
+        "targets": None if r.targets is None else nums(r.targets),
+        "measured": nums(r.measured),
+        "imu": {
+            "quat": nums(r.imu.quat),
+            "euler": nums(r.imu.euler),
+            "gyro": nums(r.imu.gyro),
+            "accel": nums(r.imu.accel),
+        },
+        "contacts": {"right": r.contacts[0], "left": r.contacts[1]},
+        "compute_ms": r.compute_ms,
+        "lateness_ms": r.lateness_ms,
+        "overruns": r.overruns,
+        "faults": list(r.faults),
+    }
+
+
+def read(path: Path) -> list[tuple[Any, Any, Any]]:
+    """Every (schema, channel, message) in the file, read the way Foxglove's loaders do."""
+    with path.open("rb") as f:
+        reader = make_reader(f)
+        assert reader.get_summary() is not None  # finished: the footer points at a summary
+        return list(reader.iter_messages())
+
+
+def ticks_in(path: Path) -> list[Any]:
+    return [m for _, c, m in read(path) if c.topic == "/plend/tick"]
+
+
+def recorder(tmp_path: Path, **kwargs: Any) -> Recorder:
+    return Recorder(tmp_path / "rec", wall_clock=lambda: WALL, **kwargs)
+
+
+def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    path = rec.start(tmp_path / "run.mcap")
+    writers = [t for t in threading.enumerate() if t.name == "plend-telemetry"]
+    assert len(writers) == 1 and writers[0].daemon
+    assert rec.status()["recording"] and rec.status()["path"] == str(path)
+    records = [tick(i) for i in range(50)]
+    for r in records:
+        rec.submit(r)
+    result = rec.stop()
+
+    assert result == {
+        "path": str(path),
+        "written": 50,
+        "dropped": 0,
+        "bytes": path.stat().st_size,
+        "capped": False,
+    }
+    assert rec.status() == {"recording": False, **result}
+    assert not any(t.name == "plend-telemetry" for t in threading.enumerate())
+    messages = read(path)
+    assert [c.topic for _, c, _ in messages] == ["/plend/info"] + ["/plend/tick"] * 50
+    info_schema, info_channel, info = messages[0]
+    assert (info_schema.name, info_schema.encoding, info_channel.message_encoding) == (
+        "plend.Info",
+        "jsonschema",
+        "json",
+    )
+    assert json.loads(info.data) == {"joint_names": list(JOINT_NAMES)}
+    for (schema, channel, message), r in zip(messages[1:], records, strict=True):
+        assert (schema.name, schema.encoding, channel.message_encoding) == (
+            "plend.Tick",
+            "jsonschema",
+            "json",
+        )
+        assert json.loads(message.data) == expected_json(r)
+        # Stamps follow the loop clock from the first tick, anchored at the wall clock of start().
+        assert message.log_time == message.publish_time == round(WALL * 1e9) + round((r.t - 100.0) * 1e9)
+    declared = json.loads(messages[1][0].data)
+    assert set(declared["properties"]) == set(expected_json(records[0]))
+
+
+def test_default_file_name_is_timestamped_in_the_directory(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    assert not (tmp_path / "rec").exists()  # the constructor does no I/O
+    path = rec.start()
+    rec.stop()
+    assert path == tmp_path / "rec" / time.strftime("plend-%Y%m%d-%H%M%S.mcap", time.localtime(WALL))
+    assert [c.topic for _, c, _ in read(path)] == ["/plend/info"]
+
+
+def test_starting_twice_refuses_and_keeps_the_first_recording(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    first = rec.start(tmp_path / "a.mcap")
+    with pytest.raises(RecordingError, match="already running") as err:
+        rec.start(tmp_path / "b.mcap")
+    assert str(first) in str(err.value)
+    assert not (tmp_path / "b.mcap").exists()
+    rec.submit(tick(0))
+    assert rec.stop()["written"] == 1
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "keep.mcap"
+    out.write_bytes(b"an earlier recording")
+    rec = recorder(tmp_path)
+    with pytest.raises(RecordingError, match="already exists") as err:
+        rec.start(out)
+    assert str(out) in str(err.value)
+    assert out.read_bytes() == b"an earlier recording"
+    assert rec.status()["recording"] is False
+
+
+def test_an_unwritable_place_refuses_with_the_path(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "x.mcap"
+    rec = recorder(tmp_path)
+    with pytest.raises(RecordingError, match="cannot create") as err:
+        rec.start(out)
+    assert isinstance(err.value, PlendError) and isinstance(err.value, OSError)
+    assert str(out) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(RecordingError, match="cannot create"):
+        Recorder(tmp_path / "file").start()  # the default directory is a regular file
+    assert rec.start(tmp_path / "ok.mcap") == tmp_path / "ok.mcap"  # a refusal leaves it usable
+    rec.close()
+
+
+def test_stop_without_a_recording_refuses_and_close_is_idempotent(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    with pytest.raises(RecordingError, match="no recording is running"):
+        rec.stop()
+    rec.close()
+    path = rec.start(tmp_path / "c.mcap")
+    rec.close()
+    rec.close()
+    assert rec.status()["recording"] is False
+    assert [c.topic for _, c, _ in read(path)] == ["/plend/info"]
+
+
+def test_the_size_cap_keeps_the_file_readable(tmp_path: Path) -> None:
+    max_bytes, submitted = 64 * 1024, 3000
+    rec = recorder(tmp_path, max_bytes=max_bytes, queue_size=submitted)  # drops come from the cap only
+    path = rec.start(tmp_path / "capped.mcap")
+    rng = np.random.default_rng(0)
+    for i in range(submitted):
+        rec.submit(tick(i, rng))
+    result = rec.stop()
+
+    assert result["capped"] and result["dropped"] > 0
+    assert result["written"] + result["dropped"] == submitted
+    one_message = len(json.dumps(expected_json(tick(0))))
+    assert path.stat().st_size == result["bytes"] <= max_bytes + one_message
+    assert len(ticks_in(path)) == result["written"] > 0
+
+
+def test_submit_never_blocks_while_the_writer_is_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    encode = telemetry._encode_tick
+
+    def stuck(record: TickRecord) -> bytes:
+        entered.set()
+        release.wait(30.0)  # a bound, so a blocking submit fails the counts below instead of hanging
+        return encode(record)
+
+    monkeypatch.setattr(telemetry, "_encode_tick", stuck)
+    queue_size = 16
+    rec = recorder(tmp_path, queue_size=queue_size)
+    path = rec.start(tmp_path / "stuck.mcap")
+    rec.submit(tick(0))
+    assert entered.wait(30.0)  # the writer holds tick 0 and takes no more
+    for i in range(1, queue_size + 101):
+        rec.submit(tick(i))
+    assert rec.status()["dropped"] == 100
+    release.set()
+    result = rec.stop()
+    assert (result["written"], result["dropped"]) == (queue_size + 1, 100)
+    assert len(ticks_in(path)) == queue_size + 1
+
+
+def test_a_failing_writer_still_leaves_a_readable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(record: TickRecord) -> bytes:
+        raise ValueError("cannot encode")
+
+    monkeypatch.setattr(telemetry, "_encode_tick", broken)
+    rec = recorder(tmp_path)
+    path = rec.start(tmp_path / "broken.mcap")
+    rec.submit(tick(0))
+    with pytest.raises(RecordingError, match="failed") as err:
+        rec.stop()
+    assert str(path) in str(err.value)
+    assert [c.topic for _, c, _ in read(path)] == ["/plend/info"]
+    assert rec.status()["dropped"] == 1 and rec.status()["recording"] is False
+
+
+def test_submit_when_not_recording_does_nothing(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    rec.submit(tick(0))
+    assert rec.status() == {
+        "recording": False,
+        "path": None,
+        "written": 0,
+        "dropped": 0,
+        "bytes": 0,
+        "capped": False,
+    }
+    assert not (tmp_path / "rec").exists()
+    path = rec.start()
+    rec.submit(tick(1))
+    done = rec.stop()
+    rec.submit(tick(2))
+    assert rec.status() == {"recording": False, **done} and done["written"] == 1
+    assert len(ticks_in(path)) == 1
