@@ -107,8 +107,9 @@ class Daemon:
 
     def _wait(self, thread: threading.Thread) -> None:
         deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: self.request_stop(signal.Signals(signum).name))
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: self.request_stop(signal.Signals(signum).name))
         while thread.is_alive() and not self.stop_requested.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 self.request_stop("duration reached")
@@ -185,7 +186,7 @@ class Daemon:
                 lateness_ms=snap.lateness_s * 1e3,
                 overruns=snap.overruns,
                 faults=faults,
-            )  # fmt: skip
+            )
         )
 
     def summary(self) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class Decider(Protocol):
     @property
     def mode(self) -> str: ...
 
+    def sense(self, sensors: Sensors) -> None:
+        """Take this tick's readings, before any command is applied."""
+
     def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
         """Targets for this tick, or None to relax."""
 
@@ -187,6 +190,7 @@ class ControlLoop:
     def start(self) -> None:
         """Read the robot once and start slewing from its measured pose."""
         self.sensors = self.hal.read()
+        self.decider.sense(self.sensors)
         self.safety.reset(self.sensors.joint_pos)
         self._next = self.clock.now()
 
@@ -204,6 +208,7 @@ class ControlLoop:
         lateness = max(0.0, woke - self._next)
         began = self._perf()
         sensors = self.sensors = self.hal.read()
+        self.decider.sense(sensors)
         self._drain()
         targets = self.decider.update(sensors, self.last_targets)
         if targets is None:

@@ -133,6 +133,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Serves the dispatcher on a Unix socket in background threads."""
 
     daemon_threads = True
+    request_queue_size = 128  # many plenctl clients may connect at once
 
     def __init__(self, path: Path, dispatcher: Dispatcher, mode: int, group: str, max_message_bytes: int):
         self.path = path

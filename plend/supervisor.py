@@ -216,11 +216,14 @@ class Supervisor:
 
     # -- per tick ----------------------------------------------------------------------
 
-    def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
-        """This tick's targets (None: relax). ``last_targets`` are those last written."""
+    def sense(self, sensors: Sensors) -> None:
+        """Take this tick's readings: switches start from this measured pose."""
         self._now = sensors.stamp
         measured = sensors.joint_pos
         self._measured = np.where(np.isfinite(measured), measured, stand_pose())
+
+    def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
+        """This tick's targets (None: relax). ``last_targets`` are those last written."""
         self._run_monitors(sensors, last_targets)
         if self.estopped:
             return None

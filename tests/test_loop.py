@@ -52,6 +52,8 @@ class Constant:
         self.q = q
         self.handled: list[str] = []
 
+    def sense(self, sensors: Sensors) -> None: ...
+
     def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray:
         return self.q
 
