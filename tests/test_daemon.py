@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -91,6 +92,7 @@ def raw(d: Daemon, *lines: bytes) -> list[dict]:
 
 def test_starts_standing_and_reports_status(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
     wait_for_mode(daemon, "stand")
+    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o660
     assert daemon.ctl("status") == 0
     table = capsys.readouterr().out
     assert "mode      stand" in table and "r_knee_r_shin" in table
