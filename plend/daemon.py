@@ -10,6 +10,7 @@ exits 1, so systemd restarts it.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ from gaits.sine import check_speed, stand_pose
 from gaits.walker import SineGait
 from plend.config import Config
 from plend.controls import Controls
+from plend.errors import ConfigError
 from plend.hal import make_hal
 from plend.hal.base import Hal
 from plend.loop import ControlLoop, Snapshot, WallClock
@@ -44,6 +46,13 @@ class DaemonOptions:
     start: str = "relax"  # relax, stand or sine
     speed: float = 0.5
     duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.start not in ("relax", "stand", "sine"):
+            raise ConfigError(f"cannot start with {self.start!r}; choose relax, stand or sine")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ConfigError(f"duration {self.duration_s!r} s must be a positive number of seconds")
+        check_speed(self.speed)
 
 
 class Daemon:

@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dump-config", action="store_true", help="print the merged configuration and exit")
     sub = parser.add_subparsers(dest="command")
+    sub.add_parser(
+        "safe-off", add_help=False,
+        help="switch every PWM output off and stop the PCA9685 (the service runs this after a stop)",
+    )  # fmt: skip
     run = sub.add_parser(
         "run",
         help="run the daemon (or, with --fast, a batch simulation)",
@@ -120,6 +124,12 @@ def _run_batch(config: Config, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plend``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["safe-off"]:
+        # Before the config is loaded: a broken config must not keep the servos powered.
+        from plend.pwm_off import cli as safe_off
+
+        return safe_off(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:

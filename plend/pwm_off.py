@@ -16,16 +16,17 @@ Two single-register writes, each its own I2C transaction:
    PWM period, so no pulse is cut short into a runt that could twitch a servo.
 2. ``MODE1`` (0x00) = 0x10, the SLEEP bit: the oscillator stops, and with it the PWM
    counter, so nothing can start a pulse again until someone wakes the chip. Writing the
-   whole register also clears auto-increment and ALLCALL, which is harmless: the
-   daemon's start-up sets MODE1 (and the frequency) again before moving anything.
+   whole register (rather than reading it first, one more transfer that can fail) also
+   clears auto-increment and ALLCALL; the next start sets MODE1 again anyway.
 
 Between the two it waits one PWM frame at the slowest rate the chip can run, so the
 full-off has taken effect (outputs low) before the clock stops: the datasheet does not
 say which level an output keeps when the oscillator stops in the middle of a pulse.
 This assumes MODE2.INVRT = 0 (not inverted), as every servo driver sets it.
 
-A later start needs nothing special: writing a channel's four ON/OFF registers clears
-its full-off bit, and waking from SLEEP is part of setting the PWM frequency.
+What the next start of the board must do (the Adafruit driver does both): clear SLEEP
+(its ``reset()`` writes MODE1 = 0) before setting the frequency, and write each channel's
+four ON/OFF registers, which clears that channel's full-off bit.
 """
 
 from __future__ import annotations
