@@ -105,7 +105,7 @@ class LoopConfig:
     def __post_init__(self) -> None:
         _check_range("loop.rate_hz", self.rate_hz, 5.0, 200.0)
         _check_bool("loop.realtime", self.realtime)
-        _check_int("loop.rt_priority", self.rt_priority, 1, 99)
+        _check_int("loop.rt_priority", self.rt_priority, 1, 90)  # the unit allows up to 90
         _check_range("loop.spin_s", self.spin_s, 0.0, 0.002)
 
 
