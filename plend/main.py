@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return safe_off(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command is None and not args.dump_config:
+        args = parser.parse_args([*argv, "run"])  # plain `plend` runs the daemon
     try:
         config = load(args.config)
         if args.command == "run":
@@ -139,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dump_config:
             print(json.dumps(as_dict(config), indent=2))
             return 0
-        if args.command == "run":
-            return _cmd_run(config, args)
-        parser.print_help()
-        return 2
+        return _cmd_run(config, args)
     except PlendError as exc:
         if os.environ.get("PLEND_DEBUG"):
             raise

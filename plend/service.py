@@ -33,9 +33,13 @@ class Notifier:
         self.watchdog_period_s = int(usec) / 1e6 if wanted and usec else None
         self._sock: socket.socket | None = None
         self._last_ping = 0.0
+        self._sd_notify = _systemd_notify()
 
     def send(self, message: str) -> None:
         if self.address is None:
+            return
+        if self._sd_notify is not None:
+            self._sd_notify(message)
             return
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -67,6 +71,14 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _systemd_notify():  # type: ignore[no-untyped-def]
+    try:
+        from systemd import daemon  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return daemon.notify
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -138,6 +138,18 @@ def test_bad_requests_get_an_error_and_change_nothing(daemon: Daemon, case: tupl
     assert after["result"]["mode"] == "stand"
 
 
+def test_status_watch_refreshes(daemon: Daemon) -> None:
+    env = {**os.environ, "PLEND_SOCKET": str(daemon.socket)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plend.plenctl", "status", "--watch", "0.2"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    time.sleep(1.5)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    assert out.count("mode      ") >= 3, out
+
+
 def test_bad_command_from_plenctl_is_one_line(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
     assert daemon.ctl("gait", "sine", "--speed", "2") == 1
     err = capsys.readouterr().err.strip()
