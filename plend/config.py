@@ -114,9 +114,9 @@ def _check_bool(key: str, value: object) -> None:
         raise ConfigError(f"{key} must be true or false, got {value!r}")
 
 
-def _check_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
+def _check_choice(key: str, value: object, choices: tuple[object, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{key} = {value!r} is not valid; choose one of: {', '.join(choices)}")
+        raise ConfigError(f"{key} = {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,47 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class HardwareConfig:
+    """The robot's electronics.
+
+    Attributes:
+        bus: "i2c" (the Pi's I2C bus through Blinka) or "emulated" (register-level
+            models of the chips coupled to the simulation).
+        i2c_frequency_hz: the bus clock (set on the Pi with dtparam=i2c_arm_baudrate;
+            used here for the emulation's timing).
+        pwm_address, pwm_frequency_hz: the PCA9685.
+        adc_addresses: the four ADS1115, in wiring order.
+        adc_data_rate: ADS1115 samples per second (860 is the fastest).
+        adc_sweep: "auto" reads all 16 channels a tick when they fit the period, else one
+            channel per chip a tick; "full" or "round_robin" force one or the other.
+        imu_address: the BNO055.
+    """
+
+    bus: str = "i2c"
+    i2c_frequency_hz: int = 400_000
+    pwm_address: int = 0x40
+    pwm_frequency_hz: float = 50.0
+    adc_addresses: tuple[int, ...] = (0x48, 0x49, 0x4A, 0x4B)
+    adc_data_rate: int = 860
+    adc_sweep: str = "auto"
+    imu_address: int = 0x28
+
+    def __post_init__(self) -> None:
+        _check_choice("hardware.bus", self.bus, ("i2c", "emulated"))
+        _check_int("hardware.i2c_frequency_hz", self.i2c_frequency_hz, 10_000, 3_400_000)
+        _check_int("hardware.pwm_address", self.pwm_address, 0x03, 0x77)
+        _check_range("hardware.pwm_frequency_hz", self.pwm_frequency_hz, 40.0, 400.0)
+        if not isinstance(self.adc_addresses, (list, tuple)) or len(self.adc_addresses) != 4:
+            raise ConfigError(f"hardware.adc_addresses must list four addresses, got {self.adc_addresses!r}")
+        for address in self.adc_addresses:
+            _check_int("hardware.adc_addresses[]", address, 0x03, 0x77)
+        object.__setattr__(self, "adc_addresses", tuple(self.adc_addresses))
+        _check_choice("hardware.adc_data_rate", self.adc_data_rate, (8, 16, 32, 64, 128, 250, 475, 860))
+        _check_choice("hardware.adc_sweep", self.adc_sweep, ("auto", "full", "round_robin"))
+        _check_int("hardware.imu_address", self.imu_address, 0x03, 0x77)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -226,6 +267,7 @@ class Config:
     socket: SocketConfig = field(default_factory=SocketConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     sim: SimWorld = field(default_factory=SimWorld)
 
 

@@ -61,7 +61,7 @@ class Daemon:
     def __init__(self, config: Config, options: DaemonOptions, hal: Hal | None = None):
         self.config, self.options = config, options
         self.period = 1.0 / config.loop.rate_hz
-        self.hal = hal or make_hal(config.hal, world=config.sim, initial_pose=stand_pose())
+        self.hal = hal or make_hal(config.hal, config, initial_pose=stand_pose())
         self.notifier = Notifier()
         SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
         self.supervisor = Supervisor(config.safety, self.period, on_change=self._mode_changed)

@@ -45,7 +45,7 @@ GAITS = ("sine", "stand", "relax")
 def run(config: Config, options: RunOptions) -> dict[str, Any]:
     """Run and return the summary (see :func:`summarise`)."""
     period = 1.0 / config.loop.rate_hz
-    hal = make_hal(config.hal, world=config.sim, initial_pose=stand_pose())
+    hal = make_hal(config.hal, config, initial_pose=stand_pose())
     supervisor = Supervisor(config.safety, period)
     clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):
@@ -134,7 +134,10 @@ def summarise(
             lateral_m=round(-dx * math.sin(heading) + dy * math.cos(heading), 4),
             yaw_deg=round(yaw, 2),
         )
-    if config.hal == "sim":
+    figures = getattr(loop.hal, "bus_figures", None)
+    if figures is not None:
+        summary.update(figures())
+    if config.hal == "sim" or config.hardware.bus == "emulated":
         summary["world"] = {
             k: getattr(config.sim, k)
             for k in ("friction", "mass_scale", "mass_jitter", "actuation_delay_ticks", "seed")

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         "safe-off", add_help=False,
         help="switch every PWM output off and stop the PCA9685 (the service runs this after a stop)",
     )  # fmt: skip
+    probe = sub.add_parser("probe", help="check the robot's chips: answers, configuration, readings, timing")
+    probe.add_argument("--bus", choices=("i2c", "emulated"), help="default from config: i2c")
+    probe.add_argument("--samples", type=int, default=3, help="live readings per channel (default 3)")
     run = sub.add_parser(
         "run",
         help="run the daemon (or, with --fast, a batch simulation)",
@@ -38,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
         "with --fast (simulation only) it runs a batch as fast as the machine allows, without a socket.",
     )
     run.add_argument("--hal", choices=backend_names(), help="robot backend (default from config: sim)")
+    run.add_argument(
+        "--bus", choices=("i2c", "emulated"),
+        help="hardware backend: the Pi's I2C bus, or emulated chips driving the simulation",
+    )  # fmt: skip
     run.add_argument(
         "--gait", choices=("sine", "stand", "relax"),
         help="behaviour to start with (default: sine with --fast, stand in simulation, else relax)",
@@ -77,6 +84,8 @@ def _apply_options(config: Config, args: argparse.Namespace) -> Config:
         config = replace_section(config, "sim", **changes)
     if args.rate is not None:
         config = replace_section(config, "loop", rate_hz=args.rate)
+    if args.bus is not None:
+        config = replace_section(config, "hardware", bus=args.bus)
     if args.hal is not None:
         from dataclasses import replace
 
@@ -110,11 +119,21 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_probe(config: Config, args: argparse.Namespace) -> int:
+    from plend.probe import probe
+
+    if args.bus is not None:
+        config = replace_section(config, "hardware", bus=args.bus)
+    code, report = probe(config, max(1, min(10, args.samples)))
+    print(report)
+    return code
+
+
 def _run_batch(config: Config, args: argparse.Namespace) -> int:
     from plend.headless import RunOptions, run
 
-    if config.hal != "sim":
-        raise ConfigError("--fast runs the simulation only; drop --fast to drive the robot")
+    if config.hal != "sim" and config.hardware.bus != "emulated":
+        raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
     duration = 20.0 if args.duration is None else args.duration
     options = RunOptions(gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True)
     summary = run(config, options)
@@ -138,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load(args.config)
         if args.command == "run":
             config = _apply_options(config, args)
+        if args.command == "probe":
+            return _cmd_probe(config, args)
         if args.dump_config:
             print(json.dumps(as_dict(config), indent=2))
             return 0

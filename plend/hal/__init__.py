@@ -10,6 +10,7 @@ from plend.hal.base import Hal, ImuReading, Sensors
 
 _BACKENDS = {
     "sim": ("plend.hal.sim", "make_sim_hal"),
+    "hardware": ("plend.hal.hardware", "make_hardware_hal"),
 }
 
 
@@ -18,14 +19,14 @@ def backend_names() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
 
-def make_hal(name: str, **options: Any) -> Hal:
-    """Build the backend called ``name``; an unknown name lists the valid ones."""
+def make_hal(name: str, config: Any, **options: Any) -> Hal:
+    """Build the backend called ``name`` from ``config``; an unknown name lists the valid ones."""
     try:
         module_name, factory = _BACKENDS[name]
     except KeyError:
         raise ConfigError(f"unknown HAL backend {name!r}; choose one of: {', '.join(_BACKENDS)}") from None
     module = importlib.import_module(module_name)
-    hal: Hal = getattr(module, factory)(**options)
+    hal: Hal = getattr(module, factory)(config, **options)
     return hal
 
 

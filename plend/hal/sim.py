@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plend.config import SimWorld
+from plend.config import Config, SimWorld
 from plend.errors import HalError, require_package
 from plend.hal.base import ImuReading, Sensors
 from plend.robot import FOOT_LINKS, JOINT_NAMES, NUM_JOINTS, urdf_path
@@ -299,6 +299,6 @@ class SimHal:
         return np.asarray(state[4])
 
 
-def make_sim_hal(world: SimWorld | None = None, initial_pose: np.ndarray | None = None) -> SimHal:
+def make_sim_hal(config: Config, initial_pose: np.ndarray | None = None) -> SimHal:
     """Factory used by the HAL registry."""
-    return SimHal(world, initial_pose)
+    return SimHal(config.sim, initial_pose)

@@ -1,0 +1,155 @@
+"""The hardware backend on an emulated bus, closed through the simulated robot.
+
+The real backend code and the Adafruit drivers talk to register-level models of the
+chips; this module couples those to PyBullet: the PCA9685's pulses become the simulated
+servos' targets, the simulated joint angles become potentiometer voltages at the ADS1115
+inputs, and the torso's motion becomes BNO055 data. The emulated robot may differ from
+its calibration (horn offsets, mirrored servos, potentiometer gains) through
+``truth``, so calibration can be tested against a robot that needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gaits.sine import stand_pose
+from plend.config import HardwareConfig, SimWorld
+from plend.hal.base import Sensors
+from plend.hal.hardware import HardwareHal
+from plend.hal.sim import SimHal
+from plend.robot import JOINTS
+from plend.servo_map import ADC_VOLTS_PER_CODE, Calibration, angle_to_code, pulse_us_to_angle
+
+
+class EmulatedRobot:
+    """Emulated chips on an emulated bus, driven by and driving the simulation."""
+
+    def __init__(
+        self, hardware: HardwareConfig, world: SimWorld, truth: Calibration, initial_pose: np.ndarray
+    ):
+        from plend.hal.emulated import EmulatedADS1115, EmulatedBNO055, EmulatedI2C, EmulatedPCA9685
+
+        self.truth = truth
+        self.sim = SimHal(world, initial_pose)
+        self.bus = EmulatedI2C(frequency_hz=hardware.i2c_frequency_hz, seed=world.seed)
+        self.pca = EmulatedPCA9685(hardware.pwm_address)
+        self.bus.attach(self.pca)
+        self.adcs = []
+        for address in hardware.adc_addresses:
+            chip = EmulatedADS1115(address, voltage=self._voltage_for(address))
+            self.adcs.append(chip)
+            self.bus.attach(chip)
+        self.imu = EmulatedBNO055(hardware.imu_address)
+        self.bus.attach(self.imu)
+        self._angles = np.asarray(initial_pose, float).copy()
+        self._hold = stand_pose()
+        self._sim_open = False
+
+    def open(self, tick_period_s: float) -> None:
+        self.sim.open(tick_period_s)
+        self._sim_open = True
+        self.refresh()
+
+    def _voltage_for(self, address: int):  # type: ignore[no-untyped-def]
+        inputs = {j.adc.channel: j for j in JOINTS if j.adc is not None and j.adc.address == address}
+
+        def voltage(channel: int) -> float:
+            j = inputs.get(channel)
+            if j is None:
+                return 0.0
+            return angle_to_code(float(self._angles[j.index]), self.truth.joints[j.name]) * ADC_VOLTS_PER_CODE
+
+        return voltage
+
+    def refresh(self) -> None:
+        """Push the simulated robot's state into the chips' inputs."""
+        reading: Sensors = self.sim.read()
+        self._angles = reading.joint_pos
+        self.imu.set_motion(reading.imu.quat, reading.imu.gyro, reading.imu.accel)
+
+    def step(self) -> None:
+        """Apply the PCA9685's outputs to the servos and advance one control period."""
+        targets = self._hold.copy()
+        powered = False
+        for j in JOINTS:
+            if j.pwm_channel is None:
+                continue
+            pulse = self.pca.pulse_us(j.pwm_channel)
+            if pulse is not None:
+                powered = True
+                targets[j.index] = pulse_us_to_angle(pulse, self.truth.joints[j.name])
+        if powered:
+            self.sim.write(targets)
+        else:
+            self.sim.relax()
+        behind = self.sim.sim_time - self.bus.now
+        if behind > 0:
+            self.bus.advance(behind)  # the rest of the period, as far as the bus knows
+
+    def close(self) -> None:
+        if self._sim_open:
+            self.sim.close()
+            self._sim_open = False
+
+
+class EmulatedHardwareHal(HardwareHal):
+    """:class:`HardwareHal` on the emulated bus, stepping the simulation each tick."""
+
+    def __init__(self, hardware: HardwareConfig, calibration: Calibration, robot: EmulatedRobot):
+        super().__init__(
+            hardware, calibration, lambda: robot.bus, sleep=robot.bus.advance, clock=lambda: robot.bus.now
+        )
+        self.robot = robot
+        self._ticks = 0
+        self._bus_at_open = (0, 0, 0.0)
+
+    def open(self, tick_period_s: float) -> None:
+        self.robot.open(tick_period_s)
+        super().open(tick_period_s)
+        s = self.robot.bus.stats
+        self._bus_at_open = (s.transactions, s.bytes, s.bus_time_s)
+        self._busy_s = 0.0
+
+    def read(self) -> Sensors:
+        self.robot.refresh()
+        started = self.robot.bus.now
+        sensors = super().read()
+        self._busy_s += self.robot.bus.now - started
+        return sensors
+
+    def write(self, targets: np.ndarray) -> None:
+        started = self.robot.bus.now
+        super().write(targets)
+        self._finish_tick(started)
+
+    def relax(self) -> None:
+        started = self.robot.bus.now
+        super().relax()
+        self._finish_tick(started)
+
+    def _finish_tick(self, started: float) -> None:
+        self._busy_s += self.robot.bus.now - started
+        self._ticks += 1
+        self.robot.step()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.robot.close()
+
+    def truth(self) -> Any:
+        return self.robot.sim.truth()
+
+    def bus_figures(self) -> dict[str, float]:
+        """Per-tick bus figures since open: transactions, bytes and busy milliseconds."""
+        s = self.robot.bus.stats
+        t0, b0, _ = self._bus_at_open
+        ticks = max(1, self._ticks)
+        return {
+            "bus_transactions_per_tick": round((s.transactions - t0) / ticks, 2),
+            "bus_bytes_per_tick": round((s.bytes - b0) / ticks, 1),
+            "bus_ms_per_tick": round(1000.0 * self._busy_s / ticks, 3),
+        }

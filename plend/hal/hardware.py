@@ -1,0 +1,355 @@
+"""The robot's backend: PCA9685 servos, four ADS1115 feedback ADCs and a BNO055 on I2C.
+
+The Adafruit drivers set the chips up (frequency before any channel, gain and data rate,
+fusion mode). The per-tick path then uses the drivers' I2C devices directly, because the
+stock calls cap the loop near 30 Hz: all 16 PWM channels in one auto-increment burst,
+the four ADCs converting in parallel with timed waits instead of polling, and the IMU's
+data registers in one burst read. Every transaction is retried once; a source that keeps
+failing goes stale (the supervisor then acts) and is named in ``faults``. All I2C stays
+on the control thread. Nothing here imports a driver or Blinka until :meth:`open`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plend.config import Config, HardwareConfig
+from plend.errors import HalError
+from plend.hal.base import ImuReading, Sensors
+from plend.robot import JOINTS, NUM_JOINTS
+from plend.servo_map import Calibration, angle_to_pulse_us, code_to_angle
+
+log = logging.getLogger("plend.hardware")
+
+_LED0_ON_L = 0x06
+_ALL_LED_OFF_H = 0xFD
+_FULL_OFF = 0x10
+_ADS_CONVERSION, _ADS_CONFIG = 0x00, 0x01
+_ADS_RATE_BITS = {8: 0, 16: 1, 32: 2, 64: 3, 128: 4, 250: 5, 475: 6, 860: 7}
+_BNO_DATA = 0x08  # ACC_DATA_X_LSB: accel, mag, gyro, euler, quaternion (up to 0x27)
+_BNO_DATA_LEN = 0x28 - 0x08
+# Rough cost of one tick's transfers at 400 kHz, to decide whether a full ADC sweep fits.
+_SWEEP_S, _OTHER_S = 0.0062, 0.0020
+
+
+@dataclass
+class BusCounters:
+    """Transactions this backend made, and the failures."""
+
+    transactions: int = 0
+    retries: int = 0
+    failures: int = 0
+    missed_writes: int = 0
+
+
+def ads_single_shot_config(channel: int, data_rate: int) -> int:
+    """ADS1115 config word: start one conversion of AIN``channel`` at gain 1 (+-4.096 V)."""
+    mux = 4 + channel
+    return 0x8000 | (mux << 12) | (1 << 9) | (1 << 8) | (_ADS_RATE_BITS[data_rate] << 5) | 0x03
+
+
+def quat_to_euler(w: float, x: float, y: float, z: float) -> tuple[float, float, float]:
+    """Roll, pitch, yaw (rad) of a unit quaternion (torso to world, z up)."""
+    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
+    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return roll, pitch, yaw
+
+
+class HardwareHal:
+    """The real robot (or its emulation) behind the HAL interface."""
+
+    name = "hardware"
+
+    def __init__(
+        self,
+        config: HardwareConfig,
+        calibration: Calibration,
+        bus_factory: Callable[[], Any],
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.config = config
+        self.calibration = calibration
+        self._bus_factory = bus_factory
+        self._sleep = sleep
+        self._clock = clock
+        self.bus: Any = None
+        self.counters = BusCounters()
+        self._pwm_channels = [
+            (j.pwm_channel, j.index, calibration.joints[j.name]) for j in JOINTS if j.pwm_channel is not None
+        ]
+        self._joint_pos = np.full(NUM_JOINTS, np.nan)
+        self._joint_stamp = np.full(NUM_JOINTS, -np.inf)
+        self._imu = ImuReading((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
+        self._imu_stamp = -math.inf
+        self._faults: dict[str, str] = {}
+        self._next_channel = 0
+        self.round_robin = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def open(self, tick_period_s: float) -> None:
+        if self.bus is not None:
+            raise HalError("hardware is already open")
+        if not self.calibration.measured:
+            log.warning(
+                "NO SERVO CALIBRATION: using built-in defaults (no horn offsets, default feedback fit); "
+                "joints will be off by several degrees. Run 'plenctl calibrate' before walking."
+            )
+        self.bus = self._bus_factory()
+        self._check_chips()
+        for chip, set_up in (
+            ("PCA9685", self._set_up_pwm),
+            ("ADS1115", self._set_up_adcs),
+            ("BNO055", self._set_up_imu),
+        ):
+            try:
+                set_up()
+            except (OSError, RuntimeError, ValueError) as exc:
+                self.close()
+                raise HalError(
+                    f"{chip} set-up failed: {exc}; check its wiring and power, then restart"
+                ) from exc
+        self._sweep([0, 1, 2, 3])  # every joint read once before the first tick
+        self._read_imu()
+        sweep = self.config.adc_sweep
+        self.round_robin = sweep == "round_robin" or (
+            sweep == "auto" and 0.8 * tick_period_s < _SWEEP_S + _OTHER_S
+        )
+        log.info(
+            "hardware up: PCA9685 0x%02x, ADS1115 %s, BNO055 0x%02x; ADC %s",
+            self.config.pwm_address,
+            " ".join(f"0x{a:02x}" for a in self.config.adc_addresses),
+            self.config.imu_address,
+            "round-robin (one channel per chip a tick)" if self.round_robin else "full sweep every tick",
+        )
+
+    def _expected(self) -> dict[int, str]:
+        chips = {self.config.pwm_address: "PCA9685 (servo PWM)", self.config.imu_address: "BNO055 (IMU)"}
+        chips.update({a: f"ADS1115 #{i} (servo feedback)" for i, a in enumerate(self.config.adc_addresses)})
+        return chips
+
+    def _check_chips(self) -> None:
+        while not self.bus.try_lock():
+            pass
+        try:
+            found = set(self.bus.scan())
+        finally:
+            self.bus.unlock()
+        missing = [f"{name} at 0x{a:02x}" for a, name in self._expected().items() if a not in found]
+        if missing:
+            answered = ", ".join(f"0x{a:02x}" for a in sorted(found)) or "none"
+            self.close()
+            raise HalError(
+                f"missing on the I2C bus: {'; '.join(missing)}. Addresses that answered: {answered}. "
+                "Check wiring, power and address jumpers ('i2cdetect -y 1' lists the bus)."
+            )
+
+    def _set_up_pwm(self) -> None:
+        from adafruit_pca9685 import PCA9685
+
+        pca = PCA9685(self.bus, address=self.config.pwm_address)
+        pca.frequency = self.config.pwm_frequency_hz  # before any channel: turns auto-increment on
+        self._pwm = pca.i2c_device
+        self._counts_per_us = pca.frequency * 4096 / 1e6
+        self._transfer(self._pwm, bytes([_ALL_LED_OFF_H, _FULL_OFF]))  # servos unpowered until asked
+
+    def _set_up_adcs(self) -> None:
+        from adafruit_ads1x15.ads1115 import ADS1115
+
+        rate = self.config.adc_data_rate
+        self._adcs = [
+            ADS1115(self.bus, gain=1, data_rate=rate, address=a).i2c_device for a in self.config.adc_addresses
+        ]
+        self._adc_wait = 1.1 / rate + 20e-6
+        self._adc_starts = [
+            bytes([_ADS_CONFIG, *ads_single_shot_config(ch, rate).to_bytes(2, "big")]) for ch in range(4)
+        ]
+        by_input = {(j.adc.address, j.adc.channel): j for j in JOINTS if j.adc is not None}
+        self._adc_joints = [
+            [by_input.get((a, ch)) for a in self.config.adc_addresses] for ch in range(4)
+        ]  # [channel][chip] -> joint or None
+
+    def _set_up_imu(self) -> None:
+        from adafruit_bno055 import BNO055_I2C
+
+        bno = BNO055_I2C(self.bus, address=self.config.imu_address)  # resets, then NDOF fusion
+        self._bno = bno.i2c_device
+        self._bno_driver = bno
+
+    def close(self) -> None:
+        if self.bus is None:
+            return
+        try:
+            if hasattr(self, "_pwm"):
+                self.relax()
+        finally:
+            deinit = getattr(self.bus, "deinit", None)
+            if deinit is not None:
+                deinit()
+            self.bus = None
+
+    # -- per tick ------------------------------------------------------------------------
+
+    def read(self) -> Sensors:
+        self._require()
+        self._sweep([self._next_channel] if self.round_robin else [0, 1, 2, 3])
+        self._next_channel = (self._next_channel + 1) % 4
+        self._read_imu()
+        now = self._clock()
+        wired = [j.index for j in JOINTS if j.adc is not None]
+        return Sensors(
+            stamp=now, joint_pos=self._joint_pos.copy(), imu=self._imu, contacts=(False, False),
+            faults=tuple(f"{k}: {v}" for k, v in self._faults.items()),
+            joint_stamp=float(self._joint_stamp[wired].min()), imu_stamp=self._imu_stamp,
+        )  # fmt: skip
+
+    def _sweep(self, channels: list[int]) -> None:
+        """Read ``channels`` on all four ADCs, converting in parallel: each chip's next
+        conversion starts right after its last result is read, and each read waits only
+        until that chip's own conversion must be done, so the waits overlap the traffic."""
+        started = [self._start(i, channels[0]) for i in range(len(self._adcs))]
+        for k, channel in enumerate(channels):
+            for i in range(len(self._adcs)):
+                began = started[i]
+                if began is not None:
+                    self._wait_until(began + self._adc_wait)
+                self._collect(i, channel, ok=began is not None)
+                if k + 1 < len(channels):
+                    started[i] = self._start(i, channels[k + 1])
+
+    def _start(self, chip: int, channel: int) -> float | None:
+        ok = self._transfer(self._adcs[chip], self._adc_starts[channel])
+        return self._clock() if ok else None
+
+    def _wait_until(self, deadline: float) -> None:
+        delay = deadline - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+
+    def _collect(self, chip: int, channel: int, ok: bool) -> None:
+        name = f"ADS1115 at 0x{self.config.adc_addresses[chip]:02x}"
+        buf = bytearray(2)
+        if not ok or not self._transfer(self._adcs[chip], bytes([_ADS_CONVERSION]), buf):
+            self._fault(name, "conversion not read")
+            return
+        self._clear(name)
+        j = self._adc_joints[channel][chip]
+        if j is not None:
+            code = int.from_bytes(buf, "big", signed=True)
+            self._joint_pos[j.index] = code_to_angle(code, self.calibration.joints[j.name])
+            self._joint_stamp[j.index] = self._clock()
+
+    def _read_imu(self) -> None:
+        buf = bytearray(_BNO_DATA_LEN)
+        name = f"BNO055 at 0x{self.config.imu_address:02x}"
+        if not self._transfer(self._bno, bytes([_BNO_DATA]), buf):
+            self._fault(name, "data not read")
+            return
+        self._clear(name)
+        ax, ay, az = struct.unpack_from("<hhh", buf, 0x08 - _BNO_DATA)
+        gx, gy, gz = struct.unpack_from("<hhh", buf, 0x14 - _BNO_DATA)
+        qw, qx, qy, qz = (v / 16384.0 for v in struct.unpack_from("<hhhh", buf, 0x20 - _BNO_DATA))
+        dps = math.pi / 180.0 / 16.0
+        self._imu = ImuReading(
+            quat=(qw, qx, qy, qz), euler=quat_to_euler(qw, qx, qy, qz),
+            gyro=(gx * dps, gy * dps, gz * dps), accel=(ax / 100.0, ay / 100.0, az / 100.0),
+        )  # fmt: skip
+        self._imu_stamp = self._clock()
+
+    def write(self, targets: np.ndarray) -> None:
+        self._require()
+        frame = bytearray(1 + 64)
+        frame[0] = _LED0_ON_L
+        for channel, index, cal in self._pwm_channels:
+            off = round(angle_to_pulse_us(float(targets[index]), cal) * self._counts_per_us)
+            struct.pack_into("<HH", frame, 1 + 4 * channel, 0, max(0, min(4095, off)))
+        if not self._transfer(self._pwm, bytes(frame)):
+            self.counters.missed_writes += 1
+            self._fault(f"PCA9685 at 0x{self.config.pwm_address:02x}", "servo write lost")
+
+    def relax(self) -> None:
+        self._require()
+        if not self._transfer(self._pwm, bytes([_ALL_LED_OFF_H, _FULL_OFF])):
+            self.counters.missed_writes += 1
+
+    # -- transfers -----------------------------------------------------------------------
+
+    def _transfer(self, device: Any, out: bytes, into: bytearray | None = None) -> bool:
+        """One write (or write-then-read), retried once; False if both tries failed."""
+        for attempt in (0, 1):
+            self.counters.transactions += 1
+            try:
+                with device as i2c:
+                    if into is None:
+                        i2c.write(out)
+                    else:
+                        i2c.write_then_readinto(out, into)
+                return True
+            except OSError as exc:
+                if attempt:
+                    self.counters.failures += 1
+                    self._last_error = exc
+                else:
+                    self.counters.retries += 1
+        return False
+
+    def _fault(self, chip: str, what: str) -> None:
+        if chip not in self._faults:
+            log.error("%s: %s (%s)", chip, what, getattr(self, "_last_error", "I/O error"))
+        self._faults[chip] = f"{what} ({getattr(self, '_last_error', 'I/O error')})"
+
+    def _clear(self, chip: str) -> None:
+        if self._faults.pop(chip, None) is not None:
+            log.info("%s answers again", chip)
+
+    def _require(self) -> None:
+        if self.bus is None:
+            raise HalError("hardware is not open; call open() first")
+
+    def status(self) -> dict[str, Any]:
+        """Bus figures and the ADC mode, for plenctl status."""
+        return {
+            "adc": "round-robin" if self.round_robin else "full sweep",
+            "calibration": self.calibration.source,
+            **vars(self.counters),
+        }
+
+
+def make_i2c_bus() -> Any:
+    """The Pi's I2C bus through Blinka."""
+    try:
+        import board
+        import busio
+    except (ImportError, NotImplementedError, RuntimeError) as exc:
+        raise HalError(
+            f"no I2C bus on this machine ({exc}); on a PC use --bus emulated, on a Pi run ./install.sh"
+        ) from None
+    return busio.I2C(board.SCL, board.SDA)
+
+
+def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) -> HardwareHal:
+    """The hardware backend on the configured bus, with the stored calibration (or the
+    default, with a warning at open)."""
+    from pathlib import Path
+
+    from gaits.sine import stand_pose
+    from plend.servo_map import load_calibration
+
+    calibration = load_calibration(Path(config.paths.state_dir) / "calibration.json") or Calibration()
+    if config.hardware.bus == "emulated":
+        from plend.hal.emulated_robot import EmulatedHardwareHal, EmulatedRobot
+
+        pose = stand_pose() if initial_pose is None else initial_pose
+        robot = EmulatedRobot(config.hardware, config.sim, Calibration(), pose)
+        return EmulatedHardwareHal(config.hardware, calibration, robot)
+    return HardwareHal(config.hardware, calibration, make_i2c_bus)

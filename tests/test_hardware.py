@@ -1,0 +1,192 @@
+"""The hardware backend: the real Adafruit drivers and plend's fast path on emulated chips."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("adafruit_pca9685")
+pytest.importorskip("pybullet")
+
+from gaits.sine import stand_pose
+from plend.config import Config, replace_section
+from plend.errors import HalError
+from plend.hal.emulated_robot import EmulatedHardwareHal
+from plend.hal.hardware import make_hardware_hal
+from plend.main import main
+from plend.robot import JOINTS
+from plend.servo_map import JointCalibration, angle_to_pulse_us
+
+RAD_PER_CODE = math.pi / 16000
+
+
+def emulated(tmp_path: Path, **hardware: object) -> EmulatedHardwareHal:
+    config = Config(hal="hardware")
+    config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
+    config = replace_section(config, "hardware", bus="emulated", **hardware)
+    hal = make_hardware_hal(config, stand_pose())
+    assert isinstance(hal, EmulatedHardwareHal)
+    return hal
+
+
+@pytest.fixture(scope="module")
+def hal(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    h = emulated(tmp_path_factory.mktemp("hw"), adc_sweep="full")
+    h.open(0.02)
+    yield h
+    h.close()
+
+
+def test_pwm_set_up_order_and_one_burst_per_write(hal: EmulatedHardwareHal) -> None:
+    writes = hal.robot.pca.writes
+    # Probe, the driver's reset, the frequency before any channel (read MODE1, sleep,
+    # prescale 121 = 50 Hz, wake, auto-increment + restart, read back the prescale),
+    # then every output off until the first command.
+    expected = ["", "0000", "00", "0010", "fe79", "0000", "00a0", "fe", "fd10"]
+    assert [w.hex() for w in writes] == expected
+    before = len(writes)
+    q = stand_pose()
+    hal.write(q)
+    burst = writes[before]
+    assert len(writes) == before + 1 and len(burst) == 65 and burst[0] == 0x06
+    counts_per_us = hal.robot.pca.frequency_hz * 4096 / 1e6
+    for j in JOINTS:
+        if j.pwm_channel is None:
+            continue
+        on, off = np.frombuffer(burst[1 + 4 * j.pwm_channel : 5 + 4 * j.pwm_channel], "<u2")
+        assert on == 0 and off == round(angle_to_pulse_us(q[j.index], JointCalibration()) * counts_per_us)
+
+
+def test_feedback_of_all_16_channels_on_four_adcs(hal: EmulatedHardwareHal) -> None:
+    for _ in range(30):
+        hal.read()
+        hal.write(stand_pose())
+    truth = hal.robot.sim.read().joint_pos
+    measured = hal.read().joint_pos
+    for j in JOINTS:
+        if j.adc is None:
+            assert math.isnan(measured[j.index]), "no feedback wire on the elbows"
+        else:
+            assert measured[j.index] == pytest.approx(truth[j.index], abs=3 * RAD_PER_CODE + 0.003)
+
+
+def test_imu_burst_read_matches_the_simulation(hal: EmulatedHardwareHal) -> None:
+    hal.read()
+    hal.write(stand_pose())
+    sim = hal.robot.sim.read().imu
+    imu = hal.read().imu
+    assert np.allclose(imu.quat, sim.quat, atol=2e-4)
+    assert np.allclose(imu.accel, sim.accel, atol=0.02)
+    assert np.allclose(imu.gyro, sim.gyro, atol=0.01)
+
+
+def test_missing_chips_are_all_named_at_start_up(tmp_path: Path) -> None:
+    hal = emulated(tmp_path)
+    hal.robot.bus.detach(0x4A)
+    hal.robot.bus.detach(0x28)
+    with pytest.raises(HalError) as info:
+        hal.open(0.02)
+    message = str(info.value)
+    assert "ADS1115 #2 (servo feedback) at 0x4a" in message and "BNO055 (IMU) at 0x28" in message
+    assert "Addresses that answered: 0x40, 0x48, 0x49, 0x4b" in message
+    assert "\n" not in message
+
+
+def test_a_vanished_adc_goes_stale_and_is_named(tmp_path: Path) -> None:
+    hal = emulated(tmp_path, adc_sweep="full")
+    hal.open(0.02)
+    try:
+        hal.robot.bus.detach(0x49)
+        first = hal.read()
+        for _ in range(10):
+            hal.write(stand_pose())
+            later = hal.read()
+        assert any(f.startswith("ADS1115 at 0x49") for f in later.faults)
+        assert later.joint_age() > first.joint_age() > 0.0, "its joints stop being fresh"
+        assert later.imu_age() == 0.0
+    finally:
+        hal.close()
+
+
+def test_close_turns_every_output_off(tmp_path: Path) -> None:
+    hal = emulated(tmp_path)
+    hal.open(0.02)
+    hal.write(stand_pose())
+    assert hal.robot.pca.pulse_us(3) is not None
+    hal.close()
+    assert all(hal.robot.pca.pulse_us(ch) is None for ch in range(16))
+    hal.close()  # idempotent
+
+
+def test_io_errors_are_retried_counted_and_never_stop_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plend.hal.hardware as hw
+    from plend.headless import RunOptions, run
+
+    config = replace_section(Config(hal="hardware"), "hardware", bus="emulated")
+    config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
+    original = hw.make_hardware_hal
+    made: list[EmulatedHardwareHal] = []
+
+    def make(cfg: Config, initial_pose: np.ndarray | None = None) -> EmulatedHardwareHal:
+        h = original(cfg, initial_pose)
+        assert isinstance(h, EmulatedHardwareHal)
+        set_up = h.open
+
+        def open_then_fail(period: float) -> None:
+            set_up(period)
+            h.robot.bus.faults.io_error_rate = 0.01  # from the first tick on
+
+        h.open = open_then_fail  # type: ignore[method-assign]
+        made.append(h)
+        return h
+
+    monkeypatch.setattr(hw, "make_hardware_hal", make)
+    summary = run(config, RunOptions(speed=0.5, duration_s=60.0, fast=True))
+    hal = made[0]
+    counters = hal.counters
+    assert summary["ticks"] >= 3000 and summary["fell"] is False
+    assert counters.retries > 0.005 * counters.transactions, "about 1 % of transactions failed once"
+    # Every tick wrote the servos once; only writes that failed twice are missing, and
+    # each of those is counted.
+    bursts = sum(1 for w in hal.robot.pca.writes if len(w) == 65)
+    assert bursts + counters.missed_writes == summary["ticks"]
+    assert counters.missed_writes <= counters.failures
+
+
+def test_walks_like_the_simulation_on_the_emulated_bus(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", "--fast", "--gait", "sine", "--speed", "0.5", "--duration", "20", "--summary", "json"]
+    assert main([*args, "--hal", "sim"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert main([*args, "--hal", "hardware", "--bus", "emulated"]) == 0
+    hw = json.loads(capsys.readouterr().out)
+    assert hw["fell"] is False
+    assert abs(hw["distance_m"] - sim["distance_m"]) <= 0.25 * sim["distance_m"]
+    assert hw["bus_ms_per_tick"] <= 10.0
+    assert hw["bus_transactions_per_tick"] > 0
+
+
+def test_probe_on_the_emulated_bus(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "--bus", "emulated"]) == 0
+    report = capsys.readouterr().out
+    assert report.count("answers") == 6
+    assert "auto-increment on" in report and "calibration sys" in report
+    assert "r_knee_r_shin" in report and "transfer times" in report
+
+
+def test_nothing_imports_drivers_or_board_until_opened() -> None:
+    code = (
+        "import sys, plend.main, plend.hal.hardware, plend.hal.emulated_robot, plend.probe, plend.daemon;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('board', 'busio', 'adafruit_pca9685',"
+        " 'adafruit_ads1x15', 'adafruit_bno055', 'pybullet')];"
+        "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
