@@ -148,6 +148,12 @@ class Controls:
             "safety": {**vars(self.loop.safety.counts), **vars(sup.counts)},
             "recording": self.recorder.status(),
         }
+        hal_status = getattr(self.loop.hal, "status", None)
+        if hal_status is not None:
+            status["hardware"] = hal_status()
+        sensors = self.loop.sensors
+        if sensors is not None and sensors.faults:
+            status["sensor_faults"] = list(sensors.faults)
         if snap is not None:
             status["imu"] = {
                 "euler_deg": [round(math.degrees(v), 2) for v in snap.imu.euler],

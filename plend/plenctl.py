@@ -143,6 +143,10 @@ def format_status(s: dict[str, Any]) -> str:
             f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   "
             f"feet R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
         )
+    if "hardware" in s:
+        lines.append("hardware  " + ", ".join(f"{k} {v}" for k, v in s["hardware"].items()))
+    for fault in s.get("sensor_faults", []):
+        lines.append(f"sensor    {fault}")
     safety = ", ".join(f"{k} {v}" for k, v in s["safety"].items())
     lines.append(f"safety    {safety}")
     rec = s["recording"]

@@ -53,6 +53,7 @@ class Calibration:
     )
     measured: bool = False
     source: str = "built-in default"
+    imu_offsets: tuple[int, ...] | None = None  # the BNO055's 22 offset bytes, if stored
 
 
 def angle_to_pulse_us(angle_rad: float, cal: JointCalibration) -> float:
@@ -95,4 +96,11 @@ def load_calibration(path: Path) -> Calibration | None:
     missing = [j.name for j in JOINTS if j.wired and j.name not in joints]
     if missing:
         raise ConfigError(f"calibration file {path} lacks joints {', '.join(missing)}; recalibrate")
-    return Calibration(joints, measured=True, source=str(path))
+    offsets = data.get("imu_offsets")
+    if offsets is not None and (
+        len(offsets) != 22 or not all(isinstance(b, int) and 0 <= b < 256 for b in offsets)
+    ):
+        raise ConfigError(f"calibration file {path}: imu_offsets must be 22 bytes; recalibrate the IMU")
+    return Calibration(
+        joints, measured=True, source=str(path), imu_offsets=tuple(offsets) if offsets else None
+    )

@@ -190,3 +190,36 @@ def test_nothing_imports_drivers_or_board_until_opened() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_stored_imu_offsets_are_restored(tmp_path: Path) -> None:
+    offsets = list(range(1, 23))
+    joints = {j.name: {} for j in JOINTS if j.wired}
+    (tmp_path / "calibration.json").write_text(json.dumps({"joints": joints, "imu_offsets": offsets}))
+    hal = emulated(tmp_path)
+    hal.open(0.02)
+    try:
+        assert hal.calibration.measured
+        assert list(hal.robot.imu.offsets) == offsets
+        assert hal.robot.imu.mode == 0x0C, "back in fusion mode"
+    finally:
+        hal.close()
+
+
+def test_fast_rates_read_the_adcs_round_robin(tmp_path: Path) -> None:
+    hal = emulated(tmp_path)
+    hal.open(0.01)  # 100 Hz: a full sweep does not fit
+    try:
+        assert hal.round_robin and hal.status()["adc"] == "round-robin"
+        before = hal.robot.bus.stats.transactions
+        sensors = hal.read()
+        assert hal.robot.bus.stats.transactions - before == 4 * 2 + 1, "one channel on each ADC, and the IMU"
+        assert sensors.joint_age() < 0.05
+    finally:
+        hal.close()
+
+
+def test_no_bus_on_a_pc_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--hal", "hardware", "--bus", "i2c", "--no-socket", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "plend: error: no I2C bus on this machine" in err and "--bus emulated" in err
