@@ -2,7 +2,7 @@
 # Sets up plend in a virtual environment in .venv (safe to run again).
 #
 #   ./install.sh            the daemon, plus the simulator on a PC
-#   ./install.sh --dev      also the test and lint tools
+#   ./install.sh --dev      also the test and lint tools, and (on a PC) policy training
 #   ./install.sh --pi       the Raspberry Pi set-up (the default on a Pi): system packages,
 #                           I2C at 400 kHz, the plend user, and plend.service enabled at boot
 #   ./install.sh --dry-run  print each step that would change something, and change nothing
@@ -336,6 +336,10 @@ else
 fi
 if [ "$dev" -eq 1 ]; then
     extras+=(test lint)
+    if [ "$on_pi" -eq 0 ]; then
+        # Policy training (torch CPU, stable-baselines3) runs on development machines.
+        extras+=(train)
+    fi
 fi
 
 spec="."

@@ -27,15 +27,15 @@ from plend.supervisor import Supervisor
 COMMAND_TIMEOUT_S = 2.0
 
 
-class PolicyError(PlendError, ValueError):
-    """A policy file cannot be used."""
-
-
 PolicyLoader = Callable[[Path, Config], Behaviour]
 
 
 def no_policy_runner(path: Path, config: Config) -> Behaviour:
-    raise PolicyError(f"cannot load {path}: this plend has no ONNX policy runner installed")
+    raise CommandUnavailableError(f"cannot load {path}: this plend has no ONNX policy runner installed")
+
+
+class CommandUnavailableError(PlendError, RuntimeError):
+    """This installation cannot do what was asked."""
 
 
 def _arg(args: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
@@ -124,7 +124,13 @@ class Controls:
 
     def policy_load(self, args: dict[str, Any]) -> dict[str, Any]:
         behaviour = self.policy_loader(_absolute_file(args), self.config)
-        return self._submit("policy_load", behaviour=behaviour)
+        result = self._submit("policy_load", behaviour=behaviour)
+        runner = getattr(behaviour, "runner", None)
+        if runner is not None:
+            result.update(
+                loaded=str(runner.path), inference_ms=runner.inference_ms, rate_hz=runner.spec.rate_hz
+            )
+        return result
 
     def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
         out = _arg(args, "out", str, required=False)

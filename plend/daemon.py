@@ -105,7 +105,9 @@ class Daemon:
     def _serve(self) -> None:
         if self.options.socket is None:
             return
-        controls = Controls(self.loop, self.supervisor, self.config, self.recorder, self.realtime)
+        controls = Controls(
+            self.loop, self.supervisor, self.config, self.recorder, self.realtime, self._policy_loader()
+        )
         sock = self.config.socket
         dispatcher = Dispatcher(controls.handlers())
         self.server = ControlServer(
@@ -113,6 +115,15 @@ class Daemon:
         )
         self.server.start()
         log.info("control socket %s", self.options.socket)
+
+    def _policy_loader(self) -> Any:
+        try:
+            from policies.runner import make_policy_loader
+        except ImportError:  # an install without the policy runner
+            from plend.controls import no_policy_runner
+
+            return no_policy_runner
+        return make_policy_loader(self.hal, self.config.loop.rate_hz, lambda: self.loop.sensors)
 
     def _wait(self, thread: threading.Thread) -> None:
         deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s

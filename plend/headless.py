@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gaits.sine import check_speed, stand_pose
@@ -31,6 +32,7 @@ class RunOptions:
     speed: float = 0.5
     duration_s: float = 20.0
     fast: bool = False
+    policy: Path | None = None
 
     def __post_init__(self) -> None:
         if self.gait not in GAITS:
@@ -51,7 +53,9 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     with _opened(hal, period):
         loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
         loop.start()
-        if options.gait == "sine":
+        if options.policy is not None:
+            _start_policy(supervisor, loop, hal, options.policy, config.loop.rate_hz)
+        elif options.gait == "sine":
             supervisor.handle("gait", speed=check_speed(options.speed))
         elif options.gait == "stand":
             supervisor.handle("stand")
@@ -64,6 +68,14 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         wall = time.perf_counter() - began
         end_pose = _truth(hal)
     return summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
+
+
+def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, rate_hz: float) -> None:
+    from policies.runner import make_policy_loader
+
+    load = make_policy_loader(hal, rate_hz, lambda: loop.sensors)
+    supervisor.handle("policy_load", behaviour=load(path, None))
+    supervisor.handle("policy_start")
 
 
 class _opened:
@@ -112,7 +124,7 @@ def summarise(
     sim_time = loop.stats.ticks * loop.period
     summary: dict[str, Any] = {
         "hal": config.hal,
-        "gait": options.gait,
+        "gait": options.gait if options.policy is None else f"policy {options.policy.name}",
         "speed": options.speed,
         "fell": fell,
         "ticks": loop.stats.ticks,

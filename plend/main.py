@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         help="behaviour to start with (default: sine with --fast, stand in simulation, else relax)",
     )  # fmt: skip
     run.add_argument("--speed", type=float, default=0.5, help="walking speed in [-1, 1] (default 0.5)")
+    run.add_argument("--policy", type=Path, help="with --fast: walk on this ONNX policy instead of a gait")
     run.add_argument("--duration", type=float, help="seconds to run (default: until stopped; 20 with --fast)")
     run.add_argument("--fast", action="store_true", help="simulation only: run as fast as the machine allows")
     run.add_argument("--socket", type=Path, help="control socket path (default from config, or PLEND_SOCKET)")
@@ -104,6 +105,10 @@ def _print_summary(summary: dict[str, Any], style: str) -> None:
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     if args.fast:
         return _run_batch(config, args)
+    if args.policy is not None:
+        raise ConfigError(
+            "--policy runs with --fast; to the daemon say: plenctl policy load FILE, plenctl policy start"
+        )
     from plend.daemon import DaemonOptions, run_daemon
     from plend.service import setup_logging
 
@@ -135,7 +140,10 @@ def _run_batch(config: Config, args: argparse.Namespace) -> int:
     if config.hal != "sim" and config.hardware.bus != "emulated":
         raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
     duration = 20.0 if args.duration is None else args.duration
-    options = RunOptions(gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True)
+    policy = args.policy.resolve() if args.policy else None
+    options = RunOptions(
+        gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy
+    )
     summary = run(config, options)
     _print_summary(summary, args.summary or "text")
     return 1 if summary["fell"] else 0

@@ -55,6 +55,7 @@ class Dispatcher:
         (ArgumentError, "bad_argument"),
         (ConfigError, "bad_argument"),
         (TimeoutError, "loop_stalled"),
+        (ValueError, "bad_argument"),  # a file or value the command cannot use
         (PlendError, "refused"),
     )
 

@@ -230,7 +230,12 @@ class Supervisor:
         if self.behaviour.finished:
             self._switch(Stand())
         blending = self._blend_from is not None
-        targets = self.behaviour.update(sensors, 0.0 if blending else self.period)
+        try:
+            targets = self.behaviour.update(sensors, 0.0 if blending else self.period)
+        except PlendError as exc:  # e.g. a policy's non-finite output: stand, report, go on
+            self._fault("behaviour", f"{self.behaviour.name} stopped: {exc}", latched=False)
+            self._switch(Stand())
+            targets = self.behaviour.update(sensors, self.period)
         if targets is None or not blending:
             return targets
         return self._blend(targets)

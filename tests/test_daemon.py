@@ -179,6 +179,24 @@ def test_policy_load_failure_keeps_the_behaviour(daemon: Daemon, tmp_path: Path)
     assert daemon.status()["mode"] == "stand"
 
 
+def test_policy_load_and_start(daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnx")
+    from tests.test_policy import SPEC, save_model
+
+    wait_for_mode(daemon, "stand")
+    bad = save_model(tmp_path / "wrong.onnx", SPEC, SPEC.observation_size + 1, 12)
+    assert daemon.ctl("policy", "load", str(bad)) == 1
+    assert "input has size" in capsys.readouterr().err
+    good = save_model(tmp_path / "zero.onnx", SPEC, SPEC.observation_size, 12)
+    assert daemon.ctl("policy", "load", str(good)) == 0
+    assert "inference_ms" in capsys.readouterr().out
+    assert daemon.status()["mode"] == "stand", "loading does not start it"
+    assert daemon.ctl("policy", "start") == 0
+    wait_for_mode(daemon, "policy")
+    assert daemon.ctl("stop") == 0
+    wait_for_mode(daemon, "stand")
+
+
 def test_telemetry_recording(daemon: Daemon, tmp_path: Path) -> None:
     from mcap.reader import make_reader
 

@@ -1,0 +1,1 @@
+"""ONNX walking policies: the contract, the runner, and training that exports them."""

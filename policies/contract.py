@@ -1,0 +1,203 @@
+"""The policy contract: what a policy file says it needs, and the one observation builder.
+
+A policy is an ONNX model with one float input (the observation) and one float output
+(the action), and a JSON document in its metadata under ``plend.policy`` naming the
+observation fields in order, the action joints and how actions become radians, and the
+control rate it was trained at. The same :class:`ObservationBuilder` runs in training and
+in the daemon, so the robot feeds the network exactly what the simulator did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gaits.sine import stand_pose
+from plend.errors import PlendError
+from plend.hal.base import Sensors
+from plend.robot import JOINT_NAMES, NUM_JOINTS
+
+FORMAT_VERSION = 1
+METADATA_KEY = "plend.policy"
+
+
+class PolicyError(PlendError, ValueError):
+    """A policy file cannot be used; the message says why."""
+
+
+@dataclass
+class ObsContext:
+    """Everything an observation source may read on one tick."""
+
+    sensors: Sensors
+    last_action: np.ndarray
+    gait_phase: float = 0.0
+    speed: float = 0.0
+    truth: Any = None  # ground truth (simulation only): position, euler, velocity
+
+
+def _gravity(ctx: ObsContext) -> np.ndarray:
+    w, x, y, z = ctx.sensors.imu.quat
+    # World -z expressed in the torso frame: third row of R^T, negated.
+    return -np.array([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])
+
+
+def _joints(ctx: ObsContext) -> np.ndarray:
+    q = ctx.sensors.joint_pos
+    return np.where(np.isfinite(q), q, stand_pose())  # no feedback (elbows): their stand value
+
+
+def _phase(phase: float) -> np.ndarray:
+    return np.array([math.sin(2 * math.pi * phase), math.cos(2 * math.pi * phase)])
+
+
+def _truth(index: Callable[[Any], float]) -> Callable[[ObsContext], np.ndarray]:
+    return lambda ctx: np.array([index(ctx.truth)])
+
+
+# name -> (size or None for "number of actions", unit, needs ground truth, builder)
+SOURCES: dict[str, tuple[int | None, str, bool, Callable[[ObsContext], np.ndarray]]] = {
+    "joint_pos": (NUM_JOINTS, "rad", False, _joints),
+    "torso_euler": (3, "rad", False, lambda c: np.asarray(c.sensors.imu.euler)),
+    "roll_pitch": (2, "rad", False, lambda c: np.asarray(c.sensors.imu.euler[:2])),
+    "gyro": (3, "rad/s", False, lambda c: np.asarray(c.sensors.imu.gyro)),
+    "projected_gravity": (3, "1", False, _gravity),
+    "foot_contacts": (2, "bool", False, lambda c: np.asarray(c.sensors.contacts, float)),
+    "last_action": (None, "1", False, lambda c: c.last_action),
+    "gait_phase": (2, "1", False, lambda c: _phase(c.gait_phase)),
+    "command_speed": (1, "1", False, lambda c: np.array([c.speed])),
+    "torso_height": (1, "m", True, _truth(lambda t: t.position[2])),
+    "forward_velocity": (1, "m/s", True, _truth(lambda t: t.velocity[0])),
+    "lateral_position": (1, "m", True, _truth(lambda t: t.position[1])),
+}  # fmt: skip
+
+LEGACY_LAYOUT = (
+    ("joint_pos", NUM_JOINTS),
+    ("torso_height", 1),
+    ("forward_velocity", 1),
+    ("torso_euler", 3),
+    ("lateral_position", 1),
+    ("foot_contacts", 2),
+)
+"""The original 26-value observation: 18 joint angles, torso height, forward velocity,
+roll, pitch, yaw, lateral position, right and left contact."""
+
+
+def sources_without_truth() -> frozenset[str]:
+    """Sources a real robot can provide."""
+    return frozenset(n for n, (_, _, truth, _) in SOURCES.items() if not truth)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a policy needs and how its actions become joint targets.
+
+    Attributes:
+        observation: (source name, size) in input order.
+        action_joints: the joints the action drives, in output order.
+        action_mode: "absolute" (targets = offset + scale * action) or "residual"
+            (targets = sine gait at ``gait_speed`` + scale * action).
+        action_scale: radians per action unit, one per action joint.
+        action_offset: radians at action 0 in absolute mode, one per action joint.
+        rate_hz: the control rate it was trained at.
+    """
+
+    observation: tuple[tuple[str, int], ...]
+    action_joints: tuple[str, ...]
+    action_mode: str = "residual"
+    action_scale: tuple[float, ...] = ()
+    action_offset: tuple[float, ...] = ()
+    rate_hz: float = 50.0
+    gait_speed: float = 0.5
+    format_version: int = FORMAT_VERSION
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def observation_size(self) -> int:
+        return sum(size for _, size in self.observation)
+
+    def to_json(self) -> str:
+        data = {
+            "format_version": self.format_version,
+            "observation": [{"name": n, "size": s, "unit": SOURCES[n][1]} for n, s in self.observation],
+            "action": {
+                "joints": list(self.action_joints), "mode": self.action_mode,
+                "scale": list(self.action_scale), "offset": list(self.action_offset),
+            },
+            "rate_hz": self.rate_hz,
+            "gait_speed": self.gait_speed,
+            "notes": self.notes,
+        }  # fmt: skip
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> PolicySpec:
+        try:
+            data = json.loads(text)
+            action = data["action"]
+            spec = cls(
+                observation=tuple((f["name"], int(f["size"])) for f in data["observation"]),
+                action_joints=tuple(action["joints"]), action_mode=action["mode"],
+                action_scale=tuple(float(v) for v in action["scale"]),
+                action_offset=tuple(float(v) for v in action.get("offset", ())),
+                rate_hz=float(data["rate_hz"]), gait_speed=float(data.get("gait_speed", 0.5)),
+                format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PolicyError(
+                f"its '{METADATA_KEY}' metadata is malformed ({type(exc).__name__}: {exc})"
+            ) from None
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Raise :class:`PolicyError` unless the spec fits this robot."""
+        if self.format_version != FORMAT_VERSION:
+            raise PolicyError(
+                f"policy format {self.format_version} is not supported (this plend reads {FORMAT_VERSION})"
+            )
+        n = len(self.action_joints)
+        for name, size in self.observation:
+            expected = SOURCES[name][0] if name in SOURCES else -1
+            if name not in SOURCES:
+                raise PolicyError(f"unknown observation source {name!r}; known: {', '.join(SOURCES)}")
+            if size != (n if expected is None else expected):
+                raise PolicyError(
+                    f"observation {name} has size {size}, expected {n if expected is None else expected}"
+                )
+        unknown = [j for j in self.action_joints if j not in JOINT_NAMES]
+        if unknown or len(set(self.action_joints)) != n or n == 0:
+            raise PolicyError(
+                f"action joints {unknown or list(self.action_joints)} do not match this robot's joints"
+            )
+        if self.action_mode not in ("absolute", "residual"):
+            raise PolicyError(f"action mode {self.action_mode!r} is not 'absolute' or 'residual'")
+        if len(self.action_scale) != n or (self.action_mode == "absolute" and len(self.action_offset) != n):
+            raise PolicyError("action scale (and offset, in absolute mode) need one value per action joint")
+        if not (math.isfinite(self.rate_hz) and 5.0 <= self.rate_hz <= 200.0):
+            raise PolicyError(f"policy rate {self.rate_hz} Hz is outside what the loop can run (5-200 Hz)")
+
+
+class ObservationBuilder:
+    """Builds the observation vector of a spec, identically in training and on the robot."""
+
+    def __init__(self, spec: PolicySpec):
+        self.spec = spec
+        self._builders = [(SOURCES[name][3], size) for name, size in spec.observation]
+
+    def build(self, ctx: ObsContext) -> np.ndarray:
+        parts = [np.asarray(builder(ctx), dtype=np.float32).reshape(size) for builder, size in self._builders]
+        return np.concatenate(parts)[None, :]
+
+
+def legacy_spec(rate_hz: float = 50.0) -> PolicySpec:
+    """The original project's layout: 26 observations, 18 absolute joint targets."""
+    return PolicySpec(
+        observation=LEGACY_LAYOUT, action_joints=JOINT_NAMES, action_mode="absolute",
+        action_scale=(1.0,) * NUM_JOINTS, action_offset=(0.0,) * NUM_JOINTS, rate_hz=rate_hz,
+    )  # fmt: skip
