@@ -116,12 +116,7 @@ def probe(config: Config, samples: int = 3) -> tuple[int, str]:
     except HalError as exc:
         return 1, "\n".join([*lines, f"error: {exc}"])
     try:
-        while not hal.bus.try_lock():
-            pass
-        try:
-            found = set(hal.bus.scan())
-        finally:
-            hal.bus.unlock()
+        found = hal.scan()
         lines += _chips(hal, found) + _configuration(hal) + _readings(hal, samples) + _timings(hal)
     finally:
         hal.close()

@@ -139,13 +139,17 @@ class HardwareHal:
         chips.update({a: f"ADS1115 #{i} (servo feedback)" for i, a in enumerate(self.config.adc_addresses)})
         return chips
 
-    def _check_chips(self) -> None:
+    def scan(self) -> set[int]:
+        """Addresses that answer on the bus."""
         while not self.bus.try_lock():
             pass
         try:
-            found = set(self.bus.scan())
+            return set(self.bus.scan())
         finally:
             self.bus.unlock()
+
+    def _check_chips(self) -> None:
+        found = self.scan()
         missing = [f"{name} at 0x{a:02x}" for a, name in self._expected().items() if a not in found]
         if missing:
             answered = ", ".join(f"0x{a:02x}" for a in sorted(found)) or "none"
