@@ -1,7 +1,8 @@
-"""A headless run: one behaviour on one backend for a fixed time, with a summary.
+"""A batch run: one behaviour in simulation for a fixed time, with a summary.
 
-This is what ``plend run`` does: build the HAL, the controller and the loop, walk for
-``duration`` seconds, bring the robot back to standing, relax it and report.
+This is what ``plend run --fast`` does: build the HAL, the supervisor and the loop, walk
+(or run a policy) for ``duration`` seconds on the simulated clock, bring the robot back to
+standing, relax it and report. The daemon (``plend run`` in real time) is plend.daemon.
 """
 
 from __future__ import annotations
