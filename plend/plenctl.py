@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="action", required=True)
     policy_sub.add_parser("load", help="load and check a policy file").add_argument("file", type=Path)
     policy_sub.add_parser("start", help="walk on the loaded policy")
+    calibration = sub.add_parser("calibration", help="the servo and IMU calibration file")
+    calibration_sub = calibration.add_subparsers(dest="action", required=True)
+    show = calibration_sub.add_parser("show", help="print the stored calibration and what changed")
+    show.add_argument("--file", type=Path, help="default: calibration.json in the state directory")
     record = sub.add_parser("record", help="telemetry recording to MCAP")
     record_sub = record.add_subparsers(dest="action", required=True)
     record_sub.add_parser("start", help="start recording").add_argument("--out", type=Path)
@@ -177,6 +181,18 @@ def _print(args: argparse.Namespace, result: Any) -> None:
         print(json.dumps(result))
 
 
+def _show_calibration(path: Path | None) -> str:
+    """The calibration file as a table (read locally: no daemon needed)."""
+    from calibration.store import backup_path, describe, load, load_optional
+    from plend.config import PathsConfig
+
+    path = path or Path(PathsConfig().state_dir) / "calibration.json"
+    record = load_optional(path)
+    if record is None:
+        raise ClientError(f"no calibration at {path}; calibrate the robot first")
+    return f"{path}\n" + describe(load(path), load_optional(backup_path(path)))
+
+
 def _watch(client: Client, args: argparse.Namespace) -> int:
     while True:
         result = client.request("status")
@@ -189,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plenctl``; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "calibration":
+            print(_show_calibration(args.file))
+            return 0
         client = Client(_socket_path(args))
         try:
             if args.command == "status" and args.watch:

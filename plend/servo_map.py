@@ -9,7 +9,6 @@ robot gently, never good enough to walk it, which is why the HAL warns loudly ab
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,28 +78,8 @@ def angle_to_code(angle_rad: float, cal: JointCalibration) -> float:
 
 
 def load_calibration(path: Path) -> Calibration | None:
-    """The calibration stored at ``path``, or None if there is none; raises
-    :class:`ConfigError` for a file that exists but cannot be trusted."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"calibration file {path} is unreadable ({exc}); recalibrate or restore its backup"
-        ) from None
-    try:
-        joints = {name: JointCalibration(**values) for name, values in data["joints"].items()}
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"calibration file {path} is malformed ({exc}); recalibrate") from None
-    missing = [j.name for j in JOINTS if j.wired and j.name not in joints]
-    if missing:
-        raise ConfigError(f"calibration file {path} lacks joints {', '.join(missing)}; recalibrate")
-    offsets = data.get("imu_offsets")
-    if offsets is not None and (
-        len(offsets) != 22 or not all(isinstance(b, int) and 0 <= b < 256 for b in offsets)
-    ):
-        raise ConfigError(f"calibration file {path}: imu_offsets must be 22 bytes; recalibrate the IMU")
-    return Calibration(
-        joints, measured=True, source=str(path), imu_offsets=tuple(offsets) if offsets else None
-    )
+    """The calibration stored at ``path``, or None if there is none; raises a
+    ConfigError for a file that exists but is corrupt or belongs to another robot."""
+    from calibration.store import load_servo_calibration  # imports this module
+
+    return load_servo_calibration(path)

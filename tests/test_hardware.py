@@ -193,9 +193,20 @@ def test_nothing_imports_drivers_or_board_until_opened() -> None:
 
 
 def test_stored_imu_offsets_are_restored(tmp_path: Path) -> None:
+    from calibration.store import CALIBRATION_VERSION, CalibrationRecord, JointRecord, save
+
     offsets = list(range(1, 23))
-    joints = {j.name: {} for j in JOINTS if j.wired}
-    (tmp_path / "calibration.json").write_text(json.dumps({"joints": joints, "imu_offsets": offsets}))
+    now = "2026-11-24T00:00:00+00:00"
+    joint = JointRecord(0.0, 1, 600.0, 2800.0, 12000.0, 16000 / math.pi, 0.2, 0.1, (-1.0, 1.0), now)
+    joints = {j.name: joint for j in JOINTS if j.wired}
+    save(
+        tmp_path / "calibration.json",
+        CalibrationRecord(CALIBRATION_VERSION, "test", now, joints, tuple(offsets)),
+    )
+    from plend.plenctl import main as plenctl
+
+    assert plenctl(["calibration", "show", "--file", str(tmp_path / "calibration.json")]) == 0
+    assert plenctl(["calibration", "show", "--file", str(tmp_path / "none.json")]) == 1
     hal = emulated(tmp_path)
     hal.open(0.02)
     try:
@@ -217,6 +228,17 @@ def test_fast_rates_read_the_adcs_round_robin(tmp_path: Path) -> None:
         assert sensors.joint_age() < 0.05
     finally:
         hal.close()
+
+
+def test_a_corrupt_calibration_file_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "calibration.json").write_text("{not json")
+    config = tmp_path / "plend.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path}"\n[hardware]\nbus = "emulated"\n')
+    assert main(["--config", str(config), "run", "--hal", "hardware", "--fast", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"plend: error: calibration file {tmp_path / 'calibration.json'}")
 
 
 def test_no_bus_on_a_pc_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:

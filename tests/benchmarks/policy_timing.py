@@ -65,7 +65,8 @@ def main() -> int:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "policies/walk.onnx").resolve()
     runner = load_runner(path, 50.0, "sim", None)
     obs = np.zeros((1, runner.spec.observation_size), dtype=np.float32)
-    print(f"{path.name}: {runner.spec.observation_size} observations -> {len(runner.spec.action_joints)} actions")
+    spec = runner.spec
+    print(f"{path.name}: {spec.observation_size} observations -> {len(spec.action_joints)} actions")
     p50, p99 = percentiles_us(lambda: runner.act(obs))
     print(f"onnxruntime (1 thread)   inference p50 {p50:7.1f} us  p99 {p99:7.1f} us")
     try:
@@ -82,7 +83,10 @@ def main() -> int:
     summary = run(Config(), RunOptions(duration_s=20.0, fast=True, policy=path))
     policy_tick = summary["tick_compute_ms"]
     gait_tick = run(Config(), RunOptions(speed=0.5, duration_s=20.0, fast=True))["tick_compute_ms"]
-    print(f"whole tick, policy path  p50 {policy_tick['p50']:.3f} ms  p99 {policy_tick['p99']:.3f} ms (physics included)")
+    print(
+        f"whole tick, policy path  p50 {policy_tick['p50']:.3f} ms  p99 {policy_tick['p99']:.3f} ms "
+        "(physics included)"
+    )
     print(f"whole tick, sine gait    p50 {gait_tick['p50']:.3f} ms  p99 {gait_tick['p99']:.3f} ms")
     return 0
 

@@ -1,0 +1,357 @@
+"""The calibration file: typed, versioned, validated on load and saved atomically.
+
+Only the calibration wizard writes it; the hardware backend reads it through
+:func:`load_servo_calibration`. A file that is corrupt, from another robot or holds an
+implausible value is refused with one line naming the file and the next step, so the
+daemon never drives servos from numbers it cannot trust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from plend.errors import ConfigError
+from plend.robot import JOINTS
+from plend.servo_map import Calibration, JointCalibration
+
+CALIBRATION_VERSION = 1
+MAX_OFFSET_DEG = 45.0  # further off than this, the horn sits on the wrong spline tooth
+MIN_CODES_PER_RAD = 300.0  # about 5 ADC codes per degree: below, the feedback is useless
+MIN_PULSE_SPAN_US = 1000.0
+MAX_ERROR_DEG = 10.0  # fit error or hysteresis beyond this cannot come from a real fit
+IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
+
+
+class CalibrationError(ConfigError):
+    """The calibration file or a calibration value cannot be trusted.
+
+    A :class:`~plend.errors.ConfigError`, hence also a ``PlendError`` and a ``ValueError``.
+    """
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CalibrationError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise CalibrationError(f"{name} is {value!r}, not a finite number")
+    return float(value)
+
+
+def _integer(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise CalibrationError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _timestamp(name: str, value: object) -> None:
+    try:
+        datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{name} must be an ISO 8601 time, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class JointRecord:
+    """One joint's calibration.
+
+    Attributes:
+        offset_deg, direction, pulse_min_us, pulse_max_us, code_at_zero, codes_per_rad:
+            As in :class:`plend.servo_map.JointCalibration`, which holds the maths.
+        fit_error_deg: Worst difference between fitted and commanded angle in the sweep.
+        hysteresis_deg: Worst difference between the up and the down sweep.
+        range_rad: The (low, high) joint angles the sweep covered.
+        calibrated_at: When this joint was calibrated, ISO 8601.
+    """
+
+    offset_deg: float
+    direction: int
+    pulse_min_us: float
+    pulse_max_us: float
+    code_at_zero: float
+    codes_per_rad: float
+    fit_error_deg: float
+    hysteresis_deg: float
+    range_rad: tuple[float, float]
+    calibrated_at: str
+
+    def __post_init__(self) -> None:
+        if abs(_number("offset_deg", self.offset_deg)) > MAX_OFFSET_DEG:
+            raise CalibrationError(f"offset_deg {self.offset_deg} is beyond +-{MAX_OFFSET_DEG:.0f} deg")
+        if isinstance(self.direction, bool) or self.direction not in (1, -1):
+            raise CalibrationError(f"direction must be 1 or -1, got {self.direction!r}")
+        lo, hi = _number("pulse_min_us", self.pulse_min_us), _number("pulse_max_us", self.pulse_max_us)
+        if not (400.0 <= lo < hi <= 3000.0 and hi - lo >= MIN_PULSE_SPAN_US):
+            raise CalibrationError(f"pulse range {lo:g}-{hi:g} us is not plausible")
+        if not -32768 <= _number("code_at_zero", self.code_at_zero) <= 32767:
+            raise CalibrationError(f"code_at_zero {self.code_at_zero} is outside the ADC's range")
+        if abs(_number("codes_per_rad", self.codes_per_rad)) < MIN_CODES_PER_RAD:
+            raise CalibrationError(f"codes_per_rad {self.codes_per_rad} is too close to zero")
+        for name in ("fit_error_deg", "hysteresis_deg"):
+            if not 0.0 <= _number(name, getattr(self, name)) <= MAX_ERROR_DEG:
+                raise CalibrationError(f"{name} {getattr(self, name)} is outside 0..{MAX_ERROR_DEG:g}")
+        if not isinstance(self.range_rad, tuple | list) or len(self.range_rad) != 2:
+            raise CalibrationError(f"range_rad must be [low, high], got {self.range_rad!r}")
+        r_lo, r_hi = (_number("range_rad", v) for v in self.range_rad)
+        if not -math.pi <= r_lo < r_hi <= math.pi:
+            raise CalibrationError(f"range_rad {list(self.range_rad)} is not a range within +-pi")
+        object.__setattr__(self, "range_rad", (self.range_rad[0], self.range_rad[1]))
+        _timestamp("calibrated_at", self.calibrated_at)
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """The whole calibration file.
+
+    Attributes:
+        version: File format version, :data:`CALIBRATION_VERSION`.
+        robot_id: Which robot this was measured on (free text, e.g. a hostname).
+        created: When the file was written, ISO 8601.
+        joints: One record per wired joint, by joint name.
+        imu_offsets: The BNO055's 22 offset bytes, or None when the IMU is not calibrated.
+        imu_calib_status: The BNO055's CALIB_STAT byte when the offsets were read, or None.
+    """
+
+    version: int
+    robot_id: str
+    created: str
+    joints: dict[str, JointRecord]
+    imu_offsets: tuple[int, ...] | None = None
+    imu_calib_status: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.version, bool) or self.version != CALIBRATION_VERSION:
+            raise CalibrationError(f"version must be {CALIBRATION_VERSION}, got {self.version!r}")
+        if not isinstance(self.robot_id, str) or not self.robot_id.strip():
+            raise CalibrationError(f"robot_id must be a non-empty string, got {self.robot_id!r}")
+        _timestamp("created", self.created)
+        if not isinstance(self.joints, dict) or not all(
+            isinstance(k, str) and isinstance(v, JointRecord) for k, v in self.joints.items()
+        ):
+            raise CalibrationError("joints must map joint names to joint records")
+        if self.imu_offsets is not None:
+            if not isinstance(self.imu_offsets, tuple | list) or len(self.imu_offsets) != IMU_OFFSET_BYTES:
+                raise CalibrationError(
+                    f"imu_offsets must be {IMU_OFFSET_BYTES} bytes, not {self.imu_offsets!r}"
+                )
+            for b in self.imu_offsets:
+                _integer("each imu_offsets byte", b, 0, 255)
+            object.__setattr__(self, "imu_offsets", tuple(self.imu_offsets))
+        if self.imu_calib_status is not None:
+            _integer("imu_calib_status", self.imu_calib_status, 0, 255)
+
+
+def wired_joint_names() -> tuple[str, ...]:
+    """Names of the joints a servo drives, in the canonical order: what a file must hold."""
+    return tuple(j.name for j in JOINTS if j.wired)
+
+
+def backup_path(path: Path) -> Path:
+    """Where :func:`save` keeps the previous file: ``calibration.json.bak``."""
+    return path.with_suffix(".json.bak")
+
+
+def to_json(record: CalibrationRecord) -> str:
+    """The file's text: sorted keys, two-space indent, no NaN."""
+    return json.dumps(asdict(record), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def _fields_of(cls: type, data: object, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise CalibrationError(f"{where} must be a JSON object")
+    names = {f.name for f in fields(cls)}
+    missing, unknown = sorted(names - data.keys()), sorted(data.keys() - names)
+    what = [
+        f"{kind} fields {', '.join(keys)}"
+        for kind, keys in (("missing", missing), ("unknown", unknown))
+        if keys
+    ]
+    if what:
+        raise CalibrationError(f"{where} has {' and '.join(what)}")
+    return dict(data)
+
+
+def from_json(data: object) -> CalibrationRecord:
+    """A record from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
+    top = _fields_of(CalibrationRecord, data, "the file")
+    if not isinstance(top["joints"], dict):
+        raise CalibrationError("joints must be a JSON object")
+    joints = {}
+    for name, values in top["joints"].items():
+        try:
+            joints[name] = JointRecord(**_fields_of(JointRecord, values, f"joint {name}"))
+        except CalibrationError as exc:
+            raise CalibrationError(f"joint {name}: {exc}") from None
+    return CalibrationRecord(**{**top, "joints": joints})
+
+
+def _check_joints(record: CalibrationRecord, expected: Iterable[str] | None) -> None:
+    names = set(wired_joint_names() if expected is None else expected)
+    unknown, missing = sorted(record.joints.keys() - names), sorted(names - record.joints.keys())
+    if unknown or missing:
+        raise CalibrationError(
+            f"its joints do not match this robot (unknown: {', '.join(unknown) or 'none'};"
+            f" missing: {', '.join(missing) or 'none'})"
+        )
+
+
+def _refuse(path: Path, problem: str, advice: str | None = None) -> CalibrationError:
+    if advice is None:
+        backup = backup_path(path)
+        restore = f" or restore the previous one from {backup}" if backup.exists() else ""
+        advice = f"rerun the calibration wizard{restore}"
+    return CalibrationError(f"calibration file {path}: {problem}; {advice}")
+
+
+def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> CalibrationRecord:
+    """Read and validate the calibration file.
+
+    Args:
+        path: The file.
+        joints_expected: Joint names the file must hold exactly; default the wired joints.
+
+    Raises:
+        CalibrationError: The file is missing, not JSON, of another version, from another
+            robot or holds an implausible value; the one-line message says what to do.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _refuse(path, "not found", "run the calibration wizard to create it") from None
+    except (OSError, UnicodeError) as exc:
+        raise _refuse(path, f"cannot be read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _refuse(path, f"is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _refuse(path, "does not hold a JSON object")
+    version = data.get("version")
+    if isinstance(version, bool) or version != CALIBRATION_VERSION:
+        found = f"format version {version!r}" if "version" in data else "no format version"
+        raise _refuse(path, f"has {found}, this plend reads version {CALIBRATION_VERSION}")
+    try:
+        record = from_json(data)
+        _check_joints(record, joints_expected)
+    except CalibrationError as exc:
+        raise _refuse(path, str(exc)) from None
+    return record
+
+
+def load_optional(path: str | Path, joints_expected: Iterable[str] | None = None) -> CalibrationRecord | None:
+    """Like :func:`load`, but None when there is no file (an uncalibrated robot)."""
+    return load(path, joints_expected) if Path(path).exists() else None
+
+
+def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(path: str | Path, record: CalibrationRecord, joints_expected: Iterable[str] | None = None) -> None:
+    """Write the file atomically, keeping the previous one as ``<name>.json.bak``.
+
+    The new text goes to a temporary file in the same directory and is fsynced; the old
+    file is copied (not moved) to the backup, so ``path`` always holds a complete file;
+    then the temporary file replaces ``path`` and the directory is fsynced. A crash at any
+    point leaves the old or the new file at ``path``, never a partial one.
+
+    Raises:
+        CalibrationError: The record does not hold exactly ``joints_expected``.
+        OSError: The directory is not writable or the disk is full; ``path`` is untouched.
+    """
+    path = Path(path)
+    try:
+        _check_joints(record, joints_expected)
+    except CalibrationError as exc:
+        raise CalibrationError(f"refusing to write {path}: {exc}") from None
+    prefix = f".{path.name}."
+    temps = [_write_temp(path.parent, prefix, to_json(record).encode("utf-8"))]
+    try:
+        if path.exists():
+            temps.append(_write_temp(path.parent, prefix, path.read_bytes()))
+            os.replace(temps[-1], backup_path(path))
+        os.replace(temps[0], path)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def to_servo_calibration(record: CalibrationRecord, source: str | Path = "calibration record") -> Calibration:
+    """The record as the hardware backend's :class:`~plend.servo_map.Calibration`."""
+    joints = {
+        name: JointCalibration(
+            j.offset_deg, j.direction, j.pulse_min_us, j.pulse_max_us, j.code_at_zero, j.codes_per_rad
+        )
+        for name, j in record.joints.items()
+    }
+    return Calibration(joints, measured=True, source=str(source), imu_offsets=record.imu_offsets)
+
+
+def load_servo_calibration(path: str | Path) -> Calibration | None:
+    """The hardware backend's calibration from the file, or None when there is none."""
+    record = load_optional(path)
+    return None if record is None else to_servo_calibration(record, source=path)
+
+
+def _changes(now: JointRecord, before: JointRecord | None) -> str:
+    if before is None:
+        return "new"
+    changes = []
+    if abs(now.offset_deg - before.offset_deg) >= 0.1:
+        changes.append(f"offset {now.offset_deg - before.offset_deg:+.1f}")
+    if now.direction != before.direction:
+        changes.append("direction flipped")
+    if abs(now.fit_error_deg - before.fit_error_deg) >= 0.05:
+        changes.append(f"fit {before.fit_error_deg:.2f}->{now.fit_error_deg:.2f}")
+    return ", ".join(changes) or "-"
+
+
+def describe(record: CalibrationRecord, previous: CalibrationRecord | None = None) -> str:
+    """The review table: one row per joint, plus what changed since ``previous``."""
+    order = {name: i for i, name in enumerate(j.name for j in JOINTS)}
+    names = sorted(record.joints, key=lambda n: (order.get(n, len(order)), n))
+    status = record.imu_calib_status
+    imu = "not stored" if record.imu_offsets is None else "stored"
+    if status is not None:
+        sys_, gyro, accel, mag = (status >> shift & 3 for shift in (6, 4, 2, 0))
+        imu += f" (sys {sys_}/3 gyro {gyro}/3 accel {accel}/3 mag {mag}/3)"
+    title = f"calibration v{record.version} of {record.robot_id}, created {record.created}"
+    lines = [f"{title}; IMU offsets {imu}"]
+    header = f"{'joint':<20} {'offset deg':>10} {'dir':>3} {'pulse us':>9} {'fit deg':>7} {'hyst deg':>8}"
+    header += f" {'swept deg':>10}" + ("  changed since last" if previous is not None else "")
+    lines.append(header)
+    for name in names:
+        j = record.joints[name]
+        lo, hi = (math.degrees(v) for v in j.range_rad)
+        pulses, swept = f"{j.pulse_min_us:.0f}-{j.pulse_max_us:.0f}", f"{lo:+.0f}..{hi:+.0f}"
+        row = f"{name:<20} {j.offset_deg:>+10.1f} {j.direction:>+3d} {pulses:>9}"
+        row += f" {j.fit_error_deg:>7.2f} {j.hysteresis_deg:>8.2f} {swept:>10}"
+        if previous is not None:
+            row += f"  {_changes(j, previous.joints.get(name))}"
+        lines.append(row)
+    if previous is not None:
+        dropped = sorted(previous.joints.keys() - record.joints.keys())
+        lines += [f"{name:<20} (only in the previous calibration)" for name in dropped]
+    return "\n".join(lines)
