@@ -231,6 +231,10 @@ class HardwareConfig:
         adc_sweep: "auto" reads all 16 channels a tick when they fit the period, else one
             channel per chip a tick; "full" or "round_robin" force one or the other.
         imu_address: the BNO055.
+        emulated_miscalibration_seed: on the emulated bus, build a robot that needs
+            calibrating: seeded random horn offsets (+-15 deg), mirrored servos and
+            potentiometer gains (0.7-1.3) and offsets. None: a robot built exactly to
+            the default calibration.
     """
 
     bus: str = "i2c"
@@ -241,8 +245,13 @@ class HardwareConfig:
     adc_data_rate: int = 860
     adc_sweep: str = "auto"
     imu_address: int = 0x28
+    emulated_miscalibration_seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.emulated_miscalibration_seed is not None:
+            _check_int(
+                "hardware.emulated_miscalibration_seed", self.emulated_miscalibration_seed, 0, 2**32 - 1
+            )
         _check_choice("hardware.bus", self.bus, ("i2c", "emulated"))
         _check_int("hardware.i2c_frequency_hz", self.i2c_frequency_hz, 10_000, 3_400_000)
         _check_int("hardware.pwm_address", self.pwm_address, 0x03, 0x77)

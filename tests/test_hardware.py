@@ -245,3 +245,22 @@ def test_no_bus_on_a_pc_is_one_clear_line(capsys: pytest.CaptureFixture[str]) ->
     assert main(["run", "--hal", "hardware", "--bus", "i2c", "--no-socket", "--duration", "1"]) == 2
     err = capsys.readouterr().err
     assert "plend: error: no I2C bus on this machine" in err and "--bus emulated" in err
+
+
+def test_a_miscalibrated_robot_reads_wrong_until_given_its_calibration(tmp_path: Path) -> None:
+    from plend.hal.emulated_robot import miscalibrated
+
+    truth = miscalibrated(7)
+    assert any(c.direction == -1 for c in truth.joints.values())
+    assert max(abs(c.offset_deg) for c in truth.joints.values()) > 5.0
+    hal = emulated(tmp_path, emulated_miscalibration_seed=7)
+    hal.open(0.02)
+    try:
+        sim = hal.robot.sim.read().joint_pos
+        wired = [j.index for j in JOINTS if j.adc is not None]
+        assert np.max(np.abs(hal.read().joint_pos[wired] - sim[wired])) > math.radians(5)
+        hal.calibration = truth  # what a perfect calibration would find
+        hal._pwm_channels = [(ch, i, truth.joints[JOINTS[i].name]) for ch, i, _ in hal._pwm_channels]
+        assert np.max(np.abs(hal.read().joint_pos[wired] - sim[wired])) < math.radians(0.1)
+    finally:
+        hal.close()

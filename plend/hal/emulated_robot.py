@@ -20,7 +20,32 @@ from plend.hal.base import Sensors
 from plend.hal.hardware import HardwareHal
 from plend.hal.sim import SimHal
 from plend.robot import JOINTS
-from plend.servo_map import ADC_VOLTS_PER_CODE, Calibration, angle_to_code, pulse_us_to_angle
+from plend.servo_map import (
+    ADC_VOLTS_PER_CODE,
+    Calibration,
+    JointCalibration,
+    angle_to_code,
+    pulse_us_to_angle,
+)
+
+
+def miscalibrated(seed: int) -> Calibration:
+    """A robot as built, not as designed: every servo's horn a few degrees off, some servos
+    mounted mirrored, each potentiometer with its own gain and offset."""
+    rng = np.random.default_rng(seed)
+    nominal = JointCalibration()
+    joints = {}
+    for j in JOINTS:
+        if not j.wired:
+            continue
+        gain = rng.uniform(0.7, 1.3) * rng.choice((-1.0, 1.0))
+        joints[j.name] = JointCalibration(
+            offset_deg=float(rng.uniform(-15.0, 15.0)),
+            direction=int(rng.choice((-1, 1))),
+            code_at_zero=nominal.code_at_zero + float(rng.uniform(-800.0, 800.0)),
+            codes_per_rad=nominal.codes_per_rad * float(gain),
+        )
+    return Calibration(joints, measured=True, source=f"emulated robot, miscalibration seed {seed}")
 
 
 class EmulatedRobot:

@@ -363,9 +363,11 @@ def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) ->
 
     calibration = load_calibration(Path(config.paths.state_dir) / "calibration.json") or Calibration()
     if config.hardware.bus == "emulated":
-        from plend.hal.emulated_robot import EmulatedHardwareHal, EmulatedRobot
+        from plend.hal.emulated_robot import EmulatedHardwareHal, EmulatedRobot, miscalibrated
 
         pose = stand_pose() if initial_pose is None else initial_pose
-        robot = EmulatedRobot(config.hardware, config.sim, Calibration(), pose)
+        seed = config.hardware.emulated_miscalibration_seed
+        truth = Calibration() if seed is None else miscalibrated(seed)
+        robot = EmulatedRobot(config.hardware, config.sim, truth, pose)
         return EmulatedHardwareHal(config.hardware, calibration, robot)
     return HardwareHal(config.hardware, calibration, make_i2c_bus)
