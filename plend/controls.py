@@ -144,6 +144,7 @@ class Controls:
             "mode": sup.mode,
             "estop": sup.estopped,
             "faults": sup.fault_list(),
+            "recent_faults": [vars(f).copy() for f in sup.history[-10:]],
             "hal": self.config.hal,
             "rate_hz": {"configured": self.config.loop.rate_hz, "achieved": round(stats.rate_hz(), 2)},
             "ticks": stats.ticks,

@@ -179,6 +179,7 @@ def test_stale_sensors_make_the_robot_safe_and_are_reported(action: str, mode: s
     robot.joint_age = 0.0
     loop.tick()
     assert supervisor.faults == [] and supervisor.counts.stale == 1
+    assert [f.code for f in supervisor.history] == ["stale_sensors"], "cleared faults stay in the history"
     assert supervisor.mode == mode, "walking does not resume by itself"
 
 
