@@ -167,7 +167,11 @@ class Controls:
                 "gyro_rad_s": [round(v, 4) for v in snap.imu.gyro],
                 "accel_m_s2": [round(v, 3) for v in snap.imu.accel],
             }
-            status["contacts"] = {"right": snap.contacts[0], "left": snap.contacts[1]}
+            # The robot has no foot contact sensors; only the simulation reports contacts.
+            has_contacts = self.config.hal == "sim"
+            status["contacts"] = (
+                {"right": snap.contacts[0], "left": snap.contacts[1]} if has_contacts else None
+            )
             status["joints"] = self._joints(snap.targets, snap.measured)
         return status
 

@@ -143,10 +143,10 @@ def format_status(s: dict[str, Any]) -> str:
     if "imu" in s:
         roll, pitch, yaw = s["imu"]["euler_deg"]
         contacts = s["contacts"]
-        lines.append(
-            f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   "
-            f"feet R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
-        )
+        feet = "n/a" if contacts is None else (
+            f"R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
+        )  # fmt: skip
+        lines.append(f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   feet {feet}")
     if "hardware" in s:
         lines.append("hardware  " + ", ".join(f"{k} {v}" for k, v in s["hardware"].items()))
     for fault in s.get("sensor_faults", []):
