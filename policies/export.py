@@ -126,6 +126,8 @@ def _staged(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    # mkstemp makes the file private (0600); a policy file is read by the daemon's user.
+    tmp.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
     try:
         yield tmp
         with open(tmp, "rb") as f:

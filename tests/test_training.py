@@ -147,3 +147,4 @@ def test_a_failed_export_leaves_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyError):
         export_actor(torch.nn.Linear(39, 5), make_spec(), path)
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the daemon's user
