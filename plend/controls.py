@@ -8,6 +8,7 @@ bad request leaves the robot doing what it was doing.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ class Controls:
         self.realtime = realtime
         self.policy_loader = policy_loader
         self.lower, self.upper = config.safety.joint_limits()
+        self._status_lock = threading.Lock()
+        self._status_cache: tuple[int, dict[str, Any]] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
@@ -137,6 +140,14 @@ class Controls:
         return {"path": str(self.recorder.start(Path(out) if out else None))}
 
     def status(self) -> dict[str, Any]:
+        """The daemon's state, computed at most once a tick however many clients ask."""
+        with self._status_lock:
+            tick = self.loop.stats.ticks
+            if self._status_cache is None or self._status_cache[0] != tick:
+                self._status_cache = (tick, self._status())
+            return self._status_cache[1]
+
+    def _status(self) -> dict[str, Any]:
         snap = self.loop.snapshot
         stats = self.loop.stats
         sup = self.supervisor

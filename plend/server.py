@@ -28,6 +28,7 @@ from plend.errors import ConfigError, PlendError
 log = logging.getLogger("plend.server")
 
 PROTOCOL_VERSION = 1
+MAX_CONCURRENT_REQUESTS = 2
 
 
 class RequestError(PlendError, ValueError):
@@ -119,7 +120,11 @@ class _Connection(socketserver.StreamRequestHandler):
             elif not line.strip():
                 continue
             else:
-                reply = self.server.dispatcher.handle_line(line)
+                # Few requests run at once: every running one competes with the control
+                # thread for the interpreter, and 50 of them could hold a tick past its
+                # deadline. Waiting here costs the loop nothing.
+                with self.server.busy:
+                    reply = self.server.dispatcher.handle_line(line)
             self.wfile.write(json.dumps(reply).encode() + b"\n")
             self.wfile.flush()
 
@@ -140,6 +145,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.path = path
         self.dispatcher = dispatcher
         self.max_message_bytes = max_message_bytes
+        self.busy = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         _claim(path)
         super().__init__(str(path), _Connection)
         os.chmod(path, mode)
