@@ -88,10 +88,6 @@ class Stand:
     def finished(self) -> bool:
         return False
 
-    @property
-    def arrived(self) -> bool:
-        return self._t >= self.duration_s
-
 
 class Walk:
     """The sine gait; ``stop`` comes back to the stand pose at the next step boundary."""

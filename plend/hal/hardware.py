@@ -88,11 +88,13 @@ class HardwareHal:
         self._pwm_channels = [
             (j.pwm_channel, j.index, calibration.joints[j.name]) for j in JOINTS if j.pwm_channel is not None
         ]
+        self._feedback = [j.index for j in JOINTS if j.adc is not None]
         self._joint_pos = np.full(NUM_JOINTS, np.nan)
         self._joint_stamp = np.full(NUM_JOINTS, -np.inf)
         self._imu = ImuReading((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
         self._imu_stamp = -math.inf
         self._faults: dict[str, str] = {}
+        self._last_error: BaseException | str = "I/O error"
         self._next_channel = 0
         self.round_robin = False
 
@@ -220,11 +222,10 @@ class HardwareHal:
         self._next_channel = (self._next_channel + 1) % 4
         self._read_imu()
         now = self._clock()
-        wired = [j.index for j in JOINTS if j.adc is not None]
         return Sensors(
             stamp=now, joint_pos=self._joint_pos.copy(), imu=self._imu, contacts=(False, False),
             faults=tuple(f"{k}: {v}" for k, v in self._faults.items()),
-            joint_stamp=float(self._joint_stamp[wired].min()), imu_stamp=self._imu_stamp,
+            joint_stamp=float(self._joint_stamp[self._feedback].min()), imu_stamp=self._imu_stamp,
         )  # fmt: skip
 
     def _sweep(self, channels: list[int]) -> None:
@@ -319,8 +320,8 @@ class HardwareHal:
 
     def _fault(self, chip: str, what: str) -> None:
         if chip not in self._faults:
-            log.error("%s: %s (%s)", chip, what, getattr(self, "_last_error", "I/O error"))
-        self._faults[chip] = f"{what} ({getattr(self, '_last_error', 'I/O error')})"
+            log.error("%s: %s (%s)", chip, what, self._last_error)
+        self._faults[chip] = f"{what} ({self._last_error})"
 
     def _clear(self, chip: str) -> None:
         if self._faults.pop(chip, None) is not None:

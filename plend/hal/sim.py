@@ -290,14 +290,6 @@ class SimHal:
         for i, q in zip(self._index, np.asarray(angles, float).tolist(), strict=True):
             self._pb.resetJointState(self._robot, i, q, **self._c)
 
-    def link_position(self, link: str) -> np.ndarray:
-        """World position of a link's frame origin."""
-        self._require()
-        state = self._pb.getLinkState(
-            self._robot, self._link_index(link), computeForwardKinematics=True, **self._c
-        )
-        return np.asarray(state[4])
-
 
 def make_sim_hal(config: Config, initial_pose: np.ndarray | None = None) -> SimHal:
     """Factory used by the HAL registry."""
