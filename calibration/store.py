@@ -8,6 +8,7 @@ daemon never drives servos from numbers it cannot trust.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -251,6 +252,92 @@ def load_optional(path: str | Path, joints_expected: Iterable[str] | None = None
     return load(path, joints_expected) if Path(path).exists() else None
 
 
+def draft_path(path: Path) -> Path:
+    """Where an unfinished wizard session keeps its joints: ``calibration.draft.json``."""
+    return path.with_suffix(".draft.json")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The joints and IMU offsets an unfinished wizard session has measured so far."""
+
+    robot_id: str
+    started: str
+    joints: dict[str, JointRecord]
+    imu_offsets: tuple[int, ...] | None = None
+    imu_calib_status: int | None = None
+
+
+def draft_to_json(draft: Draft) -> str:
+    return json.dumps({"version": CALIBRATION_VERSION, **asdict(draft)}, sort_keys=True, indent=2) + "\n"
+
+
+def draft_from_json(data: object) -> Draft:
+    """A draft from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
+    if not isinstance(data, dict) or data.get("version") != CALIBRATION_VERSION:
+        raise CalibrationError("not a calibration draft of this version")
+    data = {k: v for k, v in data.items() if k != "version"}
+    top = _fields_of(Draft, data, "the draft")
+    if not isinstance(top["joints"], dict):
+        raise CalibrationError("joints must be a JSON object")
+    joints = {}
+    for name, values in top["joints"].items():
+        if name not in wired_joint_names():
+            raise CalibrationError(f"unknown joint {name!r}")
+        try:
+            joints[name] = JointRecord(**_fields_of(JointRecord, values, f"joint {name}"))
+        except CalibrationError as exc:
+            raise CalibrationError(f"joint {name}: {exc}") from None
+    _timestamp("started", top["started"])
+    # The record's checks cover the IMU fields; the joints are checked above.
+    CalibrationRecord(CALIBRATION_VERSION, top["robot_id"] or "?", top["started"], {},
+                      top["imu_offsets"], top["imu_calib_status"])  # fmt: skip
+    imu = None if top["imu_offsets"] is None else tuple(top["imu_offsets"])
+    return Draft(top["robot_id"], top["started"], joints, imu, top["imu_calib_status"])
+
+
+def load_draft(path: Path) -> Draft | None:
+    """The draft of ``path``'s calibration, or None when there is none or it is unusable
+    (an unusable draft is set aside as ``.bad``: it only costs re-measuring)."""
+    draft = draft_path(path)
+    try:
+        return draft_from_json(json.loads(draft.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        with contextlib.suppress(OSError):
+            os.replace(draft, draft.with_suffix(".bad"))
+        return None
+
+
+def save_draft(path: Path, draft: Draft) -> None:
+    """Write the draft next to ``path`` atomically."""
+    _replace_atomically(draft_path(path), draft_to_json(draft).encode("utf-8"))
+
+
+def remove_draft(path: Path) -> None:
+    draft_path(path).unlink(missing_ok=True)
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete temporary files a killed writer left next to ``path``; returns how many."""
+    count = 0
+    for prefix in (f".{path.name}.", f".{draft_path(path).name}."):
+        for temp in path.parent.glob(f"{prefix}*.tmp"):
+            temp.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    temp = _write_temp(path.parent, f".{path.name}.", data)
+    try:
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
 def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     with os.fdopen(fd, "wb") as f:
@@ -313,6 +400,28 @@ def load_servo_calibration(path: str | Path) -> Calibration | None:
     """The hardware backend's calibration from the file, or None when there is none."""
     record = load_optional(path)
     return None if record is None else to_servo_calibration(record, source=path)
+
+
+def load_for_robot(path: str | Path, robot_id: str) -> Calibration:
+    """The calibration the hardware backend should use on robot ``robot_id``.
+
+    Never raises for a bad file: the built-in default comes back with ``problem`` saying
+    what is wrong, and the daemon then refuses to move until the robot is calibrated.
+    """
+    path = Path(path)
+    try:
+        record = load_optional(path)
+    except CalibrationError as exc:
+        return Calibration(problem=str(exc))
+    if record is None:
+        return Calibration()
+    if record.robot_id != robot_id:
+        problem = _refuse(
+            path, f"was measured on robot {record.robot_id!r}, this is {robot_id!r}",
+            "calibrate this robot ('plenctl calibrate'), or set [hardware] robot_id if it was renamed",
+        )  # fmt: skip
+        return Calibration(problem=str(problem))
+    return to_servo_calibration(record, source=path)
 
 
 def _changes(now: JointRecord, before: JointRecord | None) -> str:

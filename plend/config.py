@@ -48,6 +48,8 @@ class SimWorld:
         servo_armature_kgm2: rotor inertia seen through the gear train, added to each
             servo-driven link.
         gui: open the PyBullet window instead of running headless.
+        fixed_base: hang the torso from a fixed stand with the feet clear of the ground,
+            as the robot sits while it is calibrated.
     """
 
     friction: float = 0.8
@@ -63,8 +65,10 @@ class SimWorld:
     servo_speed_rad_s: float = 9.5
     servo_armature_kgm2: float = 2e-5
     gui: bool = False
+    fixed_base: bool = False
 
     def __post_init__(self) -> None:
+        _check_bool("sim.fixed_base", self.fixed_base)
         _check_range("sim.friction", self.friction, 0.05, 3.0)
         _check_range("sim.mass_scale", self.mass_scale, 0.2, 5.0)
         _check_range("sim.mass_jitter", self.mass_jitter, 0.0, 0.5)
@@ -95,14 +99,18 @@ class LoopConfig:
             after start-up and lock memory on fault (each only where permitted).
         rt_priority: SCHED_FIFO priority of the control thread.
         spin_s: sleep until this long before each deadline, then spin; 0 to never spin.
+        time_scale: run this many times faster than real time; a simulated robot only
+            (rehearsals and tests); 1 on a real robot.
     """
 
     rate_hz: float = 50.0
     realtime: bool = True
     rt_priority: int = 50
     spin_s: float = 0.0002
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_range("loop.time_scale", self.time_scale, 0.1, 50.0)
         _check_range("loop.rate_hz", self.rate_hz, 5.0, 200.0)
         _check_bool("loop.realtime", self.realtime)
         _check_int("loop.rt_priority", self.rt_priority, 1, 90)  # the unit allows up to 90
@@ -231,10 +239,16 @@ class HardwareConfig:
         adc_sweep: "auto" reads all 16 channels a tick when they fit the period, else one
             channel per chip a tick; "full" or "round_robin" force one or the other.
         imu_address: the BNO055.
+        feedback_polarity: +1 when a servo's feedback voltage rises as it turns toward
+            its 180-degree end (the PLEN2 servos), -1 when it falls; a joint whose feedback
+            runs the other way has a reversed wire.
+        robot_id: this robot's name in its calibration file; empty: the host name.
         emulated_miscalibration_seed: on the emulated bus, build a robot that needs
             calibrating: seeded random horn offsets (+-15 deg), mirrored servos and
             potentiometer gains (0.7-1.3) and offsets. None: a robot built exactly to
             the default calibration.
+        emulated_feedback_faults: on the emulated bus, joint name -> "stuck", "noisy" or
+            "reversed": a bad feedback wire on that joint.
     """
 
     bus: str = "i2c"
@@ -245,9 +259,22 @@ class HardwareConfig:
     adc_data_rate: int = 860
     adc_sweep: str = "auto"
     imu_address: int = 0x28
+    feedback_polarity: int = 1
+    robot_id: str = ""
     emulated_miscalibration_seed: int | None = None
+    emulated_feedback_faults: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from plend.robot import JOINT_NAMES
+
+        _check_choice("hardware.feedback_polarity", self.feedback_polarity, (1, -1))
+        if not isinstance(self.robot_id, str):
+            raise ConfigError(f"hardware.robot_id must be a string, got {self.robot_id!r}")
+        if not isinstance(self.emulated_feedback_faults, dict):
+            raise ConfigError("hardware.emulated_feedback_faults must be a table of joint = fault")
+        for name, fault in self.emulated_feedback_faults.items():
+            _check_choice(f"hardware.emulated_feedback_faults.{name}", name, JOINT_NAMES)
+            _check_choice(f"hardware.emulated_feedback_faults.{name}", fault, ("stuck", "noisy", "reversed"))
         if self.emulated_miscalibration_seed is not None:
             _check_int(
                 "hardware.emulated_miscalibration_seed", self.emulated_miscalibration_seed, 0, 2**32 - 1
@@ -264,6 +291,16 @@ class HardwareConfig:
         _check_choice("hardware.adc_data_rate", self.adc_data_rate, (8, 16, 32, 64, 128, 250, 475, 860))
         _check_choice("hardware.adc_sweep", self.adc_sweep, ("auto", "full", "round_robin"))
         _check_int("hardware.imu_address", self.imu_address, 0x03, 0x77)
+
+    def robot_name(self) -> str:
+        """Which robot this is, as its calibration file records it."""
+        if self.robot_id.strip():
+            return self.robot_id.strip()
+        if self.bus == "emulated":
+            return f"emulated robot (seed {self.emulated_miscalibration_seed})"
+        import socket
+
+        return socket.gethostname()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 from gaits.sine import GaitError, check_speed
 from plend import __version__
 from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
+from plend.calibration_controls import CalibrationControls
 from plend.config import Config
 from plend.errors import PlendError
 from plend.loop import ControlLoop, Request
@@ -78,6 +79,7 @@ class Controls:
         self.lower, self.upper = config.safety.joint_limits()
         self._status_lock = threading.Lock()
         self._status_cache: tuple[int, dict[str, Any]] | None = None
+        self.calibration = CalibrationControls(loop, supervisor, config)
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
@@ -91,6 +93,7 @@ class Controls:
             "policy_start": self._simple("policy_start"),
             "record_start": self.record_start,
             "record_stop": lambda args: self.recorder.stop(),
+            **self.calibration.handlers(),
         }
 
     def _submit(self, name: str, **args: Any) -> dict[str, Any]:

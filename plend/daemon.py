@@ -30,7 +30,7 @@ from plend.loop import ControlLoop, Snapshot, WallClock
 from plend.safety import SafetyFilter
 from plend.server import ControlServer, Dispatcher
 from plend.service import Notifier, freeze_gc, make_realtime
-from plend.supervisor import Supervisor
+from plend.supervisor import CommandError, Supervisor
 from plend.telemetry import Recorder, TickRecord
 
 log = logging.getLogger("plend")
@@ -61,12 +61,23 @@ class Daemon:
     def __init__(self, config: Config, options: DaemonOptions, hal: Hal | None = None):
         self.config, self.options = config, options
         self.period = 1.0 / config.loop.rate_hz
+        if config.loop.time_scale != 1.0 and config.hal == "hardware" and config.hardware.bus != "emulated":
+            raise ConfigError("loop.time_scale must be 1 on a real robot; it is for simulated ones")
         self.hal = hal or make_hal(config.hal, config, initial_pose=stand_pose())
         self.notifier = Notifier()
         SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
-        self.supervisor = Supervisor(config.safety, self.period, on_change=self._mode_changed)
+        self.supervisor = Supervisor(config.safety, self.period, on_change=self._mode_changed, hal=self.hal)
+        problem = getattr(getattr(self.hal, "calibration", None), "problem", None)
+        if problem:
+            self.supervisor.block("calibration", problem)
         safety = SafetyFilter.from_config(config.safety, self.period)
-        self.loop = ControlLoop(self.hal, self.supervisor, self.period, safety, WallClock(config.loop.spin_s))
+        self.loop = ControlLoop(
+            self.hal,
+            self.supervisor,
+            self.period,
+            safety,
+            WallClock(config.loop.spin_s, config.loop.time_scale),
+        )
         self.recorder = Recorder(
             Path(config.paths.recordings_dir), config.telemetry.max_bytes, config.telemetry.queue_size
         )
@@ -113,6 +124,7 @@ class Daemon:
         self.server = ControlServer(
             self.options.socket, dispatcher, sock.mode, sock.group, sock.max_message_bytes
         )
+        self.server.on_disconnect.append(controls.calibration.connection_closed)
         self.server.start()
         log.info("control socket %s", self.options.socket)
 
@@ -173,10 +185,13 @@ class Daemon:
 
     def _start_behaviour(self) -> None:
         start = self.options.start
-        if start == "sine":
-            self.supervisor.handle("gait", speed=check_speed(self.options.speed))
-        elif start == "stand":
-            self.supervisor.handle("stand")
+        try:
+            if start == "sine":
+                self.supervisor.handle("gait", speed=check_speed(self.options.speed))
+            elif start == "stand":
+                self.supervisor.handle("stand")
+        except CommandError as exc:
+            log.error("not starting %s: %s", start, exc)
 
     def _safe_stop(self) -> None:
         """Stop walking at the next safe point, stand, then relax."""

@@ -49,6 +49,9 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     """Run and return the summary (see :func:`summarise`)."""
     period = 1.0 / config.loop.rate_hz
     hal = make_hal(config.hal, config, initial_pose=stand_pose())
+    problem = getattr(getattr(hal, "calibration", None), "problem", None)
+    if problem:
+        raise ConfigError(problem)  # a batch run has no wizard to fix it with
     supervisor = Supervisor(config.safety, period)
     clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):

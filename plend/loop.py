@@ -48,19 +48,27 @@ class Clock(Protocol):
 
 
 class WallClock:
-    """The monotonic clock; sleeps to ``spin_s`` before a deadline, then spins to it."""
+    """The monotonic clock; sleeps to ``spin_s`` before a deadline, then spins to it.
 
-    def __init__(self, spin_s: float = 0.0):
+    With ``scale`` above 1 the clock runs that many times faster than real time (a
+    simulated robot only: rehearsals and tests).
+    """
+
+    def __init__(self, spin_s: float = 0.0, scale: float = 1.0):
         self.spin_s = spin_s
+        self.scale = scale
+        self._origin = time.monotonic()
 
     def now(self) -> float:
-        return time.monotonic()
+        if self.scale == 1.0:
+            return time.monotonic()
+        return self._origin + (time.monotonic() - self._origin) * self.scale
 
     def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic() - self.spin_s
+        delay = (deadline - self.now()) / self.scale - self.spin_s
         if delay > 0:
             time.sleep(delay)
-        while time.monotonic() < deadline:
+        while self.now() < deadline:
             pass
 
 
@@ -211,17 +219,26 @@ class ControlLoop:
         self.decider.sense(sensors)
         self._drain()
         targets = self.decider.update(sensors, self.last_targets)
-        if targets is None:
+        powered = self._powered_mask()
+        if targets is None or (powered is not None and not powered.any()):
             self.hal.relax()
             self.safety.reset(sensors.joint_pos)
             self.last_targets = None
-        else:
+        elif powered is None or powered.all():
             self.last_targets = self.safety.apply(targets)
             self.hal.write(self.last_targets)
+        else:
+            self.last_targets = self.safety.apply(targets, powered, sensors.joint_pos)
+            self.hal.write_some(self.last_targets, powered)  # type: ignore[attr-defined]
         compute = self._perf() - began
         on_time = self._schedule()
         self._publish(sensors, compute, lateness)
         return on_time
+
+    def _powered_mask(self) -> np.ndarray | None:
+        """Which joints the decider wants powered this tick; None: all of them."""
+        mask = getattr(self.decider, "powered_mask", None)
+        return None if mask is None else mask()
 
     def _drain(self) -> None:
         while True:

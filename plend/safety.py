@@ -47,11 +47,29 @@ class SafetyFilter:
         finite = np.where(np.isfinite(measured), measured, 0.0)
         self._last = np.clip(finite, self.lower, self.upper)
 
-    def apply(self, targets: np.ndarray) -> np.ndarray:
-        """Return the targets made safe; a non-finite target holds the last one."""
+    def rebase(self, index: int, value: float) -> None:
+        """Say that joint ``index``'s last target is now called ``value``: its calibration
+        changed and the same servo position has a new angle, so nothing should move."""
+        if self._last is not None:
+            self._last[index] = value
+
+    def apply(
+        self, targets: np.ndarray, powered: np.ndarray | None = None, measured: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return the targets made safe; a non-finite target holds the last one.
+
+        With ``powered`` (a mask) the unpowered joints follow ``measured`` instead of their
+        targets, so a joint powered later starts slewing from where it actually is.
+        """
         if self._last is None:
             raise RuntimeError("SafetyFilter.reset() must be called with the measured pose first")
         q = np.array(targets, dtype=float, copy=True)
+        if powered is not None:
+            assert measured is not None, "measured is needed with powered"
+            free = ~powered
+            q[free] = np.clip(np.where(np.isfinite(measured), measured, self._last)[free],
+                              self.lower[free], self.upper[free])  # fmt: skip
+            self._last[free] = q[free]
         bad = ~np.isfinite(q)
         if bad.any():
             self.counts.non_finite += int(bad.sum())

@@ -45,6 +45,17 @@ class ArgumentError(PlendError, ValueError):
 
 Handler = Callable[[dict[str, Any]], Any]
 
+_current = threading.local()
+
+
+def current_connection() -> int | None:
+    """An id of the connection whose request this thread is handling (None outside one).
+
+    A command that holds state for its client (the calibration wizard's session) keys it
+    by this id and is told through ``on_disconnect`` when that connection closes.
+    """
+    return getattr(_current, "connection", None)
+
 
 class Dispatcher:
     """Maps command names to handlers and exceptions to error codes."""
@@ -107,6 +118,18 @@ class _Connection(socketserver.StreamRequestHandler):
     server: ControlServer
 
     def handle(self) -> None:
+        _current.connection = id(self)
+        try:
+            self._serve()
+        finally:
+            _current.connection = None
+            for callback in self.server.on_disconnect:
+                try:
+                    callback(id(self))
+                except Exception:  # one failing callback must not hide the others
+                    log.exception("error while closing a connection")
+
+    def _serve(self) -> None:
         limit = self.server.max_message_bytes
         while True:
             line = self.rfile.readline(limit + 1)
@@ -146,6 +169,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.dispatcher = dispatcher
         self.max_message_bytes = max_message_bytes
         self.busy = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        self.on_disconnect: list[Callable[[int], None]] = []
         _claim(path)
         super().__init__(str(path), _Connection)
         os.chmod(path, mode)

@@ -53,6 +53,7 @@ class Calibration:
     measured: bool = False
     source: str = "built-in default"
     imu_offsets: tuple[int, ...] | None = None  # the BNO055's 22 offset bytes, if stored
+    problem: str | None = None  # why the stored calibration could not be used
 
 
 def angle_to_pulse_us(angle_rad: float, cal: JointCalibration) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 
 from gaits.sine import GaitParams, joint_targets, stand_pose
 from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
+from plend.calibration_mode import CalibrationMode
 from plend.config import SafetyConfig
 from plend.errors import PlendError
 from plend.hal.base import Sensors
@@ -43,6 +44,7 @@ class Fault:
     message: str
     since: float
     latched: bool = True
+    resettable: bool = True  # False: only a fix clears it (a new calibration), not reset
 
 
 @dataclass
@@ -104,7 +106,13 @@ class _Monitors:
 class Supervisor:
     """Chooses this tick's targets from the active behaviour, the faults and the e-stop."""
 
-    def __init__(self, safety: SafetyConfig, period_s: float, on_change: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        safety: SafetyConfig,
+        period_s: float,
+        on_change: Callable[[str], None] | None = None,
+        hal: object = None,
+    ):
         self.safety = safety
         self.period = period_s
         self.behaviour: Behaviour = Relax()
@@ -119,6 +127,7 @@ class Supervisor:
         self._measured: np.ndarray = stand_pose()
         self._now = 0.0
         self._on_change = on_change or (lambda mode: None)
+        self._hal = hal
 
     # -- state --------------------------------------------------------------------------
 
@@ -139,28 +148,63 @@ class Supervisor:
 
     def handle(self, name: str, **args: Any) -> dict[str, Any]:
         """Apply one command; raise :class:`CommandError` to refuse it unchanged."""
+        calibrating = isinstance(self.behaviour, CalibrationMode)
         if name == "estop":
             self._estop()
         elif name == "reset":
             self._reset()
-        elif name == "relax":
+        elif name in ("relax", "calibrate_end"):
             self._switch(Relax())
         elif name == "stop":
             self._cmd_stop()
+        elif name == "calibrate":
+            if not calibrating or self.estopped:
+                raise CommandError("the calibration session has ended (the daemon relaxed or was e-stopped)")
+            assert isinstance(self.behaviour, CalibrationMode)
+            return self.behaviour.handle(**args)
+        elif name == "calibrate_apply":
+            self._apply_calibration(**args)
+        elif calibrating:
+            raise CommandError(
+                f"cannot {name}: a calibration wizard is running; finish or abort it first "
+                "(or 'plenctl relax' ends it)"
+            )
         else:
-            self._check_may_move(name)
+            self._check_may_move(name, calibration_ok=name == "calibrate_begin")
             getattr(self, f"_cmd_{name}")(**args)
         return {"mode": self.mode}
 
-    def _check_may_move(self, name: str) -> None:
+    def block(self, code: str, message: str) -> None:
+        """Refuse to move until :meth:`unblock` (a fault that ``reset`` does not clear)."""
+        self._fault(code, message, latched=True, resettable=False)
+
+    def _apply_calibration(self, calibration: Any) -> None:
+        if isinstance(self.behaviour, CalibrationMode):
+            self.behaviour.apply(calibration)
+        else:
+            apply = getattr(self._hal, "set_calibration", None)
+            if apply is None:
+                raise CommandError("this backend has no calibration to apply")
+            apply(calibration)
+        self.faults = [f for f in self.faults if f.code != "calibration"]
+
+    def _check_may_move(self, name: str, calibration_ok: bool = False) -> None:
         if self.estopped:
             raise CommandError(f"cannot {name}: the e-stop is latched; run 'plenctl reset' first")
-        latched = self._latched()
+        latched = [f for f in self._latched() if not (calibration_ok and f.code == "calibration")]
         if latched:
             raise CommandError(
                 f"cannot {name}: fault '{latched[0].code}' is latched ({latched[0].message}); "
-                "run 'plenctl reset' first"
+                + ("run 'plenctl reset' first" if latched[0].resettable else "run 'plenctl calibrate'")
             )
+
+    def _cmd_calibrate_begin(self, mode: CalibrationMode) -> None:
+        if not isinstance(self.behaviour, (Relax, Stand)):
+            raise CommandError(
+                f"cannot calibrate while in {self.mode}: run 'plenctl stop', wait until it stands, "
+                "then put the robot on its stand"
+            )
+        self._switch(mode)
 
     def _cmd_stand(self) -> None:
         self._switch(Stand())
@@ -198,16 +242,19 @@ class Supervisor:
         if self.estopped or self._latched():
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
-        self.faults = [f for f in self.faults if not f.latched]
+        self.faults = [f for f in self.faults if not f.latched or not f.resettable]
         self._switch(Relax())
 
     def _switch(self, behaviour: Behaviour) -> None:
         previous = self.mode
+        if isinstance(self.behaviour, CalibrationMode) and behaviour is not self.behaviour:
+            self.behaviour.close()
         behaviour.start(self._measured)
         self.behaviour = behaviour
-        # Stand moves from the measured pose by itself; the others hold their first
-        # pose while the blend brings the joints to it.
-        self._blend_from = None if isinstance(behaviour, (Relax, Stand)) else self._measured.copy()
+        # Stand and calibration move from the measured pose by themselves; the others hold
+        # their first pose while the blend brings the joints to it.
+        own_pace = isinstance(behaviour, (Relax, Stand, CalibrationMode))
+        self._blend_from = None if own_pace else self._measured.copy()
         self._blend_t = 0.0
         self._blend_s = MIN_BLEND_S
         if self.mode != previous:
@@ -215,6 +262,12 @@ class Supervisor:
             self._on_change(self.mode)
 
     # -- per tick ----------------------------------------------------------------------
+
+    def powered_mask(self) -> np.ndarray | None:
+        """Joints to power this tick when not all (calibration powers one); None: all."""
+        if isinstance(self.behaviour, CalibrationMode) and not self.estopped:
+            return self.behaviour.powered()
+        return None
 
     def sense(self, sensors: Sensors) -> None:
         """Take this tick's readings: switches start from this measured pose."""
@@ -254,7 +307,10 @@ class Supervisor:
 
     def _run_monitors(self, sensors: Sensors, last_targets: np.ndarray | None) -> None:
         m = self._monitors
-        if self.mode not in ("relax", "estop") and m.fall(sensors):
+        # On its calibration stand the robot may lie at any angle, and its joints are not
+        # calibrated yet, so the fall and tracking monitors have nothing to judge by.
+        calibrating = isinstance(self.behaviour, CalibrationMode)
+        if self.mode not in ("relax", "estop", "calibrate") and m.fall(sensors):
             m.counts.falls += 1
             self._fault("fall", f"torso tilted past {self.safety.fall_tilt_deg} degrees", latched=True)
             self._switch(
@@ -269,14 +325,14 @@ class Supervisor:
         elif not stale and active:
             self.faults = [f for f in self.faults if f.code != "stale_sensors"]
             log.info("sensors fresh again")
-        tracking = m.tracking(sensors, last_targets, sensors.stamp)
+        tracking = m.tracking(sensors, None if calibrating else last_targets, sensors.stamp)
         if tracking and not any(f.code == "tracking" for f in self._latched()):
             m.counts.tracking += 1
             self._fault("tracking", tracking, latched=True)
             self._switch(Relax())
 
-    def _fault(self, code: str, message: str, latched: bool) -> None:
-        fault = Fault(code, message, self._now, latched)
+    def _fault(self, code: str, message: str, latched: bool, resettable: bool = True) -> None:
+        fault = Fault(code, message, self._now, latched, resettable)
         log.error("fault %s: %s", code, message)
         self.faults.append(fault)
         self.history = [*self.history[-49:], fault]

@@ -207,7 +207,7 @@ def test_stored_imu_offsets_are_restored(tmp_path: Path) -> None:
 
     assert plenctl(["calibration", "show", "--file", str(tmp_path / "calibration.json")]) == 0
     assert plenctl(["calibration", "show", "--file", str(tmp_path / "none.json")]) == 1
-    hal = emulated(tmp_path)
+    hal = emulated(tmp_path, robot_id="test")
     hal.open(0.02)
     try:
         assert hal.calibration.measured

@@ -67,6 +67,9 @@ class Hal(Protocol):
     def write(self, targets: np.ndarray) -> None:
         """Command all 18 joint targets (rad, canonical order); servos powered."""
 
+    def write_some(self, targets: np.ndarray, powered: np.ndarray) -> None:
+        """Command the joints where ``powered`` is True; unpower the others."""
+
     def relax(self) -> None:
         """Unpower every servo."""
 

@@ -29,23 +29,47 @@ from plend.servo_map import (
 )
 
 
-def miscalibrated(seed: int) -> Calibration:
+def miscalibrated(seed: int, feedback_polarity: int = 1) -> Calibration:
     """A robot as built, not as designed: every servo's horn a few degrees off, some servos
-    mounted mirrored, each potentiometer with its own gain and offset."""
+    mounted mirrored, each potentiometer with its own gain and offset.
+
+    The potentiometer turns with the servo's shaft, so its codes run with the servo's
+    degrees (``feedback_polarity``) and with the joint angle times the mounting direction.
+    """
     rng = np.random.default_rng(seed)
     nominal = JointCalibration()
     joints = {}
     for j in JOINTS:
         if not j.wired:
             continue
-        gain = rng.uniform(0.7, 1.3) * rng.choice((-1.0, 1.0))
+        offset = float(rng.uniform(-15.0, 15.0))
+        direction = int(rng.choice((-1, 1)))
+        gain = float(rng.uniform(0.7, 1.3))
         joints[j.name] = JointCalibration(
-            offset_deg=float(rng.uniform(-15.0, 15.0)),
-            direction=int(rng.choice((-1, 1))),
+            offset_deg=offset,
+            direction=direction,
             code_at_zero=nominal.code_at_zero + float(rng.uniform(-800.0, 800.0)),
-            codes_per_rad=nominal.codes_per_rad * float(gain),
+            codes_per_rad=nominal.codes_per_rad * gain * direction * feedback_polarity,
         )
     return Calibration(joints, measured=True, source=f"emulated robot, miscalibration seed {seed}")
+
+
+FULL_SCALE_CODE = 3.3 / ADC_VOLTS_PER_CODE  # the potentiometer's supply, in codes
+NOISY_WIRE_CODES = 400.0  # a loose contact: about 2-3 degrees of noise
+
+
+def _bad_wire(fault: str, code: float, rng: np.random.Generator) -> float:
+    """What a bad feedback wire makes of a good reading."""
+    if fault == "stuck":
+        return 3100.0  # an open wire floating near a few hundred millivolts
+    if fault == "noisy":
+        return code + float(rng.normal(0.0, NOISY_WIRE_CODES))
+    return FULL_SCALE_CODE - code  # "reversed": the potentiometer's ends swapped
+
+
+# When each BNO055 level reaches 3 after a reset, in seconds: the emulation does not
+# model the motions that calibrate the real chip, only that it takes a while.
+IMU_CALIBRATION_SCHEDULE_S = {"gyro": 1.0, "mag": 3.0, "accel": 6.0, "sys": 8.0}
 
 
 class EmulatedRobot:
@@ -71,6 +95,14 @@ class EmulatedRobot:
         self._angles = np.asarray(initial_pose, float).copy()
         self._hold = stand_pose()
         self._sim_open = False
+        self._faults = dict(hardware.emulated_feedback_faults)
+        self._rng = np.random.default_rng(world.seed)
+        self._imu_seed = hardware.emulated_miscalibration_seed or 0
+        # A robot as built starts with an uncalibrated IMU; the designed one is calibrated.
+        self._imu_learns = hardware.emulated_miscalibration_seed is not None
+        if self._imu_learns:
+            self.imu.calib_status = 0
+        self._imu_resets_seen, self._imu_reset_at = self.imu.resets, 0.0
 
     def open(self, tick_period_s: float) -> None:
         self.sim.open(tick_period_s)
@@ -84,7 +116,11 @@ class EmulatedRobot:
             j = inputs.get(channel)
             if j is None:
                 return 0.0
-            return angle_to_code(float(self._angles[j.index]), self.truth.joints[j.name]) * ADC_VOLTS_PER_CODE
+            code = angle_to_code(float(self._angles[j.index]), self.truth.joints[j.name])
+            fault = self._faults.get(j.name)
+            if fault is not None:
+                code = _bad_wire(fault, code, self._rng)
+            return code * ADC_VOLTS_PER_CODE
 
         return voltage
 
@@ -93,20 +129,47 @@ class EmulatedRobot:
         reading: Sensors = self.sim.read()
         self._angles = reading.joint_pos
         self.imu.set_motion(reading.imu.quat, reading.imu.gyro, reading.imu.accel)
+        if self._imu_learns:
+            self._learn_imu_calibration()
+
+    def _learn_imu_calibration(self) -> None:
+        """The BNO055's calibration levels rise from its last reset on a schedule, ten
+        times faster when the offsets it learned before were restored; once fully
+        calibrated its offset registers hold what it learned."""
+        if self.imu.resets != self._imu_resets_seen:
+            self._imu_resets_seen, self._imu_reset_at = self.imu.resets, self.bus.now
+        learned = self._learned_offsets()
+        speed = 10.0 if self.imu.offsets == learned else 1.0
+        since = (self.bus.now - self._imu_reset_at) * speed
+        levels = {
+            k: 3 if since >= t else min(2, int(3 * since / t)) for k, t in IMU_CALIBRATION_SCHEDULE_S.items()
+        }
+        self.imu.calib_status = (
+            levels["sys"] << 6 | levels["gyro"] << 4 | levels["accel"] << 2 | levels["mag"]
+        )
+        if self.imu.calib_status == 0xFF and self.imu.offsets != learned:
+            self.imu.offsets = learned
+
+    def _learned_offsets(self) -> bytes:
+        """The offsets this robot's BNO055 finds once fully calibrated."""
+        return bytes(np.random.default_rng(self._imu_seed).integers(0, 256, 22).tolist())
 
     def step(self) -> None:
         """Apply the PCA9685's outputs to the servos and advance one control period."""
         targets = self._hold.copy()
-        powered = False
+        powered = np.zeros(len(JOINTS), bool)
         for j in JOINTS:
             if j.pwm_channel is None:
                 continue
             pulse = self.pca.pulse_us(j.pwm_channel)
             if pulse is not None:
-                powered = True
+                powered[j.index] = True
                 targets[j.index] = pulse_us_to_angle(pulse, self.truth.joints[j.name])
-        if powered:
+        wired = np.array([j.wired for j in JOINTS])
+        if powered[wired].all():
             self.sim.write(targets)
+        elif powered.any():
+            self.sim.write_some(targets, powered | ~wired)
         else:
             self.sim.relax()
         behind = self.sim.sim_time - self.bus.now
@@ -149,6 +212,11 @@ class EmulatedHardwareHal(HardwareHal):
         super().write(targets)
         self._finish_tick(started)
 
+    def write_some(self, targets: np.ndarray, powered: np.ndarray) -> None:
+        started = self.robot.bus.now
+        super().write_some(targets, powered)
+        self._finish_tick(started)
+
     def relax(self) -> None:
         started = self.robot.bus.now
         super().relax()
@@ -167,6 +235,10 @@ class EmulatedHardwareHal(HardwareHal):
 
     def truth(self) -> Any:
         return self.robot.sim.truth()
+
+    def true_joint_angles(self) -> np.ndarray:
+        """The simulated joints' actual angles, whatever the calibration says."""
+        return self.robot.sim.read().joint_pos
 
     def bus_figures(self) -> dict[str, float]:
         """Per-tick bus figures since open: transactions, bytes and busy milliseconds."""

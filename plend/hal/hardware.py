@@ -37,6 +37,7 @@ _ADS_RATE_BITS = {8: 0, 16: 1, 32: 2, 64: 3, 128: 4, 250: 5, 475: 6, 860: 7}
 _BNO_DATA = 0x08  # ACC_DATA_X_LSB: accel, mag, gyro, euler, quaternion (up to 0x27)
 _BNO_DATA_LEN = 0x28 - 0x08
 _BNO_OPR_MODE, _BNO_CONFIG, _BNO_NDOF, _BNO_OFFSETS = 0x3D, 0x00, 0x0C, 0x55
+_BNO_CALIB_STAT = 0x35
 # Rough cost of one tick's transfers at 400 kHz, to decide whether a full ADC sweep fits.
 _SWEEP_S, _OTHER_S = 0.0062, 0.0020
 
@@ -90,6 +91,7 @@ class HardwareHal:
         ]
         self._feedback = [j.index for j in JOINTS if j.adc is not None]
         self._joint_pos = np.full(NUM_JOINTS, np.nan)
+        self._codes = np.full(NUM_JOINTS, np.nan)
         self._joint_stamp = np.full(NUM_JOINTS, -np.inf)
         self._imu = ImuReading((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
         self._imu_stamp = -math.inf
@@ -103,7 +105,9 @@ class HardwareHal:
     def open(self, tick_period_s: float) -> None:
         if self.bus is not None:
             raise HalError("hardware is already open")
-        if not self.calibration.measured:
+        if self.calibration.problem:
+            log.error("%s; the servos stay relaxed until the robot is calibrated", self.calibration.problem)
+        elif not self.calibration.measured:
             log.warning(
                 "NO SERVO CALIBRATION: using built-in defaults (no horn offsets, default feedback fit); "
                 "joints will be off by several degrees. Run 'plenctl calibrate' before walking."
@@ -261,6 +265,7 @@ class HardwareHal:
         j = self._adc_joints[channel][chip]
         if j is not None:
             code = int.from_bytes(buf, "big", signed=True)
+            self._codes[j.index] = code
             self._joint_pos[j.index] = code_to_angle(code, self.calibration.joints[j.name])
             self._joint_stamp[j.index] = self._clock()
 
@@ -282,12 +287,23 @@ class HardwareHal:
         self._imu_stamp = self._clock()
 
     def write(self, targets: np.ndarray) -> None:
+        self._write_frame(targets, None)
+
+    def write_some(self, targets: np.ndarray, powered: np.ndarray) -> None:
+        self._write_frame(targets, powered)
+
+    def _write_frame(self, targets: np.ndarray, powered: np.ndarray | None) -> None:
         self._require()
         frame = bytearray(1 + 64)
         frame[0] = _LED0_ON_L
         for channel, index, cal in self._pwm_channels:
-            off = round(angle_to_pulse_us(float(targets[index]), cal) * self._counts_per_us)
-            struct.pack_into("<HH", frame, 1 + 4 * channel, 0, max(0, min(4095, off)))
+            if powered is not None and not powered[index]:
+                off = _FULL_OFF << 8  # the channel's full-off bit: no pulse at all
+            else:
+                off = max(
+                    0, min(4095, round(angle_to_pulse_us(float(targets[index]), cal) * self._counts_per_us))
+                )
+            struct.pack_into("<HH", frame, 1 + 4 * channel, 0, off)
         if not self._transfer(self._pwm, bytes(frame)):
             self.counters.missed_writes += 1
             self._fault(f"PCA9685 at 0x{self.config.pwm_address:02x}", "servo write lost")
@@ -296,6 +312,50 @@ class HardwareHal:
         self._require()
         if not self._transfer(self._pwm, bytes([_ALL_LED_OFF_H, _FULL_OFF])):
             self.counters.missed_writes += 1
+
+    # -- calibration ---------------------------------------------------------------------
+
+    def raw_code(self, index: int) -> float:
+        """The last feedback ADC code of joint ``index`` (NaN before the first read)."""
+        return float(self._codes[index])
+
+    def pulse_us(self, index: int, angle_rad: float) -> float:
+        """The pulse the PCA9685 actually produces for ``angle_rad`` (whole counts)."""
+        cal = self.calibration.joints[JOINTS[index].name]
+        counts = max(0, min(4095, round(angle_to_pulse_us(angle_rad, cal) * self._counts_per_us)))
+        return counts / self._counts_per_us
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Drive and read every joint through ``calibration`` from the next tick on."""
+        self.calibration = calibration
+        self._pwm_channels = [(c, i, calibration.joints[JOINTS[i].name]) for c, i, _ in self._pwm_channels]
+        for j in JOINTS:
+            code = self._codes[j.index]
+            if j.adc is not None and math.isfinite(code):
+                self._joint_pos[j.index] = code_to_angle(code, calibration.joints[j.name])
+
+    def imu_calibration_status(self) -> int | None:
+        """The BNO055's CALIB_STAT byte (sys, gyro, accel, mag; two bits each), or None."""
+        buf = bytearray(1)
+        return buf[0] if self._transfer(self._bno, bytes([_BNO_CALIB_STAT]), buf) else None
+
+    def read_imu_offsets(self) -> tuple[int, ...]:
+        """The BNO055's 22 calibration offset bytes, read in CONFIG mode (about 35 ms).
+
+        Raises:
+            HalError: The chip did not answer.
+        """
+        buf = bytearray(22)
+        ok = self._transfer(self._bno, bytes([_BNO_OPR_MODE, _BNO_CONFIG]))
+        self._sleep(0.025)
+        ok = ok and self._transfer(self._bno, bytes([_BNO_OFFSETS]), buf)
+        back = self._transfer(self._bno, bytes([_BNO_OPR_MODE, _BNO_NDOF]))
+        self._sleep(0.01)
+        if not (ok and back):
+            raise HalError(
+                f"BNO055 at 0x{self.config.imu_address:02x} did not answer while its offsets were read"
+            )
+        return tuple(buf)
 
     # -- transfers -----------------------------------------------------------------------
 
@@ -359,16 +419,19 @@ def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) ->
     default, with a warning at open)."""
     from pathlib import Path
 
+    from calibration.store import load_for_robot, remove_stale_temps
     from gaits.sine import stand_pose
-    from plend.servo_map import load_calibration
 
-    calibration = load_calibration(Path(config.paths.state_dir) / "calibration.json") or Calibration()
+    path = Path(config.paths.state_dir) / "calibration.json"
+    if path.parent.is_dir():
+        remove_stale_temps(path)  # left by a writer killed mid-save; the file itself is whole
+    calibration = load_for_robot(path, config.hardware.robot_name())
     if config.hardware.bus == "emulated":
         from plend.hal.emulated_robot import EmulatedHardwareHal, EmulatedRobot, miscalibrated
 
         pose = stand_pose() if initial_pose is None else initial_pose
         seed = config.hardware.emulated_miscalibration_seed
-        truth = Calibration() if seed is None else miscalibrated(seed)
+        truth = Calibration() if seed is None else miscalibrated(seed, config.hardware.feedback_polarity)
         robot = EmulatedRobot(config.hardware, config.sim, truth, pose)
         return EmulatedHardwareHal(config.hardware, calibration, robot)
     return HardwareHal(config.hardware, calibration, make_i2c_bus)

@@ -80,7 +80,7 @@ class SimHal:
         self._initial = np.zeros(NUM_JOINTS) if initial_pose is None else np.asarray(initial_pose, float)
         self._client = None
         self._rng = np.random.default_rng(self.world.seed)
-        self._pending: collections.deque[np.ndarray | None] = collections.deque()
+        self._pending: collections.deque[tuple[np.ndarray, np.ndarray | None] | None] = collections.deque()
         self.sim_time = 0.0
         self.period = 0.0
 
@@ -113,13 +113,14 @@ class SimHal:
         )
         self._plane = pb.createMultiBody(0, pb.createCollisionShape(pb.GEOM_PLANE, **c), **c)
         flags = pb.URDF_USE_INERTIA_FROM_FILE
-        self._robot = pb.loadURDF(str(urdf_path()), [0, 0, 0.3], flags=flags, **c)
+        self._robot = pb.loadURDF(str(urdf_path()), [0, 0, 0.3], flags=flags, useFixedBase=w.fixed_base, **c)
         self._index = self._joint_indices()
         self._foot_links = tuple(self._link_index(FOOT_LINKS[s]) for s in ("right", "left"))
         self._apply_world()
         self._place_on_ground()
         self._prev_velocity = np.zeros(3)
         self._last_targets = self._initial.copy()
+        self._last_powered: np.ndarray | None = None
         self._powered = True
         self.sim_time = 0.0
 
@@ -165,7 +166,10 @@ class SimHal:
         links = range(-1, pb.getNumJoints(self._robot, **c))
         lowest = min(pb.getAABB(self._robot, link, **c)[0][2] for link in links)
         pos, orn = pb.getBasePositionAndOrientation(self._robot, **c)
-        pb.resetBasePositionAndOrientation(self._robot, [pos[0], pos[1], pos[2] - lowest + 1e-4], orn, **c)
+        clearance = 0.06 if self.world.fixed_base else 1e-4  # on its stand, the feet hang clear
+        pb.resetBasePositionAndOrientation(
+            self._robot, [pos[0], pos[1], pos[2] - lowest + clearance], orn, **c
+        )
         self._command(self._initial)
 
     def close(self) -> None:
@@ -196,47 +200,57 @@ class SimHal:
 
     def write(self, targets: np.ndarray) -> None:
         self._require()
-        self._advance(np.asarray(targets, float).copy())
+        self._advance((np.asarray(targets, float).copy(), None))
+
+    def write_some(self, targets: np.ndarray, powered: np.ndarray) -> None:
+        self._require()
+        self._advance((np.asarray(targets, float).copy(), np.asarray(powered, bool).copy()))
 
     def relax(self) -> None:
         if self._client is not None:
             self._advance(None)
 
-    def _advance(self, targets: np.ndarray | None) -> None:
-        self._pending.append(targets)
+    def _advance(self, command: tuple[np.ndarray, np.ndarray | None] | None) -> None:
+        self._pending.append(command)
         if len(self._pending) <= self.world.actuation_delay_ticks:
-            applied = self._last_targets if self._powered else None
+            applied = (self._last_targets, self._last_powered) if self._powered else None
         else:
             applied = self._pending.popleft()
         if applied is None:
-            self._unpower()
+            self._unpower(np.ones(NUM_JOINTS, bool))
         else:
-            self._command(applied)
+            self._command(*applied)
         pb, c = self._pb, self._c
         self._prev_velocity = np.asarray(pb.getBaseVelocity(self._robot, **c)[0])
         for _ in range(self.world.substeps):
             pb.stepSimulation(**c)
         self.sim_time += self.period
 
-    def _command(self, targets: np.ndarray) -> None:
+    def _command(self, targets: np.ndarray, powered: np.ndarray | None = None) -> None:
         pb, c, w, robot = self._pb, self._c, self.world, self._robot
         mode = pb.POSITION_CONTROL
-        for i, q in zip(self._index, targets.tolist(), strict=True):
+        for k, (i, q) in enumerate(zip(self._index, targets.tolist(), strict=True)):
+            if powered is not None and not powered[k]:
+                continue
             pb.setJointMotorControl2(
                 robot, i, mode, targetPosition=q, force=w.servo_torque_nm,
                 maxVelocity=w.servo_speed_rad_s, positionGain=_KP, velocityGain=_KD, **c,
             )  # fmt: skip
+        if powered is not None:
+            self._unpower(~powered)
         self._last_targets = targets
+        self._last_powered = powered
         self._powered = True
 
-    def _unpower(self) -> None:
+    def _unpower(self, joints: np.ndarray) -> None:
         # An unpowered hobby servo still resists through its gear train: a small
         # velocity-damping torque.
+        index = [i for i, off in zip(self._index, joints.tolist(), strict=True) if off]
         self._pb.setJointMotorControlArray(
-            self._robot, self._index, self._pb.VELOCITY_CONTROL,
-            targetVelocities=[0.0] * NUM_JOINTS, forces=[0.002] * NUM_JOINTS, **self._c,
+            self._robot, index, self._pb.VELOCITY_CONTROL,
+            targetVelocities=[0.0] * len(index), forces=[0.002] * len(index), **self._c,
         )  # fmt: skip
-        self._powered = False
+        self._powered = bool(len(index) < NUM_JOINTS)
 
     def _require(self) -> None:
         if self._client is None:

@@ -1,0 +1,356 @@
+"""Calibration mode: the daemon's side of ``plenctl calibrate``.
+
+While the wizard holds the session, this is the running behaviour. Only the wizard's
+commands move joints, one joint at a time, slowly, inside calibration-safe limits, and
+the loop's safety filter still clamps and slews every target (its limits and speed are
+narrowed for the session). A joint not yet zeroed may only move within
+:data:`JOG_WINDOW_DEG` of its starting zero, because its true angle is not known yet;
+once its zero and direction are confirmed it may move within its joint limits less
+:data:`SAFE_MARGIN_DEG`.
+
+The wizard changes the working calibration of a joint as it learns it; the joint is
+re-expressed in the new calibration so that its servo does not move. Leaving the mode
+(the wizard ends, aborts or disconnects, or the daemon is told to relax or e-stop)
+unpowers every joint and restores the stored calibration unless a new one was applied.
+Everything here runs on the control thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from plend.errors import PlendError
+from plend.hal.base import Sensors
+from plend.robot import JOINTS, NUM_JOINTS, joint
+from plend.safety import SafetyFilter
+from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, pulse_us_to_angle
+
+log = logging.getLogger("plend.calibration")
+
+JOG_WINDOW_DEG = 30.0
+SAFE_MARGIN_DEG = 3.0
+MOVE_SPEED_RAD_S = 0.5  # about 30 deg/s: slow enough to stop a joint by hand
+FILTER_SPEED_RAD_S = 1.0  # the safety filter's cap for the session
+SETTLE_S = 0.3
+SAMPLES = 5
+MAX_SWEEP_POINTS = 41
+IDLE_RELAX_S = 120.0
+SETTABLE = {f.name for f in dataclasses.fields(JointCalibration)}
+
+
+class CalibrationHal(Protocol):
+    """What calibration needs from a backend beyond the HAL: the hardware backend."""
+
+    calibration: Calibration
+
+    def raw_code(self, index: int) -> float: ...
+
+    def pulse_us(self, index: int, angle_rad: float) -> float: ...
+
+    def set_calibration(self, calibration: Calibration) -> None: ...
+
+    def imu_calibration_status(self) -> int | None: ...
+
+    def read_imu_offsets(self) -> tuple[int, ...]: ...
+
+
+class CalibrationCommandError(PlendError, ValueError):
+    """A calibration command cannot be carried out; the robot stays as it was."""
+
+
+def supports_calibration(hal: object) -> bool:
+    """True when ``hal`` drives pulses and reads raw feedback: the hardware backend."""
+    return all(hasattr(hal, name) for name in ("raw_code", "pulse_us", "set_calibration", "read_imu_offsets"))
+
+
+@dataclass
+class Sweep:
+    """A slow pass up then down through ``angles`` of one joint, reading its feedback."""
+
+    joint: int
+    angles: np.ndarray
+    step: int = 0
+    settled_s: float = 0.0
+    samples: list[float] = dataclasses.field(default_factory=list)
+    up: list[float] = dataclasses.field(default_factory=list)
+    down: list[float] = dataclasses.field(default_factory=list)
+    done: bool = False
+
+    @property
+    def points(self) -> int:
+        return 2 * len(self.angles)
+
+    def goal(self) -> float:
+        n = len(self.angles)
+        return float(self.angles[self.step] if self.step < n else self.angles[2 * n - 1 - self.step])
+
+
+class CalibrationMode:
+    """The behaviour that runs while a calibration wizard holds the daemon."""
+
+    name = "calibrate"
+    finished = False
+
+    def __init__(
+        self,
+        hal: CalibrationHal,
+        safety: SafetyFilter,
+        limits: tuple[np.ndarray, np.ndarray],
+        truth: Callable[[], np.ndarray] | None = None,
+    ):
+        self.hal = hal
+        self.safety = safety
+        self.lower, self.upper = (np.asarray(v, float).copy() for v in limits)
+        self.truth = truth
+        self.stored = hal.calibration
+        self.working = dict(hal.calibration.joints)
+        self.confirmed: set[int] = set()
+        self.applied = False
+        self.active: int | None = None
+        self.goal = 0.0
+        self.target = np.zeros(NUM_JOINTS)
+        self.sweep: Sweep | None = None
+        self.settled_s = 0.0
+        self._measured = np.zeros(NUM_JOINTS)
+        self._now = 0.0
+        self._last_command = 0.0
+        self._idle_relaxed = False
+        self._saved_filter = (safety.lower.copy(), safety.upper.copy(), safety.max_speed_rad_s)
+        self._closed = False
+
+    # -- behaviour -----------------------------------------------------------------------
+
+    def start(self, measured: np.ndarray) -> None:
+        self._measured = np.asarray(measured, float).copy()
+        self.target = self._measured.copy()
+        self.safety.max_speed_rad_s = FILTER_SPEED_RAD_S
+        for j in JOINTS:
+            lo, hi = self.safe_range(j.index)
+            self.safety.lower[j.index], self.safety.upper[j.index] = lo, hi
+        log.info("calibration mode: servos relaxed; only the wizard moves joints")
+
+    def update(self, sensors: Sensors, dt: float) -> np.ndarray | None:
+        self._now = sensors.stamp
+        self._measured = sensors.joint_pos
+        if self.active is None:
+            return None
+        if self._now - self._last_command > IDLE_RELAX_S:
+            log.info("calibration: %s relaxed after %.0f s without a command", JOINTS[self.active].name,
+                     IDLE_RELAX_S)  # fmt: skip
+            self.active, self.sweep, self._idle_relaxed = None, None, True
+            return None
+        j = self.active
+        if self.sweep is not None and not self.sweep.done:
+            self._sweep_tick(self.sweep, dt)
+        step = MOVE_SPEED_RAD_S * dt
+        self.target[j] += max(-step, min(step, self.goal - self.target[j]))
+        self.settled_s = self.settled_s + dt if self.target[j] == self.goal else 0.0
+        return self.target.copy()
+
+    def powered(self) -> np.ndarray:
+        mask = np.zeros(NUM_JOINTS, bool)
+        if self.active is not None:
+            mask[self.active] = True
+        return mask
+
+    def stop(self) -> None:
+        self.active, self.sweep = None, None
+
+    def close(self) -> None:
+        """Leave the mode: joints unpowered, safety filter and stored calibration restored."""
+        if self._closed:
+            return
+        self._closed = True
+        self.active, self.sweep = None, None
+        lower, upper, speed = self._saved_filter
+        self.safety.lower[:], self.safety.upper[:], self.safety.max_speed_rad_s = lower, upper, speed
+        if not self.applied:
+            self.hal.set_calibration(self.stored)
+        log.info(
+            "calibration mode left: %s",
+            "new calibration in use" if self.applied else "stored calibration kept",
+        )
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def safe_range(self, index: int) -> tuple[float, float]:
+        """Where joint ``index`` may go now, in its working calibration (rad)."""
+        if index in self.confirmed:
+            margin = math.radians(SAFE_MARGIN_DEG)
+            return float(self.lower[index] + margin), float(self.upper[index] - margin)
+        window = math.radians(JOG_WINDOW_DEG)
+        return -window, window
+
+    # -- commands --------------------------------------------------------------------------
+
+    def handle(self, op: str, **args: Any) -> dict[str, Any]:
+        """Carry out one wizard command; raises :class:`CalibrationCommandError` to refuse."""
+        if self._closed:
+            raise CalibrationCommandError("the calibration session has ended")
+        self._last_command = self._now
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            raise CalibrationCommandError(f"unknown calibration command {op!r}")
+        result: dict[str, Any] = handler(**args)
+        return result
+
+    def _joint_index(self, name: str) -> int:
+        try:
+            j = joint(name)
+        except KeyError as exc:
+            raise CalibrationCommandError(str(exc.args[0])) from None
+        if not j.wired:
+            raise CalibrationCommandError(f"{name} has no servo; nothing to calibrate")
+        return j.index
+
+    def _check_inside(self, index: int, angle: float) -> None:
+        lo, hi = self.safe_range(index)
+        if not (math.isfinite(angle) and lo - 1e-9 <= angle <= hi + 1e-9):
+            raise CalibrationCommandError(
+                f"{JOINTS[index].name}: {math.degrees(angle):+.1f} deg is outside its calibration-safe "
+                f"range {math.degrees(lo):+.1f}..{math.degrees(hi):+.1f} deg"
+            )
+
+    def _op_move(self, joint: str, angle: float) -> dict[str, Any]:
+        index = self._joint_index(joint)
+        self._check_inside(index, angle)
+        if self.sweep is not None and not self.sweep.done:
+            raise CalibrationCommandError("a feedback sweep is running; wait for it or relax the joint")
+        self._power(index)
+        self.goal = float(angle)
+        self.settled_s = 0.0
+        return {"joint": joint, "goal": self.goal}
+
+    def _power(self, index: int) -> None:
+        if self.active != index:
+            # The joint starts from where its feedback says it is, inside its safe range.
+            lo, hi = self.safe_range(index)
+            here = float(self._measured[index])
+            self.target[index] = min(hi, max(lo, here if math.isfinite(here) else 0.0))
+            self.safety.rebase(index, self.target[index])
+            self.active = index
+            self.sweep = None
+        self._idle_relaxed = False
+
+    def _op_relax(self) -> dict[str, Any]:
+        self.active, self.sweep = None, None
+        return {"relaxed": True}
+
+    def _op_set(self, joint: str, confirmed: bool = False, **changes: Any) -> dict[str, Any]:
+        """Change a joint's working calibration without moving its servo."""
+        index = self._joint_index(joint)
+        unknown = set(changes) - SETTABLE
+        if unknown:
+            raise CalibrationCommandError(
+                f"cannot set {', '.join(sorted(unknown))}; settable: {sorted(SETTABLE)}"
+            )
+        old = self.working[joint]
+        try:
+            new = dataclasses.replace(old, **changes)
+        except (TypeError, ValueError) as exc:
+            raise CalibrationCommandError(f"{joint}: {exc}") from None
+        for name in ("target", "goal"):
+            value = self.target[index] if name == "target" else self.goal
+            moved = pulse_us_to_angle(angle_to_pulse_us(float(value), old), new)
+            if name == "target":
+                self.target[index] = moved
+            elif self.active == index:
+                self.goal = moved
+        if self.active == index:
+            self.safety.rebase(index, float(self.target[index]))
+        self.working[joint] = new
+        if confirmed:
+            self.confirmed.add(index)
+        lo, hi = self.safe_range(index)
+        self.safety.lower[index], self.safety.upper[index] = lo, hi
+        self.hal.set_calibration(self._working_calibration())
+        return {"joint": joint, "calibration": dataclasses.asdict(new), "safe_range": [lo, hi]}
+
+    def _working_calibration(self) -> Calibration:
+        return Calibration(
+            dict(self.working), measured=self.stored.measured,
+            source="calibration in progress", imu_offsets=self.stored.imu_offsets,
+        )  # fmt: skip
+
+    def _op_sweep(self, joint: str, low: float, high: float, points: int) -> dict[str, Any]:
+        index = self._joint_index(joint)
+        if index not in self.confirmed:
+            raise CalibrationCommandError(f"{joint}: find its zero and direction before sweeping it")
+        if not 5 <= points <= MAX_SWEEP_POINTS or not low < high:
+            raise CalibrationCommandError(f"a sweep needs low < high and 5..{MAX_SWEEP_POINTS} points")
+        self._check_inside(index, low)
+        self._check_inside(index, high)
+        self._power(index)
+        self.sweep = Sweep(index, np.linspace(low, high, points))
+        self.goal, self.settled_s = self.sweep.goal(), 0.0
+        return {"joint": joint, "points": self.sweep.points}
+
+    def _sweep_tick(self, sweep: Sweep, dt: float) -> None:
+        if self.target[sweep.joint] != self.goal:
+            return
+        sweep.settled_s += dt
+        if sweep.settled_s < SETTLE_S:
+            return
+        code = self.hal.raw_code(sweep.joint)
+        sweep.samples.append(code)
+        if len(sweep.samples) < SAMPLES:
+            return
+        value = float(np.mean(sweep.samples))
+        (sweep.up if sweep.step < len(sweep.angles) else sweep.down).append(value)
+        sweep.samples, sweep.settled_s = [], 0.0
+        sweep.step += 1
+        if sweep.step >= sweep.points:
+            sweep.done = True
+            return
+        self.goal = sweep.goal()
+
+    def _op_state(self, imu: bool = False) -> dict[str, Any]:
+        state: dict[str, Any] = {"active": None if self.active is None else JOINTS[self.active].name}
+        if self.active is not None:
+            j = self.active
+            target = float(self.target[j])
+            state.update(
+                goal=self.goal, target=target, pulse_us=self.hal.pulse_us(j, target),
+                moving=self.target[j] != self.goal, settled=self.settled_s >= SETTLE_S,
+                code=_finite(self.hal.raw_code(j)), measured=_finite(float(self._measured[j])),
+            )  # fmt: skip
+            if self.truth is not None:
+                state["truth"] = float(self.truth()[j])
+        if self.sweep is not None:
+            s = self.sweep
+            state["sweep"] = {
+                "joint": JOINTS[s.joint].name, "done": s.done, "progress": min(s.step, s.points) / s.points,
+                "angles": s.angles.tolist(), "up": s.up, "down": list(reversed(s.down)),
+            }  # fmt: skip
+        if self._idle_relaxed:
+            state["idle_relaxed"] = True
+        if imu:
+            state["imu_calib_status"] = self.hal.imu_calibration_status()
+        return state
+
+    def _op_imu_offsets(self) -> dict[str, Any]:
+        try:
+            offsets = self.hal.read_imu_offsets()
+        except PlendError as exc:
+            raise CalibrationCommandError(str(exc)) from None
+        return {"offsets": list(offsets), "calib_status": self.hal.imu_calibration_status()}
+
+    def apply(self, calibration: Calibration) -> None:
+        """Use ``calibration`` (just saved) from now on, also after the session."""
+        self.active, self.sweep = None, None  # relaxed: nothing to re-express
+        self.stored = calibration
+        self.working = dict(calibration.joints)
+        self.confirmed = {j.index for j in JOINTS if j.wired}
+        self.applied = True
+        self.hal.set_calibration(calibration)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
