@@ -81,6 +81,7 @@ class Sweep:
     samples: list[float] = dataclasses.field(default_factory=list)
     up: list[float] = dataclasses.field(default_factory=list)
     down: list[float] = dataclasses.field(default_factory=list)
+    actual: list[float] = dataclasses.field(default_factory=list)
     done: bool = False
 
     @property
@@ -303,13 +304,23 @@ class CalibrationMode:
         if len(sweep.samples) < SAMPLES:
             return
         value = float(np.mean(sweep.samples))
-        (sweep.up if sweep.step < len(sweep.angles) else sweep.down).append(value)
+        if sweep.step < len(sweep.angles):
+            sweep.up.append(value)
+            # Where the servo was sent: the pulse is whole PCA9685 counts (0.4 servo degrees
+            # each), so the exact angle differs from the asked one by up to 0.2 degrees.
+            sweep.actual.append(self._sent_angle(sweep.joint, self.goal))
+        else:
+            sweep.down.append(value)
         sweep.samples, sweep.settled_s = [], 0.0
         sweep.step += 1
         if sweep.step >= sweep.points:
             sweep.done = True
             return
         self.goal = sweep.goal()
+
+    def _sent_angle(self, index: int, angle: float) -> float:
+        """The angle the servo is actually sent to for ``angle``, in the working calibration."""
+        return pulse_us_to_angle(self.hal.pulse_us(index, angle), self.working[JOINTS[index].name])
 
     def _op_state(self, imu: bool = False) -> dict[str, Any]:
         state: dict[str, Any] = {"active": None if self.active is None else JOINTS[self.active].name}
@@ -318,7 +329,7 @@ class CalibrationMode:
             target = float(self.target[j])
             state.update(
                 goal=self.goal, target=target, pulse_us=self.hal.pulse_us(j, target),
-                moving=self.target[j] != self.goal, settled=self.settled_s >= SETTLE_S,
+                moving=bool(self.target[j] != self.goal), settled=bool(self.settled_s >= SETTLE_S),
                 code=_finite(self.hal.raw_code(j)), measured=_finite(float(self._measured[j])),
             )  # fmt: skip
             if self.truth is not None:
@@ -326,8 +337,10 @@ class CalibrationMode:
         if self.sweep is not None:
             s = self.sweep
             state["sweep"] = {
-                "joint": JOINTS[s.joint].name, "done": s.done, "progress": min(s.step, s.points) / s.points,
-                "angles": s.angles.tolist(), "up": s.up, "down": list(reversed(s.down)),
+                "joint": JOINTS[s.joint].name, "done": s.done,
+                "progress": min(s.step, s.points) / s.points,
+                "angles": s.actual if s.done else s.angles.tolist(),
+                "up": s.up, "down": list(reversed(s.down)),
             }  # fmt: skip
         if self._idle_relaxed:
             state["idle_relaxed"] = True

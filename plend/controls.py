@@ -187,6 +187,9 @@ class Controls:
                 {"right": snap.contacts[0], "left": snap.contacts[1]} if has_contacts else None
             )
             status["joints"] = self._joints(snap.targets, snap.measured)
+            if snap.truth is not None:  # a simulated robot: what the joints really are
+                for row, value in zip(status["joints"], snap.truth.tolist(), strict=True):
+                    row["truth"] = round(value, 4)
         return status
 
     def _joints(self, targets: np.ndarray | None, measured: np.ndarray) -> list[dict[str, Any]]:

@@ -139,6 +139,7 @@ class Snapshot:
     compute_s: float
     lateness_s: float
     overruns: int
+    truth: np.ndarray | None = None  # a simulated robot's actual joint angles
 
 
 class Request:
@@ -194,6 +195,7 @@ class ControlLoop:
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
+        self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
 
     def start(self) -> None:
         """Read the robot once and start slewing from its measured pose."""
@@ -270,6 +272,7 @@ class ControlLoop:
             tick=self.stats.ticks, time=sensors.stamp, mode=self.decider.mode, targets=targets,
             measured=sensors.joint_pos.copy(), imu=sensors.imu, contacts=sensors.contacts,
             compute_s=compute, lateness_s=lateness, overruns=self.stats.overruns,
+            truth=None if self._truth is None else self._truth(),
         )  # fmt: skip
         for observer in self.observers:
             observer(self.snapshot)

@@ -8,6 +8,7 @@ set ``PLEND_DEBUG=1`` for a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -61,7 +62,8 @@ class Client:
         return reply["result"]
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # the daemon went away first: nothing left to flush
+            self._file.close()
         self._sock.close()
 
 
@@ -92,6 +94,23 @@ def _parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="action", required=True)
     policy_sub.add_parser("load", help="load and check a policy file").add_argument("file", type=Path)
     policy_sub.add_parser("start", help="walk on the loaded policy")
+    calibrate = sub.add_parser(
+        "calibrate", help="the servo and IMU calibration wizard",
+        description="Walk through calibrating every joint (or those named with --joint) and the IMU, "
+        "then review and save. Interactive by default; --answers or --operator sim run it unattended.",
+    )  # fmt: skip
+    calibrate.add_argument(
+        "--joint", action="append", default=[], metavar="NAME", help="only this joint (repeatable)"
+    )
+    calibrate.add_argument("--answers", type=Path, metavar="FILE", help="answers file (TOML): scripted mode")
+    calibrate.add_argument(
+        "--operator", choices=("person", "sim"), default="person",
+        help="sim: on a simulated robot, align joints from the simulation's ground truth",
+    )  # fmt: skip
+    calibrate.add_argument("--yes", action="store_true", help="scripted: resume, horns fitted, IMU, save")
+    imu = calibrate.add_mutually_exclusive_group()
+    imu.add_argument("--imu", dest="imu", action="store_true", default=None, help="calibrate the IMU too")
+    imu.add_argument("--no-imu", dest="imu", action="store_false", help="leave the IMU as it is")
     calibration = sub.add_parser("calibration", help="the servo and IMU calibration file")
     calibration_sub = calibration.add_subparsers(dest="action", required=True)
     show = calibration_sub.add_parser("show", help="print the stored calibration and what changed")
@@ -193,6 +212,27 @@ def _show_calibration(path: Path | None) -> str:
     return f"{path}\n" + describe(load(path), load_optional(backup_path(path)))
 
 
+def _calibrate(client: Client, args: argparse.Namespace) -> int:
+    from calibration import wizard
+
+    answers: dict[str, Any] = {}
+    if args.answers is not None:
+        answers = wizard.ScriptedOperator.from_file(args.answers).answers
+    if args.yes:
+        answers = {"resume": True, "horns": False, "imu": True, "save": True, **answers}
+    operator: wizard.Operator
+    if args.operator == "sim":
+        operator = wizard.SimulatedOperator(answers)
+    elif args.answers is not None or args.yes:
+        operator = wizard.ScriptedOperator(answers)
+    elif not sys.stdin.isatty():
+        raise ClientError("the wizard needs a terminal; unattended, give --answers FILE (or --operator sim)")
+    else:
+        operator = wizard.KeyboardOperator()
+    options = wizard.Options(joints=tuple(args.joint), imu=args.imu)
+    return wizard.run(client, operator, options)
+
+
 def _watch(client: Client, args: argparse.Namespace) -> int:
     while True:
         result = client.request("status")
@@ -212,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "status" and args.watch:
                 return _watch(client, args)
+            if args.command == "calibrate":
+                return _calibrate(client, args)
             _print(args, _request(client, args))
         finally:
             client.close()

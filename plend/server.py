@@ -148,7 +148,11 @@ class _Connection(socketserver.StreamRequestHandler):
                 # deadline. Waiting here costs the loop nothing.
                 with self.server.busy:
                     reply = self.server.dispatcher.handle_line(line)
-            self.wfile.write(json.dumps(reply).encode() + b"\n")
+            try:
+                encoded = json.dumps(reply).encode()
+            except (TypeError, ValueError) as exc:  # a handler returned something JSON cannot hold
+                encoded = json.dumps(self.server.dispatcher.error_reply(exc)).encode()
+            self.wfile.write(encoded + b"\n")
             self.wfile.flush()
 
     def _skip_rest_of_line(self, limit: int) -> None:

@@ -124,6 +124,11 @@ class EmulatedRobot:
 
         return voltage
 
+    @property
+    def angles(self) -> np.ndarray:
+        """The simulated joint angles the chips were last given."""
+        return self._angles
+
     def refresh(self) -> None:
         """Push the simulated robot's state into the chips' inputs."""
         reading: Sensors = self.sim.read()
@@ -237,8 +242,8 @@ class EmulatedHardwareHal(HardwareHal):
         return self.robot.sim.truth()
 
     def true_joint_angles(self) -> np.ndarray:
-        """The simulated joints' actual angles, whatever the calibration says."""
-        return self.robot.sim.read().joint_pos
+        """The simulated joints' actual angles at the last read, whatever the calibration says."""
+        return self.robot.angles.copy()
 
     def bus_figures(self) -> dict[str, float]:
         """Per-tick bus figures since open: transactions, bytes and busy milliseconds."""
