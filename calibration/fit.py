@@ -100,7 +100,7 @@ def _refuse_constant(angles: np.ndarray, codes: np.ndarray, min_codes_per_rad: f
         raise FeedbackError(
             f"feedback reads a constant {float(np.median(codes)):.0f} (it changed {span:.0f} codes over "
             f"a {math.degrees(sweep):.0f} deg sweep): the wire is loose or disconnected, "
-            "or the servo is not powered"
+            "or the servo is not powered; check the feedback wire and the servo supply"
         )
 
 

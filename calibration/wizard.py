@@ -567,6 +567,11 @@ class Wizard:
                 fit = fit_feedback(sweep["angles"], sweep["up"], sweep["down"], expected_sign=expected)
             except FeedbackError as exc:
                 self.say(f"  Feedback refused: {exc}.")
+                adc = joint(name).adc
+                if adc is not None:
+                    self.say(
+                        f"  {name}'s feedback wire goes to input A{adc.channel} of the ADS1115 at 0x{adc.address:02x}."
+                    )
                 answer = self.ask("bad_feedback", "  r: sweep again, s: skip this joint, q: stop", "rsq", "r")
                 if answer == "r":
                     continue
@@ -710,6 +715,10 @@ def run(link: Link, operator: Operator, options: Options, out: TextIO = sys.stdo
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     except CalibrationError as exc:
         raise WizardError(str(exc)) from None
+    except ConnectionError:
+        kept = len(wizard.results)
+        out.write(f"\nThe daemon went away: nothing saved; {kept} finished joint(s) are in its draft.\n")
+        raise
     finally:
         try:
             if session.info:

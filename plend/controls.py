@@ -186,20 +186,24 @@ class Controls:
             status["contacts"] = (
                 {"right": snap.contacts[0], "left": snap.contacts[1]} if has_contacts else None
             )
-            status["joints"] = self._joints(snap.targets, snap.measured)
+            status["joints"] = self._joints(snap.targets, snap.measured, snap.powered)
             if snap.truth is not None:  # a simulated robot: what the joints really are
                 for row, value in zip(status["joints"], snap.truth.tolist(), strict=True):
                     row["truth"] = round(value, 4)
         return status
 
-    def _joints(self, targets: np.ndarray | None, measured: np.ndarray) -> list[dict[str, Any]]:
+    def _joints(
+        self, targets: np.ndarray | None, measured: np.ndarray, powered: np.ndarray | None
+    ) -> list[dict[str, Any]]:
         rows = []
         for j in JOINTS:
-            target = None if targets is None else round(float(targets[j.index]), 4)
+            on = powered is not None and bool(powered[j.index])
+            target = None if targets is None or not on else round(float(targets[j.index]), 4)
             value = float(measured[j.index])
             rows.append({
                 "name": j.name, "target": target,
                 "measured": round(value, 4) if math.isfinite(value) else None,
                 "lower": float(self.lower[j.index]), "upper": float(self.upper[j.index]),
+                "powered": on,
             })  # fmt: skip
         return rows

@@ -18,6 +18,7 @@ import numpy as np
 
 from plend.errors import PlendError
 from plend.hal.base import Hal, ImuReading, Sensors
+from plend.robot import NUM_JOINTS
 from plend.safety import SafetyFilter
 
 
@@ -140,6 +141,11 @@ class Snapshot:
     lateness_s: float
     overruns: int
     truth: np.ndarray | None = None  # a simulated robot's actual joint angles
+    powered: np.ndarray | None = None  # which joints' servos were driven (None: none)
+
+
+_ALL = np.ones(NUM_JOINTS, bool)
+_ALL.flags.writeable = False
 
 
 class Request:
@@ -226,15 +232,17 @@ class ControlLoop:
             self.hal.relax()
             self.safety.reset(sensors.joint_pos)
             self.last_targets = None
+            powered = None
         elif powered is None or powered.all():
             self.last_targets = self.safety.apply(targets)
             self.hal.write(self.last_targets)
+            powered = _ALL
         else:
             self.last_targets = self.safety.apply(targets, powered, sensors.joint_pos)
             self.hal.write_some(self.last_targets, powered)  # type: ignore[attr-defined]
         compute = self._perf() - began
         on_time = self._schedule()
-        self._publish(sensors, compute, lateness)
+        self._publish(sensors, compute, lateness, powered)
         return on_time
 
     def _powered_mask(self) -> np.ndarray | None:
@@ -264,7 +272,7 @@ class ControlLoop:
             return False
         return True
 
-    def _publish(self, sensors: Sensors, compute: float, lateness: float) -> None:
+    def _publish(self, sensors: Sensors, compute: float, lateness: float, powered: np.ndarray | None) -> None:
         self.stats.compute.add(compute)
         self.stats.lateness.add(lateness)
         targets = None if self.last_targets is None else self.last_targets.copy()
@@ -272,7 +280,7 @@ class ControlLoop:
             tick=self.stats.ticks, time=sensors.stamp, mode=self.decider.mode, targets=targets,
             measured=sensors.joint_pos.copy(), imu=sensors.imu, contacts=sensors.contacts,
             compute_s=compute, lateness_s=lateness, overruns=self.stats.overruns,
-            truth=None if self._truth is None else self._truth(),
+            truth=None if self._truth is None else self._truth(), powered=powered,
         )  # fmt: skip
         for observer in self.observers:
             observer(self.snapshot)

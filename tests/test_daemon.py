@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -19,48 +18,9 @@ import pytest
 
 from plend.plenctl import Client
 from plend.plenctl import main as plenctl
+from tests.support import Daemon, wait_for_mode
 
 pytest.importorskip("pybullet")
-
-
-class Daemon:
-    def __init__(self, tmp: Path, *extra: str, env: dict[str, str] | None = None):
-        self.socket = tmp / "plend.sock"
-        config = tmp / "plend.toml"
-        config.write_text(f'[paths]\nstate_dir = "{tmp}"\nrecordings_dir = "{tmp / "rec"}"\n')
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plend.main", "--config", str(config), "run",
-             "--socket", str(self.socket), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"plend did not start: {self.proc.communicate()[1]}")
-            time.sleep(0.05)
-
-    def _answers(self) -> bool:
-        try:
-            Client(self.socket, timeout=1.0).close()
-            return True
-        except Exception:
-            return False
-
-    def ctl(self, *args: str) -> int:
-        return plenctl(["--socket", str(self.socket), *args])
-
-    def status(self) -> dict:
-        client = Client(self.socket)
-        try:
-            return client.request("status")
-        finally:
-            client.close()
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, err
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +28,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("plend"))
     yield d
     d.stop()
-
-
-def wait_for_mode(d: Daemon, mode: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while d.status()["mode"] != mode:
-        assert time.monotonic() < deadline, f"mode stayed {d.status()['mode']}, expected {mode}"
-        time.sleep(0.05)
 
 
 def raw(d: Daemon, *lines: bytes) -> list[dict]:
