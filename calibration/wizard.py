@@ -569,9 +569,8 @@ class Wizard:
                 self.say(f"  Feedback refused: {exc}.")
                 adc = joint(name).adc
                 if adc is not None:
-                    self.say(
-                        f"  {name}'s feedback wire goes to input A{adc.channel} of the ADS1115 at 0x{adc.address:02x}."
-                    )
+                    where = f"input A{adc.channel} of the ADS1115 at 0x{adc.address:02x}"
+                    self.say(f"  {name}'s feedback wire goes to {where}.")
                 answer = self.ask("bad_feedback", "  r: sweep again, s: skip this joint, q: stop", "rsq", "r")
                 if answer == "r":
                     continue
