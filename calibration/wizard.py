@@ -41,6 +41,7 @@ from calibration.store import (
     from_json,
 )
 from plend.errors import PlendError
+from plend.plenctl import ConnectionLostError
 from plend.robot import joint
 
 FINE_DEG = 0.5
@@ -136,34 +137,61 @@ class Operator(Protocol):
         """``enter`` to store the IMU offsets now, ``s`` to skip, ``q``; None to keep waiting."""
 
 
+_ARROWS = {b"[C": "+", b"[D": "-", b"[A": ">", b"[B": "<"}  # right, left, up, down
+
+
 class KeyboardOperator:
-    """A person at a terminal: single keys, no Enter needed except to confirm."""
+    """A person at a terminal: single keys, no Enter needed except to confirm.
+
+    Used as a context manager: the terminal stays in cbreak mode (keys arrive at once and
+    are not echoed) for the whole session, so keys typed while a joint moves queue up
+    instead of being lost; the terminal is restored on the way out, Ctrl-C included.
+    """
 
     def __init__(self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout):
         self.stdin, self.stdout = stdin, stdout
+        self._fd = stdin.fileno()
+        self._saved: list[Any] | None = None
 
-    def _key(self, timeout: float | None = None) -> str | None:
-        import select
+    def __enter__(self) -> KeyboardOperator:
         import termios
         import tty
 
-        fd = self.stdin.fileno()
-        old = termios.tcgetattr(fd)
-        try:
-            tty.setcbreak(fd)
-            ready, _, _ = select.select([fd], [], [], timeout)
-            if not ready:
-                return None
-            ch = self.stdin.read(1)
-            if ch == "\x1b":  # an arrow key: ESC [ A..D
-                seq = self.stdin.read(2)
-                return {"[C": "+", "[D": "-", "[A": ">", "[B": "<"}.get(seq, "")
-            return ch
-        finally:
-            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+        self._saved = termios.tcgetattr(self._fd)
+        tty.setcbreak(self._fd, termios.TCSANOW)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import termios
+
+        if self._saved is not None:
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+    def _key(self, timeout: float | None = None) -> str | None:
+        import os
+        import select
+
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            return None
+        ch = os.read(self._fd, 1)
+        if ch == b"\x1b":  # an arrow key sends ESC [ A..D
+            seq = b""
+            while len(seq) < 2 and select.select([self._fd], [], [], 0.05)[0]:
+                seq += os.read(self._fd, 1)
+            return _ARROWS.get(seq, "")
+        return ch.decode("utf-8", "replace")
+
+    def _forget_typed_ahead(self) -> None:
+        """Drop keys typed before a question, so a stray Enter cannot answer it."""
+        import termios
+
+        termios.tcflush(self._fd, termios.TCIFLUSH)
 
     def ask(self, key: str, question: str, choices: str, default: str) -> str:
         shown = "/".join(c.upper() if c == default else c for c in choices)
+        self._forget_typed_ahead()
         self.stdout.write(f"{question} [{shown}] ")
         self.stdout.flush()
         while True:
@@ -237,6 +265,8 @@ class ScriptedOperator:
         return value
 
     def ask(self, key: str, question: str, choices: str, default: str) -> str:
+        if key == "relax_first":
+            return "y" if self.answers.get(key, True) else "n"
         if key in ("resume", "horns", "save", "imu"):
             return "y" if self._flag(key, question) else "n"
         if key == "bad_feedback":
@@ -383,6 +413,7 @@ class Wizard:
     # -- flow ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        self._relax_first()
         info = self.session.begin()
         self.joint_info = {j["name"]: j for j in info["joints"]}
         self.stored = None if info["stored"] is None else from_json(info["stored"])
@@ -399,6 +430,20 @@ class Wizard:
         if self._want_imu():
             self._imu()
         return self._review_and_save()
+
+    def _relax_first(self) -> None:
+        mode = self.session.link.request("status")["mode"]
+        if mode == "relax":
+            return
+        if mode != "stand":
+            raise WizardError(f"the robot is in {mode}; run 'plenctl stop' (or 'plenctl reset') first")
+        question = (
+            "The robot is standing. Put it on its stand or hold it by the torso: calibration starts "
+            "with every servo relaxed. Ready?"
+        )
+        if self.ask("relax_first", question, "yn", "y") != "y":
+            raise Aborted("not started")
+        self.session.link.request("relax")
 
     def _joints_to_do(self) -> list[str]:
         names = list(self.joint_info)
@@ -705,6 +750,9 @@ def run(link: Link, operator: Operator, options: Options, out: TextIO = sys.stdo
     if isinstance(operator, SimulatedOperator):
         operator.truth = wizard.truth
     try:
+        if isinstance(operator, KeyboardOperator):
+            with operator:
+                return wizard.run()
         return wizard.run()
     except (Aborted, KeyboardInterrupt) as exc:
         kept = len(wizard.results)
@@ -714,7 +762,7 @@ def run(link: Link, operator: Operator, options: Options, out: TextIO = sys.stdo
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     except CalibrationError as exc:
         raise WizardError(str(exc)) from None
-    except ConnectionError:
+    except ConnectionLostError:
         kept = len(wizard.results)
         out.write(f"\nThe daemon went away: nothing saved; {kept} finished joint(s) are in its draft.\n")
         raise

@@ -257,14 +257,13 @@ class CalibrationMode:
             new = dataclasses.replace(old, **changes)
         except (TypeError, ValueError) as exc:
             raise CalibrationCommandError(f"{joint}: {exc}") from None
-        for name in ("target", "goal"):
-            value = self.target[index] if name == "target" else self.goal
-            moved = pulse_us_to_angle(angle_to_pulse_us(float(value), old), new)
-            if name == "target":
-                self.target[index] = moved
-            elif self.active == index:
-                self.goal = moved
+
+        def same_servo_position(angle: float) -> float:
+            return pulse_us_to_angle(angle_to_pulse_us(angle, old), new)
+
+        self.target[index] = same_servo_position(float(self.target[index]))
         if self.active == index:
+            self.goal = same_servo_position(self.goal)
             self.safety.rebase(index, float(self.target[index]))
         self.working[joint] = new
         if confirmed:

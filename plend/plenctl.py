@@ -29,6 +29,10 @@ class ClientError(PlendError, ConnectionError):
     """The daemon cannot be reached or refused a request."""
 
 
+class ConnectionLostError(ClientError):
+    """The daemon went away in the middle of a conversation."""
+
+
 class Client:
     """One connection to the daemon; requests are sent one at a time."""
 
@@ -53,9 +57,9 @@ class Client:
             self._file.flush()
             reply_line = self._file.readline()
         except OSError as exc:
-            raise ClientError(f"lost the connection to plend at {self.path}: {exc}") from None
+            raise ConnectionLostError(f"lost the connection to plend at {self.path}: {exc}") from None
         if not reply_line:
-            raise ClientError(f"plend at {self.path} closed the connection")
+            raise ConnectionLostError(f"plend at {self.path} closed the connection")
         reply = json.loads(reply_line)
         if not reply.get("ok"):
             raise ClientError(f"{reply.get('message')} [{reply.get('error')}]")

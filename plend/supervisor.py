@@ -199,10 +199,11 @@ class Supervisor:
             )
 
     def _cmd_calibrate_begin(self, mode: CalibrationMode) -> None:
-        if not isinstance(self.behaviour, (Relax, Stand)):
+        if not isinstance(self.behaviour, Relax):
+            # Calibration starts limp: a standing robot would fall. The wizard asks first.
             raise CommandError(
-                f"cannot calibrate while in {self.mode}: run 'plenctl stop', wait until it stands, "
-                "then put the robot on its stand"
+                f"cannot calibrate while in {self.mode}: put the robot on its stand, run 'plenctl relax', "
+                "then calibrate"
             )
         self._switch(mode)
 
@@ -321,7 +322,9 @@ class Supervisor:
         if stale and not active:
             m.counts.stale += 1
             self._fault("stale_sensors", stale, latched=False)
-            self._switch(Relax() if self.safety.stale_action == "relax" else Stand())
+            # Half-calibrated servos must not be driven to a pose: calibration always relaxes.
+            stand = self.safety.stale_action == "stand" and not calibrating
+            self._switch(Stand() if stand else Relax())
         elif not stale and active:
             self.faults = [f for f in self.faults if f.code != "stale_sensors"]
             log.info("sensors fresh again")

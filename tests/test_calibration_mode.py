@@ -1,0 +1,174 @@
+"""Calibration mode in the control loop, in-process on the emulated hardware: what it lets
+move, how slowly, where, and what it leaves behind."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from plend import calibration_mode
+from plend.calibration_mode import MOVE_SPEED_RAD_S, CalibrationCommandError, CalibrationMode
+from plend.config import Config, replace_section
+from plend.hal.emulated_robot import EmulatedHardwareHal
+from plend.hal.hardware import make_hardware_hal
+from plend.loop import ControlLoop, StepClock
+from plend.robot import JOINTS, joint
+from plend.safety import SafetyFilter
+from plend.supervisor import CommandError, Supervisor
+
+pytest.importorskip("pybullet")
+
+PERIOD = 0.02
+KNEE = "r_knee_r_shin"
+
+
+@dataclass
+class Rig:
+    hal: EmulatedHardwareHal
+    supervisor: Supervisor
+    loop: ControlLoop
+    config: Config
+
+    def begin(self) -> CalibrationMode:
+        mode = CalibrationMode(
+            self.hal, self.loop.safety, self.config.safety.joint_limits(), self.hal.true_joint_angles
+        )
+        self.supervisor.handle("calibrate_begin", mode=mode)
+        return mode
+
+    def op(self, name: str, **args: object) -> dict:
+        return self.supervisor.handle("calibrate", op=name, **args)
+
+    def pulses(self) -> dict[str, float | None]:
+        pca = self.hal.robot.pca
+        return {j.name: pca.pulse_us(j.pwm_channel) for j in JOINTS if j.pwm_channel is not None}
+
+    def ticks(self, n: int) -> None:
+        for _ in range(n):
+            self.loop.tick()
+
+
+@pytest.fixture
+def rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+    config = Config(hal="hardware")
+    config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
+    config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=3)
+    config = replace_section(config, "sim", fixed_base=True)
+    hal = make_hardware_hal(config)
+    assert isinstance(hal, EmulatedHardwareHal)
+    hal.open(PERIOD)
+    supervisor = Supervisor(config.safety, PERIOD, hal=hal)
+    loop = ControlLoop(hal, supervisor, PERIOD, SafetyFilter.from_config(config.safety, PERIOD), StepClock())
+    loop.start()
+    loop.tick()
+    try:
+        yield Rig(hal, supervisor, loop, config)
+    finally:
+        hal.close()
+
+
+def test_calibration_starts_limp_and_only_from_relax(rig: Rig) -> None:
+    rig.supervisor.handle("stand")
+    with pytest.raises(CommandError, match="put the robot on its stand"):
+        rig.begin()
+    rig.supervisor.handle("relax")
+    rig.begin()
+    rig.ticks(3)
+    assert rig.supervisor.mode == "calibrate"
+    assert all(p is None for p in rig.pulses().values()), "every servo unpowered"
+    with pytest.raises(CommandError, match="calibration wizard is running"):
+        rig.supervisor.handle("gait", speed=0.5)
+
+
+def test_one_joint_moves_slowly_and_alone(rig: Rig) -> None:
+    rig.begin()
+    rig.op("move", joint=KNEE, angle=math.radians(20))
+    previous = None
+    for _ in range(60):
+        rig.loop.tick()
+        pulses = rig.pulses()
+        assert [n for n, p in pulses.items() if p is not None] == [KNEE]
+        if previous is not None:
+            step_deg = abs(pulses[KNEE] - previous) / (2200 / 180)  # type: ignore[operator]
+            assert step_deg <= math.degrees(MOVE_SPEED_RAD_S * PERIOD) + 0.5, "slow: about 0.6 deg a tick"
+        previous = pulses[KNEE]
+    rig.op("move", joint="l_knee_l_shin", angle=0.0)
+    rig.ticks(2)
+    assert [n for n, p in rig.pulses().items() if p is not None] == ["l_knee_l_shin"], "one at a time"
+
+
+def test_an_unzeroed_joint_stays_inside_its_jog_window(rig: Rig) -> None:
+    mode = rig.begin()
+    with pytest.raises(CalibrationCommandError, match=r"calibration-safe range -30\.0\.\.\+30\.0 deg"):
+        rig.op("move", joint=KNEE, angle=math.radians(31))
+    with pytest.raises(CalibrationCommandError, match="find its zero and direction before sweeping"):
+        rig.op("sweep", joint=KNEE, low=-0.3, high=0.2, points=9)
+    rig.op("set", joint=KNEE, offset_deg=1.0, direction=1, confirmed=True)
+    _, hi = mode.safe_range(joint(KNEE).index)
+    assert math.degrees(hi) == pytest.approx(math.degrees(joint(KNEE).upper) - 3.0)
+    assert rig.loop.safety.upper[joint(KNEE).index] == pytest.approx(hi), "the safety filter enforces it"
+
+
+def test_changing_a_joints_calibration_does_not_move_its_servo(rig: Rig) -> None:
+    rig.begin()
+    rig.op("move", joint=KNEE, angle=math.radians(10))
+    rig.ticks(100)
+    assert rig.op("state")["settled"]
+    before = rig.pulses()[KNEE]
+    rig.op("set", joint=KNEE, offset_deg=6.0, direction=-1)
+    rig.ticks(5)
+    assert rig.pulses()[KNEE] == pytest.approx(before, abs=5.0), "within one PCA9685 count"
+    rig.op("move", joint=KNEE, angle=math.radians(10))  # now means another servo position
+    rig.ticks(60)
+    assert rig.pulses()[KNEE] != pytest.approx(before, abs=5.0)
+
+
+def test_leaving_restores_the_safety_filter_and_the_stored_calibration(rig: Rig) -> None:
+    stored = rig.hal.calibration
+    limits = rig.loop.safety.lower.copy(), rig.loop.safety.upper.copy(), rig.loop.safety.max_speed_rad_s
+    rig.begin()
+    assert rig.loop.safety.max_speed_rad_s < limits[2]
+    rig.op("set", joint=KNEE, offset_deg=7.0, confirmed=True)
+    assert rig.hal.calibration is not stored
+    rig.op("move", joint=KNEE, angle=0.1)
+    rig.ticks(5)
+    rig.supervisor.handle("estop")
+    rig.ticks(2)
+    assert rig.supervisor.mode == "estop" and all(p is None for p in rig.pulses().values())
+    assert rig.hal.calibration is stored, "an unsaved session leaves nothing behind"
+    assert np.array_equal(rig.loop.safety.lower, limits[0]) and np.array_equal(
+        rig.loop.safety.upper, limits[1]
+    )
+    assert rig.loop.safety.max_speed_rad_s == limits[2]
+    with pytest.raises(CommandError, match="session has ended"):
+        rig.op("state")
+
+
+def test_an_idle_joint_is_relaxed(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calibration_mode, "IDLE_RELAX_S", 1.0)
+    rig.begin()
+    rig.op("move", joint=KNEE, angle=0.0)
+    rig.ticks(40)
+    assert rig.pulses()[KNEE] is not None
+    rig.ticks(20)
+    assert rig.pulses()[KNEE] is None, "not held for ever: a servo left powered heats up"
+    assert rig.op("state")["idle_relaxed"] is True and rig.supervisor.mode == "calibrate"
+
+
+def test_a_sweep_reads_the_feedback_up_and_down(rig: Rig) -> None:
+    rig.begin()
+    rig.op("set", joint=KNEE, confirmed=True)
+    rig.op("sweep", joint=KNEE, low=-0.4, high=0.2, points=5)
+    for _ in range(1000):
+        rig.loop.tick()
+        sweep = rig.op("state")["sweep"]
+        if sweep["done"]:
+            break
+    assert sweep["done"] and len(sweep["up"]) == len(sweep["down"]) == len(sweep["angles"]) == 5
+    codes = np.array(sweep["up"])
+    assert np.all(np.diff(codes) * np.sign(codes[-1] - codes[0]) > 0), "feedback follows the sweep"
+    assert np.allclose(sweep["up"], sweep["down"], atol=40), "little hysteresis in the emulation"
