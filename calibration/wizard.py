@@ -40,8 +40,7 @@ from calibration.store import (
     describe,
     from_json,
 )
-from plend.errors import PlendError
-from plend.plenctl import ConnectionLostError
+from plend.errors import ConnectionLostError, PlendError
 from plend.robot import joint
 
 FINE_DEG = 0.5

@@ -30,3 +30,7 @@ def require_package(module: str, extra: str) -> None:
             f"{module} is not installed; install it with: "
             f".venv/bin/pip install -e '.[{extra}]' (or ./install.sh --dev)"
         ) from exc
+
+
+class ConnectionLostError(PlendError, ConnectionError):
+    """The daemon went away in the middle of a conversation with a client."""

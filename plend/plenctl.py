@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from plend.config import SocketConfig
-from plend.errors import PlendError
+from plend.errors import ConnectionLostError, PlendError
 from plend.server import PROTOCOL_VERSION
 
 TIMEOUT_S = 5.0
@@ -27,10 +27,6 @@ TIMEOUT_S = 5.0
 
 class ClientError(PlendError, ConnectionError):
     """The daemon cannot be reached or refused a request."""
-
-
-class ConnectionLostError(ClientError):
-    """The daemon went away in the middle of a conversation."""
 
 
 class Client:
