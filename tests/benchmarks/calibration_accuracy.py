@@ -54,9 +54,8 @@ def run(seed: int) -> None:
         if j["name"] in record.joints
     }
     print(f"seed {seed}: wizard {wall:.1f} s wall (8x real time)")
-    print(
-        f"{'joint':<20} {'true off':>8} {'found':>7} {'err deg':>7} {'dir':>5} {'fit deg':>7} {'stand err':>9}"
-    )
+    header = f"{'joint':<20} {'true off':>8} {'found':>7} {'err deg':>7} {'dir':>5}"
+    print(f"{header} {'fit deg':>7} {'stand err':>9}")
     offsets, fits = [], []
     for name, got in record.joints.items():
         want = truth.joints[name]
