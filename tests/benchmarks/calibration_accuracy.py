@@ -5,7 +5,7 @@ For each seed, a daemon runs the emulated hardware of a robot with random horn o
 8x faster than real time; ``plenctl calibrate --operator sim`` calibrates it; then the
 stand pose is commanded and each joint's true angle compared with its target.
 
-    .venv/bin/python -m tests.benchmarks.calibration_accuracy [SEED ...]
+    .venv/bin/python tests/benchmarks/calibration_accuracy.py [SEED ...]
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 
 from calibration.store import load
 from plend.hal.emulated_robot import miscalibrated
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' daemon helper
 from tests.support import Daemon, wait_for_mode
 
 
