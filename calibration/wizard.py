@@ -357,6 +357,7 @@ class SimulatedOperator(ScriptedOperator):
 class Options:
     joints: tuple[str, ...] = ()  # empty: every wired joint
     imu: bool | None = None  # None: ask
+    imu_only: bool = False
 
 
 def _levels(status: int) -> dict[str, int]:
@@ -416,13 +417,13 @@ class Wizard:
         info = self.session.begin()
         self.joint_info = {j["name"]: j for j in info["joints"]}
         self.stored = None if info["stored"] is None else from_json(info["stored"])
-        wanted = self._joints_to_do()
+        wanted = [] if self.options.imu_only else self._joints_to_do()
         self._intro(info)
         self._resume(info, wanted)
-        fit_horns = self.ask(
+        todo = [name for name in wanted if name not in self.results]
+        fit_horns = bool(todo) and self.ask(
             "horns", "Are the servo horns off, to be fitted now (a new robot)?", "yn", "n"
         ) == "y"  # fmt: skip
-        todo = [name for name in wanted if name not in self.results]
         for n, name in enumerate(todo, 1):
             self._joint(name, n, len(todo), fit_horns)
         self.session.op("relax")
@@ -649,6 +650,8 @@ class Wizard:
     # -- IMU -------------------------------------------------------------------------------
 
     def _want_imu(self) -> bool:
+        if self.options.imu_only:
+            return True
         if self.options.imu is not None:
             return self.options.imu
         if self.options.joints:

@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     imu = calibrate.add_mutually_exclusive_group()
     imu.add_argument("--imu", dest="imu", action="store_true", default=None, help="calibrate the IMU too")
     imu.add_argument("--no-imu", dest="imu", action="store_false", help="leave the IMU as it is")
+    imu.add_argument("--imu-only", action="store_true", help="only the IMU; the joints stay as stored")
     calibration = sub.add_parser("calibration", help="the servo and IMU calibration file")
     calibration_sub = calibration.add_subparsers(dest="action", required=True)
     show = calibration_sub.add_parser("show", help="print the stored calibration and what changed")
@@ -229,7 +230,9 @@ def _calibrate(client: Client, args: argparse.Namespace) -> int:
         raise ClientError("the wizard needs a terminal; unattended, give --answers FILE (or --operator sim)")
     else:
         operator = wizard.KeyboardOperator()
-    options = wizard.Options(joints=tuple(args.joint), imu=args.imu)
+    if args.imu_only and args.joint:
+        raise ClientError("--imu-only calibrates no joint; drop --joint, or drop --imu-only")
+    options = wizard.Options(joints=tuple(args.joint), imu=args.imu, imu_only=args.imu_only)
     return wizard.run(client, operator, options)
 
 

@@ -119,6 +119,10 @@ def test_the_wizard_recovers_a_miscalibrated_robot(tmp_path: Path) -> None:
     try:
         assert d.status()["hardware"]["calibration"] == str(tmp_path / "calibration.json")
         assert_stands_true(d)
+        imu = calibrate(d, "--imu-only", "--yes")
+        assert imu.returncode == 0 and "== IMU ==" in imu.stdout and "Joint 1" not in imu.stdout, imu.stdout
+        again = load(tmp_path / "calibration.json")
+        assert again.joints == record.joints and again.imu_offsets == record.imu_offsets
     finally:
         d.stop()
 
