@@ -197,7 +197,8 @@ class Daemon:
         """Stop walking at the next safe point, stand, then relax."""
         self.supervisor.handle("stop")  # always allowed; a no-op unless something moves
         deadline = time.monotonic() + SAFE_STOP_S
-        while self.supervisor.mode not in ("stand", "relax", "estop") and time.monotonic() < deadline:
+        settled = ("stand", "relax", "estop", "calibrate")  # calibration has nothing to finish
+        while self.supervisor.mode not in settled and time.monotonic() < deadline:
             self.loop.tick()
         self.supervisor.handle("relax")
         self.loop.tick()

@@ -283,3 +283,18 @@ def test_the_simulation_backend_has_nothing_to_calibrate(tmp_path: Path) -> None
         assert run.stderr.count("\n") == 1
     finally:
         d.stop()
+
+
+def test_stopping_the_daemon_mid_calibration_relaxes_at_once(robot: Daemon) -> None:
+    wizard = start_wizard(robot, "--operator", "sim", "--no-imu", "--joint", "torso_r_shoulder")
+    try:
+        wait_until("a joint is powered", lambda: powered(robot) != [])
+        began = time.monotonic()
+        code, log = robot.stop()  # SIGTERM, as systemctl stop sends
+        took = time.monotonic() - began
+        wizard.communicate(timeout=10)
+    finally:
+        wizard.kill()
+    assert code == 0 and took < 2.0, f"exit {code} after {took:.1f} s"
+    assert "calibration mode left: stored calibration kept" in log and "stopped: servos relaxed" in log
+    assert wizard.returncode == 1, "the wizard says it lost the daemon"
