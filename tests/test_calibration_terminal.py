@@ -127,7 +127,8 @@ class Terminal:
 
     def type(self, key: str, what: str, timeout: float = STEP_TIMEOUT_S) -> None:
         """Press ``key`` once the wizard listens for single keys (the terminal in cbreak
-        mode): it sets cbreak with TCSAFLUSH, so a key pressed earlier would be thrown away."""
+        mode, set when the wizard starts): before that the terminal is in line mode and
+        would hold the key back until a newline."""
         deadline = time.monotonic() + timeout
         while termios.tcgetattr(self.slave)[3] & termios.ICANON:
             if time.monotonic() > deadline or self.proc.poll() is not None:
