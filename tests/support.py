@@ -37,11 +37,17 @@ class Daemon:
             time.sleep(0.05)
 
     def _answers(self) -> bool:
+        """True once the daemon answers and its loop has run a tick (status has joints)."""
         try:
-            Client(self.socket, timeout=1.0).close()
-            return True
+            client = Client(self.socket, timeout=1.0)
         except Exception:
             return False
+        try:
+            return "joints" in client.request("status")
+        except Exception:
+            return False
+        finally:
+            client.close()
 
     def ctl(self, *args: str) -> int:
         return plenctl(["--socket", str(self.socket), *args])
