@@ -63,6 +63,15 @@ class Aborted(PlendError, RuntimeError):
     """The person (or the answers) asked to stop."""
 
 
+class Blocked(WizardError):
+    """The joint stopped following its target (a hard stop, an obstacle or a dead feedback
+    wire); the daemon moved it back. ``state`` is the session state after that."""
+
+    def __init__(self, message: str, state: dict[str, Any]):
+        super().__init__(message)
+        self.state = state
+
+
 # -- the daemon side ------------------------------------------------------------------------
 
 
@@ -90,9 +99,22 @@ class Session:
     def move(
         self, name: str, angle_rad: float, on_wait: Callable[[dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
-        """Move one joint and wait until it has arrived and settled."""
-        self.op("move", joint=name, angle=angle_rad)
-        return self.wait(lambda s: not s.get("moving") and bool(s.get("settled")), on_wait)
+        """Move one joint and wait until it has arrived and settled.
+
+        Raises:
+            Blocked: The joint stopped following on the way (or would be pushed further
+                into what stopped it).
+        """
+        try:
+            self.op("move", joint=name, angle=angle_rad)
+        except PlendError as exc:
+            if "stopped following" not in str(exc):  # the daemon's words for a blocked joint
+                raise
+            raise Blocked(str(exc).split(" [")[0], self.op("state")) from None
+        state = self.wait(lambda s: not s.get("moving") and bool(s.get("settled")), on_wait)
+        if state.get("blocked"):
+            raise Blocked(state["blocked"], state)
+        return state
 
     def wait(
         self, done: Callable[[dict[str, Any]], bool], on_wait: Callable[[dict[str, Any]], None] | None = None,
@@ -121,6 +143,7 @@ class JogView:
     jog_deg: float
     pulse_us: float
     truth_rad: float | None  # the simulation's true angle, where there is one
+    blocked: bool = False  # the last jog found the joint not following
 
 
 class Operator(Protocol):
@@ -313,8 +336,13 @@ class SimulatedOperator(ScriptedOperator):
             )
         if view.joint != self._joint:  # a new joint: nothing known about its keys yet
             self._joint, self._sign, self._probe, self._still = view.joint, 0.0, 1.0, 0
-            self._prev_off, self._back_then_done = None, False
-        elif not self._sign and self._last_truth is not None:
+            self._prev_off, self._back_then_done, self._last_truth = None, False, None
+        if view.blocked:  # it would not go that way: try the other way once, then give up
+            if self._sign or self._probe < 0:
+                return "q"
+            self._probe, self._still, self._last_truth = -1.0, 0, true
+            return "<"
+        if not self._sign and self._last_truth is not None:
             moved = true - self._last_truth
             if abs(moved) > math.radians(0.1):
                 self._sign = math.copysign(1.0, moved) * self._probe
@@ -501,7 +529,12 @@ class Wizard:
             self.session.move(name, 0.0)
         else:
             offset = self._find_zero(name, working)
-            direction = self._check_direction(name, working["direction"])
+            try:
+                direction = self._check_direction(name, working["direction"])
+            except Blocked as exc:
+                self.session.op("relax")
+                self.say(f"  {exc}.\n  {name} skipped: it is not calibrated and nothing of it is kept.")
+                return
         fit = self._feedback(name, direction)
         if fit is None:
             return
@@ -535,10 +568,13 @@ class Wizard:
             "Enter: it matches   q: stop"
         )
         window = self.session.info["limits"]["jog_window_deg"]
-        jog = 0.0
-        state = self.session.move(name, 0.0)
+        jog, blocked = 0.0, False
+        try:
+            state = self.session.move(name, 0.0)
+        except Blocked as exc:
+            jog, blocked, state = self._blocked(exc)
         while True:
-            view = JogView(name, jog, state["pulse_us"], state.get("truth"))
+            view = JogView(name, jog, state["pulse_us"], state.get("truth"), blocked)
             self._show_jog(view)
             key = self.operator.jog(view)
             if key == "enter":
@@ -552,8 +588,11 @@ class Wizard:
                     f"the jog stops at +-{window:.0f} deg from the start: is the horn on the wrong tooth?"
                 )
                 continue
-            jog += step
-            state = self.session.move(name, math.radians(jog))
+            try:
+                state = self.session.move(name, math.radians(jog + step))
+                jog, blocked = jog + step, False
+            except Blocked as exc:
+                jog, blocked, state = self._blocked(exc)
         self.end_live()
         offset = horn_offset_from_zero(
             state["pulse_us"], 0.0, working["pulse_min_us"], working["pulse_max_us"], working["direction"]
@@ -561,6 +600,11 @@ class Wizard:
         self.session.op("set", joint=name, offset_deg=offset)
         self.say(f"  Zero at {state['pulse_us']:.0f} us: horn offset {offset:+.1f} deg.")
         return offset
+
+    def _blocked(self, exc: Blocked) -> tuple[float, bool, dict[str, Any]]:
+        """Say why the joint stopped; the jog now stands where the daemon put it back."""
+        self._bell(f"{exc}; jog the other way, or stop (q) and check the joint.")
+        return math.degrees(exc.state.get("goal", 0.0)), True, exc.state
 
     def _show_jog(self, view: JogView) -> None:
         self.live(f"  jog {view.jog_deg:+6.1f} deg   pulse {view.pulse_us:6.0f} us")
@@ -602,28 +646,27 @@ class Wizard:
                 f"{math.degrees(high):+.0f} deg "
                 "and back, reading its potentiometer at each stop. Keep clear of it."
             )
-            self.session.move(name, low)
+            try:
+                self.session.move(name, low)
+            except Blocked as exc:
+                if not self._refused(name, str(exc)):
+                    return None
+                continue
             self.session.op("sweep", joint=name, low=low, high=high, points=SWEEP_POINTS)
             state = self.session.wait(lambda s: bool(s.get("sweep", {}).get("done")), self._show_sweep,
                                       timeout_s=MOVE_TIMEOUT_S * SWEEP_POINTS)  # fmt: skip
             self.end_live()
             sweep = state["sweep"]
+            if sweep.get("error"):
+                if not self._refused(name, sweep["error"]):
+                    return None
+                continue
             try:
                 fit = fit_feedback(sweep["angles"], sweep["up"], sweep["down"], expected_sign=expected)
             except FeedbackError as exc:
-                self.say(f"  Feedback refused: {exc}.")
-                adc = joint(name).adc
-                if adc is not None:
-                    where = f"input A{adc.channel} of the ADS1115 at 0x{adc.address:02x}"
-                    self.say(f"  {name}'s feedback wire goes to {where}.")
-                answer = self.ask("bad_feedback", "  r: sweep again, s: skip this joint, q: stop", "rsq", "r")
-                if answer == "r":
-                    continue
-                self.session.op("relax")
-                if answer == "s":
-                    self.say(f"  {name} skipped: it is not calibrated and nothing of it is kept.")
+                if not self._refused(name, str(exc)):
                     return None
-                raise Aborted(f"stopped: bad feedback on {name}") from None
+                continue
             self.say(
                 f"  Fit: {fit.codes_per_rad:+.0f} codes/rad, error {fit.fit_error_deg:.2f} deg, hysteresis "
                 f"{fit.hysteresis_deg:.2f} deg, noise {fit.noise_deg:.2f} deg over "
@@ -635,6 +678,22 @@ class Wizard:
             if measured is not None:
                 self.say(f"  At its zero the feedback now reads {math.degrees(measured):+.2f} deg.")
             return fit
+
+    def _refused(self, name: str, why: str) -> bool:
+        """Explain a refused feedback; True to sweep again, False to skip the joint."""
+        self.say(f"  Feedback refused: {why}.")
+        adc = joint(name).adc
+        if adc is not None:
+            where = f"input A{adc.channel} of the ADS1115 at 0x{adc.address:02x}"
+            self.say(f"  {name}'s feedback wire goes to {where}.")
+        answer = self.ask("bad_feedback", "  r: sweep again, s: skip this joint, q: stop", "rsq", "r")
+        if answer == "r":
+            return True
+        self.session.op("relax")
+        if answer == "s":
+            self.say(f"  {name} skipped: it is not calibrated and nothing of it is kept.")
+            return False
+        raise Aborted(f"stopped: bad feedback on {name}")
 
     def _show_sweep(self, state: dict[str, Any]) -> None:
         sweep = state.get("sweep")

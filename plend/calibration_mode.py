@@ -42,6 +42,12 @@ SETTLE_S = 0.3
 SAMPLES = 5
 MAX_SWEEP_POINTS = 41
 IDLE_RELAX_S = 120.0
+# A joint whose feedback code moves less than this while its target travels this far has
+# stopped following: a hard stop, an obstacle, or a loose feedback wire. A working
+# potentiometer gives about 250 codes over that travel.
+STALL_TRAVEL_DEG = 4.0
+POWER_ON_S = 0.2  # a servo jumps to its first pulse: hold that long before moving on
+STALL_MIN_CODES = 60.0
 SETTABLE = {f.name for f in dataclasses.fields(JointCalibration)}
 
 
@@ -71,6 +77,41 @@ def supports_calibration(hal: object) -> bool:
 
 
 @dataclass
+class StallGuard:
+    """Watches one powered joint: where its feedback last followed its target.
+
+    After a stall, travel the other way (``free_way``) is not judged until the feedback
+    moves again: backing out of a hard stop is always allowed, and the joint only starts
+    to follow once its target has left the stop.
+    """
+
+    target: float
+    code: float
+    free_way: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.low = self.high = self.code
+
+    def stalled(self, target: float, code: float) -> bool:
+        """True when the target travelled :data:`STALL_TRAVEL_DEG` while every feedback
+        code stayed within :data:`STALL_MIN_CODES` (a noisy wire is not still)."""
+        if not math.isfinite(code):
+            return False
+        if not math.isfinite(self.code):
+            self.target, self.code, self.low, self.high = target, code, code, code
+            return False
+        self.low, self.high = min(self.low, code), max(self.high, code)
+        travel = target - self.target
+        if self.high - self.low >= STALL_MIN_CODES:  # it follows: judge from here on
+            if abs(travel) >= math.radians(STALL_TRAVEL_DEG) or self.free_way:
+                self.target, self.code, self.low, self.high, self.free_way = target, code, code, code, 0.0
+            return False
+        if abs(travel) < math.radians(STALL_TRAVEL_DEG):
+            return False
+        return not (self.free_way and math.copysign(1.0, travel) == self.free_way)
+
+
+@dataclass
 class Sweep:
     """A slow pass up then down through ``angles`` of one joint, reading its feedback."""
 
@@ -79,6 +120,7 @@ class Sweep:
     step: int = 0
     settled_s: float = 0.0
     samples: list[float] = dataclasses.field(default_factory=list)
+    error: str | None = None
     up: list[float] = dataclasses.field(default_factory=list)
     down: list[float] = dataclasses.field(default_factory=list)
     actual: list[float] = dataclasses.field(default_factory=list)
@@ -119,6 +161,9 @@ class CalibrationMode:
         self.target = np.zeros(NUM_JOINTS)
         self.sweep: Sweep | None = None
         self.settled_s = 0.0
+        self.guard: StallGuard | None = None
+        self._power_on_s = 0.0
+        self.blocked: tuple[int, float, float, str] | None = None  # joint, where, which way, why
         self._measured = np.zeros(NUM_JOINTS)
         self._now = 0.0
         self._last_command = 0.0
@@ -148,12 +193,38 @@ class CalibrationMode:
             self.active, self.sweep, self._idle_relaxed = None, None, True
             return None
         j = self.active
+        if self._power_on_s > 0:  # let the servo reach its first pulse before judging it
+            self._power_on_s -= dt
+            return self.target.copy()
         if self.sweep is not None and not self.sweep.done:
             self._sweep_tick(self.sweep, dt)
+        self._watch_stall(j)
         step = MOVE_SPEED_RAD_S * dt
         self.target[j] += max(-step, min(step, self.goal - self.target[j]))
         self.settled_s = self.settled_s + dt if self.target[j] == self.goal else 0.0
         return self.target.copy()
+
+    def _watch_stall(self, j: int) -> None:
+        """Stop a joint that no longer follows (pushing on a hard stop heats and strips the
+        servo): send it back to where its feedback last moved and refuse to go further."""
+        code, target = self.hal.raw_code(j), float(self.target[j])
+        if self.guard is None:
+            self.guard = StallGuard(target, code)
+            return
+        if not self.guard.stalled(target, code):
+            return
+        where, way = self.guard.target, math.copysign(1.0, target - self.guard.target)
+        why = (
+            f"{JOINTS[j].name} stopped following near {math.degrees(where):+.1f} deg: its feedback did not "
+            f"change over {STALL_TRAVEL_DEG:.0f} deg of travel. It is against a hard stop or an obstacle, "
+            "or its feedback wire is loose; it went back to where it last moved"
+        )
+        log.warning("calibration: %s", why)
+        self.blocked = (j, where, way, why)
+        self.goal = where
+        self.guard = StallGuard(where, code, free_way=-way)
+        if self.sweep is not None and not self.sweep.done:
+            self.sweep.error, self.sweep.done = why, True
 
     def powered(self) -> np.ndarray:
         mask = np.zeros(NUM_JOINTS, bool)
@@ -222,6 +293,11 @@ class CalibrationMode:
     def _op_move(self, joint: str, angle: float) -> dict[str, Any]:
         index = self._joint_index(joint)
         self._check_inside(index, angle)
+        if self.blocked is not None and self.blocked[0] == index:
+            _, where, way, why = self.blocked
+            if (angle - where) * way > 1e-9:
+                raise CalibrationCommandError(f"{why}; move it the other way")
+            self.blocked = None
         if self.sweep is not None and not self.sweep.done:
             raise CalibrationCommandError("a feedback sweep is running; wait for it or relax the joint")
         self._power(index)
@@ -231,17 +307,20 @@ class CalibrationMode:
 
     def _power(self, index: int) -> None:
         if self.active != index:
-            # The joint starts from where its feedback says it is, inside its safe range.
+            # The joint starts from where its feedback says it is; a reading outside its safe
+            # range is not believed (a dead wire reads anything): it starts at its zero then.
             lo, hi = self.safe_range(index)
             here = float(self._measured[index])
-            self.target[index] = min(hi, max(lo, here if math.isfinite(here) else 0.0))
+            believable = math.isfinite(here) and lo <= here <= hi
+            self.target[index] = here if believable else min(hi, max(lo, 0.0))
             self.safety.rebase(index, self.target[index])
             self.active = index
-            self.sweep = None
+            self.sweep, self.guard, self.blocked = None, None, None
+            self._power_on_s = POWER_ON_S
         self._idle_relaxed = False
 
     def _op_relax(self) -> dict[str, Any]:
-        self.active, self.sweep = None, None
+        self.active, self.sweep, self.blocked = None, None, None
         return {"relaxed": True}
 
     def _op_set(self, joint: str, confirmed: bool = False, **changes: Any) -> dict[str, Any]:
@@ -265,6 +344,7 @@ class CalibrationMode:
         if self.active == index:
             self.goal = same_servo_position(self.goal)
             self.safety.rebase(index, float(self.target[index]))
+            self.guard, self.blocked = None, None  # angles in the old calibration mean nothing now
         self.working[joint] = new
         if confirmed:
             self.confirmed.add(index)
@@ -336,13 +416,15 @@ class CalibrationMode:
         if self.sweep is not None:
             s = self.sweep
             state["sweep"] = {
-                "joint": JOINTS[s.joint].name, "done": s.done,
+                "joint": JOINTS[s.joint].name, "done": s.done, "error": s.error,
                 "progress": min(s.step, s.points) / s.points,
                 "angles": s.actual if s.done else s.angles.tolist(),
                 "up": s.up, "down": list(reversed(s.down)),
             }  # fmt: skip
         if self._idle_relaxed:
             state["idle_relaxed"] = True
+        if self.blocked is not None and self.blocked[0] == self.active:
+            state["blocked"] = self.blocked[3]
         if imu:
             state["imu_calib_status"] = self.hal.imu_calibration_status()
         return state

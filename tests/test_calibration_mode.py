@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from plend import calibration_mode
-from plend.calibration_mode import MOVE_SPEED_RAD_S, CalibrationCommandError, CalibrationMode
+from plend.calibration_mode import (
+    MOVE_SPEED_RAD_S,
+    STALL_TRAVEL_DEG,
+    CalibrationCommandError,
+    CalibrationMode,
+)
 from plend.config import Config, replace_section
 from plend.hal.emulated_robot import EmulatedHardwareHal
 from plend.hal.hardware import make_hardware_hal
@@ -172,3 +177,42 @@ def test_a_sweep_reads_the_feedback_up_and_down(rig: Rig) -> None:
     codes = np.array(sweep["up"])
     assert np.all(np.diff(codes) * np.sign(codes[-1] - codes[0]) > 0), "feedback follows the sweep"
     assert np.allclose(sweep["up"], sweep["down"], atol=40), "little hysteresis in the emulation"
+
+
+def test_a_joint_pushing_on_a_hard_stop_is_stopped_and_may_only_back_out(rig: Rig) -> None:
+    # Seed 3's right hip roll: its horn is 12 deg off and its servo mirrored, so at the
+    # neutral pulse the thigh already leans 12 deg, past its 8.6 deg stop; a positive jog
+    # pushes it further in.
+    hip = "r_hip_r_thigh"
+    index = joint(hip).index
+    rig.begin()
+    rig.op("move", joint=hip, angle=0.0)
+    rig.ticks(40)
+    pinned = rig.hal.true_joint_angles()[index]
+    rig.op("move", joint=hip, angle=math.radians(12))
+    rig.ticks(60)
+    state = rig.op("state")
+    assert "stopped following" in state["blocked"] and "hard stop" in state["blocked"]
+    assert state["goal"] < math.radians(STALL_TRAVEL_DEG + 1), "sent back to where it last moved"
+    assert rig.hal.true_joint_angles()[index] == pytest.approx(pinned, abs=math.radians(0.5))
+    with pytest.raises(CalibrationCommandError, match="move it the other way"):
+        rig.op("move", joint=hip, angle=math.radians(10))
+    rig.op("move", joint=hip, angle=math.radians(-20))  # backing out is allowed
+    rig.ticks(80)
+    assert "blocked" not in rig.op("state")
+    assert rig.hal.true_joint_angles()[index] > pinned + math.radians(5), "out of the stop, it follows"
+
+
+def test_a_working_joint_is_never_taken_for_a_stalled_one(rig: Rig) -> None:
+    # (Within the joints' limits: the knee's hyperextension stop is at +17 deg, and a jog
+    # to +25 deg is rightly stopped there.)
+    rig.begin()
+    for name, angles in (
+        ("rb_servo_r_hip", (-25, 25, 0)),
+        (KNEE, (-25, 10, 0)),
+        ("torso_l_shoulder", (25, -25)),
+    ):
+        for angle in angles:
+            rig.op("move", joint=name, angle=math.radians(angle))
+            rig.ticks(90)
+            assert "blocked" not in rig.op("state"), f"{name} at {angle} deg"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -138,10 +139,10 @@ def assert_stands_true(d: Daemon) -> None:
     d.ctl("relax")
 
 
-FAULTS = {
-    "stuck": "feedback reads a constant",
-    "noisy": "feedback is noisy",
-    "reversed": "feedback runs backwards",
+FAULTS = {  # what the wizard says: a stuck wire shows as soon as the joint should move
+    "stuck": "its feedback did not change over 4 deg of travel",
+    "noisy": "Feedback refused: feedback is noisy",
+    "reversed": "Feedback refused: feedback runs backwards",
 }
 
 
@@ -153,9 +154,10 @@ def test_a_bad_feedback_wire_is_caught_explained_and_not_saved(tmp_path: Path) -
         for fault, name in wires.items():
             run = calibrate(d, "--operator", "sim", "--joint", name, "--no-imu")
             assert run.returncode == 1, run.stdout + run.stderr
-            assert f"Feedback refused: {FAULTS[fault]}" in run.stdout, run.stdout
-            assert "check" in run.stdout.split("Feedback refused:")[1].splitlines()[0], "with advice"
-            assert "nothing saved" in run.stdout
+            assert FAULTS[fault] in run.stdout, run.stdout
+            said = run.stdout.split(FAULTS[fault])[1].splitlines()[0]
+            assert "check" in said or "wire is loose" in said, "with advice"
+            assert re.search(r"nothing (was )?saved", run.stdout, re.IGNORECASE)
             assert powered(d) == [] and d.status()["mode"] == "relax"
         assert not (tmp_path / "calibration.json").exists()
         draft = load_draft(tmp_path / "calibration.json")
