@@ -143,7 +143,7 @@ class JogView:
     jog_deg: float
     pulse_us: float
     truth_rad: float | None  # the simulation's true angle, where there is one
-    blocked: bool = False  # the last jog found the joint not following
+    blocked: int = 0  # +1 or -1: the way the last move found the joint would not follow
 
 
 class Operator(Protocol):
@@ -324,6 +324,7 @@ class SimulatedOperator(ScriptedOperator):
         self._window_deg = 30.0
         self._prev_off: float | None = None
         self._back_then_done = False
+        self._turned = False  # tried the other way already
 
     def known(self, name: str) -> dict[str, Any] | None:
         return None  # it looks at the robot instead
@@ -337,19 +338,20 @@ class SimulatedOperator(ScriptedOperator):
         if view.joint != self._joint:  # a new joint: nothing known about its keys yet
             self._joint, self._sign, self._probe, self._still = view.joint, 0.0, 1.0, 0
             self._prev_off, self._back_then_done, self._last_truth = None, False, None
+            self._turned = False
         if view.blocked:  # it would not go that way: try the other way once, then give up
-            if self._sign or self._probe < 0:
+            if self._sign or self._turned:
                 return "q"
-            self._probe, self._still, self._last_truth = -1.0, 0, true
-            return "<"
+            self._probe, self._still, self._last_truth, self._turned = -float(view.blocked), 0, true, True
+            return ">" if self._probe > 0 else "<"
         if not self._sign and self._last_truth is not None:
             moved = true - self._last_truth
             if abs(moved) > math.radians(0.1):
                 self._sign = math.copysign(1.0, moved) * self._probe
             else:  # nothing moved: against a stop, so try the other way (once)
                 self._still += 1
-                if self._still >= 2 and self._probe > 0:
-                    self._probe, self._still = -1.0, 0
+                if self._still >= 2 and not self._turned:
+                    self._probe, self._still, self._turned = -self._probe, 0, True
                 elif self._still * COARSE_DEG > 2 * self._window_deg:
                     return "q"  # it never moved: a person would stop and look
         self._last_truth = true
@@ -568,11 +570,11 @@ class Wizard:
             "Enter: it matches   q: stop"
         )
         window = self.session.info["limits"]["jog_window_deg"]
-        jog, blocked = 0.0, False
+        jog, blocked = 0.0, 0
         try:
             state = self.session.move(name, 0.0)
         except Blocked as exc:
-            jog, blocked, state = self._blocked(exc)
+            jog, blocked, state = self._blocked(exc, 0.0)
         while True:
             view = JogView(name, jog, state["pulse_us"], state.get("truth"), blocked)
             self._show_jog(view)
@@ -590,9 +592,9 @@ class Wizard:
                 continue
             try:
                 state = self.session.move(name, math.radians(jog + step))
-                jog, blocked = jog + step, False
+                jog, blocked = jog + step, 0
             except Blocked as exc:
-                jog, blocked, state = self._blocked(exc)
+                jog, blocked, state = self._blocked(exc, jog + step)
         self.end_live()
         offset = horn_offset_from_zero(
             state["pulse_us"], 0.0, working["pulse_min_us"], working["pulse_max_us"], working["direction"]
@@ -601,10 +603,11 @@ class Wizard:
         self.say(f"  Zero at {state['pulse_us']:.0f} us: horn offset {offset:+.1f} deg.")
         return offset
 
-    def _blocked(self, exc: Blocked) -> tuple[float, bool, dict[str, Any]]:
+    def _blocked(self, exc: Blocked, wanted_deg: float) -> tuple[float, int, dict[str, Any]]:
         """Say why the joint stopped; the jog now stands where the daemon put it back."""
         self._bell(f"{exc}; jog the other way, or stop (q) and check the joint.")
-        return math.degrees(exc.state.get("goal", 0.0)), True, exc.state
+        here = math.degrees(exc.state.get("goal", 0.0))
+        return here, 1 if wanted_deg > here else -1, exc.state
 
     def _show_jog(self, view: JogView) -> None:
         self.live(f"  jog {view.jog_deg:+6.1f} deg   pulse {view.pulse_us:6.0f} us")

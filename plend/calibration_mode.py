@@ -80,17 +80,21 @@ def supports_calibration(hal: object) -> bool:
 class StallGuard:
     """Watches one powered joint: where its feedback last followed its target.
 
-    After a stall, travel the other way (``free_way``) is not judged until the feedback
-    moves again: backing out of a hard stop is always allowed, and the joint only starts
-    to follow once its target has left the stop.
+    It judges only after it has seen the joint follow: a joint already pinned against a
+    stop when powered stands still whichever way its target goes, so which way is "into
+    the stop" is unknown until it has moved once. After a stall, travel the other way
+    (``free_way``) is not judged until the feedback moves again: backing out of a stop is
+    always allowed, and the joint only follows once its target has left the stop.
     """
 
     target: float
     code: float
     free_way: float = 0.0
+    armed: bool = False
 
     def __post_init__(self) -> None:
         self.low = self.high = self.code
+        self.moved_target, self.moved_code = self.target, self.code  # last seen moving
 
     def stalled(self, target: float, code: float) -> bool:
         """True when the target travelled :data:`STALL_TRAVEL_DEG` while every feedback
@@ -99,14 +103,18 @@ class StallGuard:
             return False
         if not math.isfinite(self.code):
             self.target, self.code, self.low, self.high = target, code, code, code
+            self.moved_target, self.moved_code = target, code
             return False
         self.low, self.high = min(self.low, code), max(self.high, code)
+        if abs(code - self.moved_code) >= STALL_MIN_CODES / 4:
+            self.moved_target, self.moved_code = target, code
         travel = target - self.target
         if self.high - self.low >= STALL_MIN_CODES:  # it follows: judge from here on
-            if abs(travel) >= math.radians(STALL_TRAVEL_DEG) or self.free_way:
+            if abs(travel) >= math.radians(STALL_TRAVEL_DEG) or self.free_way or not self.armed:
                 self.target, self.code, self.low, self.high, self.free_way = target, code, code, code, 0.0
+                self.armed = True
             return False
-        if abs(travel) < math.radians(STALL_TRAVEL_DEG):
+        if not self.armed or abs(travel) < math.radians(STALL_TRAVEL_DEG):
             return False
         return not (self.free_way and math.copysign(1.0, travel) == self.free_way)
 
@@ -213,7 +221,7 @@ class CalibrationMode:
             return
         if not self.guard.stalled(target, code):
             return
-        where, way = self.guard.target, math.copysign(1.0, target - self.guard.target)
+        where, way = self.guard.moved_target, math.copysign(1.0, target - self.guard.target)
         why = (
             f"{JOINTS[j].name} stopped following near {math.degrees(where):+.1f} deg: its feedback did not "
             f"change over {STALL_TRAVEL_DEG:.0f} deg of travel. It is against a hard stop or an obstacle, "
@@ -222,7 +230,7 @@ class CalibrationMode:
         log.warning("calibration: %s", why)
         self.blocked = (j, where, way, why)
         self.goal = where
-        self.guard = StallGuard(where, code, free_way=-way)
+        self.guard = StallGuard(where, code, free_way=-way, armed=True)
         if self.sweep is not None and not self.sweep.done:
             self.sweep.error, self.sweep.done = why, True
 

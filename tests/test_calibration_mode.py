@@ -180,27 +180,27 @@ def test_a_sweep_reads_the_feedback_up_and_down(rig: Rig) -> None:
 
 
 def test_a_joint_pushing_on_a_hard_stop_is_stopped_and_may_only_back_out(rig: Rig) -> None:
-    # Seed 3's right hip roll: its horn is 12 deg off and its servo mirrored, so at the
-    # neutral pulse the thigh already leans 12 deg, past its 8.6 deg stop; a positive jog
-    # pushes it further in.
+    # Seed 3's right hip roll: its horn is 12 deg off and its servo mirrored, so a positive
+    # jog leans the thigh toward its stop, which it reaches at a jog of about -3.6 deg.
     hip = "r_hip_r_thigh"
     index = joint(hip).index
     rig.begin()
-    rig.op("move", joint=hip, angle=0.0)
-    rig.ticks(40)
-    pinned = rig.hal.true_joint_angles()[index]
-    rig.op("move", joint=hip, angle=math.radians(12))
-    rig.ticks(60)
+    rig.op("move", joint=hip, angle=math.radians(-20))  # out of the stop: it follows
+    rig.ticks(80)
+    rig.op("move", joint=hip, angle=math.radians(12))  # back, into the stop and beyond
+    rig.ticks(120)
     state = rig.op("state")
     assert "stopped following" in state["blocked"] and "hard stop" in state["blocked"]
-    assert state["goal"] < math.radians(STALL_TRAVEL_DEG + 1), "sent back to where it last moved"
-    assert rig.hal.true_joint_angles()[index] == pytest.approx(pinned, abs=math.radians(0.5))
+    assert math.degrees(state["goal"]) == pytest.approx(-3.6, abs=STALL_TRAVEL_DEG), (
+        "back where it last moved"
+    )
+    assert math.degrees(rig.hal.true_joint_angles()[index]) == pytest.approx(-8.6, abs=1.0), "at the stop"
     with pytest.raises(CalibrationCommandError, match="move it the other way"):
         rig.op("move", joint=hip, angle=math.radians(10))
     rig.op("move", joint=hip, angle=math.radians(-20))  # backing out is allowed
     rig.ticks(80)
     assert "blocked" not in rig.op("state")
-    assert rig.hal.true_joint_angles()[index] > pinned + math.radians(5), "out of the stop, it follows"
+    assert math.degrees(rig.hal.true_joint_angles()[index]) > -8.6 + 5, "out of the stop, it follows"
 
 
 def test_a_working_joint_is_never_taken_for_a_stalled_one(rig: Rig) -> None:

@@ -139,8 +139,8 @@ def assert_stands_true(d: Daemon) -> None:
     d.ctl("relax")
 
 
-FAULTS = {  # what the wizard says: a stuck wire shows as soon as the joint should move
-    "stuck": "its feedback did not change over 4 deg of travel",
+FAULTS = {
+    "stuck": "Feedback refused: feedback reads a constant",
     "noisy": "Feedback refused: feedback is noisy",
     "reversed": "Feedback refused: feedback runs backwards",
 }
