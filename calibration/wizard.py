@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import sys
+import textwrap
 import time
 import tomllib
 from collections.abc import Callable
@@ -214,7 +216,7 @@ class KeyboardOperator:
     def ask(self, key: str, question: str, choices: str, default: str) -> str:
         shown = "/".join(c.upper() if c == default else c for c in choices)
         self._forget_typed_ahead()
-        self.stdout.write(f"{question} [{shown}] ")
+        self.stdout.write(wrapped(f"{question} [{shown}]") + " ")
         self.stdout.flush()
         while True:
             ch = self._key()
@@ -436,8 +438,9 @@ class Wizard:
             self.say(f"{question} -> {answer}")  # a scripted run's log shows what was answered
         return answer
 
-    def say(self, text: str = "") -> None:
-        self.out.write(text + "\n")
+    def say(self, text: str = "", wrap: bool = True) -> None:
+        """Print ``text``; on a terminal, long lines wrap at words, keeping their indent."""
+        self.out.write((wrapped(text) if wrap and self._tty else text) + "\n")
         self.out.flush()
 
     # -- flow ---------------------------------------------------------------------------
@@ -782,7 +785,7 @@ class Wizard:
         )  # fmt: skip
         self.say("")
         self.say("== Review ==")
-        self.say(describe(record, self.stored))
+        self.say(describe(record, self.stored), wrap=False)
         if self.ask("save", f"Save to {self.session.info['path']}?", "yn", "y") != "y":
             self.say("Not saved. What was measured is kept; run 'plenctl calibrate' to resume.")
             return 1
@@ -791,6 +794,16 @@ class Wizard:
         self.say(f"Saved {result['path']}{backup}. The daemon drives the servos with it from now on.")
         self.say("The servos are relaxed. Try 'plenctl stand'.")
         return 0
+
+
+def wrapped(text: str) -> str:
+    """``text`` wrapped at words to the terminal's width, each line keeping its indent."""
+    width = max(60, shutil.get_terminal_size().columns - 1)
+    lines = []
+    for line in text.split("\n"):
+        indent = line[: len(line) - len(line.lstrip())]
+        lines += textwrap.wrap(line, width, subsequent_indent=indent + "  ", drop_whitespace=False) or [""]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def from_draft(data: dict[str, Any]) -> Draft:
