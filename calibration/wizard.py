@@ -802,7 +802,10 @@ def wrapped(text: str) -> str:
     lines = []
     for line in text.split("\n"):
         indent = line[: len(line) - len(line.lstrip())]
-        lines += textwrap.wrap(line, width, subsequent_indent=indent + "  ", drop_whitespace=False) or [""]
+        lines += textwrap.wrap(
+            line, width, subsequent_indent=indent + "  ",
+            break_long_words=False, break_on_hyphens=False,  # paths stay whole
+        ) or [""]  # fmt: skip
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -233,9 +233,10 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
             term.expect(rf"Direction {stored.direction:+d}\.", "the direction kept")
             fit = term.expect(r"Fit: [+-]\d+ codes/rad, error (\d+\.\d+) deg", "the feedback fit")
             term.expect(r"== Review ==", "the review")
-            term.expect(rf"Save to {re.escape(str(path))}\? \[Y/n\] ", "the save question")
+            # The question names the file; a long path wraps onto the next line.
+            term.expect(rf"Save to\s+{re.escape(str(path))}\?\s+\[Y/n\] ", "the save question")
             term.type("y", "the save answer")
-            term.expect(r"Saved .*previous one kept as", "the save")
+            term.expect(r"Saved\s[\s\S]*?previous\s+one\s+kept\s+as", "the save")  # wrapped lines
             assert term.wait() == 0, term.screen()
         finally:
             term.close()
