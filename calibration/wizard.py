@@ -468,8 +468,16 @@ class Wizard:
         mode = self.session.link.request("status")["mode"]
         if mode == "relax":
             return
+        if mode == "estop":
+            raise WizardError("the e-stop is latched; run 'plenctl reset' first")
+        if mode == "calibrate":
+            raise WizardError(
+                "another 'plenctl calibrate' is running; finish it there (or 'plenctl relax' ends it)"
+            )
         if mode != "stand":
-            raise WizardError(f"the robot is in {mode}; run 'plenctl stop' (or 'plenctl reset') first")
+            raise WizardError(
+                f"the robot is in {mode}; run 'plenctl stop', wait until it stands, then calibrate"
+            )
         question = (
             "The robot is standing. Put it on its stand or hold it by the torso: calibration starts "
             "with every servo relaxed. Ready?"

@@ -213,9 +213,17 @@ def _show_calibration(path: Path | None) -> str:
     return f"{path}\n" + describe(load(path), load_optional(backup_path(path)))
 
 
-def _calibrate(client: Client, args: argparse.Namespace) -> int:
+def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The wizard's operator and options from the command line, checked before connecting."""
     from calibration import wizard
+    from plend.robot import JOINTS
 
+    if args.imu_only and args.joint:
+        raise ClientError("--imu-only calibrates no joint; drop --joint, or drop --imu-only")
+    wired = [j.name for j in JOINTS if j.wired]
+    unknown = [name for name in args.joint if name not in wired]
+    if unknown:
+        raise ClientError(f"no servo joint {', '.join(unknown)}; joints: {', '.join(wired)}")
     answers: dict[str, Any] = {}
     if args.answers is not None:
         answers = wizard.ScriptedOperator.from_file(args.answers).answers
@@ -230,10 +238,7 @@ def _calibrate(client: Client, args: argparse.Namespace) -> int:
         raise ClientError("the wizard needs a terminal; unattended, give --answers FILE (or --operator sim)")
     else:
         operator = wizard.KeyboardOperator()
-    if args.imu_only and args.joint:
-        raise ClientError("--imu-only calibrates no joint; drop --joint, or drop --imu-only")
-    options = wizard.Options(joints=tuple(args.joint), imu=args.imu, imu_only=args.imu_only)
-    return wizard.run(client, operator, options)
+    return operator, wizard.Options(joints=tuple(args.joint), imu=args.imu, imu_only=args.imu_only)
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
@@ -251,12 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibration":
             print(_show_calibration(args.file))
             return 0
+        plan = _calibration_plan(args) if args.command == "calibrate" else None
         client = Client(_socket_path(args))
         try:
             if args.command == "status" and args.watch:
                 return _watch(client, args)
-            if args.command == "calibrate":
-                return _calibrate(client, args)
+            if plan is not None:
+                from calibration.wizard import run as run_wizard
+
+                return run_wizard(client, *plan)
             _print(args, _request(client, args))
         finally:
             client.close()

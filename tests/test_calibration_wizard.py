@@ -300,3 +300,21 @@ def test_stopping_the_daemon_mid_calibration_relaxes_at_once(robot: Daemon) -> N
     assert code == 0 and took < 2.0, f"exit {code} after {took:.1f} s"
     assert "calibration mode left: stored calibration kept" in log and "stopped: servos relaxed" in log
     assert wizard.returncode == 1, "the wizard says it lost the daemon"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--imu-only", "--joint", "r_knee_r_shin"], "--imu-only calibrates no joint"),
+        (["--joint", "r_elbow", "--yes"], "no servo joint r_elbow; joints: rb_servo_r_hip"),
+        (["--answers", "/nonexistent/answers.toml"], "answers file /nonexistent/answers.toml does not exist"),
+    ],
+)
+def test_bad_wizard_options_are_one_line_before_anything_moves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    from plend.plenctl import main as plenctl
+
+    assert plenctl(["--socket", str(tmp_path / "none.sock"), "calibrate", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"plenctl: error: {said}") and err.count("\n") == 1, err
