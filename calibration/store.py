@@ -137,16 +137,20 @@ class CalibrationRecord:
             isinstance(k, str) and isinstance(v, JointRecord) for k, v in self.joints.items()
         ):
             raise CalibrationError("joints must map joint names to joint records")
-        if self.imu_offsets is not None:
-            if not isinstance(self.imu_offsets, tuple | list) or len(self.imu_offsets) != IMU_OFFSET_BYTES:
-                raise CalibrationError(
-                    f"imu_offsets must be {IMU_OFFSET_BYTES} bytes, not {self.imu_offsets!r}"
-                )
-            for b in self.imu_offsets:
-                _integer("each imu_offsets byte", b, 0, 255)
-            object.__setattr__(self, "imu_offsets", tuple(self.imu_offsets))
-        if self.imu_calib_status is not None:
-            _integer("imu_calib_status", self.imu_calib_status, 0, 255)
+        object.__setattr__(self, "imu_offsets", _checked_imu(self.imu_offsets, self.imu_calib_status))
+
+
+def _checked_imu(offsets: object, status: object) -> tuple[int, ...] | None:
+    """The IMU offsets as a tuple, after checking them and the CALIB_STAT byte."""
+    if status is not None:
+        _integer("imu_calib_status", status, 0, 255)
+    if offsets is None:
+        return None
+    if not isinstance(offsets, tuple | list) or len(offsets) != IMU_OFFSET_BYTES:
+        raise CalibrationError(f"imu_offsets must be {IMU_OFFSET_BYTES} bytes, not {offsets!r}")
+    for b in offsets:
+        _integer("each imu_offsets byte", b, 0, 255)
+    return tuple(offsets)
 
 
 def wired_joint_names() -> tuple[str, ...]:
@@ -289,10 +293,9 @@ def draft_from_json(data: object) -> Draft:
         except CalibrationError as exc:
             raise CalibrationError(f"joint {name}: {exc}") from None
     _timestamp("started", top["started"])
-    # The record's checks cover the IMU fields; the joints are checked above.
-    CalibrationRecord(CALIBRATION_VERSION, top["robot_id"] or "?", top["started"], {},
-                      top["imu_offsets"], top["imu_calib_status"])  # fmt: skip
-    imu = None if top["imu_offsets"] is None else tuple(top["imu_offsets"])
+    if not isinstance(top["robot_id"], str):
+        raise CalibrationError(f"robot_id must be a string, got {top['robot_id']!r}")
+    imu = _checked_imu(top["imu_offsets"], top["imu_calib_status"])
     return Draft(top["robot_id"], top["started"], joints, imu, top["imu_calib_status"])
 
 

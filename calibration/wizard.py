@@ -110,9 +110,10 @@ class Session:
         try:
             self.op("move", joint=name, angle=angle_rad)
         except PlendError as exc:
-            if "stopped following" not in str(exc):  # the daemon's words for a blocked joint
+            if getattr(exc, "code", None) != "blocked":
                 raise
-            raise Blocked(str(exc).split(" [")[0], self.op("state")) from None
+            state = self.op("state")
+            raise Blocked(state.get("blocked", str(exc)), state) from None
         state = self.wait(lambda s: not s.get("moving") and bool(s.get("settled")), on_wait)
         if state.get("blocked"):
             raise Blocked(state["blocked"], state)
@@ -567,8 +568,7 @@ class Wizard:
         state = self.session.move(name, 0.0)
         self.say(
             f"  Neutral pulse {state['pulse_us']:.0f} us. Attach the horn and the link on the spline tooth "
-            "that "
-            "puts the link nearest its reference pose, then fit the horn screw."
+            "that puts the link nearest its reference pose, then fit the horn screw."
         )
         answer = self.ask("horn_done", "  Horn fitted?", "yq", "y")
         if answer == "q":

@@ -29,7 +29,7 @@ from plend.config import Config
 from plend.errors import PlendError
 from plend.loop import ControlLoop, Request
 from plend.robot import JOINTS
-from plend.server import ArgumentError, Handler, current_connection
+from plend.server import ArgumentError, Handler, argument, current_connection
 from plend.supervisor import Supervisor
 
 log = logging.getLogger("plend.calibration")
@@ -61,15 +61,12 @@ def _checked(op: str, args: dict[str, Any]) -> dict[str, Any]:
         raise ArgumentError(f"calibrate {op}: unknown argument(s) {', '.join(unknown)}")
     out = {}
     for key, (kind, required) in spec.items():
-        if key not in args:
-            if required:
-                raise ArgumentError(f"calibrate {op}: missing argument {key!r}")
+        try:
+            value = argument(args, key, kind, required)
+        except ArgumentError as exc:
+            raise ArgumentError(f"calibrate {op}: {exc}") from None
+        if value is None:
             continue
-        value = args[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise ArgumentError(f"calibrate {op}: {key!r} must be a {kind.__name__}, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ArgumentError(f"calibrate {op}: {key!r} must be finite, got {value!r}")
         out[key] = value

@@ -71,6 +71,12 @@ class CalibrationCommandError(PlendError, ValueError):
     """A calibration command cannot be carried out; the robot stays as it was."""
 
 
+class JointBlockedError(CalibrationCommandError):
+    """The move would push a joint further into what stopped it (socket error "blocked")."""
+
+    error_code = "blocked"
+
+
 def supports_calibration(hal: object) -> bool:
     """True when ``hal`` drives pulses and reads raw feedback: the hardware backend."""
     return all(hasattr(hal, name) for name in ("raw_code", "pulse_us", "set_calibration", "read_imu_offsets"))
@@ -304,7 +310,7 @@ class CalibrationMode:
         if self.blocked is not None and self.blocked[0] == index:
             _, where, way, why = self.blocked
             if (angle - where) * way > 1e-9:
-                raise CalibrationCommandError(f"{why}; move it the other way")
+                raise JointBlockedError(f"{why}; move it the other way")
             self.blocked = None
         if self.sweep is not None and not self.sweep.done:
             raise CalibrationCommandError("a feedback sweep is running; wait for it or relax the joint")

@@ -23,7 +23,7 @@ from plend.config import Config
 from plend.errors import PlendError
 from plend.loop import ControlLoop, Request
 from plend.robot import JOINTS
-from plend.server import PROTOCOL_VERSION, ArgumentError, Handler
+from plend.server import PROTOCOL_VERSION, ArgumentError, Handler, argument
 from plend.supervisor import Supervisor
 
 COMMAND_TIMEOUT_S = 2.0
@@ -40,21 +40,8 @@ class CommandUnavailableError(PlendError, RuntimeError):
     """This installation cannot do what was asked."""
 
 
-def _arg(args: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
-    if key not in args:
-        if required:
-            raise ArgumentError(f"missing argument {key!r}")
-        return None
-    value = args[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ArgumentError(f"argument {key!r} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
 def _absolute_file(args: dict[str, Any]) -> Path:
-    path = Path(_arg(args, "path", str))
+    path = Path(argument(args, "path", str))
     if not path.is_absolute():
         raise ArgumentError(f"path {path} must be absolute (plenctl makes it so)")
     return path
@@ -108,18 +95,18 @@ class Controls:
         return handler
 
     def gait(self, args: dict[str, Any]) -> dict[str, Any]:
-        name = _arg(args, "name", str, required=False) or "sine"
+        name = argument(args, "name", str, required=False) or "sine"
         if name != "sine":
             raise ArgumentError(f"unknown gait {name!r}; available: sine")
         try:
-            speed = check_speed(_arg(args, "speed", float))
+            speed = check_speed(argument(args, "speed", float))
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
         return self._submit("gait", speed=speed)
 
     def replay(self, args: dict[str, Any]) -> dict[str, Any]:
         path = _absolute_file(args)
-        rate = _arg(args, "rate_hz", float, required=False)
+        rate = argument(args, "rate_hz", float, required=False)
         max_speed = self.config.safety.max_speed_rad_s
         try:
             trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed)
@@ -139,7 +126,7 @@ class Controls:
         return result
 
     def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
-        out = _arg(args, "out", str, required=False)
+        out = argument(args, "out", str, required=False)
         return {"path": str(self.recorder.start(Path(out) if out else None))}
 
     def status(self) -> dict[str, Any]:

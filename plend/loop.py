@@ -202,6 +202,8 @@ class ControlLoop:
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
         self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
+        # Which joints the decider wants powered this tick when not all (calibration).
+        self._powered_mask: Callable[[], np.ndarray | None] = getattr(decider, "powered_mask", lambda: None)
 
     def start(self) -> None:
         """Read the robot once and start slewing from its measured pose."""
@@ -239,16 +241,11 @@ class ControlLoop:
             powered = _ALL
         else:
             self.last_targets = self.safety.apply(targets, powered, sensors.joint_pos)
-            self.hal.write_some(self.last_targets, powered)  # type: ignore[attr-defined]
+            self.hal.write_some(self.last_targets, powered)
         compute = self._perf() - began
         on_time = self._schedule()
         self._publish(sensors, compute, lateness, powered)
         return on_time
-
-    def _powered_mask(self) -> np.ndarray | None:
-        """Which joints the decider wants powered this tick; None: all of them."""
-        mask = getattr(self.decider, "powered_mask", None)
-        return None if mask is None else mask()
 
     def _drain(self) -> None:
         while True:

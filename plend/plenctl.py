@@ -26,7 +26,11 @@ TIMEOUT_S = 5.0
 
 
 class ClientError(PlendError, ConnectionError):
-    """The daemon cannot be reached or refused a request."""
+    """The daemon cannot be reached or refused a request (``code``: the daemon's error code)."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class Client:
@@ -58,7 +62,7 @@ class Client:
             raise ConnectionLostError(f"plend at {self.path} closed the connection")
         reply = json.loads(reply_line)
         if not reply.get("ok"):
-            raise ClientError(f"{reply.get('message')} [{reply.get('error')}]")
+            raise ClientError(f"{reply.get('message')} [{reply.get('error')}]", reply.get("error"))
         return reply["result"]
 
     def close(self) -> None:

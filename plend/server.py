@@ -48,6 +48,21 @@ Handler = Callable[[dict[str, Any]], Any]
 _current = threading.local()
 
 
+def argument(args: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
+    """``args[key]`` checked to be a ``kind`` (an int is taken as a float); None when an
+    optional one is missing. Raises :class:`ArgumentError` naming the key."""
+    if key not in args:
+        if required:
+            raise ArgumentError(f"missing argument {key!r}")
+        return None
+    value = args[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ArgumentError(f"argument {key!r} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
 def current_connection() -> int | None:
     """An id of the connection whose request this thread is handling (None outside one).
 
@@ -84,7 +99,10 @@ class Dispatcher:
             return self.error_reply(exc)
 
     def error_reply(self, exc: BaseException) -> dict[str, Any]:
-        code = next((c for cls, c in self.ERROR_CODES if isinstance(exc, cls)), "internal")
+        # An error may name its own code (``error_code``); else its class decides.
+        code = getattr(exc, "error_code", None) or next(
+            (c for cls, c in self.ERROR_CODES if isinstance(exc, cls)), "internal"
+        )
         if code == "internal":
             log.exception("internal error while handling a request")
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -97,7 +97,9 @@ class EmulatedRobot:
         self._sim_open = False
         self._faults = dict(hardware.emulated_feedback_faults)
         self._rng = np.random.default_rng(world.seed)
-        self._imu_seed = hardware.emulated_miscalibration_seed or 0
+        # The offsets this robot's BNO055 finds once fully calibrated.
+        imu_seed = hardware.emulated_miscalibration_seed or 0
+        self._learned = bytes(np.random.default_rng(imu_seed).integers(0, 256, 22).tolist())
         # A robot as built starts with an uncalibrated IMU; the designed one is calibrated.
         self._imu_learns = hardware.emulated_miscalibration_seed is not None
         if self._imu_learns:
@@ -143,7 +145,7 @@ class EmulatedRobot:
         calibrated its offset registers hold what it learned."""
         if self.imu.resets != self._imu_resets_seen:
             self._imu_resets_seen, self._imu_reset_at = self.imu.resets, self.bus.now
-        learned = self._learned_offsets()
+        learned = self._learned
         speed = 10.0 if self.imu.offsets == learned else 1.0
         since = (self.bus.now - self._imu_reset_at) * speed
         levels = {
@@ -154,10 +156,6 @@ class EmulatedRobot:
         )
         if self.imu.calib_status == 0xFF and self.imu.offsets != learned:
             self.imu.offsets = learned
-
-    def _learned_offsets(self) -> bytes:
-        """The offsets this robot's BNO055 finds once fully calibrated."""
-        return bytes(np.random.default_rng(self._imu_seed).integers(0, 256, 22).tolist())
 
     def step(self) -> None:
         """Apply the PCA9685's outputs to the servos and advance one control period."""

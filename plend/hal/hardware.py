@@ -25,7 +25,7 @@ from plend.config import Config, HardwareConfig
 from plend.errors import HalError
 from plend.hal.base import ImuReading, Sensors
 from plend.robot import JOINTS, NUM_JOINTS
-from plend.servo_map import Calibration, angle_to_pulse_us, code_to_angle
+from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, code_to_angle
 
 log = logging.getLogger("plend.hardware")
 
@@ -300,9 +300,7 @@ class HardwareHal:
             if powered is not None and not powered[index]:
                 off = _FULL_OFF << 8  # the channel's full-off bit: no pulse at all
             else:
-                off = max(
-                    0, min(4095, round(angle_to_pulse_us(float(targets[index]), cal) * self._counts_per_us))
-                )
+                off = self._counts(float(targets[index]), cal)
             struct.pack_into("<HH", frame, 1 + 4 * channel, 0, off)
         if not self._transfer(self._pwm, bytes(frame)):
             self.counters.missed_writes += 1
@@ -321,9 +319,11 @@ class HardwareHal:
 
     def pulse_us(self, index: int, angle_rad: float) -> float:
         """The pulse the PCA9685 actually produces for ``angle_rad`` (whole counts)."""
-        cal = self.calibration.joints[JOINTS[index].name]
-        counts = max(0, min(4095, round(angle_to_pulse_us(angle_rad, cal) * self._counts_per_us)))
-        return counts / self._counts_per_us
+        return self._counts(angle_rad, self.calibration.joints[JOINTS[index].name]) / self._counts_per_us
+
+    def _counts(self, angle_rad: float, cal: JointCalibration) -> int:
+        """The PCA9685 OFF count that makes the pulse for ``angle_rad``."""
+        return max(0, min(4095, round(angle_to_pulse_us(angle_rad, cal) * self._counts_per_us)))
 
     def set_calibration(self, calibration: Calibration) -> None:
         """Drive and read every joint through ``calibration`` from the next tick on."""
