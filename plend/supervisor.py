@@ -175,7 +175,8 @@ class Supervisor:
         return {"mode": self.mode}
 
     def block(self, code: str, message: str) -> None:
-        """Refuse to move until :meth:`unblock` (a fault that ``reset`` does not clear)."""
+        """Refuse to move (a fault that ``reset`` does not clear); for code "calibration",
+        applying a new calibration clears it."""
         self._fault(code, message, latched=True, resettable=False)
 
     def _apply_calibration(self, calibration: Any) -> None:
