@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
     )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
+    from plend.track.cli import add_parser as add_track
+
+    add_track(sub)
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
     world.add_argument("--seed", type=int, help="random seed of the simulation")
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             config = _apply_options(config, args)
         if args.command == "probe":
             return _cmd_probe(config, args)
+        if args.command == "track":
+            from plend.track.cli import run as track
+
+            return track(config, args)
         if args.dump_config:
             print(json.dumps(as_dict(config), indent=2))
             return 0
