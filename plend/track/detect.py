@@ -254,11 +254,14 @@ class BlobTracker:
         if frame.ndim != 3:
             return Lost(stamp, "the ball needs a colour camera; this one gives grey frames")
         mask = cv2.inRange(cv2.cvtColor(frame, cv2.COLOR_BGR2HSV), self._low, self._high)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if not contours:
+        count, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
+        if count < 2:
             return Lost(stamp, "no region of the ball's colour", time.perf_counter() - began)
-        largest = max(contours, key=cv2.contourArea)
-        (u, v), radius = cv2.minEnclosingCircle(largest)
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        # The radius from the region's area: its edge is where the colour fades halfway,
+        # which a boundary-hugging circle would place half a pixel inside.
+        radius = math.sqrt(float(stats[largest, cv2.CC_STAT_AREA]) / math.pi)
+        u, v = (float(c) for c in centroids[largest])
         if radius < 3.0:
             return Lost(stamp, f"the ball is too small to measure ({radius:.1f} px)", time.perf_counter() - began)
         point = self._ball_centre(u, v, radius)

@@ -145,11 +145,17 @@ class EmulatedCamera:
         u, v, w = self.matrix @ centre
         radius = self.settings.focal_px * self.config.blob_diameter_m / 2 / float(np.linalg.norm(centre))
         hsv = (np.array(self.config.blob_hsv_low) + np.array(self.config.blob_hsv_high)) / 2
-        colour = cv2.cvtColor(np.uint8([[hsv]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
-        shift = 4  # sub-pixel centre and radius, in 1/16 px
-        scale = 1 << shift
-        centre_px = (round(u / w * scale), round(v / w * scale))
-        cv2.circle(image, centre_px, round(radius * scale), colour, -1, cv2.LINE_AA, shift)
+        colour = cv2.cvtColor(np.uint8([[hsv]]), cv2.COLOR_HSV2BGR)[0, 0].astype(float)
+        cu, cv = u / w, v / w
+        x0, y0 = max(0, int(cu - radius - 2)), max(0, int(cv - radius - 2))
+        x1, y1 = min(image.shape[1], int(cu + radius + 3)), min(image.shape[0], int(cv + radius + 3))
+        if x1 <= x0 or y1 <= y0:
+            return
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        # Coverage of each pixel by the disc, from its centre's distance to the rim.
+        alpha = np.clip(radius + 0.5 - np.hypot(xs - cu, ys - cv), 0.0, 1.0)[..., None]
+        roi = image[y0:y1, x0:x1].astype(float)
+        image[y0:y1, x0:x1] = np.round(roi * (1 - alpha) + colour * alpha).astype(np.uint8)
 
     def _draw_floor(self) -> np.ndarray:
         cv2 = cv2_module()
