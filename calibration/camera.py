@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class CameraRecord:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _finite(name: str, values: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -125,7 +125,9 @@ def _from_json(data: Any) -> CameraRecord:
             ),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise CameraCalibrationError(f"a field is missing or malformed ({type(exc).__name__}: {exc})") from None
+        raise CameraCalibrationError(
+            f"a field is missing or malformed ({type(exc).__name__}: {exc})"
+        ) from None
     _check(record)
     return record
 
@@ -155,7 +157,9 @@ def load(path: Path, need_floor: bool = True) -> CameraRecord:
     except CameraCalibrationError as exc:
         raise CameraCalibrationError(f"camera calibration {path}: {exc}; {advice}") from None
     if need_floor and record.floor is None:
-        raise CameraCalibrationError(f"camera calibration {path} has no floor frame; run 'plend track --set-floor'")
+        raise CameraCalibrationError(
+            f"camera calibration {path} has no floor frame; run 'plend track --set-floor'"
+        )
     return record
 
 
@@ -185,17 +189,22 @@ def board_points(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return objects.astype(np.float32), images.astype(np.float32)
 
 
-def fit_intrinsics(views: list[tuple[np.ndarray, np.ndarray]], size: tuple[int, int], camera: str) -> CameraRecord:
+def fit_intrinsics(
+    views: list[tuple[np.ndarray, np.ndarray]], size: tuple[int, int], camera: str
+) -> CameraRecord:
     """Intrinsics and distortion from board views; refused when the fit is poor."""
     cv2 = cv2_module()
     if len(views) < 5:
-        raise CameraCalibrationError(f"only {len(views)} usable views of the board; show it at 5 or more poses")
+        raise CameraCalibrationError(
+            f"only {len(views)} usable views of the board; show it at 5 or more poses"
+        )
     rms, matrix, dist, _, _ = cv2.calibrateCamera(
         [o for o, _ in views], [i for _, i in views], size, None, None
     )
     if not math.isfinite(rms) or rms > MAX_RMS_PX:
         raise CameraCalibrationError(
-            f"the fit's error is {rms:.2f} px (limit {MAX_RMS_PX} px); hold the board still and flat, and retry"
+            f"the fit's error is {rms:.2f} px (limit {MAX_RMS_PX} px); "
+            "hold the board still and flat, and retry"
         )
     return CameraRecord(
         version=CAMERA_CALIBRATION_VERSION, camera=camera, created=_now(), image_size=size,
@@ -214,7 +223,9 @@ def _mean_rotation(rotations: list[np.ndarray]) -> np.ndarray:
 def measure_floor(record: CameraRecord, frames: Iterable[np.ndarray], config: TrackConfig) -> CameraRecord:
     """The floor frame from the floor marker in several frames (averaged)."""
     model = record.model()
-    detector = MarkerDetector(config.dictionary, config.floor_marker_size_m, model, config.max_reprojection_px)
+    detector = MarkerDetector(
+        config.dictionary, config.floor_marker_size_m, model, config.max_reprojection_px
+    )
     poses, errors, reasons = [], [], set()
     for frame in frames:
         gray = frame if frame.ndim == 2 else cv2_module().cvtColor(frame, cv2_module().COLOR_BGR2GRAY)

@@ -75,7 +75,9 @@ def _age(args: dict[str, Any]) -> float:
     if isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age):
         raise ArgumentError(f"pose age_s must be a finite number of seconds, got {age!r}")
     if not 0.0 <= age <= MAX_AGE_S:
-        raise ArgumentError(f"pose age_s = {age!r} is outside [0, {MAX_AGE_S:g}]; send poses as they are seen")
+        raise ArgumentError(
+            f"pose age_s = {age!r} is outside [0, {MAX_AGE_S:g}]; send poses as they are seen"
+        )
     return float(age)
 
 
@@ -124,14 +126,19 @@ class PoseStore:
         return {"accepted": False}
 
     def _accept(
-        self, position: tuple[float, ...], euler: tuple[float, ...] | None, source: str, captured: float, now: float
+        self,
+        position: tuple[float, ...],
+        euler: tuple[float, ...] | None,
+        source: str,
+        captured: float,
+        now: float,
     ) -> dict[str, Any]:
         last = self.latest
         if last is not None:
             self._check_against(last, position, captured, now)
         if last is None or captured - last.captured > self.config.stale_timeout_s:
             self._history.clear()  # a new track: no velocity across the gap
-        self._history.append((captured, *position))
+        self._history.append((captured, position[0], position[1], position[2]))
         window = self.config.velocity_window_s
         while self._history and captured - self._history[0][0] > window:
             self._history.popleft()
@@ -147,7 +154,9 @@ class PoseStore:
         self._arrivals.append(now)
         return {"accepted": True}
 
-    def _check_against(self, last: PoseEstimate, position: tuple[float, ...], captured: float, now: float) -> None:
+    def _check_against(
+        self, last: PoseEstimate, position: tuple[float, ...], captured: float, now: float
+    ) -> None:
         if now - last.received < 1.0 / self.config.max_rate_hz:
             self.refused += 1
             raise PoseRefusedError(
@@ -194,7 +203,8 @@ class PoseStore:
         age = self.clock() - latest.captured
         if age > self.config.stale_timeout_s:
             why = f": {self.lost_reason}" if self.lost_reason else ""
-            return f"camera pose is {age:.2f} s old (limit track.stale_timeout_s = {self.config.stale_timeout_s:g}){why}"
+            limit = self.config.stale_timeout_s
+            return f"camera pose is {age:.2f} s old (limit track.stale_timeout_s = {limit:g}){why}"
         if needs_orientation and not latest.has_orientation:
             return f"the camera pose ({latest.source}) has no orientation; world_yaw needs the ArUco marker"
         return None
@@ -214,7 +224,7 @@ class PoseStore:
         out.update(
             source=latest.source,
             age_ms=round((self.clock() - latest.captured) * 1000.0, 1),
-            latency_ms={"p50": round(float(np.percentile(latency, 50)), 2), "p99": round(float(np.percentile(latency, 99)), 2)},
+            latency_ms={f"p{p}": round(float(np.percentile(latency, p)), 2) for p in (50, 99)},
             rate_hz=round((len(arrivals) - 1) / span, 1) if span > 0 else 0.0,
             position_m=[round(v, 4) for v in latest.position],
             yaw_deg=round(math.degrees(latest.euler[2]), 2) if latest.has_orientation else None,

@@ -65,7 +65,7 @@ def test_jumps_faster_than_the_robot_can_move_are_refused(store) -> None:
     s, clock = store
     s.submit(pose(x=0.0))
     clock.t += 0.033
-    with pytest.raises(PoseRefusedError, match="jumps 0.300 m"):
+    with pytest.raises(PoseRefusedError, match=r"jumps 0\.300 m"):
         s.submit(pose(x=0.3))
     assert s.latest.position[0] == 0.0 and s.refused == 1
     clock.t += 0.033
@@ -85,7 +85,7 @@ def test_poses_are_rate_limited_and_must_come_in_capture_order(store) -> None:
     s, clock = store
     s.submit(pose())
     clock.t += 0.001
-    with pytest.raises(PoseRefusedError, match="faster than track.max_rate_hz"):
+    with pytest.raises(PoseRefusedError, match=r"faster than track\.max_rate_hz"):
         s.submit(pose())
     clock.t += 0.02
     with pytest.raises(PoseRefusedError, match="capture order"):

@@ -164,7 +164,9 @@ def test_the_printed_marker_is_the_robots(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "marker.png"
     assert main(["track", "--print-marker", str(out), "--print-board", str(tmp_path / "b.png")]) == 0
     image = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
-    ids = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)).detectMarkers(image)[1]
+    ids = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)).detectMarkers(
+        image
+    )[1]
     assert ids.ravel().tolist() == [0]
     assert b"pHYs" in out.read_bytes()[:64]  # prints at its true size
     assert "50.0 mm" in capsys.readouterr().out

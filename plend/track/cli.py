@@ -87,7 +87,8 @@ def _print(config: Config, args: argparse.Namespace) -> int:
          lambda: markers.printable_marker(t.dictionary, t.floor_marker_id, t.floor_marker_size_m, dpi),
          f"the floor marker (id {t.floor_marker_id}): lay it flat where track.floor_marker_pose says",
          t.floor_marker_size_m),
-        (args.print_board, lambda: markers.printable_board(dpi), "the ChArUco calibration board: glue it on card",
+        (args.print_board, lambda: markers.printable_board(dpi),
+         "the ChArUco calibration board: glue it on card",
          markers.BOARD_SQUARE_M),
     ]  # fmt: skip
     for path, make, what, size in jobs:
@@ -300,7 +301,9 @@ def _follow(source: Any, tracker: Any, link: Any, summary: Any, recorder: Any, c
             summary.drop()
             quiet = time.monotonic() - last_frame
             if quiet > NO_FRAME_FAIL_S:
-                raise CameraError(f"camera {source.name} stopped delivering frames ({quiet:.0f} s); check its cable")
+                raise CameraError(
+                    f"camera {source.name} stopped delivering frames ({quiet:.0f} s); check its cable"
+                )
             if quiet > NO_FRAME_WARN_S and not warned and link is not None:
                 link.send(Lost(time.monotonic(), f"camera gave no frame for {quiet:.1f} s"), method)
                 warned = True

@@ -92,7 +92,9 @@ def _refine_once(gray: np.ndarray, c: np.ndarray, bits: int) -> np.ndarray | Non
     dark, light = profiles[:, :third].mean(axis=1), profiles[:, -third:].mean(axis=1)
     crossing = _crossings(profiles, (dark + light) / 2, offsets)
     good = np.isfinite(crossing) & (light - dark > MIN_CONTRAST)
-    points = base.reshape(-1, 2) + np.nan_to_num(crossing)[:, None] * np.repeat(normal, PROFILE_POINTS, axis=0)
+    points = base.reshape(-1, 2) + np.nan_to_num(crossing)[:, None] * np.repeat(
+        normal, PROFILE_POINTS, axis=0
+    )
     lines = []
     for edge in range(4):
         rows = slice(edge * PROFILE_POINTS, (edge + 1) * PROFILE_POINTS)
@@ -109,7 +111,9 @@ def _crossings(profiles: np.ndarray, mid: np.ndarray, offsets: np.ndarray) -> np
     """Where each profile rises through its mid level (the rise nearest the centre)."""
     above = profiles >= mid[:, None]
     rising = ~above[:, :-1] & above[:, 1:]
-    distance = np.where(rising, np.abs(np.arange(rising.shape[1]) - len(offsets) // 2), np.iinfo(np.int32).max)
+    distance = np.where(
+        rising, np.abs(np.arange(rising.shape[1]) - len(offsets) // 2), np.iinfo(np.int32).max
+    )
     j = np.argmin(distance, axis=1)
     rows = np.arange(len(profiles))
     p0, p1 = profiles[rows, j], profiles[rows, j + 1]
@@ -144,7 +148,9 @@ class MarkerDetector:
         self.max_reprojection_px = max_reprojection_px
         self._roi: tuple[int, int, int, int] | None = None
 
-    def find(self, gray: np.ndarray, marker_id: int, up: np.ndarray | None = None) -> tuple[Pose, float] | str:
+    def find(
+        self, gray: np.ndarray, marker_id: int, up: np.ndarray | None = None
+    ) -> tuple[Pose, float] | str:
         """The marker's pose in the camera frame and its reprojection error (px), or why
         there is none. ``up`` (camera frame) is the way the marker should face when two
         poses fit alike."""
@@ -170,7 +176,9 @@ class MarkerDetector:
 
     def _detect(self, gray: np.ndarray, marker_id: int) -> np.ndarray | str:
         corners, ids, _ = self._detector.detectMarkers(gray)
-        matches = [] if ids is None else [c for c, i in zip(corners, ids.ravel(), strict=True) if i == marker_id]
+        matches = (
+            [] if ids is None else [c for c, i in zip(corners, ids.ravel(), strict=True) if i == marker_id]
+        )
         if len(matches) > 1:
             return f"{len(matches)} markers with id {marker_id} in view; cover or remove the copies"
         if not matches:
@@ -189,7 +197,11 @@ class MarkerDetector:
         cv2 = cv2_module()
         image_points = corners.astype(np.float32)
         _, rvecs, tvecs, errors = cv2.solvePnPGeneric(
-            self._object, image_points, self.camera.matrix, self.camera.distortion, flags=cv2.SOLVEPNP_IPPE_SQUARE
+            self._object,
+            image_points,
+            self.camera.matrix,
+            self.camera.distortion,
+            flags=cv2.SOLVEPNP_IPPE_SQUARE,
         )
         poses = [Pose(cv2.Rodrigues(r)[0], t.reshape(3)) for r, t in zip(rvecs, tvecs, strict=True)]
         errs = [float(e) for e in np.asarray(errors).reshape(-1)]
@@ -214,7 +226,9 @@ class TorsoTracker:
         self._marker_in_torso = Pose(np.eye(3), np.asarray(config.marker_offset_m, float))
         self._torso_from_marker = self._marker_in_torso.inverse()
         self._up = camera.floor.r[:, 2]  # the floor's up, in the camera frame
-        self.markers = MarkerDetector(config.dictionary, config.marker_size_m, camera, config.max_reprojection_px)
+        self.markers = MarkerDetector(
+            config.dictionary, config.marker_size_m, camera, config.max_reprojection_px
+        )
 
     def observe(self, frame: np.ndarray, stamp: float) -> Observation:
         """What this frame shows of the torso."""
@@ -263,7 +277,9 @@ class BlobTracker:
         radius = math.sqrt(float(stats[largest, cv2.CC_STAT_AREA]) / math.pi)
         u, v = (float(c) for c in centroids[largest])
         if radius < 3.0:
-            return Lost(stamp, f"the ball is too small to measure ({radius:.1f} px)", time.perf_counter() - began)
+            return Lost(
+                stamp, f"the ball is too small to measure ({radius:.1f} px)", time.perf_counter() - began
+            )
         point = self._ball_centre(u, v, radius)
         torso = point - np.asarray(self.config.marker_offset_m, float)  # upright torso assumed
         position = (float(torso[0]), float(torso[1]), float(torso[2]))

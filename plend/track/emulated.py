@@ -21,7 +21,7 @@ from plend.track.settings import TrackConfig
 
 MASTER_BIT_PX = 64  # the marker's master image, pixels per bit
 FLOOR_M_PER_PX = 0.001
-MIP_STEP = 2 ** 0.25
+MIP_STEP = 2**0.25
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class _Mips:
         self._cache: dict[int, np.ndarray] = {}
 
     def near(self, side_px: float) -> np.ndarray:
-        level = max(3, int(math.ceil(math.log(max(side_px * 1.5, 8.0)) / math.log(MIP_STEP))))
+        level = max(3, math.ceil(math.log(max(side_px * 1.5, 8.0)) / math.log(MIP_STEP)))
         if level not in self._cache:
             cv2 = cv2_module()
             width = min(self.master.shape[1], round(MIP_STEP**level))
@@ -59,7 +59,9 @@ class EmulatedCamera:
         self.colour = colour or config.method == "blob"
         self.size = (config.width, config.height)
         f = self.settings.focal_px
-        self.matrix = np.array([[f, 0.0, (config.width - 1) / 2], [0.0, f, (config.height - 1) / 2], [0, 0, 1]])
+        self.matrix = np.array(
+            [[f, 0.0, (config.width - 1) / 2], [0.0, f, (config.height - 1) / 2], [0, 0, 1]]
+        )
         self.distortion = np.asarray(self.settings.distortion, float)
         self.camera_in_floor = look_at(self.settings.position_m, self.settings.look_at_m)
         self.floor_in_camera = self.camera_in_floor.inverse()
@@ -145,7 +147,7 @@ class EmulatedCamera:
         u, v, w = self.matrix @ centre
         radius = self.settings.focal_px * self.config.blob_diameter_m / 2 / float(np.linalg.norm(centre))
         hsv = (np.array(self.config.blob_hsv_low) + np.array(self.config.blob_hsv_high)) / 2
-        colour = cv2.cvtColor(np.uint8([[hsv]]), cv2.COLOR_HSV2BGR)[0, 0].astype(float)
+        colour = cv2.cvtColor(np.array([[hsv]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(float)
         cu, cv = u / w, v / w
         x0, y0 = max(0, int(cu - radius - 2)), max(0, int(cv - radius - 2))
         x1, y1 = min(image.shape[1], int(cu + radius + 3)), min(image.shape[0], int(cv + radius + 3))
@@ -209,7 +211,9 @@ class EmulatedCamera:
         cv2 = cv2_module()
         s = self.settings
         if self._maps is not None:
-            image = cv2.remap(image, self._maps[0], self._maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            image = cv2.remap(
+                image, self._maps[0], self._maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         if s.blur_sigma_px > 0:
             image = cv2.GaussianBlur(image, (0, 0), s.blur_sigma_px)
         if s.exposure != 1.0:
@@ -239,7 +243,9 @@ class EmulatedCamera:
             centre_px = rng.uniform([0.3, 0.3], [0.7, 0.7]) * np.array(self.size)
             ray = np.linalg.solve(self.matrix, np.array([*centre_px, 1.0]))
             centre = cam.apply((ray / np.linalg.norm(ray) * distance)[None, :])[0]
-            tilt = Pose.from_euler((0, 0, 0), (rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), rng.uniform(-3.1, 3.1)))
+            tilt = Pose.from_euler(
+                (0, 0, 0), (rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), rng.uniform(-3.1, 3.1))
+            )
             facing = Pose(cam.r @ np.diag([1.0, -1.0, -1.0]), centre)  # the board faces the camera
             images.append(self.render(None, facing @ tilt))
         return images

@@ -36,25 +36,29 @@ class PoseRecorder:
         self.path = path
         self._writer = Writer(self._stream)
         self._writer.start(profile="", library="plend track")
-        schema = self._writer.register_schema(POSE_SCHEMA["title"], "jsonschema", json.dumps(POSE_SCHEMA).encode())
+        schema = self._writer.register_schema(
+            POSE_SCHEMA["title"], "jsonschema", json.dumps(POSE_SCHEMA).encode()
+        )
         self._channel = self._writer.register_channel("/plend/pose", "json", schema)
         self._offset_ns = time.time_ns() - time.monotonic_ns()  # capture stamps are monotonic
         self.written = 0
 
     def add(self, observation: Observation, source: str) -> None:
-        lost = isinstance(observation, Lost)
-        message = {
-            "t": observation.stamp,
-            "position": None if lost else list(observation.position),
-            "euler": None if lost or observation.euler is None else list(observation.euler),
-            "reprojection_px": None if lost else observation.reprojection_px,
-            "detect_ms": observation.detect_s * 1000.0,
-            "lost": observation.reason if lost else None,
-            "source": source,
-        }
+        message: dict[str, Any] = {
+            "t": observation.stamp, "position": None, "euler": None, "reprojection_px": None,
+            "detect_ms": observation.detect_s * 1000.0, "lost": None, "source": source,
+        }  # fmt: skip
+        if isinstance(observation, Lost):
+            message["lost"] = observation.reason
+        else:
+            message["position"] = list(observation.position)
+            message["euler"] = None if observation.euler is None else list(observation.euler)
+            message["reprojection_px"] = observation.reprojection_px
         stamp = max(0, self._offset_ns + round(observation.stamp * 1e9))
         data = json.dumps(message, allow_nan=False).encode()
-        self._writer.add_message(self._channel, log_time=stamp, data=data, publish_time=stamp, sequence=self.written)
+        self._writer.add_message(
+            self._channel, log_time=stamp, data=data, publish_time=stamp, sequence=self.written
+        )
         self.written += 1
 
     def close(self) -> None:

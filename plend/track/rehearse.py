@@ -34,7 +34,9 @@ def rehearse(
     summary = WalkSummary()
     hal.open(period)
     try:
-        loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), StepClock())
+        loop = ControlLoop(
+            hal, supervisor, period, SafetyFilter.from_config(config.safety, period), StepClock()
+        )
         loop.start()
         supervisor.handle("gait", speed=check_speed(speed))
         film = _Filming(camera, tracker, summary, recorder, config.track.method, hal)
@@ -58,7 +60,9 @@ def rehearse(
 class _Filming:
     """Takes a frame whenever the camera's next frame time has come."""
 
-    def __init__(self, camera: EmulatedCamera, tracker: Any, summary: WalkSummary, recorder: Any, source: str, hal: Any):
+    def __init__(
+        self, camera: EmulatedCamera, tracker: Any, summary: WalkSummary, recorder: Any, source: str, hal: Any
+    ):
         self.camera, self.tracker, self.summary, self.recorder = camera, tracker, summary, recorder
         self.source, self.hal = source, hal
         self.next = 0.0

@@ -137,7 +137,9 @@ class TrackConfig:
         c = _checks()
         c._check_choice("track.method", self.method, ("aruco", "blob"))
         if not isinstance(self.camera, str) or not self.camera:
-            raise c.ConfigError(f"track.camera must be a device, an index, a file or 'emulated', got {self.camera!r}")
+            raise c.ConfigError(
+                f"track.camera must be a device, an index, a file or 'emulated', got {self.camera!r}"
+            )
         c._check_int("track.width", self.width, 64, 4096)
         c._check_int("track.height", self.height, 48, 4096)
         c._check_range("track.fps", self.fps, 1.0, 240.0)

@@ -61,7 +61,9 @@ class VideoSource:
 
     def size(self) -> tuple[int, int]:
         cv2 = cv2_module()
-        return int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(
+            self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        )
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()

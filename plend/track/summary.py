@@ -95,7 +95,9 @@ class WalkSummary:
     def _errors(self) -> dict[str, Any]:
         position = [1000 * float(np.linalg.norm(np.asarray(x.position) - t.t)) for x, t in self.truth]
         yaw = [
-            abs(math.degrees(wrap_angle(x.euler[2] - t.euler()[2]))) for x, t in self.truth if x.euler is not None
+            abs(math.degrees(wrap_angle(x.euler[2] - t.euler()[2])))
+            for x, t in self.truth
+            if x.euler is not None
         ]
         first, last = self.truth[0][1], self.truth[-1][1]
         return {

@@ -38,7 +38,9 @@ def accuracy() -> None:
     config = Config()
     camera = EmulatedCamera(config.track)
     views = [v for v in map(board_points, camera.board_views(15)) if v is not None]
-    record = measure_floor(fit_intrinsics(views, camera.size, "emulated"), [camera.render(None)] * 5, config.track)
+    record = measure_floor(
+        fit_intrinsics(views, camera.size, "emulated"), [camera.render(None)] * 5, config.track
+    )
     print("accuracy, 20 s walk at 0.5 (emulated camera 640x480 30 fps, 1 m up, noise 2, blur 0.7 px)")
     print(f"{'model':<22}{'frames':>7}{'lost':>6}{'pos p50':>9}{'p95':>7}{'max mm':>8}{'yaw p50':>9}"
           f"{'p95':>6}{'max deg':>8}{'dist m':>8}{'truth m':>8}")  # fmt: skip
@@ -68,7 +70,9 @@ def full_frame_search() -> None:
 
 
 def beside_the_loop(seconds: float) -> None:
-    print(f"\nloop timing beside the tracker: daemon on the simulation at 50 Hz, walking, {seconds:.0f} s each")
+    print(
+        f"\nloop timing beside the tracker: daemon on the simulation at 50 Hz, walking, {seconds:.0f} s each"
+    )
     print(f"{'tracker':<9}{'lateness p50':>13}{'p99':>8}{'max ms':>8}{'overruns':>9}{'compute p99':>12}"
           f"{'pose latency p50':>17}{'p99 ms':>8}{'rate Hz':>8}")  # fmt: skip
     for with_tracker in (False, True):
@@ -90,7 +94,8 @@ def beside_the_loop(seconds: float) -> None:
         late, comp = status["lateness_ms"], status["compute_ms"]
         pose = status.get("pose", {})
         lat = pose.get("latency_ms", {"p50": float("nan"), "p99": float("nan")})
-        print(f"{'yes' if with_tracker else 'no':<9}{late['p50']:>13.3f}{late['p99']:>8.3f}{late['max']:>8.3f}"
+        label = "yes" if with_tracker else "no"
+        print(f"{label:<9}{late['p50']:>13.3f}{late['p99']:>8.3f}{late['max']:>8.3f}"
               f"{status['overruns']:>9}{comp['p99']:>12.3f}{lat['p50']:>17.2f}{lat['p99']:>8.2f}"
               f"{pose.get('rate_hz', 0.0):>8.1f}")  # fmt: skip
 
