@@ -214,3 +214,69 @@ def test_bad_track_options_get_one_line(tmp_path: Path, argv: list[str], words: 
     assert main(["--config", str(_config(tmp_path)), *argv]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+class _Stalling:
+    """A live camera that delivers a few frames, then none."""
+
+    name = "/dev/video9"
+    live = True
+
+    def __init__(self, cam: EmulatedCamera, frames: int):
+        self.cam, self.left = cam, frames
+
+    def read(self):  # type: ignore[no-untyped-def]
+        import time
+
+        if self.left <= 0:
+            time.sleep(0.01)
+            return None
+        self.left -= 1
+        return self.cam.capture(STANDING, time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, observation: object, source: str) -> None:
+        self.sent.append(observation)
+
+
+def test_a_camera_that_stops_is_reported_lost_then_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from plend.track import cli
+    from plend.track.sources import CameraError
+    from plend.track.summary import WalkSummary
+
+    monkeypatch.setattr(cli, "NO_FRAME_WARN_S", 0.05)
+    monkeypatch.setattr(cli, "NO_FRAME_FAIL_S", 0.3)
+    config, cam = camera()
+    link = _Link()
+    with pytest.raises(CameraError, match="camera /dev/video9 stopped delivering frames"):
+        cli._follow(_Stalling(cam, 3), make_tracker(config.track, cam.model()), link, WalkSummary(), None,
+                    config, 10.0, threading.Event())  # fmt: skip
+    assert [type(o).__name__ for o in link.sent[:3]] == ["Measurement"] * 3
+    assert isinstance(link.sent[-1], Lost) and "camera gave no frame" in link.sent[-1].reason
+
+
+def test_a_recorded_video_is_measured_like_a_live_camera(
+    calibrated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, cam, _ = calibrated
+    video = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, cam.size, False)
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG video")
+    for i in range(30):
+        writer.write(cam.render(Pose.from_euler((0.1 + 0.002 * i, 0.0, 0.15), (0.0, 0.0, 0.0))))
+    writer.release()
+    argv = ["--config", str(_config(tmp_path)), "track", "--camera", str(video), "--calibration", str(path)]
+    assert main([*argv, "--summary", "json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["poses"] >= 28 and abs(result["distance_m"] - 0.058) < 0.01
+    assert main([*argv, "--socket", str(tmp_path / "none.sock")]) == 2  # no daemon there
