@@ -168,3 +168,17 @@ def test_a_stale_pose_during_a_policy_run_stands_the_robot(store) -> None:
     s.submit(pose(x=0.001))
     sup.update(sensors, None)
     assert sup.fault_list() == [] and sup.mode == "stand"  # fresh again; it does not walk off by itself
+
+
+def test_the_daemon_never_imports_opencv() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, plend.main, plend.daemon, plend.controls, plend.pose, policies.runner\n"
+        "from plend.config import Config\n"
+        "plend.main._parser()\n"
+        "print('cv2' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
