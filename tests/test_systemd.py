@@ -462,7 +462,7 @@ def test_pi_install_as_root_then_again_changes_nothing(fake_pi: FakePi) -> None:
 
 def test_pi_install_with_dev_adds_the_tools_but_not_the_simulator(fake_pi: FakePi) -> None:
     done = fake_pi.run("--pi", "--dev", "--dry-run")
-    assert "pip install --quiet -e .[lint,systemd,test]" in done.stdout
+    assert "pip install --quiet -e .[lint,systemd,test,track]" in done.stdout
 
 
 def test_under_sudo_the_venv_is_made_by_the_checkouts_owner(fake_pi: FakePi) -> None:
