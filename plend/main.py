@@ -59,9 +59,6 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
     )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
-    from plend.track.cli import add_parser as add_track
-
-    add_track(sub)
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
     world.add_argument("--seed", type=int, help="random seed of the simulation")
@@ -69,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--mass-scale", type=float, help="multiply every link mass by this")
     world.add_argument("--mass-jitter", type=float, help="random per-link mass change, e.g. 0.2 for +-20%%")
     world.add_argument("--actuation-delay", type=int, help="ticks between a command and the servos")
+    from plend.track.cli import add_parser as add_track
+
+    add_track(sub)
     return parser
 
 
