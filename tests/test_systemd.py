@@ -472,7 +472,8 @@ def test_under_sudo_the_venv_is_made_by_the_checkouts_owner(fake_pi: FakePi) -> 
     owner = pwd.getpwuid(fake_pi.repo.stat().st_uid).pw_name
     done = fake_pi.run("--pi", sudo_user=owner)
     assert done.returncode == 0, done.stderr
-    assert f"runuser -u {owner} -- .venv/bin/python -m pip install --quiet -e .[systemd,track]" in fake_pi.calls()
+    pip = ".venv/bin/python -m pip install --quiet -e .[systemd,track]"
+    assert f"runuser -u {owner} -- {pip}" in fake_pi.calls()
     assert f"sudo usermod -aG plend {owner}" in done.stdout
 
 
