@@ -326,7 +326,8 @@ else
     say "using existing virtual environment in $VENV"
 fi
 
-extras=()
+# The camera pose source (plend track) needs OpenCV, on the robot and on a PC.
+extras=(track)
 if [ "$on_pi" -eq 0 ]; then
     # pybullet has no wheels for the Pi: the simulator is for development machines.
     extras+=(sim)

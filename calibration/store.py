@@ -350,6 +350,22 @@ def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
     return Path(name)
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, keeping the previous file as ``<name>.bak``; a crash
+    at any point leaves the old or the new file at ``path``, never a part of one."""
+    prefix = f".{path.name}."
+    temps = [_write_temp(path.parent, prefix, data)]
+    try:
+        if path.exists():
+            temps.append(_write_temp(path.parent, prefix, path.read_bytes()))
+            os.replace(temps[-1], backup_path(path))
+        os.replace(temps[0], path)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from plend.errors import ConfigError
+from plend.track.settings import TrackConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/plend/plend.toml")
 
@@ -315,6 +316,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     sim: SimWorld = field(default_factory=SimWorld)
+    track: TrackConfig = field(default_factory=TrackConfig)
 
 
 T = TypeVar("T")

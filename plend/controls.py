@@ -22,6 +22,7 @@ from plend.calibration_controls import CalibrationControls
 from plend.config import Config
 from plend.errors import PlendError
 from plend.loop import ControlLoop, Request
+from plend.pose import PoseStore
 from plend.robot import JOINTS
 from plend.server import PROTOCOL_VERSION, ArgumentError, Handler, argument
 from plend.supervisor import Supervisor
@@ -58,6 +59,7 @@ class Controls:
         recorder: Any,
         realtime: list[str],
         policy_loader: PolicyLoader = no_policy_runner,
+        pose: PoseStore | None = None,
     ):
         self.loop, self.supervisor, self.config = loop, supervisor, config
         self.recorder = recorder
@@ -67,6 +69,7 @@ class Controls:
         self._status_lock = threading.Lock()
         self._status_cache: tuple[int, dict[str, Any]] | None = None
         self.calibration = CalibrationControls(loop, supervisor, config)
+        self.pose = pose
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
@@ -81,6 +84,8 @@ class Controls:
             "record_start": self.record_start,
             "record_stop": lambda args: self.recorder.stop(),
             **self.calibration.handlers(),
+            "pose": self.pose_update,
+            "truth": self.truth,
         }
 
     def _submit(self, name: str, **args: Any) -> dict[str, Any]:
@@ -125,6 +130,25 @@ class Controls:
             )
         return result
 
+    def pose_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A camera pose from ``plend track`` (see plend.pose.PoseStore.submit)."""
+        if self.pose is None:
+            raise CommandUnavailableError("this daemon takes no camera poses")
+        return self.pose.submit(args)
+
+    def truth(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A simulated robot's true torso pose, for the emulated camera."""
+        if args:
+            raise ArgumentError(f"truth takes no arguments, got {sorted(args)}")
+        snap = self.loop.snapshot
+        if snap is None or snap.torso is None:
+            raise CommandUnavailableError(f"the {self.config.hal} backend has no ground truth (a real robot)")
+        torso = snap.torso
+        return {
+            "tick": snap.tick, "position": list(torso.position), "euler": list(torso.euler),
+            "velocity": list(torso.velocity),
+        }  # fmt: skip
+
     def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
         out = argument(args, "out", str, required=False)
         return {"path": str(self.recorder.start(Path(out) if out else None))}
@@ -156,6 +180,8 @@ class Controls:
             "safety": {**vars(self.loop.safety.counts), **vars(sup.counts)},
             "recording": self.recorder.status(),
         }
+        if self.pose is not None:
+            status["pose"] = self.pose.status()
         hal_status = getattr(self.loop.hal, "status", None)
         if hal_status is not None:
             status["hardware"] = hal_status()

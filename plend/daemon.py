@@ -27,6 +27,7 @@ from plend.errors import ConfigError
 from plend.hal import make_hal
 from plend.hal.base import Hal
 from plend.loop import ControlLoop, Snapshot, WallClock
+from plend.pose import PoseStore
 from plend.safety import SafetyFilter
 from plend.server import ControlServer, Dispatcher
 from plend.service import Notifier, freeze_gc, make_realtime
@@ -66,7 +67,10 @@ class Daemon:
         self.hal = hal or make_hal(config.hal, config, initial_pose=stand_pose())
         self.notifier = Notifier()
         SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
-        self.supervisor = Supervisor(config.safety, self.period, on_change=self._mode_changed, hal=self.hal)
+        self.pose = PoseStore(config.track)
+        self.supervisor = Supervisor(
+            config.safety, self.period, on_change=self._mode_changed, hal=self.hal, pose=self.pose
+        )
         problem = getattr(getattr(self.hal, "calibration", None), "problem", None)
         if problem:
             self.supervisor.block("calibration", problem)
@@ -117,8 +121,9 @@ class Daemon:
         if self.options.socket is None:
             return
         controls = Controls(
-            self.loop, self.supervisor, self.config, self.recorder, self.realtime, self._policy_loader()
-        )
+            self.loop, self.supervisor, self.config, self.recorder, self.realtime, self._policy_loader(),
+            pose=self.pose,
+        )  # fmt: skip
         sock = self.config.socket
         dispatcher = Dispatcher(controls.handlers())
         self.server = ControlServer(
@@ -135,7 +140,7 @@ class Daemon:
             from plend.controls import no_policy_runner
 
             return no_policy_runner
-        return make_policy_loader(self.hal, self.config.loop.rate_hz, lambda: self.loop.sensors)
+        return make_policy_loader(self.hal, self.config.loop.rate_hz, lambda: self.loop.sensors, self.pose)
 
     def _wait(self, thread: threading.Thread) -> None:
         deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s

@@ -142,6 +142,7 @@ class Snapshot:
     overruns: int
     truth: np.ndarray | None = None  # a simulated robot's actual joint angles
     powered: np.ndarray | None = None  # which joints' servos were driven (None: none)
+    torso: Any = None  # a simulated robot's true torso pose (position, euler, velocity)
 
 
 _ALL = np.ones(NUM_JOINTS, bool)
@@ -202,6 +203,7 @@ class ControlLoop:
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
         self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
+        self._torso: Callable[[], Any] | None = getattr(hal, "truth", None)
         # Which joints the decider wants powered this tick when not all (calibration).
         self._powered_mask: Callable[[], np.ndarray | None] = getattr(decider, "powered_mask", lambda: None)
 
@@ -278,6 +280,7 @@ class ControlLoop:
             measured=sensors.joint_pos.copy(), imu=sensors.imu, contacts=sensors.contacts,
             compute_s=compute, lateness_s=lateness, overruns=self.stats.overruns,
             truth=None if self._truth is None else self._truth(), powered=powered,
+            torso=None if self._torso is None else self._torso(),
         )  # fmt: skip
         for observer in self.observers:
             observer(self.snapshot)

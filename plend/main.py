@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--mass-scale", type=float, help="multiply every link mass by this")
     world.add_argument("--mass-jitter", type=float, help="random per-link mass change, e.g. 0.2 for +-20%%")
     world.add_argument("--actuation-delay", type=int, help="ticks between a command and the servos")
+    from plend.track.cli import add_parser as add_track
+
+    add_track(sub)
     return parser
 
 
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             config = _apply_options(config, args)
         if args.command == "probe":
             return _cmd_probe(config, args)
+        if args.command == "track":
+            from plend.track.cli import run as track
+
+            return track(config, args)
         if args.dump_config:
             print(json.dumps(as_dict(config), indent=2))
             return 0

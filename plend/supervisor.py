@@ -112,6 +112,7 @@ class Supervisor:
         period_s: float,
         on_change: Callable[[str], None] | None = None,
         hal: object = None,
+        pose: Any = None,
     ):
         self.safety = safety
         self.period = period_s
@@ -128,6 +129,7 @@ class Supervisor:
         self._now = 0.0
         self._on_change = on_change or (lambda mode: None)
         self._hal = hal
+        self._pose = pose  # the camera's pose store (plend.pose.PoseStore), on the robot
 
     # -- state --------------------------------------------------------------------------
 
@@ -231,7 +233,19 @@ class Supervisor:
     def _cmd_policy_start(self) -> None:
         if self.policy is None:
             raise CommandError("no policy is loaded; run 'plenctl policy load FILE' first")
+        problem = self._pose_problem(self.policy)
+        if problem:
+            raise CommandError(f"cannot start the policy: {problem}")
         self._switch(self.policy)
+
+    def _pose_problem(self, behaviour: Behaviour) -> str | None:
+        """Why ``behaviour`` cannot have the camera pose it reads, or None."""
+        if not getattr(behaviour, "needs_pose", False):
+            return None
+        if self._pose is None:
+            return "this daemon has no camera pose source"
+        problem: str | None = self._pose.problem(getattr(behaviour, "needs_orientation", False))
+        return problem
 
     def _estop(self) -> None:
         if not self.estopped:
@@ -329,11 +343,26 @@ class Supervisor:
         elif not stale and active:
             self.faults = [f for f in self.faults if f.code != "stale_sensors"]
             log.info("sensors fresh again")
+        self._check_pose()
         tracking = m.tracking(sensors, None if calibrating else last_targets, sensors.stamp)
         if tracking and not any(f.code == "tracking" for f in self._latched()):
             m.counts.tracking += 1
             self._fault("tracking", tracking, latched=True)
             self._switch(Relax())
+
+    def _check_pose(self) -> None:
+        """A behaviour that reads the camera's pose stands the robot when it goes stale
+        (the joints and the IMU are fine, so standing is safe); the fault clears once
+        poses are fresh again, and walking does not resume by itself."""
+        active = any(f.code == "stale_pose" for f in self.faults)
+        problem = self._pose_problem(self.behaviour)
+        if problem and not active:
+            self._monitors.counts.stale += 1
+            self._fault("stale_pose", f"{self.behaviour.name} stopped: {problem}", latched=False)
+            self._switch(Stand())
+        elif active and not problem and (self._pose is None or self._pose.problem() is None):
+            self.faults = [f for f in self.faults if f.code != "stale_pose"]
+            log.info("camera pose fresh again")
 
     def _fault(self, code: str, message: str, latched: bool, resettable: bool = True) -> None:
         fault = Fault(code, message, self._now, latched, resettable)

@@ -38,7 +38,9 @@ class ObsContext:
     last_action: np.ndarray
     gait_phase: float = 0.0
     speed: float = 0.0
-    truth: Any = None  # ground truth (simulation only): position, euler, velocity
+    # The torso's pose: ground truth in simulation, the camera's estimate on the robot
+    # (plend.pose.PoseEstimate); either way position, euler and velocity in the floor frame.
+    truth: Any = None
 
 
 def _gravity(ctx: ObsContext) -> np.ndarray:
@@ -60,7 +62,8 @@ def _truth(index: Callable[[Any], float]) -> Callable[[ObsContext], np.ndarray]:
     return lambda ctx: np.array([index(ctx.truth)])
 
 
-# name -> (size or None for "number of actions", unit, needs ground truth, builder)
+# name -> (size or None for "number of actions", unit, needs the torso's pose, builder).
+# The torso's pose is ground truth in simulation; on the robot it comes from the camera.
 SOURCES: dict[str, tuple[int | None, str, bool, Callable[[ObsContext], np.ndarray]]] = {
     "joint_pos": (NUM_JOINTS, "rad", False, _joints),
     "torso_euler": (3, "rad", False, lambda c: np.asarray(c.sensors.imu.euler)),
@@ -74,6 +77,7 @@ SOURCES: dict[str, tuple[int | None, str, bool, Callable[[ObsContext], np.ndarra
     "torso_height": (1, "m", True, _truth(lambda t: t.position[2])),
     "forward_velocity": (1, "m/s", True, _truth(lambda t: t.velocity[0])),
     "lateral_position": (1, "m", True, _truth(lambda t: t.position[1])),
+    "world_yaw": (1, "rad", True, _truth(lambda t: t.euler[2])),
 }  # fmt: skip
 
 LEGACY_LAYOUT = (
@@ -89,8 +93,13 @@ roll, pitch, yaw, lateral position, right and left contact."""
 
 
 def sources_without_truth() -> frozenset[str]:
-    """Sources a real robot can provide."""
+    """Sources a real robot can provide without a camera."""
     return frozenset(n for n, (_, _, truth, _) in SOURCES.items() if not truth)
+
+
+def pose_sources() -> frozenset[str]:
+    """Sources that need the torso's pose: ground truth, or a camera on the robot."""
+    return frozenset(n for n, (_, _, truth, _) in SOURCES.items() if truth)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from policies.contract import (
     ObservationBuilder,
     PolicyError,
     PolicySpec,
+    pose_sources,
     sources_without_truth,
 )
 
@@ -44,12 +45,26 @@ class _Zero:
     velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def available_sources(hal_name: str) -> frozenset[str]:
+def available_sources(hal_name: str, pose: Any = None) -> frozenset[str]:
     """Observation sources a backend provides: the simulation has ground truth; the
-    robot has no ground truth and no foot contact sensors."""
+    robot has no foot contact sensors, and has the torso's pose only from a camera
+    (``pose``, a plend.pose.PoseStore) that is sending fresh poses."""
     if hal_name == "sim":
         return frozenset(SOURCES)
-    return sources_without_truth() - {"foot_contacts"}
+    sources = sources_without_truth() - {"foot_contacts"}
+    if pose is not None and pose.problem() is None:
+        sources |= pose_sources()
+        if pose.problem(needs_orientation=True) is not None:
+            sources -= {"world_yaw"}
+    return sources
+
+
+def _missing_message(path: Path, hal_name: str, missing: list[str], pose: Any) -> str:
+    names = ", ".join(missing)
+    if hal_name == "sim" or not set(missing) <= pose_sources():
+        return f"{path}: needs {names}, which the {hal_name} backend cannot provide"
+    why = "this daemon has no pose source" if pose is None else pose.problem(needs_orientation=True)
+    return f"{path}: needs {names}, which the {hal_name} backend has only from a camera pose source: {why}"
 
 
 class PolicyRunner:
@@ -110,14 +125,17 @@ def read_spec(path: Path, session: Any) -> PolicySpec:
         raise PolicyError(f"{path}: {exc}") from None
 
 
-def load_runner(path: Path, rate_hz: float, hal_name: str, sample: Sensors | None) -> PolicyRunner:
-    """Load and check a policy file for a loop at ``rate_hz`` on backend ``hal_name``."""
+def load_runner(
+    path: Path, rate_hz: float, hal_name: str, sample: Sensors | None, pose: Any = None
+) -> PolicyRunner:
+    """Load and check a policy file for a loop at ``rate_hz`` on backend ``hal_name``
+    (with ``pose``, the daemon's camera pose store, on the robot)."""
     session = _session(path)
     spec = read_spec(path, session)
     _check_io(path, session, spec)
-    missing = [n for n, _ in spec.observation if n not in available_sources(hal_name)]
+    missing = [n for n, _ in spec.observation if n not in available_sources(hal_name, pose)]
     if missing:
-        raise PolicyError(f"{path}: needs {', '.join(missing)}, which the {hal_name} backend cannot provide")
+        raise PolicyError(_missing_message(path, hal_name, missing, pose))
     if abs(spec.rate_hz - rate_hz) > 1e-6:
         raise PolicyError(
             f"{path}: trained at {spec.rate_hz:g} Hz but the loop runs at {rate_hz:g} Hz; "
@@ -157,10 +175,13 @@ class PolicyBehaviour:
 
     name = "policy"
 
-    def __init__(self, runner: PolicyRunner, truth: Any = None):
+    def __init__(self, runner: PolicyRunner, truth: Any = None, needs_pose: bool = False):
         self.runner = runner
         self.spec = runner.spec
         self._truth = truth
+        # The supervisor stands the robot when the camera's pose goes stale.
+        self.needs_pose = needs_pose
+        self.needs_orientation = needs_pose and any(n == "world_yaw" for n, _ in self.spec.observation)
         self._columns = [JOINT_NAMES.index(j) for j in self.spec.action_joints]
         self._scale = np.asarray(self.spec.action_scale, float)
         self._offset = np.asarray(self.spec.action_offset or np.zeros(len(self._columns)), float)
@@ -202,11 +223,29 @@ class PolicyBehaviour:
         return self._stopping
 
 
-def make_policy_loader(hal: Any, rate_hz: float, sample: Any) -> Any:
-    """A loader for the daemon's policy slot (see plend.controls.PolicyLoader)."""
+def camera_pose(pose: Any) -> Any:
+    """The torso pose a policy reads on the robot: the camera's latest estimate."""
+
+    def latest() -> Any:
+        estimate = pose.latest
+        if estimate is None:
+            raise PolicyOutputError("no camera pose yet")
+        return estimate
+
+    return latest
+
+
+def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) -> Any:
+    """A loader for the daemon's policy slot (see plend.controls.PolicyLoader). In
+    simulation the policy reads the torso's true pose; on the robot (real or emulated)
+    the camera's, from ``pose`` (a plend.pose.PoseStore)."""
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
-        runner = load_runner(path, rate_hz, hal.name, sample())
-        return PolicyBehaviour(runner, getattr(hal, "truth", None))
+        runner = load_runner(path, rate_hz, hal.name, sample(), pose)
+        if hal.name == "sim":
+            return PolicyBehaviour(runner, getattr(hal, "truth", None))
+        uses_pose = any(n in pose_sources() for n, _ in runner.spec.observation)
+        truth = camera_pose(pose) if uses_pose else None
+        return PolicyBehaviour(runner, truth, needs_pose=uses_pose)
 
     return load
