@@ -151,10 +151,10 @@ class ProgressBar:
     """A one-line progress bar on ``stream``: redrawn in place on a terminal, otherwise a
     line at every tenth of the way."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30):
-        self.stream, self.width = stream, width
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream, self.width = stream or sys.stderr, width
         self.started = time.perf_counter()
-        self._tty = stream.isatty()
+        self._tty = self.stream.isatty()
         self._last_tenth = -1
 
     def __call__(self, done: int, total: int, fell: int) -> None:
@@ -202,8 +202,9 @@ def check_plan(plan: Plan) -> None:
         load_runner(plan.options.policy, plan.config.loop.rate_hz, "sim", None)
 
 
-def run_plan(plan: Plan, jobs: int, progress: bool, out: TextIO = sys.stdout) -> dict[str, Any]:
+def run_plan(plan: Plan, jobs: int, progress: bool, out: TextIO | None = None) -> dict[str, Any]:
     """Check, evaluate, print the table; return the report (what ``--json`` writes)."""
+    out = out or sys.stdout
     check_plan(plan)
     began = time.perf_counter()
     rows = evaluate(plan, jobs, ProgressBar() if progress else None)

@@ -232,13 +232,14 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
     walker = _parser().parse_args(["run", "--fast", *rest])
     if walker.world_seed is not None or walker.duration is not None:
         raise ConfigError("plend evaluate picks the worlds and the time: use --first/--worlds and --seconds")
+    factors, walker.factors = parse_factors(walker.factors), None  # drawn per world below
     config = _apply_options(config, walker)
     options = replace(batch_options(walker), duration_s=args.seconds)
     seeds = () if args.as_configured else world_seeds(args.first, args.worlds)
     jobs = default_jobs() if args.jobs is None else args.jobs
     if not 1 <= jobs <= 256:
         raise ConfigError(f"--jobs {jobs} is out of range; use 1 to 256")
-    plan = Plan(config, options, seeds, parse_factors(walker.factors))
+    plan = Plan(config, options, seeds, factors)
     report = run_plan(plan, jobs, progress=not args.no_progress)
     if args.json is not None:
         text = json.dumps(report, indent=1)

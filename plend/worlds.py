@@ -66,7 +66,7 @@ def _imu_bias(rng: np.random.Generator) -> Draw:
 
 
 def _push(rng: np.random.Generator) -> Draw:
-    return {"push_impulse_ns": _r(rng.uniform(0.01, PUSH_MAX_NS), 4),
+    return {"push_impulse_ns": _r(rng.uniform(0.02, PUSH_MAX_NS), 4),
             "push_at_s": _r(rng.uniform(5.0, 15.0), 2),
             "push_direction_deg": _r(rng.uniform(-180.0, 180.0), 1)}  # fmt: skip
 
@@ -103,7 +103,7 @@ def _servo_strength(rng: np.random.Generator) -> Draw:
     }}  # fmt: skip
 
 
-PUSH_MAX_NS = 0.04
+PUSH_MAX_NS = 0.06
 
 FACTORS: dict[str, Callable[[np.random.Generator], Draw]] = {
     "sole_height": _sole_height,
