@@ -83,7 +83,7 @@ def add_evaluate_command(sub: Any) -> None:
         description="Walk a gait or a policy (as plend run --fast would) through worlds of the robustness "
         "suite in parallel processes, and print per world and overall: distance, lateral drift, heading "
         "change and rate, falls. Every option of plend run --fast also applies (--gait, --speed, --policy, "
-        "--urdf, --friction, ...), and so does --config.",
+        "--urdf, --friction, --factors A,B to draw only some factors, ...), and so does --config.",
     )  # fmt: skip
     ev.add_argument("--worlds", type=int, default=50, help="how many worlds of the suite (default 50)")
     ev.add_argument("--first", type=int, default=0, help="number of the first world (default 0)")
