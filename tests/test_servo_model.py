@@ -48,19 +48,6 @@ def test_first_order_lag_reaches_63_percent_after_one_time_constant() -> None:
     assert out[-1] == pytest.approx(0.05, abs=1e-4)
 
 
-def test_speed_caps_the_output_rate() -> None:
-    speed = 4.0
-    out = respond(bank(), 1.0, 10)
-    world_speed = SimWorld().servo_speed_rad_s
-    assert np.diff([0.0, *out]).max() == pytest.approx(world_speed * DT)
-    b = ServoBank(
-        SimWorld(servo_speed_rad_s=speed, servo=ServoModel(0, 0, 0, 0)).servo_table(),
-        DT,
-        np.zeros(NUM_JOINTS),
-    )
-    assert np.diff([0.0, *respond(b, 1.0, 10)]).max() == pytest.approx(speed * DT)
-
-
 def test_dead_band_ignores_small_changes_and_stops_at_its_edge() -> None:
     band = math.radians(1.0)
     b = bank(dead_band_deg=1.0)
@@ -143,6 +130,14 @@ def test_a_joint_override_changes_that_joint_only() -> None:
     world = SimWorld(servo=ServoModel(0.0, 0.0, 0.0, 0.0, joints={"torso_r_shoulder": {"delay_ms": 60.0}}))
     assert step_response(world, SHOULDER, 0.3, 1)[0] < 0.005
     assert step_response(world, joint_index("torso_l_shoulder"), 0.3, 1)[0] > 0.05
+
+
+def test_a_joints_own_speed_caps_its_motion() -> None:
+    world = SimWorld(servo=ServoModel(0.0, 0.0, 0.0, 0.0, joints={"torso_r_shoulder": {"speed_rad_s": 4.0}}))
+    slow = np.diff(step_response(world, SHOULDER, 1.0, 20)) / 0.02
+    fast = np.diff(step_response(world, joint_index("torso_l_shoulder"), 1.0, 20)) / 0.02
+    assert 0.8 * 4.0 <= np.abs(slow).max() <= 1.1 * 4.0
+    assert np.abs(fast).max() >= 0.8 * SimWorld().servo_speed_rad_s
 
 
 def test_offset_error_moves_the_link_but_not_the_reading() -> None:

@@ -4,8 +4,9 @@ A hobby feedback servo is not PyBullet's ideal position motor. Per joint, and fo
 physics step, :class:`ServoBank` takes the command written ``delay`` ago (transport
 delay), holds it still while it moves less than the dead band (a play operator: the servo
 stops as soon as its error is inside the band), and moves the servo's output towards it
-as a first-order lag whose rate is capped at the no-load speed. PyBullet's motor then
-holds the link on that output with the servo's stall torque, so the link sags under load.
+as a first-order lag. PyBullet's motor then moves the link to that output at no more
+than the servo's no-load speed (its velocity cap, set once per joint when the world is
+built) and with no more than its stall torque, so the link sags under load.
 With backlash the link is coupled to the output only at the two ends of the gear train's
 free play: in between, the motor lets go (a little gear friction remains) and the link
 moves as the load takes it. A residual offset error puts the link that far from the
@@ -43,7 +44,7 @@ class ServoBank:
         self._alpha = np.where(
             table.time_constant_s > 0, 1.0 - np.exp(-dt / np.maximum(table.time_constant_s, 1e-12)), 1.0
         )
-        self._max_step = table.speed_rad_s * dt
+        self._zeros = [0.0] * len(table.delay_s)
         self._half_play = table.backlash_rad / 2.0
         self._grip = np.minimum(self._half_play / 4.0, math.radians(0.2))
         self._columns = np.arange(len(table.delay_s))
@@ -58,7 +59,6 @@ class ServoBank:
         self._history = (np.asarray(self._times), np.asarray(self._commands))
         self._held = q.copy()  # after the dead band
         self.output = q.copy()  # the servo's output shaft (as the robot believes it)
-        self.velocity = np.zeros_like(q)
         self.powered = np.ones(q.shape, bool)
 
     def command(self, t: float, targets: np.ndarray, powered: np.ndarray, link_angles: np.ndarray) -> None:
@@ -87,12 +87,11 @@ class ServoBank:
         wanted = self._delayed(t)
         half_band = self.table.dead_band_rad / 2.0
         self._held = np.minimum(np.maximum(self._held, wanted - half_band), wanted + half_band)
-        move = np.minimum(
-            np.maximum((self._held - self.output) * self._alpha, -self._max_step), self._max_step
+        # Without lag the output is the command itself, not a sum that rounds differently.
+        lagged = np.where(
+            self._alpha >= 1.0, self._held, self.output + (self._held - self.output) * self._alpha
         )
-        move[~self.powered] = 0.0
-        self.output = self.output + move
-        self.velocity = move / self.dt
+        self.output = np.where(self.powered, lagged, self.output)
 
     def motor_targets(self, link_angles: np.ndarray | None) -> dict[str, list[float]]:
         """PyBullet motor settings for this step (``setJointMotorControlArray`` keywords).
@@ -100,7 +99,6 @@ class ServoBank:
         ``link_angles`` (the links' true angles) are needed only with backlash.
         """
         target = self.output + self.table.offset_rad
-        velocity = self.velocity.copy()
         driven = self.powered.copy()
         if self.has_backlash and link_angles is not None:
             low, high = target - self._half_play, target + self._half_play
@@ -108,10 +106,9 @@ class ServoBank:
             target = np.minimum(np.maximum(link_angles, low), high)
             driven &= ~inside
         force = np.where(driven, self.table.torque_nm, GEAR_FRICTION_NM)
-        velocity[~driven] = 0.0
         return {
             "targetPositions": target.tolist(),
-            "targetVelocities": velocity.tolist(),
+            "targetVelocities": self._zeros,
             "forces": force.tolist(),
             "positionGains": np.where(driven, POSITION_GAIN, 0.0).tolist(),
             "velocityGains": [VELOCITY_GAIN] * len(target),
