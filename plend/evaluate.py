@@ -209,10 +209,9 @@ def run_plan(plan: Plan, jobs: int, progress: bool, out: TextIO | None = None) -
     began = time.perf_counter()
     rows = evaluate(plan, jobs, ProgressBar() if progress else None)
     total = totals(rows)
-    walker = "policy " + str(plan.options.policy) if plan.options.policy else f"{plan.options.gait} gait"
-    print(
-        f"{walker}, speed {plan.options.speed}: {len(rows)} worlds x {plan.options.duration_s:g} s", file=out
-    )
+    o = plan.options
+    walker = f"policy {o.policy}" if o.policy else f"{o.gait} gait, speed {o.speed}"
+    print(f"{walker}: {len(rows)} world(s) x {o.duration_s:g} s", file=out)
     print(format_table(rows, total), file=out)
     return {
         "walker": {

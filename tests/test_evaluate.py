@@ -42,7 +42,7 @@ def test_a_small_evaluation_in_parallel(tmp_path: Path, capsys: pytest.CaptureFi
         assert r["fell"] == (r["time_to_fall_s"] is not None)
         assert r["duration_s"] <= 3.0 + 3.5  # the walk and the stop
     lines = captured.out.strip().splitlines()
-    assert lines[0].startswith("sine gait, speed 0.5: 3 worlds x 3 s")
+    assert lines[0].startswith("sine gait, speed 0.5: 3 world(s) x 3 s")
     assert len(lines) == 1 + 1 + 3 + 1 and lines[-1].startswith(f"falls {report['totals']['falls']}/3")
     assert "3/3 worlds" in captured.err, "the progress bar"
 
@@ -122,3 +122,13 @@ def test_progress_bar_without_a_terminal_prints_every_tenth() -> None:
         bar(done, 50, 0)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 11 and lines[-1].startswith("[" + "#" * 30 + "] 50/50 worlds")
+
+
+def test_a_policy_is_evaluated_through_the_daemons_policy_path(tmp_path: Path) -> None:
+    policy = Path(__file__).resolve().parents[1] / "policies" / "walk.onnx"
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--worlds", "1", "--first", "2", "--seconds", "2", "--no-progress", "--json", str(out)]
+    assert main([*args, "--factors", "friction", "--policy", str(policy)]) == 0
+    report = json.loads(out.read_text())
+    assert report["walker"]["policy"] == str(policy)
+    assert report["worlds"][0]["distance_m"] > 0.02 and not report["worlds"][0]["fell"]
