@@ -127,7 +127,18 @@ def test_progress_bar_without_a_terminal_prints_every_tenth() -> None:
 def test_a_policy_is_evaluated_through_the_daemons_policy_path(tmp_path: Path) -> None:
     policy = Path(__file__).resolve().parents[1] / "policies" / "walk.onnx"
     out = tmp_path / "r.json"
-    args = ["evaluate", "--worlds", "1", "--first", "2", "--seconds", "2", "--no-progress", "--json", str(out)]
+    args = [
+        "evaluate",
+        "--worlds",
+        "1",
+        "--first",
+        "2",
+        "--seconds",
+        "2",
+        "--no-progress",
+        "--json",
+        str(out),
+    ]
     assert main([*args, "--factors", "friction", "--policy", str(policy)]) == 0
     report = json.loads(out.read_text())
     assert report["walker"]["policy"] == str(policy)

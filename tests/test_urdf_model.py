@@ -164,3 +164,23 @@ def test_sole_points_round_the_edges_and_keep_the_lowest_point() -> None:
     # A crowned sole touches at its centre only: its rim is higher.
     rim = crowned[np.isclose(np.abs(crowned[:, 0]), np.abs(crowned[:, 0]).max())]
     assert rim[:, 2].min() > lowest + 0.0009
+
+
+def test_a_model_pybullet_cannot_load_is_one_line_and_leaves_nothing_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pybullet")
+    from plend.errors import HalError
+    from plend.hal.sim import SimHal
+
+    # It passes the joint check, but names a mesh that is not there.
+    text = PACKAGED.replace(
+        '<geometry><box size="0.036 0.056 0.066"/></geometry>',
+        '<geometry><mesh filename="gone.stl"/></geometry>',
+    )
+    path = write(tmp_path, text)
+    hal = SimHal(SimWorld(urdf=str(path)))
+    with pytest.raises(HalError, match="PyBullet could not load the robot model"):
+        hal.open(0.02)
+    with pytest.raises(HalError, match="not open"):
+        hal.read()

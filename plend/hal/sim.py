@@ -111,7 +111,13 @@ class SimHal:
         self.period = tick_period_s
         self._dt = tick_period_s / self.world.substeps
         self._frames = WorldFrames(self.world)
-        self._build_world()
+        try:
+            self._build_world()
+        except BaseException:
+            with _quiet_fd(1):
+                pb.disconnect(**self._c)
+            self._client = None
+            raise
 
     def _build_world(self) -> None:
         pb, c, w = self._pb, self._c, self.world
@@ -135,17 +141,22 @@ class SimHal:
         self.sim_time = 0.0
 
     def _load_robot(self) -> int:
-        pb, c, w = self._pb, self._c, self.world
-        flags = pb.URDF_USE_INERTIA_FROM_FILE
-        if not w.changes_model():
-            return int(
-                pb.loadURDF(str(self._model.path), [0, 0, 0.3], flags=flags, useFixedBase=w.fixed_base, **c)
-            )
+        if not self.world.changes_model():
+            return self._load_urdf(self._model.path)
         with tempfile.TemporaryDirectory(prefix="plend-model-") as directory:
-            path = make_variant(self._model, w, Path(directory))
+            path = make_variant(self._model, self.world, Path(directory))
             with _quiet_fd(2):  # PyBullet reports each mesh it converts
-                robot = pb.loadURDF(str(path), [0, 0, 0.3], flags=flags, useFixedBase=w.fixed_base, **c)
-        return int(robot)
+                return self._load_urdf(path)
+
+    def _load_urdf(self, path: Path) -> int:
+        pb, c = self._pb, self._c
+        flags = pb.URDF_USE_INERTIA_FROM_FILE
+        try:
+            return int(
+                pb.loadURDF(str(path), [0, 0, 0.3], flags=flags, useFixedBase=self.world.fixed_base, **c)
+            )
+        except pb.error as exc:  # e.g. a mesh file it names is missing
+            raise HalError(f"PyBullet could not load the robot model {self._model.path}: {exc}") from None
 
     def _joint_indices(self) -> list[int]:
         pb, c = self._pb, self._c
