@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.config import SocketConfig
 from plend.errors import ConnectionLostError, PlendError
-from plend.server import PROTOCOL_VERSION
+from plend.locations import DEFAULT_SOCKET_PATH
 
 TIMEOUT_S = 5.0
 
@@ -51,6 +50,8 @@ class Client:
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
+        from plend.server import PROTOCOL_VERSION
+
         line = json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, "args": args}).encode() + b"\n"
         try:
             self._file.write(line)
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
-    return args.socket or Path(os.environ.get("PLEND_SOCKET") or SocketConfig().path)
+    return args.socket or Path(os.environ.get("PLEND_SOCKET") or DEFAULT_SOCKET_PATH)
 
 
 def _request(client: Client, args: argparse.Namespace) -> Any:

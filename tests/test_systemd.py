@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from plend.config import DEFAULT_CONFIG_PATH, LoopConfig, PathsConfig, SocketConfig
+from plend.locations import SYSTEM_STATE_DIR
 from plend.pwm_off import all_off
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,13 +188,16 @@ def test_unit_allows_sched_fifo_and_mlock_without_capabilities() -> None:
     assert value("SystemCallFilter") == "@system-service"  # holds @resources and @memlock
 
 
-def test_unit_directories_are_where_the_config_expects_them() -> None:
+def test_unit_directories_are_where_the_config_expects_them(monkeypatch: pytest.MonkeyPatch) -> None:
     socket = Path(SocketConfig().path)
     assert socket.parent == Path("/run") / value("RuntimeDirectory")
     assert value("RuntimeDirectoryMode") == "0750"
     assert SocketConfig().group == value("Group")
-    assert Path(PathsConfig().state_dir) == Path("/var/lib") / value("StateDirectory")
-    assert Path(PathsConfig().recordings_dir).is_relative_to(PathsConfig().state_dir)
+    # What systemd sets for StateDirectory=, as a non-root service user sees it.
+    monkeypatch.setenv("STATE_DIRECTORY", f"/var/lib/{value('StateDirectory')}")
+    monkeypatch.setattr(os, "geteuid", lambda: 999)
+    assert PathsConfig().state_path() == Path(SYSTEM_STATE_DIR) == Path("/var/lib") / value("StateDirectory")
+    assert PathsConfig().recordings_path().is_relative_to(PathsConfig().state_path())
     assert DEFAULT_CONFIG_PATH.parent == Path("/etc") / value("ConfigurationDirectory")
 
 

@@ -417,12 +417,10 @@ def make_i2c_bus() -> Any:
 def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) -> HardwareHal:
     """The hardware backend on the configured bus, with the stored calibration (or the
     default, with a warning at open)."""
-    from pathlib import Path
-
     from calibration.store import load_for_robot, remove_stale_temps
     from gaits.sine import stand_pose
 
-    path = Path(config.paths.state_dir) / "calibration.json"
+    path = config.calibration_path()
     if path.parent.is_dir():
         remove_stale_temps(path)  # left by a writer killed mid-save; the file itself is whole
     calibration = load_for_robot(path, config.hardware.robot_name())
