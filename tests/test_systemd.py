@@ -335,6 +335,7 @@ class FakePi:
             "LOG": str(self.state / "calls"),
             "FAKE_UID": str(uid),
             "PYTHON": sys.executable,
+            "HOME": str(self.state / "home"),
         }
         env["SUDO_USER"] = sudo_user
         return subprocess.run(
@@ -410,7 +411,7 @@ def test_pi_dry_run_prints_every_system_step_and_changes_nothing(fake_pi: FakePi
         f"would run: apt-get install -y {PACKAGES}",
         "would run: raspi-config nonint do_i2c 0",
         f"would append to {fake_pi.config_txt}: dtparam=i2c_arm_baudrate=400000",
-        "would run: .venv/bin/python -m pip install --quiet -e .[systemd]",
+        "would run: .venv/bin/python -m pip install --quiet -e .[onnxruntime,systemd]",
         f"would run: install -D -m 0644 systemd/plend.sysusers {root}/etc/sysusers.d/plend.conf",
         f"would run: systemd-sysusers --root={root} plend.conf",
         f"{root}/etc/systemd/system/plend.service\n",
@@ -452,6 +453,9 @@ def test_pi_install_as_root_then_again_changes_nothing(fake_pi: FakePi) -> None:
     assert Path(f"{fake_pi.config_txt}.plend-backup").read_text() == BOOKWORM_CONFIG
     assert "systemctl --root" in " ".join(fake_pi.calls()) and (fake_pi.state / "enabled").exists()
     assert "reboot to apply (I2C enabled I2C clock)" in done.stdout
+    for cmd in ("plend", "plenctl"):  # on every user's PATH
+        assert os.readlink(root / "usr/local/bin" / cmd) == str(fake_pi.repo / ".venv/bin" / cmd)
+    assert f"linked plend and plenctl into {root}/usr/local/bin" in done.stdout
 
     before = snapshot(root)
     fake_pi.forget_calls()
@@ -461,12 +465,12 @@ def test_pi_install_as_root_then_again_changes_nothing(fake_pi: FakePi) -> None:
     assert "reboot" not in again.stdout
     assert snapshot(root) == before
     # Only the venv step runs again (pip finds everything installed).
-    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[systemd]"]
+    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[onnxruntime,systemd]"]
 
 
 def test_pi_install_with_dev_adds_the_tools_but_not_the_simulator(fake_pi: FakePi) -> None:
     done = fake_pi.run("--pi", "--dev", "--dry-run")
-    assert "pip install --quiet -e .[lint,systemd,test]" in done.stdout
+    assert "pip install --quiet -e .[lint,onnxruntime,systemd,test]" in done.stdout
 
 
 def test_under_sudo_the_venv_is_made_by_the_checkouts_owner(fake_pi: FakePi) -> None:
@@ -476,7 +480,8 @@ def test_under_sudo_the_venv_is_made_by_the_checkouts_owner(fake_pi: FakePi) -> 
     owner = pwd.getpwuid(fake_pi.repo.stat().st_uid).pw_name
     done = fake_pi.run("--pi", sudo_user=owner)
     assert done.returncode == 0, done.stderr
-    assert f"runuser -u {owner} -- .venv/bin/python -m pip install --quiet -e .[systemd]" in fake_pi.calls()
+    pip = ".venv/bin/python -m pip install --quiet -e .[onnxruntime,systemd]"
+    assert f"runuser -u {owner} -- {pip}" in fake_pi.calls()
     assert f"sudo usermod -aG plend {owner}" in done.stdout
 
 
@@ -486,7 +491,7 @@ def test_pi_install_without_root_makes_the_venv_and_says_to_use_sudo(fake_pi: Fa
     done = fake_pi.run(uid=1000)  # the Pi is recognised from its device-tree model
     assert done.returncode == 0, done.stderr
     assert "run: sudo ./install.sh" in done.stdout
-    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[systemd]"]
+    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[onnxruntime,systemd]"]
     assert snapshot(fake_pi.sysroot) == before
 
 

@@ -400,20 +400,6 @@ class HardwareHal:
         }
 
 
-def make_i2c_bus() -> Any:
-    """The Pi's I2C bus through Blinka."""
-    try:
-        import board
-        import busio
-
-        return busio.I2C(board.SCL, board.SDA)
-    except Exception as exc:  # Blinka raises many kinds on a machine without the bus
-        raise HalError(
-            f"no I2C bus on this machine ({type(exc).__name__}: {exc}); on a PC use --bus emulated, "
-            "on a Pi enable I2C (sudo ./install.sh does)"
-        ) from None
-
-
 def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) -> HardwareHal:
     """The hardware backend on the configured bus, with the stored calibration (or the
     default, with a warning at open)."""
@@ -432,4 +418,6 @@ def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) ->
         truth = Calibration() if seed is None else miscalibrated(seed, config.hardware.feedback_polarity)
         robot = EmulatedRobot(config.hardware, config.sim, truth, pose)
         return EmulatedHardwareHal(config.hardware, calibration, robot)
+    from plend.hal.i2c_bus import make_i2c_bus
+
     return HardwareHal(config.hardware, calibration, make_i2c_bus)
