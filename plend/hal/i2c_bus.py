@@ -66,8 +66,7 @@ def import_problem(exc: BaseException) -> str:
             f"run ./install.sh again, or: {sys.executable} -m pip install '{requirement}'"
         )
     return (
-        f"Blinka cannot drive this machine's pins ({type(exc).__name__}: {exc}); "
-        "on a PC use --bus emulated"
+        f"Blinka cannot drive this machine's pins ({type(exc).__name__}: {exc}); on a PC use --bus emulated"
     )
 
 
