@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from plend.errors import ConfigError
-from plend.locations import DEFAULT_SOCKET_PATH, default_state_dir
+from plend.locations import DEFAULT_SOCKET_GROUP, DEFAULT_SOCKET_PATH, default_state_dir
 
 if TYPE_CHECKING:  # numpy is imported where it is used: plenctl starts without it
     import numpy as np
@@ -198,7 +198,7 @@ class SocketConfig:
 
     path: str = DEFAULT_SOCKET_PATH
     mode: int = 0o660
-    group: str = "plend"
+    group: str = DEFAULT_SOCKET_GROUP
     max_message_bytes: int = 65536
 
     def __post_init__(self) -> None:

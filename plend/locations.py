@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 DEFAULT_SOCKET_PATH = "/run/plend/plend.sock"
+DEFAULT_SOCKET_GROUP = "plend"  # made by install.sh on the robot; a PC usually has none
 SYSTEM_STATE_DIR = "/var/lib/plend"
 
 

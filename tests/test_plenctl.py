@@ -164,3 +164,29 @@ def test_plenctl_help_is_quick_enough_to_benchmark() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "plenctl --help" in done.stdout and "python -c pass" in done.stdout
+
+
+def test_a_pc_without_the_plend_group_gets_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grp
+    import logging
+
+    from plend.server import _set_group
+
+    try:
+        grp.getgrnam("plend")
+        pytest.skip("this machine has a plend group")
+    except KeyError:
+        pass
+    path = tmp_path / "plend.sock"
+    path.touch()
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    with caplog.at_level(logging.DEBUG, logger="plend.server"):
+        _set_group(path, "plend")
+        assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+        caplog.clear()
+        _set_group(path, "robots-of-the-lab")  # asked for by name: worth a warning
+        monkeypatch.setenv("INVOCATION_ID", "0123")
+        _set_group(path, "plend")  # the service expects the group install.sh makes
+        assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
