@@ -43,9 +43,9 @@ def find(name_or_path: str, state_dir: Path) -> Path:
         for candidate in names:
             if (folder / candidate).is_file():
                 return folder / candidate
+    searched = ", ".join(str(d) for d in dirs)
     raise PolicyNotFoundError(
-        f"no policy {text!r} in {', '.join(str(d) for d in dirs)}; 'plenctl policy list' shows what there is, "
-        "or give a path"
+        f"no policy {text!r} in {searched}; 'plenctl policy list' shows what there is, or give a path"
     )
 
 
