@@ -7,6 +7,10 @@
 #                           I2C at 400 kHz, the plend user, and plend.service enabled at boot
 #   ./install.sh --dry-run  print each step that would change something, and change nothing
 #
+# plend and plenctl are linked onto PATH: into ~/.local/bin, or /usr/local/bin for the
+# Pi set-up as root. onnxruntime runs the walking policies where it has wheels (not on
+# 32-bit ARM, where plend evaluates them with numpy).
+#
 # On a Pi the system steps need root: run `sudo ./install.sh` (in your own checkout the venv
 # is still made as you). Only what is missing is done, so a second run changes nothing.
 # Environment: PYTHON picks the interpreter (default python3, 3.11 or newer);
@@ -80,6 +84,12 @@ fi
 if grep -qs 'Raspberry Pi' "$SYSROOT/proc/device-tree/model"; then
     on_pi=1
 fi
+
+# A 32-bit ARM Python (32-bit Raspberry Pi OS, even on a 64-bit kernel) has no onnxruntime.
+arm32=0
+case "$("$PYTHON" -c 'import platform, struct; print(platform.machine(), struct.calcsize("P") * 8)')" in
+    arm*" 32"|aarch64" 32") arm32=1 ;;
+esac
 
 did=()        # what this run changed, for the summary
 reboot_for=() # changes that take effect at the next boot
@@ -292,6 +302,74 @@ summary() {
     say "to use the control socket, join group plend: sudo usermod -aG plend ${SUDO_USER:-USER} (then log in again)"
 }
 
+# --- plend and plenctl on PATH -----------------------------------------------------------
+
+# The home of the user the checkout belongs to (under sudo, not root's).
+owner_home() {
+    if [ -n "$sudo_owner" ]; then
+        getent passwd "$sudo_owner" | cut -d: -f6
+    else
+        printf '%s\n' "$HOME"
+    fi
+}
+
+# Links $1 to $2 unless it already points there. A link left by another plend checkout is
+# replaced; anything else is left alone with a warning.
+link_one() {
+    local target=$1 link=$2 current
+    if [ -L "$link" ]; then
+        current=$(readlink "$link")
+        if [ "$current" = "$target" ]; then
+            return 1
+        fi
+        case "$current" in
+            */.venv/bin/plend|*/.venv/bin/plenctl) ;;
+            *) warn "$link points to $current; leaving it (plend is at $target)"; return 1 ;;
+        esac
+        run rm -f "$link"
+    elif [ -e "$link" ]; then
+        warn "$link exists and is not a link; leaving it (plend is at $target)"
+        return 1
+    fi
+    if [ -n "$sudo_owner" ] && is_root && [ "$system" -eq 0 ]; then
+        as_owner ln -s "$target" "$link"
+    else
+        run ln -s "$target" "$link"
+    fi
+}
+
+link_commands() {
+    local dir cmd changed=0
+    if [ "$system" -eq 1 ]; then
+        dir="$SYSROOT/usr/local/bin"
+    else
+        dir="$(owner_home)/.local/bin"
+    fi
+    if [ ! -d "$dir" ]; then
+        if [ "$system" -eq 1 ]; then run mkdir -p "$dir"; else as_owner mkdir -p "$dir"; fi
+    fi
+    for cmd in plend plenctl; do
+        if link_one "$REPO/$VENV/bin/$cmd" "$dir/$cmd"; then
+            changed=1
+        fi
+    done
+    if [ "$changed" -eq 0 ]; then
+        say "plend and plenctl already linked in $dir"
+    elif [ "$dry_run" -eq 1 ]; then
+        say "would link plend and plenctl into $dir"
+    else
+        say "linked plend and plenctl into $dir"
+        did+=("plend and plenctl linked into $dir")
+    fi
+    case ":$PATH:" in
+        *":$dir:"*) cmd_prefix= ;;
+        *)
+            cmd_prefix="$VENV/bin/"
+            say "$dir is not on your PATH yet: log in again, or run: export PATH=\"$dir:\$PATH\""
+            ;;
+    esac
+}
+
 # --- the steps --------------------------------------------------------------------------
 
 system=0
@@ -304,6 +382,7 @@ if [ "$on_pi" -eq 1 ]; then
     fi
 fi
 unit_changed=0
+cmd_prefix="$VENV/bin/" # how to name plend in advice: bare once it is on PATH
 
 if [ "$system" -eq 1 ]; then
     # The unit names the venv and the repository by absolute path; a path that would need
@@ -326,8 +405,13 @@ else
     say "using existing virtual environment in $VENV"
 fi
 
-# The camera pose source (plend track) needs OpenCV, on the robot and on a PC.
-extras=(track)
+extras=()
+if [ "$arm32" -eq 0 ]; then
+    # The camera pose source (plend track) needs OpenCV, on the robot and on a PC.
+    extras+=(onnxruntime track)
+else
+    warn "32-bit ARM: onnxruntime and OpenCV have no wheels here; policies run on plend's numpy evaluator and there is no camera tracker"
+fi
 if [ "$on_pi" -eq 0 ]; then
     # pybullet has no wheels for the Pi: the simulator is for development machines.
     extras+=(sim)
@@ -355,8 +439,9 @@ as_owner "$VENV/bin/python" -m pip install --quiet -e "$spec"
 if [ "$dry_run" -eq 0 ]; then
     say "done: $("$VENV/bin/plend" --version)"
 fi
+link_commands
 if [ "$on_pi" -eq 0 ]; then
-    say "try: $VENV/bin/plend run --hal sim --fast --gait sine --speed 0.5 --duration 20 --summary json"
+    say "try: ${cmd_prefix}plend run --hal sim --fast --gait sine --speed 0.5 --duration 20 --summary json"
     exit 0
 fi
 

@@ -132,7 +132,7 @@ def _from_json(data: Any) -> CameraRecord:
     return record
 
 
-def calibration_path(config: TrackConfig, state_dir: str) -> Path:
+def calibration_path(config: TrackConfig, state_dir: str | Path) -> Path:
     """Where the camera calibration lives."""
     return Path(config.calibration_file) if config.calibration_file else Path(state_dir) / "camera.json"
 

@@ -342,6 +342,7 @@ def _replace_atomically(path: Path, data: bytes) -> None:
 
 
 def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)  # the state directory is made when first needed
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

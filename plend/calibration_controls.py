@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import math
 import threading
-from pathlib import Path
 from typing import Any
 
 from calibration import store
@@ -78,7 +77,7 @@ class CalibrationControls:
 
     def __init__(self, loop: ControlLoop, supervisor: Supervisor, config: Config):
         self.loop, self.supervisor, self.config = loop, supervisor, config
-        self.path = Path(config.paths.state_dir) / "calibration.json"
+        self.path = config.calibration_path()
         self.robot_id = config.hardware.robot_name()
         self._owner: int | None = None
         self._lock = threading.Lock()
@@ -225,7 +224,10 @@ class CalibrationControls:
         try:
             store.save_draft(self.path, draft)
         except OSError as exc:
-            raise CalibrationUnavailableError(f"cannot keep the draft next to {self.path}: {exc}") from None
+            raise CalibrationUnavailableError(
+                f"cannot keep the draft next to {self.path}: {exc.strerror or exc}; "
+                "make that directory writable for the daemon, or set [paths] state_dir"
+            ) from None
         return {"draft": str(store.draft_path(self.path)), "joints": len(draft.joints)}
 
     def save(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -12,17 +12,19 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from plend.checks import check_bool as _check_bool
 from plend.checks import check_choice as _check_choice
 from plend.checks import check_int as _check_int
 from plend.checks import check_range as _check_range
 from plend.errors import ConfigError
+from plend.locations import DEFAULT_SOCKET_GROUP, DEFAULT_SOCKET_PATH, default_state_dir
 from plend.sim_world import SimWorld as SimWorld  # the [sim] section, re-exported
 from plend.track.settings import TrackConfig
+
+if TYPE_CHECKING:  # numpy is imported where it is used: plenctl starts without it
+    import numpy as np
 
 DEFAULT_CONFIG_PATH = Path("/etc/plend/plend.toml")
 
@@ -109,6 +111,8 @@ class SafetyConfig:
 
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper limits per joint: the joint table narrowed by ``limits``."""
+        import numpy as np
+
         from plend.robot import JOINTS
 
         lower = np.array([self.limits.get(j.name, (j.lower, j.upper))[0] for j in JOINTS], dtype=float)
@@ -120,9 +124,9 @@ class SafetyConfig:
 class SocketConfig:
     """The control socket: one JSON request and one JSON reply per line."""
 
-    path: str = "/run/plend/plend.sock"
+    path: str = DEFAULT_SOCKET_PATH
     mode: int = 0o660
-    group: str = "plend"
+    group: str = DEFAULT_SOCKET_GROUP
     max_message_bytes: int = 65536
 
     def __post_init__(self) -> None:
@@ -134,10 +138,29 @@ class SocketConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """Where plend keeps its files."""
+    """Where plend keeps its files.
 
-    state_dir: str = "/var/lib/plend"
-    recordings_dir: str = "/var/lib/plend/recordings"
+    Attributes:
+        state_dir: calibration, ``policies/`` and recordings; empty: the default (see
+            :func:`default_state_dir`).
+        recordings_dir: telemetry recordings; empty: ``recordings`` in the state directory.
+    """
+
+    state_dir: str = ""
+    recordings_dir: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("state_dir", "recordings_dir"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"paths.{key} must be a directory path, got {getattr(self, key)!r}")
+
+    def state_path(self) -> Path:
+        """The state directory: the configured one, or the default for this process."""
+        return Path(self.state_dir) if self.state_dir else Path(default_state_dir())
+
+    def recordings_path(self) -> Path:
+        """Where telemetry recordings go."""
+        return Path(self.recordings_dir) if self.recordings_dir else self.state_path() / "recordings"
 
 
 @dataclass(frozen=True)
@@ -244,6 +267,20 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     sim: SimWorld = field(default_factory=SimWorld)
     track: TrackConfig = field(default_factory=TrackConfig)
+
+    def calibration_path(self) -> Path:
+        """The calibration file of the robot this config drives.
+
+        An emulated robot (``hardware.bus = "emulated"``) keeps its own file under the
+        default state directory, ``emulated/<seed>/calibration.json``, so that rehearsing
+        the wizard on a PC never replaces or blocks another robot's calibration. A
+        configured ``paths.state_dir`` holds the file directly.
+        """
+        if self.paths.state_dir or self.hardware.bus != "emulated":
+            return self.paths.state_path() / "calibration.json"
+        seed = self.hardware.emulated_miscalibration_seed
+        robot = "exact" if seed is None else f"seed-{seed}"
+        return self.paths.state_path() / "emulated" / robot / "calibration.json"
 
 
 T = TypeVar("T")

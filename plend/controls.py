@@ -81,6 +81,8 @@ class Controls:
             "replay": self.replay,
             "policy_load": self.policy_load,
             "policy_start": self._simple("policy_start"),
+            "policy_list": self.policy_list,
+            "sim_respawn": self._simple("sim_respawn"),
             "record_start": self.record_start,
             "record_stop": lambda args: self.recorder.stop(),
             **self.calibration.handlers(),
@@ -107,7 +109,8 @@ class Controls:
             speed = check_speed(argument(args, "speed", float))
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
-        return self._submit("gait", speed=speed)
+        was_walking = self.supervisor.mode == "sine"
+        return {**self._submit("gait", speed=speed), "speed": speed, "was_walking": was_walking}
 
     def replay(self, args: dict[str, Any]) -> dict[str, Any]:
         path = _absolute_file(args)
@@ -121,13 +124,27 @@ class Controls:
         return {**result, "samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
 
     def policy_load(self, args: dict[str, Any]) -> dict[str, Any]:
-        behaviour = self.policy_loader(_absolute_file(args), self.config)
+        """Load a policy given by absolute ``path`` or by ``name`` (see policies.library)."""
+        from policies import library
+
+        name = argument(args, "name", str, required=False)
+        if name is not None and "path" in args:
+            raise ArgumentError("give a policy's name or its path, not both")
+        wanted = name if name is not None else str(_absolute_file(args))
+        try:
+            path = library.find(wanted, self.config.paths.state_path())
+        except library.PolicyNotFoundError as exc:
+            raise ArgumentError(str(exc)) from None
+        behaviour = self.policy_loader(path, self.config)
         result = self._submit("policy_load", behaviour=behaviour)
         runner = getattr(behaviour, "runner", None)
         if runner is not None:
+            spec = runner.spec
             result.update(
-                loaded=str(runner.path), inference_ms=runner.inference_ms, rate_hz=runner.spec.rate_hz
-            )
+                loaded=str(runner.path), inference_ms=runner.inference_ms, rate_hz=spec.rate_hz,
+                engine=runner.engine, observations=spec.observation_size, actions=len(spec.action_joints),
+                action_mode=spec.action_mode,
+            )  # fmt: skip
         return result
 
     def pose_update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +165,17 @@ class Controls:
             "tick": snap.tick, "position": list(torso.position), "euler": list(torso.euler),
             "velocity": list(torso.velocity),
         }  # fmt: skip
+
+    def policy_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        from policies import library
+
+        if args:
+            raise ArgumentError(f"policy list takes no arguments, got {sorted(args)}")
+        state = self.config.paths.state_path()
+        return {
+            "searched": [str(d) for d in library.search_dirs(state)],
+            "policies": library.available(state),
+        }
 
     def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
         out = argument(args, "out", str, required=False)
@@ -179,6 +207,8 @@ class Controls:
             "realtime": self.realtime,
             "safety": {**vars(self.loop.safety.counts), **vars(sup.counts)},
             "recording": self.recorder.status(),
+            "calibration_file": str(self.config.calibration_path()),
+            **self._behaviour_status(),
         }
         if self.pose is not None:
             status["pose"] = self.pose.status()
@@ -204,6 +234,21 @@ class Controls:
                 for row, value in zip(status["joints"], snap.truth.tolist(), strict=True):
                     row["truth"] = round(value, 4)
         return status
+
+    def _behaviour_status(self) -> dict[str, Any]:
+        """The walking speed (while walking) and the loaded policy, with its file."""
+        sup = self.supervisor
+        out: dict[str, Any] = {}
+        gait = getattr(sup.behaviour, "gait", None)
+        if gait is not None and sup.mode == "sine":
+            pending = getattr(gait, "_pending", None)
+            out["walk"] = {"speed": gait.speed, "next_speed": pending}
+        runner = getattr(sup.policy, "runner", None)
+        out["policy"] = None if runner is None else {
+            "name": runner.path.name, "file": str(runner.path), "engine": runner.engine,
+            "running": sup.policy is sup.behaviour and not sup.estopped,
+        }  # fmt: skip
+        return out
 
     def _joints(
         self, targets: np.ndarray | None, measured: np.ndarray, powered: np.ndarray | None

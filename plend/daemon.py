@@ -83,7 +83,7 @@ class Daemon:
             WallClock(config.loop.spin_s, config.loop.time_scale),
         )
         self.recorder = Recorder(
-            Path(config.paths.recordings_dir), config.telemetry.max_bytes, config.telemetry.queue_size
+            config.paths.recordings_path(), config.telemetry.max_bytes, config.telemetry.queue_size
         )
         self.loop.observers.append(self._record)
         self.realtime: list[str] = []

@@ -229,7 +229,10 @@ class ControlLoop:
         began = self._perf()
         sensors = self.sensors = self.hal.read()
         self.decider.sense(sensors)
-        self._drain()
+        if self._drain():  # the robot was moved (a simulated one stood up): read it again
+            sensors = self.sensors = self.hal.read()
+            self.decider.sense(sensors)
+            self.safety.reset(sensors.joint_pos)
         targets = self.decider.update(sensors, self.last_targets)
         powered = self._powered_mask()
         if targets is None or (powered is not None and not powered.any()):
@@ -249,14 +252,17 @@ class ControlLoop:
         self._publish(sensors, compute, lateness, powered)
         return on_time
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Apply the queued commands; returns whether one of them moved the robot itself."""
+        moved = False
         while True:
             try:
                 request = self.requests.get_nowait()
             except queue.Empty:
-                return
+                return moved
             try:
                 request.result = self.decider.handle(request.name, **request.args)
+                moved = moved or bool(request.result and request.result.get("respawned"))
             except Exception as exc:  # reported to the client, never kills the loop
                 request.error = exc
             request.done.set()

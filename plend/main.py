@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from plend import __version__
 from plend.config import Config, as_dict, from_dict, load, replace_section
+from plend.console import reader_went_away
 from plend.errors import ConfigError, PlendError
 from plend.hal import backend_names
 
@@ -30,16 +31,24 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, help="TOML config file (default /etc/plend/plend.toml if present)"
     )
     parser.add_argument("--dump-config", action="store_true", help="print the merged configuration and exit")
+    # --config is also taken after the subcommand (plend run --config X); SUPPRESS keeps the
+    # subcommand's absent option from overwriting one given before it.
+    config_option = argparse.ArgumentParser(add_help=False)
+    config_option.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser(
         "safe-off", add_help=False,
         help="switch every PWM output off and stop the PCA9685 (the service runs this after a stop)",
     )  # fmt: skip
-    probe = sub.add_parser("probe", help="check the robot's chips: answers, configuration, readings, timing")
+    probe = sub.add_parser(
+        "probe", parents=[config_option],
+        help="check the robot's chips: answers, configuration, readings, timing",
+    )  # fmt: skip
     probe.add_argument("--bus", choices=("i2c", "emulated"), help="default from config: i2c")
     probe.add_argument("--samples", type=int, default=3, help="live readings per channel (default 3)")
     run = sub.add_parser(
         "run",
+        parents=[config_option],
         help="run the daemon (or, with --fast, a batch simulation)",
         description="Run the control loop. In real time it serves the control socket for plenctl; "
         "with --fast (simulation only) it runs a batch as fast as the machine allows, without a socket.",
@@ -168,7 +177,12 @@ def parse_factors(text: str | None) -> tuple[str, ...] | None:
 
 def _apply_options(config: Config, args: argparse.Namespace) -> Config:
     config = apply_world_options(config, args)
-    changes = {key: getattr(args, opt) for opt, key in _WORLD_OPTIONS.items() if getattr(args, opt)}
+    # "is not None": 0 is a value (--seed 0, --actuation-delay 0); --gui is False unless given.
+    changes = {
+        key: getattr(args, opt)
+        for opt, key in _WORLD_OPTIONS.items()
+        if getattr(args, opt) is not None and getattr(args, opt) is not False
+    }
     if changes:
         config = replace_section(config, "sim", **changes)
     if args.rate is not None:
@@ -178,6 +192,16 @@ def _apply_options(config: Config, args: argparse.Namespace) -> Config:
     if args.hal is not None:
         config = replace(config, hal=args.hal)
     return config
+
+
+def _dumped(config: Config) -> dict[str, Any]:
+    """The configuration as --dump-config prints it: default paths filled in."""
+    data = as_dict(config)
+    data["paths"] = {
+        "state_dir": str(config.paths.state_path()),
+        "recordings_dir": str(config.paths.recordings_path()),
+    }
+    return data
 
 
 def _print_summary(summary: dict[str, Any], style: str) -> None:
@@ -285,7 +309,11 @@ def _run_batch(config: Config, args: argparse.Namespace) -> int:
     if config.hal != "sim" and config.hardware.bus != "emulated":
         raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
     options = batch_options(args)
-    summary = run(config, options)
+    try:
+        summary = run(config, options)
+    except KeyboardInterrupt:
+        print("plend: interrupted; the simulated robot was relaxed, the run not summarised", file=sys.stderr)
+        return 130
     _print_summary(summary, args.summary or "text")
     return 1 if summary["fell"] else 0
 
@@ -319,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             return _cmd_evaluate(config, args, rest)
         if args.dump_config:
-            print(json.dumps(as_dict(config), indent=2))
+            print(json.dumps(_dumped(config), indent=2))
             return 0
         return _cmd_run(config, args)
     except PlendError as exc:
@@ -328,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plend: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("plend: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return reader_went_away()
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.config import SocketConfig
+from plend.console import reader_went_away
 from plend.errors import ConnectionLostError, PlendError
-from plend.server import PROTOCOL_VERSION
+from plend.locations import DEFAULT_SOCKET_PATH
+from plend.replies import sentence
 
 TIMEOUT_S = 5.0
 
@@ -51,6 +52,8 @@ class Client:
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
+        from plend.server import PROTOCOL_VERSION
+
         line = json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, "args": args}).encode() + b"\n"
         try:
             self._file.write(line)
@@ -71,35 +74,84 @@ class Client:
         self._sock.close()
 
 
+# Commands that need an action word, and what to say when it is missing.
+ACTIONS = {
+    "policy": "load NAME|FILE (a name from 'plenctl policy list', or a path), start, list",
+    "record": "start [--out FILE], stop",
+    "calibration": "show [--file FILE]",
+    "sim": "respawn",
+}
+
+
+def _common() -> argparse.ArgumentParser:
+    """--socket and --json: taken before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option not given after the subcommand leaves the one given before it.
+    common.add_argument("--socket", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="plenctl", description="Control a running plend.")
+    common = _common()
+    p = argparse.ArgumentParser(
+        prog="plenctl", description="Control a running plend.",
+        epilog="--socket and --json may also follow the command.",
+    )  # fmt: skip
     p.add_argument(
         "--socket", type=Path, help="control socket (default $PLEND_SOCKET or /run/plend/plend.sock)"
     )
+    p.add_argument("--json", action="store_true", help="print the daemon's reply as JSON, for programs")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    status = sub.add_parser("status", help="mode, timing, joints, IMU, faults")
-    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    def command(name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, parents=[common], **kwargs)
+
+    status = command("status", "mode, speed, policy, timing, joints, IMU, faults")
     status.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS", help="refresh")
     for name, text in (
-        ("stand", "move to the stand pose"),
+        ("stand", "move to the stand pose (a fallen simulated robot is stood up)"),
         ("relax", "unpower the servos"),
         ("stop", "stop at the next safe point and stand"),
         ("estop", "relax at once; latched until reset"),
         ("reset", "clear the e-stop and latched faults (the robot stays relaxed)"),
     ):
-        sub.add_parser(name, help=text)
-    gait = sub.add_parser("gait", help="walk on a gait")
+        command(name, text)
+    gait = command("gait", "walk on a gait")
     gait.add_argument("name", choices=("sine",))
     gait.add_argument("--speed", type=float, default=0.5, help="speed in [-1, 1] (default 0.5)")
-    replay = sub.add_parser("replay", help="play a recorded joint trajectory (CSV or NPY)")
+    replay = command("replay", "play a recorded joint trajectory (CSV or NPY)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
-    policy = sub.add_parser("policy", help="ONNX walking policies")
-    policy_sub = policy.add_subparsers(dest="action", required=True)
-    policy_sub.add_parser("load", help="load and check a policy file").add_argument("file", type=Path)
-    policy_sub.add_parser("start", help="walk on the loaded policy")
-    calibrate = sub.add_parser(
-        "calibrate", help="the servo and IMU calibration wizard",
+    policy_sub = _actions(command("policy", "ONNX walking policies: load, start, list"))
+    load = policy_sub.add_parser(
+        "load", parents=[common], help="load and check a policy (the robot carries on)"
+    )
+    load.add_argument("policy", metavar="NAME|FILE", help="a name from 'plenctl policy list', or a path")
+    policy_sub.add_parser("start", parents=[common], help="walk on the loaded policy")
+    policy_sub.add_parser("list", parents=[common], help="the policies plend can load by name")
+    _add_calibrate(command)
+    calibration_sub = _actions(command("calibration", "the servo and IMU calibration file"))
+    show = calibration_sub.add_parser(
+        "show", parents=[common], help="print the stored calibration and what changed"
+    )
+    show.add_argument("--file", type=Path, help="default: the daemon's calibration file")
+    record_sub = _actions(command("record", "telemetry recording to MCAP"))
+    record_sub.add_parser("start", parents=[common], help="start recording").add_argument("--out", type=Path)
+    record_sub.add_parser("stop", parents=[common], help="stop recording")
+    _actions(command("sim", "the simulated robot")).add_parser(
+        "respawn", parents=[common], help="stand a fallen simulated robot up again"
+    )
+    return p
+
+
+def _actions(parser: argparse.ArgumentParser) -> Any:
+    return parser.add_subparsers(dest="action", metavar="ACTION")
+
+
+def _add_calibrate(command: Any) -> None:
+    calibrate = command(
+        "calibrate", "the servo and IMU calibration wizard",
         description="Walk through calibrating every joint (or those named with --joint) and the IMU, "
         "then review and save. Interactive by default; --answers or --operator sim run it unattended.",
     )  # fmt: skip
@@ -116,19 +168,10 @@ def _parser() -> argparse.ArgumentParser:
     imu.add_argument("--imu", dest="imu", action="store_true", default=None, help="calibrate the IMU too")
     imu.add_argument("--no-imu", dest="imu", action="store_false", help="leave the IMU as it is")
     imu.add_argument("--imu-only", action="store_true", help="only the IMU; the joints stay as stored")
-    calibration = sub.add_parser("calibration", help="the servo and IMU calibration file")
-    calibration_sub = calibration.add_subparsers(dest="action", required=True)
-    show = calibration_sub.add_parser("show", help="print the stored calibration and what changed")
-    show.add_argument("--file", type=Path, help="default: calibration.json in the state directory")
-    record = sub.add_parser("record", help="telemetry recording to MCAP")
-    record_sub = record.add_subparsers(dest="action", required=True)
-    record_sub.add_parser("start", help="start recording").add_argument("--out", type=Path)
-    record_sub.add_parser("stop", help="stop recording")
-    return p
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
-    return args.socket or Path(os.environ.get("PLEND_SOCKET") or SocketConfig().path)
+    return args.socket or Path(os.environ.get("PLEND_SOCKET") or DEFAULT_SOCKET_PATH)
 
 
 def _request(client: Client, args: argparse.Namespace) -> Any:
@@ -140,13 +183,31 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
         return client.request("replay", path=str(args.file.resolve()), **extra)
     if cmd == "policy":
         if args.action == "load":
-            return client.request("policy_load", path=str(args.file.resolve()))
-        return client.request("policy_start")
+            return client.request("policy_load", **_policy_argument(args.policy))
+        return client.request(f"policy_{args.action}")
     if cmd == "record":
         if args.action == "start":
             return client.request("record_start", **({"out": str(args.out.resolve())} if args.out else {}))
         return client.request("record_stop")
+    if cmd == "sim":
+        return client.request(f"sim_{args.action}")
     return client.request(cmd)
+
+
+def _policy_argument(given: str) -> dict[str, str]:
+    """A file here is sent as its absolute path; a bare name is looked up by the daemon."""
+    path = Path(given).expanduser()
+    if path.is_file() or "/" in given:
+        return {"path": str(path.resolve())}
+    return {"name": given}
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """The daemon's name for the command (``policy load`` is ``policy_load``)."""
+    action = getattr(args, "action", None)
+    return (
+        f"{args.command}_{action}" if action and args.command in ("policy", "record", "sim") else args.command
+    )
 
 
 def _fmt(value: float | None, width: int = 8) -> str:
@@ -164,6 +225,12 @@ def format_status(s: dict[str, Any]) -> str:
         f"compute   p50 {c['p50']:.3f}  p99 {c['p99']:.3f}  max {c['max']:.3f} ms",
         f"lateness  p50 {lat['p50']:.3f}  p99 {lat['p99']:.3f}  max {lat['max']:.3f} ms",
     ]
+    lines[0] += _walking(s)
+    policy = s.get("policy")
+    if "policy" in s:
+        state = "running" if policy and policy["running"] else "loaded"
+        where = f"{policy['name']} ({policy['file']}) on {policy['engine']}, {state}" if policy else ""
+        lines.insert(1, f"policy    {where or 'none loaded'}")
     if "imu" in s:
         roll, pitch, yaw = s["imu"]["euler_deg"]
         contacts = s["contacts"]
@@ -194,27 +261,60 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _walking(s: dict[str, Any]) -> str:
+    """Speed (and the one to come) and turn, for the mode line; empty when not walking."""
+    walk = s.get("walk") or {}
+    text = ""
+    if walk.get("speed") is not None:
+        text += f"   speed {walk['speed']:g}"
+        if walk.get("next_speed") is not None:
+            text += f" ({walk['next_speed']:g} from the next step)"
+    turn = walk.get("turn", s.get("turn"))
+    if turn is not None:
+        text += f"   turn {turn:+g}"
+    return text
+
+
 def _print(args: argparse.Namespace, result: Any) -> None:
-    if args.command == "status" and not args.json:
-        print(format_status(result))
+    if args.json:
+        print(json.dumps(result, indent=2 if args.command == "status" else None))
     elif args.command == "status":
-        print(json.dumps(result, indent=2))
-    elif isinstance(result, dict) and set(result) == {"mode"}:
-        print(f"mode: {result['mode']}")
+        print(format_status(result))
     else:
-        print(json.dumps(result))
+        print(sentence(_command_name(args), result))
 
 
-def _show_calibration(path: Path | None) -> str:
-    """The calibration file as a table (read locally: no daemon needed)."""
+def _show_calibration(args: argparse.Namespace) -> str:
+    """The calibration file as a table (read here: the daemon need not run)."""
     from calibration.store import backup_path, describe, load, load_optional
-    from plend.config import PathsConfig
 
-    path = path or Path(PathsConfig().state_dir) / "calibration.json"
-    record = load_optional(path)
-    if record is None:
-        raise ClientError(f"no calibration at {path}; calibrate the robot first")
-    return f"{path}\n" + describe(load(path), load_optional(backup_path(path)))
+    candidates = [args.file] if args.file else _calibration_files(args)
+    for path in candidates:
+        record = load_optional(path)
+        if record is not None:
+            return f"{path}\n" + describe(load(path), load_optional(backup_path(path)))
+    raise ClientError(f"no calibration at {' or '.join(map(str, candidates))}; calibrate the robot first")
+
+
+def _calibration_files(args: argparse.Namespace) -> list[Path]:
+    """The running daemon's calibration file, or else where one would be."""
+    try:
+        client = Client(_socket_path(args), timeout=2.0)
+    except ClientError:
+        pass
+    else:
+        try:
+            known = client.request("status").get("calibration_file")
+        finally:
+            client.close()
+        if known:
+            return [Path(known)]
+    from plend.config import load
+    from plend.locations import SYSTEM_STATE_DIR
+
+    mine = load(None).calibration_path()
+    robots = Path(SYSTEM_STATE_DIR) / "calibration.json"
+    return [mine] if mine == robots else [mine, robots]
 
 
 def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -246,19 +346,24 @@ def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
-    while True:
-        result = client.request("status")
-        sys.stdout.write("\x1b[H\x1b[2J" + format_status(result) + "\n")
-        sys.stdout.flush()
-        time.sleep(args.watch)
+    try:
+        while True:
+            result = client.request("status")
+            sys.stdout.write("\x1b[H\x1b[2J" + format_status(result) + "\n")
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:  # how a watch is ended
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plenctl``; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        if args.command in ACTIONS and args.action is None:
+            raise ClientError(f"say what to do: plenctl {args.command} {ACTIONS[args.command]}")
         if args.command == "calibration":
-            print(_show_calibration(args.file))
+            print(_show_calibration(args))
             return 0
         plan = _calibration_plan(args) if args.command == "calibrate" else None
         client = Client(_socket_path(args))
@@ -279,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plenctl: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("plenctl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # plenctl status --json | head
+        return reader_went_away()
 
 
 if __name__ == "__main__":

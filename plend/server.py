@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from plend.errors import ConfigError, PlendError
+from plend.locations import DEFAULT_SOCKET_GROUP, under_systemd
 
 log = logging.getLogger("plend.server")
 
@@ -237,7 +238,12 @@ def _set_group(path: Path, group: str) -> None:
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
-        log.warning("socket group %r does not exist; %s keeps the daemon's group", group, path)
+        # On a PC there is no plend group, and nothing to warn about; on the robot there is.
+        usual = group == DEFAULT_SOCKET_GROUP and not under_systemd()
+        log.log(
+            logging.DEBUG if usual else logging.WARNING,
+            "socket group %r does not exist; %s keeps the daemon's group", group, path,
+        )  # fmt: skip
         return
     try:
         os.chown(path, -1, gid)

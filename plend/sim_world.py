@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from plend.checks import check_bool, check_int, check_range, check_vector
 from plend.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: plenctl reads the config without it
+    import numpy as np
 
 # What the servo keys mean and their ranges. The delay and lag defaults model a 9 g analog
 # feedback servo (FS90-FB / SG90 class) at 4.8 V, from datasheet figures (HARDWARE.md,
@@ -206,6 +207,8 @@ class SimWorld:
         base = {k: getattr(self.servo, k) for k in SERVO_KEYS if hasattr(self.servo, k)}
         base.update(speed_rad_s=self.servo_speed_rad_s, torque_nm=self.servo_torque_nm)
         rows = [{**base, **self.servo.joints.get(name, {})} for name in JOINT_NAMES]
+
+        import numpy as np
 
         def column(key: str, scale: float = 1.0) -> np.ndarray:
             return np.array([float(r[key]) * scale for r in rows])

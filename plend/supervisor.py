@@ -127,6 +127,7 @@ class Supervisor:
         self._blend_s = MIN_BLEND_S
         self._measured: np.ndarray = stand_pose()
         self._now = 0.0
+        self._tilt_deg = 0.0
         self._on_change = on_change or (lambda mode: None)
         self._hal = hal
         self._pose = pose  # the camera's pose store (plend.pose.PoseStore), on the robot
@@ -154,7 +155,12 @@ class Supervisor:
         if name == "estop":
             self._estop()
         elif name == "reset":
-            self._reset()
+            if self._reset():
+                return {"mode": self.mode, "respawned": True}
+        elif name == "sim_respawn":
+            self._check_may_move("respawn the robot")
+            self._respawn()
+            return {"mode": self.mode, "respawned": True}
         elif name in ("relax", "calibrate_end"):
             self._switch(Relax())
         elif name == "stop":
@@ -211,6 +217,9 @@ class Supervisor:
         self._switch(mode)
 
     def _cmd_stand(self) -> None:
+        if self._tilt_deg > self.safety.fall_tilt_deg and hasattr(self._hal, "respawn"):
+            self._respawn()  # a simulated robot lying on the floor is stood up, not driven
+            return
         self._switch(Stand())
 
     def _cmd_stop(self) -> None:
@@ -254,12 +263,30 @@ class Supervisor:
         self.estopped = True
         self._switch(Relax())
 
-    def _reset(self) -> None:
+    def _reset(self) -> bool:
+        """Clear the e-stop and latched faults; returns whether a fallen simulated robot
+        was stood up again (a real one stays relaxed where it lies)."""
         if self.estopped or self._latched():
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
         self.faults = [f for f in self.faults if not f.latched or not f.resettable]
+        if self._tilt_deg > self.safety.fall_tilt_deg and hasattr(self._hal, "respawn"):
+            self._respawn()
+            return True
         self._switch(Relax())
+        return False
+
+    def _respawn(self) -> None:
+        respawn = getattr(self._hal, "respawn", None)
+        if respawn is None:
+            raise CommandError("only a simulated robot can be respawned; stand a real one up by hand")
+        pose = stand_pose()
+        respawn(pose)
+        self._measured = pose.copy()  # the stand starts from where the joints now are
+        self._tilt_deg = 0.0
+        self._monitors.tilted_ticks = 0
+        log.info("simulation: the robot was stood up again")
+        self._switch(Stand())
 
     def _switch(self, behaviour: Behaviour) -> None:
         previous = self.mode
@@ -288,6 +315,8 @@ class Supervisor:
     def sense(self, sensors: Sensors) -> None:
         """Take this tick's readings: switches start from this measured pose."""
         self._now = sensors.stamp
+        roll, pitch, _ = sensors.imu.euler
+        self._tilt_deg = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch)))))
         measured = sensors.joint_pos
         self._measured = np.where(np.isfinite(measured), measured, stand_pose())
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from mcap.writer import Writer
 
 from plend.errors import PlendError
 from plend.hal.base import ImuReading
@@ -134,6 +133,8 @@ class _Session:
         self.t0: float | None = None
         # A chunk is compressed only when full, so the open one is counted uncompressed; keeping
         # chunks small against the cap keeps that overestimate small.
+        from mcap.writer import Writer  # here, not at import: a daemon that never records never loads it
+
         self.writer = Writer(stream, chunk_size=min(256 * 1024, max(4096, max_bytes // 16)))
         self.writer.start(profile="", library="plend")
         self.reserve = _SUMMARY_OVERHEAD

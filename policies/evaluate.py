@@ -71,7 +71,7 @@ def evaluate(path: Path, episodes: int, seconds: float, seed: int) -> list[dict[
 
 
 def _rate_of(path: Path) -> float:
-    require_package("onnxruntime", "policy")
+    require_package("onnxruntime", "onnxruntime")
     import onnxruntime as ort
 
     from policies.runner import read_spec

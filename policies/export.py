@@ -111,7 +111,7 @@ def _compare(actor: Any, path: Path, spec: PolicySpec) -> None:
 
 
 def _session(path: Path) -> Any:
-    require_package("onnxruntime", "policy")
+    require_package("onnxruntime", "onnxruntime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()

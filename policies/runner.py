@@ -8,6 +8,8 @@ loop's rate, gives finite outputs on a dry run, and infers within the tick budge
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +75,7 @@ class PolicyRunner:
     def __init__(self, path: Path, spec: PolicySpec, session: Any):
         self.path, self.spec, self.session = path, spec, session
         self.input_name = session.get_inputs()[0].name
+        self.engine = getattr(session, "engine", "onnxruntime")
         self.builder = ObservationBuilder(spec)
         self.inference_ms: dict[str, float] = {}
 
@@ -80,8 +83,32 @@ class PolicyRunner:
         return np.asarray(self.session.run(None, {self.input_name: observation})[0], dtype=float).reshape(-1)
 
 
+ENGINES = ("onnxruntime", "numpy")
+
+
+def policy_engine() -> str:
+    """What runs policies: onnxruntime where installed, else plend's numpy evaluator.
+
+    ``PLEND_POLICY_ENGINE=numpy`` (or ``onnxruntime``) chooses one explicitly.
+    """
+    chosen = os.environ.get("PLEND_POLICY_ENGINE", "").strip()
+    if chosen:
+        if chosen not in ENGINES:
+            raise PolicyError(f"PLEND_POLICY_ENGINE={chosen!r} is not one of: {', '.join(ENGINES)}")
+        return chosen
+    try:
+        found = importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "onnxruntime" if found else "numpy"
+
+
 def _session(path: Path) -> Any:
-    require_package("onnxruntime", "policy")
+    if not path.is_file():
+        raise PolicyError(f"{path}: no such file")
+    if policy_engine() == "numpy":
+        return _numpy_session(path)
+    require_package("onnxruntime", "onnxruntime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -89,13 +116,27 @@ def _session(path: Path) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    if not path.is_file():
-        raise PolicyError(f"{path}: no such file")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolicyError(f"{path}: not a valid ONNX model ({first[:160]})") from None
+
+
+def _numpy_session(path: Path) -> Any:
+    from policies.numpy_onnx import NumpySession, OnnxFormatError, UnsupportedModelError
+
+    try:
+        return NumpySession(path)
+    except OnnxFormatError as exc:
+        raise PolicyError(f"{path}: not a valid ONNX model ({exc})") from None
+    except UnsupportedModelError as exc:
+        raise PolicyError(
+            f"{path}: uses {exc}; run it with onnxruntime (.venv/bin/pip install -e '.[onnxruntime]', "
+            "64-bit systems only)"
+        ) from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _check_io(path: Path, session: Any, spec: PolicySpec) -> None:
@@ -156,7 +197,10 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
     times = []
     for _ in range(50):
         began = time.perf_counter()
-        action = runner.act(observation)
+        try:
+            action = runner.act(observation)
+        except Exception as exc:  # a graph that cannot run on the observation: say so, at load
+            raise PolicyError(f"{runner.path}: the dry run failed ({type(exc).__name__}: {exc})") from None
         times.append(time.perf_counter() - began)
     if not np.all(np.isfinite(action)):
         raise PolicyError(f"{runner.path}: the dry run gave non-finite actions")

@@ -316,3 +316,10 @@ def test_describe_names_joints_added_and_dropped() -> None:
     text = describe(make_record(names=("a", "new")), previous=make_record(names=("a", "old")))
     rows = {line.split()[0]: line for line in text.splitlines()[2:]}
     assert rows["new"].endswith("new") and "only in the previous calibration" in rows["old"]
+
+
+def test_the_first_save_makes_the_state_directory(tmp_path: Path) -> None:
+    # A fresh user's ~/.local/state/plend does not exist until something is kept there.
+    path = tmp_path / "state" / "plend" / "emulated" / "seed-11" / "calibration.json"
+    save(path, make_record())
+    assert load(path) == make_record()

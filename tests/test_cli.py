@@ -90,3 +90,40 @@ def test_a_fall_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str
     path.write_text("[sim]\nservo_torque_nm = 0.02\n")
     assert main(["--config", str(path), "run", "--fast", "--duration", "5", "--summary", "json"]) == 1
     assert json.loads(capsys.readouterr().out)["fell"] is True
+
+
+def test_config_is_taken_after_the_subcommand_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plend.toml"
+    path.write_text("[sim]\nfriction = 0.6\n")
+    assert main(["--dump-config", "run", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["sim"]["friction"] == 0.6
+    assert main(["--config", str(path), "--dump-config", "run"]) == 0  # and before it, as before
+    assert json.loads(capsys.readouterr().out)["sim"]["friction"] == 0.6
+
+
+def test_zero_on_the_command_line_overrides_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plend.toml"
+    path.write_text("[sim]\nseed = 5\nactuation_delay_ticks = 2\nmass_jitter = 0.1\n")
+    args = ["--seed", "0", "--actuation-delay", "0", "--mass-jitter", "0"]
+    assert main(["--config", str(path), "--dump-config", "run", *args]) == 0
+    sim = json.loads(capsys.readouterr().out)["sim"]
+    assert (sim["seed"], sim["actuation_delay_ticks"], sim["mass_jitter"]) == (0, 0, 0)
+
+
+def test_ctrl_c_of_a_fast_run_says_so_and_exits_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    pytest.importorskip("pybullet")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plend.main", "run", "--fast", "--duration", "3000", "--summary", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    time.sleep(4)  # well into the walk
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "plend: interrupted; the simulated robot was relaxed" in err and "Traceback" not in err, err
+    assert out == ""

@@ -142,7 +142,7 @@ def test_policy_load_and_start(daemon: Daemon, tmp_path: Path, capsys: pytest.Ca
     assert "input has size" in capsys.readouterr().err
     good = save_model(tmp_path / "zero.onnx", SPEC, SPEC.observation_size, 12)
     assert daemon.ctl("policy", "load", str(good)) == 0
-    assert "inference_ms" in capsys.readouterr().out
+    assert "12 actions (residual) at 50 Hz, inference p99" in capsys.readouterr().out
     assert daemon.status()["mode"] == "stand", "loading does not start it"
     assert daemon.ctl("policy", "start") == 0
     wait_for_mode(daemon, "policy")

@@ -130,7 +130,11 @@ def _legacy(tmp: Path) -> Path:
     ["not ONNX", "truncated", "missing file", "wrong input size", "wrong output size", "double input",
      "missing metadata", "malformed metadata", "joint names", "rate", "NaN output", "source on robot"],
 )  # fmt: skip
-def test_each_bad_policy_file_gets_its_own_clear_error(tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
+def test_each_bad_policy_file_gets_its_own_clear_error(
+    tmp_path: Path, case: str, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEND_POLICY_ENGINE", engine)  # the same checks whichever runs it
     path, hal, message = bad_files(tmp_path)[case]
     with pytest.raises(PolicyError) as info:
         load_runner(path, 50.0, hal, None)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from plend.config import DEFAULT_CONFIG_PATH, LoopConfig, PathsConfig, SocketConfig
+from plend.locations import SYSTEM_STATE_DIR
 from plend.pwm_off import all_off
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,13 +188,16 @@ def test_unit_allows_sched_fifo_and_mlock_without_capabilities() -> None:
     assert value("SystemCallFilter") == "@system-service"  # holds @resources and @memlock
 
 
-def test_unit_directories_are_where_the_config_expects_them() -> None:
+def test_unit_directories_are_where_the_config_expects_them(monkeypatch: pytest.MonkeyPatch) -> None:
     socket = Path(SocketConfig().path)
     assert socket.parent == Path("/run") / value("RuntimeDirectory")
     assert value("RuntimeDirectoryMode") == "0750"
     assert SocketConfig().group == value("Group")
-    assert Path(PathsConfig().state_dir) == Path("/var/lib") / value("StateDirectory")
-    assert Path(PathsConfig().recordings_dir).is_relative_to(PathsConfig().state_dir)
+    # What systemd sets for StateDirectory=, as a non-root service user sees it.
+    monkeypatch.setenv("STATE_DIRECTORY", f"/var/lib/{value('StateDirectory')}")
+    monkeypatch.setattr(os, "geteuid", lambda: 999)
+    assert PathsConfig().state_path() == Path(SYSTEM_STATE_DIR) == Path("/var/lib") / value("StateDirectory")
+    assert PathsConfig().recordings_path().is_relative_to(PathsConfig().state_path())
     assert DEFAULT_CONFIG_PATH.parent == Path("/etc") / value("ConfigurationDirectory")
 
 
@@ -331,6 +335,7 @@ class FakePi:
             "LOG": str(self.state / "calls"),
             "FAKE_UID": str(uid),
             "PYTHON": sys.executable,
+            "HOME": str(self.state / "home"),
         }
         env["SUDO_USER"] = sudo_user
         return subprocess.run(
@@ -406,7 +411,7 @@ def test_pi_dry_run_prints_every_system_step_and_changes_nothing(fake_pi: FakePi
         f"would run: apt-get install -y {PACKAGES}",
         "would run: raspi-config nonint do_i2c 0",
         f"would append to {fake_pi.config_txt}: dtparam=i2c_arm_baudrate=400000",
-        "would run: .venv/bin/python -m pip install --quiet -e .[systemd,track]",
+        "would run: .venv/bin/python -m pip install --quiet -e .[onnxruntime,systemd,track]",
         f"would run: install -D -m 0644 systemd/plend.sysusers {root}/etc/sysusers.d/plend.conf",
         f"would run: systemd-sysusers --root={root} plend.conf",
         f"{root}/etc/systemd/system/plend.service\n",
@@ -448,6 +453,9 @@ def test_pi_install_as_root_then_again_changes_nothing(fake_pi: FakePi) -> None:
     assert Path(f"{fake_pi.config_txt}.plend-backup").read_text() == BOOKWORM_CONFIG
     assert "systemctl --root" in " ".join(fake_pi.calls()) and (fake_pi.state / "enabled").exists()
     assert "reboot to apply (I2C enabled I2C clock)" in done.stdout
+    for cmd in ("plend", "plenctl"):  # on every user's PATH
+        assert os.readlink(root / "usr/local/bin" / cmd) == str(fake_pi.repo / ".venv/bin" / cmd)
+    assert f"linked plend and plenctl into {root}/usr/local/bin" in done.stdout
 
     before = snapshot(root)
     fake_pi.forget_calls()
@@ -457,12 +465,12 @@ def test_pi_install_as_root_then_again_changes_nothing(fake_pi: FakePi) -> None:
     assert "reboot" not in again.stdout
     assert snapshot(root) == before
     # Only the venv step runs again (pip finds everything installed).
-    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[systemd,track]"]
+    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[onnxruntime,systemd,track]"]
 
 
 def test_pi_install_with_dev_adds_the_tools_but_not_the_simulator(fake_pi: FakePi) -> None:
     done = fake_pi.run("--pi", "--dev", "--dry-run")
-    assert "pip install --quiet -e .[lint,systemd,test,track]" in done.stdout
+    assert "pip install --quiet -e .[lint,onnxruntime,systemd,test,track]" in done.stdout
 
 
 def test_under_sudo_the_venv_is_made_by_the_checkouts_owner(fake_pi: FakePi) -> None:
@@ -472,7 +480,7 @@ def test_under_sudo_the_venv_is_made_by_the_checkouts_owner(fake_pi: FakePi) -> 
     owner = pwd.getpwuid(fake_pi.repo.stat().st_uid).pw_name
     done = fake_pi.run("--pi", sudo_user=owner)
     assert done.returncode == 0, done.stderr
-    pip = ".venv/bin/python -m pip install --quiet -e .[systemd,track]"
+    pip = ".venv/bin/python -m pip install --quiet -e .[onnxruntime,systemd,track]"
     assert f"runuser -u {owner} -- {pip}" in fake_pi.calls()
     assert f"sudo usermod -aG plend {owner}" in done.stdout
 
@@ -483,7 +491,7 @@ def test_pi_install_without_root_makes_the_venv_and_says_to_use_sudo(fake_pi: Fa
     done = fake_pi.run(uid=1000)  # the Pi is recognised from its device-tree model
     assert done.returncode == 0, done.stderr
     assert "run: sudo ./install.sh" in done.stdout
-    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[systemd,track]"]
+    assert fake_pi.changing_calls() == ["python -m pip install --quiet -e .[onnxruntime,systemd,track]"]
     assert snapshot(fake_pi.sysroot) == before
 
 

@@ -400,29 +400,13 @@ class HardwareHal:
         }
 
 
-def make_i2c_bus() -> Any:
-    """The Pi's I2C bus through Blinka."""
-    try:
-        import board
-        import busio
-
-        return busio.I2C(board.SCL, board.SDA)
-    except Exception as exc:  # Blinka raises many kinds on a machine without the bus
-        raise HalError(
-            f"no I2C bus on this machine ({type(exc).__name__}: {exc}); on a PC use --bus emulated, "
-            "on a Pi enable I2C (sudo ./install.sh does)"
-        ) from None
-
-
 def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) -> HardwareHal:
     """The hardware backend on the configured bus, with the stored calibration (or the
     default, with a warning at open)."""
-    from pathlib import Path
-
     from calibration.store import load_for_robot, remove_stale_temps
     from gaits.sine import stand_pose
 
-    path = Path(config.paths.state_dir) / "calibration.json"
+    path = config.calibration_path()
     if path.parent.is_dir():
         remove_stale_temps(path)  # left by a writer killed mid-save; the file itself is whole
     calibration = load_for_robot(path, config.hardware.robot_name())
@@ -434,4 +418,6 @@ def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) ->
         truth = Calibration() if seed is None else miscalibrated(seed, config.hardware.feedback_polarity)
         robot = EmulatedRobot(config.hardware, config.sim, truth, pose)
         return EmulatedHardwareHal(config.hardware, calibration, robot)
+    from plend.hal.i2c_bus import make_i2c_bus
+
     return HardwareHal(config.hardware, calibration, make_i2c_bus)

@@ -202,9 +202,10 @@ class SimHal:
         diagonal = [v + armature for v in inertia]
         pb.changeDynamics(self._robot, link, localInertiaDiagonal=diagonal, **c)
 
-    def _place_on_ground(self) -> None:
+    def _place_on_ground(self, pose: np.ndarray | None = None) -> None:
         pb, c = self._pb, self._c
-        self.set_joint_angles(self._initial + self._servos.table.offset_rad)
+        pose = self._initial if pose is None else pose
+        self.set_joint_angles(pose + self._servos.table.offset_rad)
         links = range(-1, pb.getNumJoints(self._robot, **c))
         lowest = min(pb.getAABB(self._robot, link, **c)[0][2] for link in links)
         pos, orn = pb.getBasePositionAndOrientation(self._robot, **c)
@@ -212,8 +213,22 @@ class SimHal:
         pb.resetBasePositionAndOrientation(
             self._robot, [pos[0], pos[1], pos[2] - lowest + clearance], orn, **c
         )
-        self._command(self._initial)
-        self._servos.reset(self._initial)
+        self._command(pose)
+        self._servos.reset(pose)
+
+    def respawn(self, pose: np.ndarray) -> None:
+        """Stand the robot up where it lies, facing the way it faced, its joints at
+        ``pose`` and powered: what a person does for a simulated robot that fell."""
+        self._require()
+        pb, c = self._pb, self._c
+        position, orientation = pb.getBasePositionAndOrientation(self._robot, **c)
+        yaw = pb.getEulerFromQuaternion(orientation)[2]
+        upright = pb.getQuaternionFromEuler([0.0, 0.0, yaw])
+        pb.resetBasePositionAndOrientation(self._robot, [position[0], position[1], 0.3], upright, **c)
+        pb.resetBaseVelocity(self._robot, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], **c)
+        self._pending.clear()
+        self._prev_velocity = np.zeros(3)
+        self._place_on_ground(np.asarray(pose, float))
 
     def close(self) -> None:
         if self._client is None:
@@ -356,7 +371,7 @@ class SimHal:
         not for control)."""
         self._require()
         for i, q in zip(self._index, np.asarray(angles, float).tolist(), strict=True):
-            self._pb.resetJointState(self._robot, i, q, **self._c)
+            self._pb.resetJointState(self._robot, i, q, targetVelocity=0.0, **self._c)
 
 
 def make_sim_hal(config: Config, initial_pose: np.ndarray | None = None) -> SimHal:

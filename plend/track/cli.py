@@ -108,7 +108,7 @@ def _print(config: Config, args: argparse.Namespace) -> int:
 def _calibration_path(config: Config, args: argparse.Namespace) -> Path:
     from calibration.camera import calibration_path
 
-    return args.calibration or calibration_path(config.track, config.paths.state_dir)
+    return args.calibration or calibration_path(config.track, config.paths.state_path())
 
 
 def _confirm(question: str, yes: bool) -> bool:

@@ -1,8 +1,9 @@
-"""Benchmark: a walking policy's inference in onnxruntime and torch, and the whole tick.
+"""Benchmark: a walking policy's inference in onnxruntime, numpy and torch, and the whole tick.
 
 Run with ``.venv/bin/python tests/benchmarks/policy_timing.py [FILE]`` (default
 policies/walk.onnx; needs the [train] extra for the torch side). Prints, on one thread:
-the ONNX model's inference time as the daemon runs it, the same network's forward pass in
+the ONNX model's inference time as the daemon runs it, in plend's numpy evaluator (what
+runs where onnxruntime is missing), the same network's forward pass in
 torch (weights read back from the ONNX file), and the whole tick's compute time on the
 policy path in the simulation, p50/p99 in microseconds or milliseconds.
 """
@@ -68,7 +69,12 @@ def main() -> int:
     spec = runner.spec
     print(f"{path.name}: {spec.observation_size} observations -> {len(spec.action_joints)} actions")
     p50, p99 = percentiles_us(lambda: runner.act(obs))
-    print(f"onnxruntime (1 thread)   inference p50 {p50:7.1f} us  p99 {p99:7.1f} us")
+    print(f"{runner.engine + ' (1 thread)':<24} inference p50 {p50:7.1f} us  p99 {p99:7.1f} us")
+    from policies.numpy_onnx import NumpySession
+
+    numpy_runner = NumpySession(path)  # what runs policies where onnxruntime cannot be installed
+    p50, p99 = percentiles_us(lambda: numpy_runner.run(None, {"observation": obs}))
+    print(f"numpy evaluator          inference p50 {p50:7.1f} us  p99 {p99:7.1f} us")
     try:
         import torch
 
