@@ -94,8 +94,8 @@ class Walk:
 
     name = "sine"
 
-    def __init__(self, speed: float):
-        self.gait = SineGait(speed)
+    def __init__(self, speed: float, turn: float = 0.0, side: float = 0.0):
+        self.gait = SineGait(speed, turn=turn, side=side)
 
     def start(self, measured: np.ndarray) -> None:
         pass  # the gait starts from the stand pose; the supervisor blends to it
@@ -105,6 +105,9 @@ class Walk:
 
     def set_speed(self, speed: float) -> None:
         self.gait.set_speed(speed)
+
+    def set_command(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+        self.gait.set_command(speed, turn, side)
 
     def stop(self) -> None:
         self.gait.stop()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gaits.sine import GaitError, check_speed
+from gaits.sine import GaitError, check_command
 from plend import __version__
 from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
 from plend.calibration_controls import CalibrationControls
@@ -98,11 +98,17 @@ class Controls:
         name = argument(args, "name", str, required=False) or "sine"
         if name != "sine":
             raise ArgumentError(f"unknown gait {name!r}; available: sine")
+        unknown = sorted(set(args) - {"name", "speed", "turn", "side"})
+        if unknown:
+            raise ArgumentError(f"gait takes name, speed, turn and side, not {', '.join(unknown)}")
+        command = {"speed": argument(args, "speed", float)}
+        for key in ("turn", "side"):  # optional: 0 walks straight ahead
+            command[key] = argument(args, key, float, required=False) or 0.0
         try:
-            speed = check_speed(argument(args, "speed", float))
+            checked = {key: check_command(key, value) for key, value in command.items()}
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
-        return self._submit("gait", speed=speed)
+        return self._submit("gait", **checked)
 
     def replay(self, args: dict[str, Any]) -> dict[str, Any]:
         path = _absolute_file(args)

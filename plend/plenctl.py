@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     gait = sub.add_parser("gait", help="walk on a gait")
     gait.add_argument("name", choices=("sine",))
     gait.add_argument("--speed", type=float, default=0.5, help="speed in [-1, 1] (default 0.5)")
+    gait.add_argument("--turn", type=float, default=0.0, help="turn in [-1, 1], positive left (default 0)")
+    gait.add_argument("--side", type=float, default=0.0, help="step sideways in [-1, 1], positive left")
     replay = sub.add_parser("replay", help="play a recorded joint trajectory (CSV or NPY)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
@@ -134,7 +136,7 @@ def _socket_path(args: argparse.Namespace) -> Path:
 def _request(client: Client, args: argparse.Namespace) -> Any:
     cmd = args.command
     if cmd == "gait":
-        return client.request("gait", name=args.name, speed=args.speed)
+        return client.request("gait", name=args.name, speed=args.speed, turn=args.turn, side=args.side)
     if cmd == "replay":
         extra = {} if args.rate is None else {"rate_hz": args.rate}
         return client.request("replay", path=str(args.file.resolve()), **extra)

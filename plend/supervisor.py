@@ -216,11 +216,11 @@ class Supervisor:
             return
         self.behaviour.stop()
 
-    def _cmd_gait(self, speed: float) -> None:
+    def _cmd_gait(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
         if isinstance(self.behaviour, Walk) and not self.behaviour.finished:
-            self.behaviour.set_speed(speed)
+            self.behaviour.set_command(speed, turn, side)
         else:
-            self._switch(Walk(speed))
+            self._switch(Walk(speed, turn, side))
 
     def _cmd_replay(self, trajectory: Trajectory) -> None:
         self._switch(Replay(trajectory))

@@ -60,6 +60,8 @@ def test_behaviours_change_as_asked(daemon: Daemon) -> None:
     wait_for_mode(daemon, "sine")
     assert daemon.ctl("gait", "sine", "--speed", "0.8") == 0  # speed change while walking
     assert daemon.status()["mode"] == "sine"
+    assert daemon.ctl("gait", "sine", "--speed", "0.3", "--turn", "0.5", "--side", "-0.2") == 0
+    assert daemon.status()["mode"] == "sine"
     assert daemon.ctl("stop") == 0
     wait_for_mode(daemon, "stand")
     assert daemon.ctl("estop") == 0
@@ -77,6 +79,9 @@ BAD_LINES = {
     "unknown command": (b'{"cmd": "dance"}\n', "unknown_command"),
     "bad argument": (b'{"cmd": "gait", "args": {"speed": 3}}\n', "bad_argument"),
     "wrong type": (b'{"cmd": "gait", "args": {"speed": "fast"}}\n', "bad_argument"),
+    "turn out of range": (b'{"cmd": "gait", "args": {"speed": 0.5, "turn": 1.2}}\n', "bad_argument"),
+    "side not finite": (b'{"cmd": "gait", "args": {"speed": 0.5, "side": NaN}}\n', "bad_argument"),
+    "unknown gait argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "trun": 0.2}}\n', "bad_argument"),
     "wrong protocol": (b'{"v": 9, "cmd": "status"}\n', "bad_request"),
 }
 
@@ -107,6 +112,9 @@ def test_bad_command_from_plenctl_is_one_line(daemon: Daemon, capsys: pytest.Cap
     assert daemon.ctl("gait", "sine", "--speed", "2") == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("plenctl: error: speed 2.0 is out of range") and "\n" not in err
+    assert daemon.ctl("gait", "sine", "--turn", "-1.5") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "plenctl: error: turn -1.5 is out of range; use a value in [-1, 1] (positive turns left) [bad_argument]"
 
 
 def test_replay_validated_before_it_starts(
