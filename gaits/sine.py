@@ -123,7 +123,7 @@ def _foot(
     sway = p.sway_m * envelope * math.cos(2.0 * math.pi * (phase - 0.5 * (1.0 - p.duty)))
     base = sole_zero_position(side)  # type: ignore[arg-type]
     outward = -(p.width_m + apart) if side == "right" else p.width_m + apart
-    level = 0.5 * p.level_m * envelope * (1.0 if side == "right" else -1.0)
+    level = 0.5 * p.level_m * (1.0 if side == "right" else -1.0)
     z = p.crouch_m + p.lift_m * envelope * lift + level
     return np.array([base[0] + x - p.lean_m, base[1] + outward + y - sway, base[2] + z]), yaw
 
@@ -146,14 +146,20 @@ def foot_targets(
 ARM_POSE = {"r_shoulder_rs_servo": 0.1, "l_shoulder_ls_servo": -0.1}
 
 
-def joint_targets(phase: float, params: GaitParams, envelope: float = 1.0) -> np.ndarray:
-    """All 18 joint targets (rad) of the gait at ``phase`` in [0, 1)."""
+def joint_targets(
+    phase: float, params: GaitParams, envelope: float = 1.0, check_limits: bool = True
+) -> np.ndarray:
+    """All 18 joint targets (rad) of the gait at ``phase`` in [0, 1).
+
+    ``check_limits=False`` returns targets past a joint limit instead of raising (see
+    :func:`gaits.ik.leg_ik`); they must then pass the safety filter.
+    """
     q = np.zeros(NUM_JOINTS)
     for name, angle in ARM_POSE.items():
         q[joint_index(name)] = angle
     feet = foot_targets(phase, params, envelope)
-    q[_RIGHT] = leg_ik("right", feet["right"][0], feet["right"][1])
-    q[_LEFT] = leg_ik("left", feet["left"][0], feet["left"][1])
+    q[_RIGHT] = leg_ik("right", feet["right"][0], feet["right"][1], check_limits)
+    q[_LEFT] = leg_ik("left", feet["left"][0], feet["left"][1], check_limits)
     return q
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Any
 
 import numpy as np
 
+from gaits.balance import Balance
 from gaits.sine import GaitParams, SpeedMap, blend, check_command, check_speed, joint_targets, validate
 from plend.hal.base import Sensors
 
@@ -31,7 +33,9 @@ class SineGait:
     the next step boundary, after which :attr:`standing` is true and the output is the
     stand pose. While the turn command is 0 and ``heading_gain`` is non-zero, the gait
     steers with the hip yaw joints (at most ``max_turn_rad`` a step) to keep the IMU
-    heading it had when it last stopped turning.
+    heading it had when it last stopped turning. With a ``balance``
+    (:class:`gaits.balance.Balance`) the IMU also shapes every step, and the first step
+    waits until the balance is ready.
     """
 
     def __init__(
@@ -43,9 +47,11 @@ class SineGait:
         max_turn_rad: float = 0.12,
         turn: float = 0.0,
         side: float = 0.0,
+        balance: Balance | None = None,
     ):
         self.speed_map = speed_map or SpeedMap()
         validate_speed_map(self.speed_map, max_turn_rad)
+        self.balance = balance
         self.ramp_steps = ramp_steps
         self.heading_gain = heading_gain
         self.max_turn_rad = max_turn_rad
@@ -92,8 +98,14 @@ class SineGait:
             self._yaw = sensors.imu.euler[2]
             if self._heading is None:
                 self._heading = self._yaw
-        self.advance(dt)
-        return joint_targets(self.phase, self.params, self.envelope)
+        if self.balance is None:
+            self.advance(dt)
+            return joint_targets(self.phase, self.params, self.envelope)
+        self.balance.observe(sensors)
+        self.advance(dt if self.balance.ready else 0.0)
+        # Feedback cannot be validated in advance: past a limit, the safety filter clamps.
+        q = joint_targets(self.phase, self.balance.shape(self.params), self.envelope, check_limits=False)
+        return q + self.balance.offsets
 
     def advance(self, dt: float) -> None:
         """Move the phase, the command blend and the envelope on by ``dt`` seconds."""
@@ -107,6 +119,15 @@ class SineGait:
         ramp = dphase / (0.5 * self.ramp_steps)
         target = self._target_envelope
         self.envelope = max(min(target, self.envelope + ramp), self.envelope - ramp)
+
+    def report(self) -> dict[str, Any]:
+        """The command in effect, the phase and what the balance is doing."""
+        report: dict[str, Any] = {
+            "speed": self.speed, "turn": self.turn, "side": self.side,
+            "phase": round(self.phase, 3), "stopping": self._stopping,
+        }  # fmt: skip
+        report["balance"] = None if self.balance is None else self.balance.report()
+        return report
 
     def _on_step_boundary(self) -> None:
         if self._stopping:

@@ -162,6 +162,9 @@ class Controls:
             "safety": {**vars(self.loop.safety.counts), **vars(sup.counts)},
             "recording": self.recorder.status(),
         }
+        report = getattr(sup.behaviour, "report", None)
+        if callable(report):  # walking: the command in effect and the balance layer
+            status["gait"] = report()
         hal_status = getattr(self.loop.hal, "status", None)
         if hal_status is not None:
             status["hardware"] = hal_status()

@@ -72,7 +72,9 @@ class Daemon:
         self.hal = hal or make_hal(config.hal, config, initial_pose=stand_pose())
         self.notifier = Notifier()
         SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
-        self.supervisor = Supervisor(config.safety, self.period, on_change=self._mode_changed, hal=self.hal)
+        self.supervisor = Supervisor(
+            config.safety, self.period, on_change=self._mode_changed, hal=self.hal, gait=config.gait
+        )
         problem = getattr(getattr(self.hal, "calibration", None), "problem", None)
         if problem:
             self.supervisor.block("calibration", problem)

@@ -59,13 +59,13 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     problem = getattr(getattr(hal, "calibration", None), "problem", None)
     if problem:
         raise ConfigError(problem)  # a batch run has no wizard to fix it with
-    supervisor = Supervisor(config.safety, period)
+    supervisor = Supervisor(config.safety, period, gait=config.gait)
     clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):
         loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
         loop.start()
         if options.policy is not None:
-            _start_policy(supervisor, loop, hal, options.policy, config.loop.rate_hz)
+            _start_policy(supervisor, loop, hal, options.policy, config)
         elif options.gait == "sine":
             supervisor.handle("gait", speed=check_speed(options.speed), turn=options.turn, side=options.side)
         elif options.gait == "stand":
@@ -75,12 +75,16 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         loop.observers.append(heading.observe)
         began = time.perf_counter()
         fell = _walk(loop, round(options.duration_s / period))
+        report = getattr(supervisor.behaviour, "report", None)
+        balance = report()["balance"] if callable(report) else None
         if not fell:
             supervisor.handle("stop")
             fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
         wall = time.perf_counter() - began
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
+    if options.gait == "sine" and options.policy is None:
+        summary["balance"] = balance  # at the end of the walk; None: off (or it fell)
     if heading.turned is not None:
         summary["yaw_deg"] = round(math.degrees(heading.turned), 2)
         summary["yaw_rate_deg_s"] = round(math.degrees(heading.turned) / max(summary["duration_s"], 1e-9), 3)
@@ -103,11 +107,11 @@ class _Heading:
         self._last = yaw
 
 
-def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, rate_hz: float) -> None:
+def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, config: Config) -> None:
     from policies.runner import make_policy_loader
 
-    load = make_policy_loader(hal, rate_hz, lambda: loop.sensors)
-    supervisor.handle("policy_load", behaviour=load(path, None))
+    load = make_policy_loader(hal, config.loop.rate_hz, lambda: loop.sensors)
+    supervisor.handle("policy_load", behaviour=load(path, config))
     supervisor.handle("policy_start")
 
 

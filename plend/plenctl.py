@@ -173,6 +173,8 @@ def format_status(s: dict[str, Any]) -> str:
             f"R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
         )  # fmt: skip
         lines.append(f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   feet {feet}")
+    if "gait" in s:
+        lines.extend(_gait_lines(s["gait"]))
     if "hardware" in s:
         lines.append("hardware  " + ", ".join(f"{k} {v}" for k, v in s["hardware"].items()))
     for fault in s.get("sensor_faults", []):
@@ -194,6 +196,21 @@ def format_status(s: dict[str, Any]) -> str:
                 f"{j['lower']:+8.2f}{j['upper']:+8.2f}"
             )
     return "\n".join(lines)
+
+
+def _gait_lines(g: dict[str, Any]) -> list[str]:
+    command = f"speed {g['speed']:+.2f}  turn {g['turn']:+.2f}  side {g['side']:+.2f}"
+    lines = [f"gait      {command}  phase {g['phase']:.2f}" + ("  (stopping)" if g["stopping"] else "")]
+    b = g["balance"]
+    if b is None:
+        lines.append("balance   off")
+    else:
+        lines.append(
+            f"balance   ankle roll {b['ankle_roll_deg']:+.1f} pitch {b['ankle_pitch_deg']:+.1f} deg  "
+            f"level {b['level_mm']:+.1f} mm  lean {b['lean_mm']:+.1f} mm  duty +{b['extra_duty']:.2f}  "
+            f"rocking {b['rocking_deg']:.1f} deg" + ("" if b["ready"] else "  (settling)")
+        )
+    return lines
 
 
 def _print(args: argparse.Namespace, result: Any) -> None:

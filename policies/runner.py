@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gaits.balance import Balance, BalanceGains
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
 from plend.errors import PlendError, require_package
@@ -152,13 +153,20 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
         )
 
 
+def policy_gait(spec: PolicySpec, gains: BalanceGains | None = None) -> SineGait:
+    """The sine gait under a residual policy: with the balance layer if it trained with it."""
+    balance = Balance(gains or BalanceGains()) if spec.gait_balance else None
+    return SineGait(spec.gait_speed, balance=balance)
+
+
 class PolicyBehaviour:
     """Walks on a policy; its actions are absolute targets or residuals on the sine gait."""
 
     name = "policy"
 
-    def __init__(self, runner: PolicyRunner, truth: Any = None):
+    def __init__(self, runner: PolicyRunner, truth: Any = None, balance: BalanceGains | None = None):
         self.runner = runner
+        self._balance = balance or BalanceGains()
         self.spec = runner.spec
         self._truth = truth
         self._columns = [JOINT_NAMES.index(j) for j in self.spec.action_joints]
@@ -168,7 +176,7 @@ class PolicyBehaviour:
         self.start(stand_pose())
 
     def start(self, measured: np.ndarray) -> None:
-        self._gait = SineGait(self.spec.gait_speed)
+        self._gait = policy_gait(self.spec, self._balance)
         self._last = np.zeros(len(self._columns))
         self._stopping = False
         self._t = 0.0
@@ -207,6 +215,7 @@ def make_policy_loader(hal: Any, rate_hz: float, sample: Any) -> Any:
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
         runner = load_runner(path, rate_hz, hal.name, sample())
-        return PolicyBehaviour(runner, getattr(hal, "truth", None))
+        gains = config.gait.balance_gains() if config is not None else None
+        return PolicyBehaviour(runner, getattr(hal, "truth", None), gains)
 
     return load
