@@ -54,6 +54,7 @@ class BalanceError(PlendError, ValueError):
 GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "roll_rate_gain": (0.0, 0.3, "ankle roll (rad) per rad/s of roll rate"),
     "pitch_rate_gain": (0.0, 0.3, "ankle pitch (rad) per rad/s of pitch rate"),
+    "pitch_gain": (0.0, 2.0, "ankle pitch (rad) per rad of mean pitch beyond lean_deadband_deg"),
     "level_gain": (0.0, 0.5, "leg-length difference (m/s) per rad of mean roll"),
     "max_level_m": (0.0, 0.012, "largest leg-length difference"),
     "lean_gain": (0.0, 0.5, "lean (m/s) per rad of mean pitch"),
@@ -78,6 +79,7 @@ class BalanceGains:
 
     roll_rate_gain: float = 0.05
     pitch_rate_gain: float = 0.0
+    pitch_gain: float = 0.0
     level_gain: float = 0.05
     max_level_m: float = 0.008
     lean_gain: float = 0.15
@@ -135,6 +137,7 @@ class Balance:
         self._waited = 0.0
         self._stamp: float | None = None
         self._ankle = (0.0, 0.0)
+        self._tipping = 0.0
 
     def observe(self, sensors: Sensors | None) -> None:
         """Take this tick's IMU reading (None: no sensors, nothing changes)."""
@@ -160,8 +163,8 @@ class Balance:
         self.level = _clip(self.level - g.level_gain * self.mean_roll * dt, g.max_level_m)
         # A torso pitched back (negative) wants the feet further back: more lean. A walk
         # pitches a little by itself, and the IMU has a bias: only beyond a dead band.
-        tipping = _dead_band(self.mean_pitch, math.radians(g.lean_deadband_deg))
-        self.lean = _clip(self.lean - g.lean_gain * tipping * dt, g.max_lean_m)
+        self._tipping = _dead_band(self.mean_pitch, math.radians(g.lean_deadband_deg))
+        self.lean = _clip(self.lean - g.lean_gain * self._tipping * dt, g.max_lean_m)
 
     def _adapt_duty(self, dt: float) -> None:
         g = self.gains
@@ -175,7 +178,7 @@ class Balance:
     def _damp(self, roll_rate: float, pitch_rate: float) -> None:
         g = self.gains
         roll = _clip(g.roll_rate_gain * roll_rate, g.max_correction_rad)
-        pitch = _clip(g.pitch_rate_gain * pitch_rate, g.max_correction_rad)
+        pitch = _clip(g.pitch_rate_gain * pitch_rate + g.pitch_gain * self._tipping, g.max_correction_rad)
         offsets = np.zeros(NUM_JOINTS)
         for (rows, signs), angle in ((_ANKLE_ROLL, roll), (_ANKLE_PITCH, pitch)):
             offsets[rows] = signs * angle

@@ -312,7 +312,7 @@ class GaitConfig:
             loop, as the gait alone.
         heading_gain: hip yaw steering (rad per step) per rad of heading error while not
             turning; 0 turns the heading hold off.
-        roll_rate_gain, pitch_rate_gain, level_gain, max_level_m, lean_gain, max_lean_m,
+        roll_rate_gain, pitch_rate_gain, pitch_gain, level_gain, max_level_m, lean_gain, max_lean_m,
         lean_deadband_deg, mean_tau_s, rock_deg, duty_gain, start_duty, duty_decay, max_duty, settle_deg,
         settle_max_s, max_correction_rad: the balance gains, as in
             gaits.balance.GAIN_RANGES (each key's meaning and range).
@@ -322,6 +322,7 @@ class GaitConfig:
     heading_gain: float = 0.5
     roll_rate_gain: float = 0.05
     pitch_rate_gain: float = 0.0
+    pitch_gain: float = 0.0
     level_gain: float = 0.05
     max_level_m: float = 0.008
     lean_gain: float = 0.15
