@@ -199,7 +199,7 @@ class SpeedMap:
     slow_period_s: float = 0.8
     fast_period_s: float = 0.6
     max_turn_rad: float = 0.2
-    max_side_m: float = 0.005
+    max_side_m: float = 0.0055
     turning_side_m: float = 0.004
     base: GaitParams = GaitParams()
 
