@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 from typing import Any
@@ -76,10 +75,7 @@ def nominal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worlds", type=int, default=50, help="suite worlds 0..N-1 (default 50)")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: all cores)")
-    parser.add_argument("--skip-suite", action="store_true", help="only the model, turning and nominal parts")
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     began = time.perf_counter()
     turning()
     nominal()
