@@ -66,7 +66,7 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
         loop.start()
         if options.policy is not None:
-            _start_policy(supervisor, loop, hal, options.policy, config)
+            _start_policy(supervisor, loop, hal, options, config)
         elif options.gait == "sine":
             supervisor.handle("gait", speed=check_speed(options.speed), turn=options.turn, side=options.side)
         elif options.gait == "stand":
@@ -108,12 +108,18 @@ class _Heading:
         self._last = yaw
 
 
-def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, config: Config) -> None:
+def _start_policy(
+    supervisor: Supervisor, loop: ControlLoop, hal: Hal, options: RunOptions, config: Config
+) -> None:
     from policies.runner import make_policy_loader
 
+    assert options.policy is not None
     load = make_policy_loader(hal, config.loop.rate_hz, lambda: loop.sensors)
-    supervisor.handle("policy_load", behaviour=load(path, config))
-    supervisor.handle("policy_start")
+    behaviour = load(options.policy, config)
+    # --speed, --turn and --side are the policy's command: one it was not trained for is refused.
+    command = behaviour.spec.check_command(options.speed, options.turn, options.side)
+    supervisor.handle("policy_load", behaviour=behaviour)
+    supervisor.handle("policy_start", command=command)
 
 
 class _opened:

@@ -47,6 +47,11 @@ def _gait(result: dict[str, Any]) -> str:
     return f"walking on the sine gait at speed {speed:g} (mode sine)"
 
 
+def _policy_command(result: dict[str, Any]) -> str:
+    speed, turn, side = result.get("command", (math.nan,) * 3)
+    return f"policy command speed {speed:g}, turn {turn:+g}, side {side:+g} from the next step"
+
+
 def _replay(result: dict[str, Any]) -> str:
     return (
         f"replaying {result.get('samples')} samples over {result.get('duration_s', 0.0):.2f} s (mode replay)"
@@ -101,6 +106,7 @@ _DESCRIBE = {
     "gait": _gait,
     "replay": _replay,
     "policy_load": _policy_load,
+    "policy_command": _policy_command,
     "policy_list": policy_table,
     "record_start": _record_start,
     "record_stop": _record_stop,

@@ -193,7 +193,8 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
         imu = ImuReading((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
         sample = Sensors(0.0, stand_pose(), imu, (True, True))
     n = len(runner.spec.action_joints)
-    ctx = ObsContext(sample, np.zeros(n), 0.0, runner.spec.gait_speed, _Zero())
+    command = runner.spec.default_command()
+    ctx = ObsContext(sample, np.zeros(n), 0.0, command[0], _Zero(), command)
     observation = runner.builder.build(ctx)
     times = []
     for _ in range(50):
@@ -215,10 +216,14 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
         )
 
 
-def policy_gait(spec: PolicySpec, gains: BalanceGains | None = None) -> SineGait:
-    """The sine gait under a residual policy: with the balance layer if it trained with it."""
+def policy_gait(
+    spec: PolicySpec, gains: BalanceGains | None = None, command: tuple[float, float, float] | None = None
+) -> SineGait:
+    """The sine gait under a residual policy, walking ``command`` (default: the policy's
+    default command): with the balance layer if it trained with it."""
     balance = Balance(gains or BalanceGains()) if spec.gait_balance else None
-    return SineGait(spec.gait_speed, balance=balance)
+    speed, turn, side = command or spec.default_command()
+    return SineGait(speed, turn=turn, side=side, balance=balance)
 
 
 class PolicyBehaviour:
@@ -244,10 +249,24 @@ class PolicyBehaviour:
         self._scale = np.asarray(self.spec.action_scale, float)
         self._offset = np.asarray(self.spec.action_offset or np.zeros(len(self._columns)), float)
         self._stopping = False
+        self.command = self.spec.default_command()
         self.start(stand_pose())
 
+    def set_command(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+        """Walk on ``(speed, turn, side)`` from the gait's next step on; refused with the
+        range (:class:`PolicyError`) if the policy was not trained for it, changing nothing."""
+        command = self.spec.check_command(speed, turn, side)
+        if self.spec.action_mode == "residual":
+            self._gait.set_command(*command)
+        self.command = command
+
+    def report(self) -> dict[str, Any]:
+        """The command the policy walks on, and its gait's state (see SineGait.report)."""
+        speed, turn, side = self.command
+        return {**self._gait.report(), "command": {"speed": speed, "turn": turn, "side": side}}
+
     def start(self, measured: np.ndarray) -> None:
-        self._gait = policy_gait(self.spec, self._balance)
+        self._gait = policy_gait(self.spec, self._balance, self.command)
         self._last = np.zeros(len(self._columns))
         self._stopping = False
         self._t = 0.0
@@ -258,7 +277,7 @@ class PolicyBehaviour:
         if dt == 0.0 or (self._stopping and self.spec.action_mode == "residual"):
             return base  # while blending in, and while the gait winds down, no policy output
         truth = self._truth() if self._truth is not None else None
-        ctx = ObsContext(sensors, self._last, self._gait.phase, self.spec.gait_speed, truth)
+        ctx = ObsContext(sensors, self._last, self._gait.phase, self.command[0], truth, self.command)
         action = self.runner.act(self.runner.builder.build(ctx))
         if action.shape != self._last.shape or not np.all(np.isfinite(action)):
             raise PolicyOutputError(f"policy {self.runner.path.name} gave a non-finite action")
