@@ -61,12 +61,24 @@ def _replay(result: dict[str, Any]) -> str:
 def _policy_load(result: dict[str, Any]) -> str:
     if "loaded" not in result:
         return f"policy loaded (mode {result.get('mode')})"
-    p99 = result.get("inference_ms", {}).get("p99", math.nan)
+    timing = result.get("inference_ms", {})
+    p50, p99 = timing.get("p50", math.nan), timing.get("p99", math.nan)
+    budget = timing.get("budget", math.inf)
+    busy = f" (over the {budget:g} ms budget: a busy machine; the median fits)" if p99 > budget else ""
     return (
         f"loaded {result['loaded']}: {result.get('observations')} observations -> {result.get('actions')} "
-        f"actions ({result.get('action_mode')}) at {result.get('rate_hz'):g} Hz, inference p99 {p99:.3f} ms "
-        f"on {result.get('engine')}; the robot carries on as it was until 'plenctl policy start'"
+        f"actions ({result.get('action_mode')}) at {result.get('rate_hz'):g} Hz, inference median "
+        f"{p50:.3f} ms, p99 {p99:.3f} ms{busy} on {result.get('engine')}; the robot carries on as it was "
+        f"until 'plenctl policy start'{_commands(result.get('commands'))}"
     )
+
+
+def _commands(ranges: dict[str, list[float]] | None) -> str:
+    """The commands a policy takes, for the load reply ("" for a policy without any)."""
+    taken = {k: r for k, r in (ranges or {}).items() if r[0] != r[1]}
+    if not taken:
+        return ""
+    return "; it takes " + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in taken.items())
 
 
 def _record_start(result: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from policies.contract import (
     pose_sources,
     sources_without_truth,
 )
+from policies.timing import time_inference
 
 BUDGET_FRACTION = 0.25  # of the tick period
 
@@ -196,23 +196,19 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
     command = runner.spec.default_command()
     ctx = ObsContext(sample, np.zeros(n), 0.0, command[0], _Zero(), command)
     observation = runner.builder.build(ctx)
-    times = []
-    for _ in range(50):
-        began = time.perf_counter()
-        try:
-            action = runner.act(observation)
-        except Exception as exc:  # a graph that cannot run on the observation: say so, at load
-            raise PolicyError(f"{runner.path}: the dry run failed ({type(exc).__name__}: {exc})") from None
-        times.append(time.perf_counter() - began)
+    try:
+        action = runner.act(observation)
+    except Exception as exc:  # a graph that cannot run on the observation: say so, at load
+        raise PolicyError(f"{runner.path}: the dry run failed ({type(exc).__name__}: {exc})") from None
     if not np.all(np.isfinite(action)):
         raise PolicyError(f"{runner.path}: the dry run gave non-finite actions")
-    p50, p99 = (float(v) * 1000 for v in np.percentile(times, [50, 99]))
-    runner.inference_ms = {"p50": round(p50, 4), "p99": round(p99, 4)}
-    if p99 / 1000 > BUDGET_FRACTION * period:
+    timing = time_inference(lambda: runner.act(observation), BUDGET_FRACTION * period * 1000)
+    runner.inference_ms = timing.as_dict()
+    if not timing.fits:
         raise PolicyError(
-            f"{runner.path}: inference takes {p99:.2f} ms (p99), over the "
-            f"{BUDGET_FRACTION * period * 1000:.1f} ms "
-            "budget of a tick; use a smaller network or a lower rate"
+            f"{runner.path}: inference takes {timing.cpu_p50:.2f} ms of CPU at the median of {timing.runs} "
+            f"runs, over the {timing.budget:.1f} ms budget of a tick (a quarter); use a smaller network "
+            "or a lower rate"
         )
 
 

@@ -69,7 +69,7 @@ def test_a_command_without_its_action_names_the_actions(capsys: pytest.CaptureFi
     err = capsys.readouterr().err.strip()
     assert err == (
         "plenctl: error: say what to do: plenctl policy load NAME|FILE "
-        "(a name from 'plenctl policy list', or a path), start, list"
+        "(a name from 'plenctl policy list', or a path), start, command, list"
     )
 
 
