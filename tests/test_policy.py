@@ -30,6 +30,11 @@ SPEC = PolicySpec(
 )  # fmt: skip
 
 
+COMMAND_SPEC = dataclasses.replace(
+    SPEC, observation=(*SPEC.observation, ("command", 3)), commands={"speed": (0.0, 1.0), "turn": (-0.5, 0.5)}
+)
+
+
 def save_model(path: Path, spec: PolicySpec | None, inputs: int, outputs: int, weight: float = 0.0,
                dtype: int = TensorProto.FLOAT, metadata: str | None = None) -> Path:  # fmt: skip
     x = helper.make_tensor_value_info("observation", dtype, ["batch", inputs])
