@@ -14,9 +14,10 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
    weight further forward.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
-   ``rock_deg`` lengthens the double support of every step (the gait's duty), which
-   shortens the time on one foot; the walk starts with ``start_duty`` extra and gives it
-   back slowly while the robot walks steadily.
+   ``rock_deg`` lengthens the double support of every step (the gait's duty) while the
+   swing keeps its time, so the robot spends longer on both feet and steps more slowly;
+   the walk starts with ``start_duty`` extra and gives it back slowly while the robot
+   walks steadily.
 5. **Settling.** The first step waits until the mean roll is within ``settle_deg`` (at
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 
@@ -43,7 +44,6 @@ from plend.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint
 MAX_DT_S = 0.1  # a longer gap between readings (a stall) counts as this much
 ROCK_REFERENCE_TAU_S = 2.0  # rocking is measured from the roll averaged this long...
 ROCK_TAU_S = 1.0  # ...and averaged itself this long
-MIN_SWING_S = 0.21  # the swing of the fastest walk is 0.24 s
 
 
 class BalanceError(PlendError, ValueError):
@@ -89,7 +89,7 @@ class BalanceGains:
     rock_deg: float = 2.0
     duty_gain: float = 2.0
     start_duty: float = 0.1
-    duty_decay: float = 0.01
+    duty_decay: float = 0.03
     max_duty: float = 0.72
     settle_deg: float = 1.5
     settle_max_s: float = 2.0
@@ -198,11 +198,11 @@ class Balance:
     def shape(self, params: GaitParams) -> GaitParams:
         """``params`` with the levelling, the lean and the step timing applied."""
         g = self.gains
-        # A swing shorter than MIN_SWING_S would ask the servos for more than their speed.
-        longest = max(params.duty, min(g.max_duty, 1.0 - MIN_SWING_S / params.period_s))
-        duty = min(longest, params.duty + self.extra_duty)
+        duty = min(max(params.duty, g.max_duty), params.duty + self.extra_duty)
+        # The time on both feet grows, the swing keeps its time: the cycle lengthens.
+        period = params.period_s * (1.0 - params.duty) / (1.0 - duty)
         lean = _clip(params.lean_m + self.lean, 0.02)
-        return dataclasses.replace(params, level_m=self.level, lean_m=lean, duty=duty)
+        return dataclasses.replace(params, level_m=self.level, lean_m=lean, duty=duty, period_s=period)
 
     def report(self) -> dict[str, Any]:
         """What the balance is doing, in degrees and millimetres."""
