@@ -8,6 +8,7 @@ loop's rate, gives finite outputs on a dry run, and infers within the tick budge
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from gaits.balance import Balance, BalanceGains
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
+from plend.behaviours import make_gait
+from plend.config import GaitConfig
 from plend.errors import PlendError, require_package
 from plend.hal.base import ImuReading, Sensors
 from plend.robot import JOINT_NAMES
@@ -213,13 +215,14 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
 
 
 def policy_gait(
-    spec: PolicySpec, gains: BalanceGains | None = None, command: tuple[float, float, float] | None = None
+    spec: PolicySpec, config: GaitConfig | None = None, command: tuple[float, float, float] | None = None
 ) -> SineGait:
     """The sine gait under a residual policy, walking ``command`` (default: the policy's
-    default command): with the balance layer if it trained with it."""
-    balance = Balance(gains or BalanceGains()) if spec.gait_balance else None
+    default command), as ``config`` (``[gait]``: heading hold, balance gains) makes the
+    daemon's sine gait, with the balance layer if and only if the policy trained with it."""
+    config = dataclasses.replace(config or GaitConfig(), balance=spec.gait_balance)
     speed, turn, side = command or spec.default_command()
-    return SineGait(speed, turn=turn, side=side, balance=balance)
+    return make_gait(speed, turn, side, config)
 
 
 class PolicyBehaviour:
@@ -232,10 +235,10 @@ class PolicyBehaviour:
         runner: PolicyRunner,
         truth: Any = None,
         needs_pose: bool = False,
-        balance: BalanceGains | None = None,
+        gait: GaitConfig | None = None,
     ):
         self.runner = runner
-        self._balance = balance or BalanceGains()
+        self._gait_config = gait
         self.spec = runner.spec
         self._truth = truth
         # The supervisor stands the robot when the camera's pose goes stale.
@@ -262,7 +265,7 @@ class PolicyBehaviour:
         return {**self._gait.report(), "command": {"speed": speed, "turn": turn, "side": side}}
 
     def start(self, measured: np.ndarray) -> None:
-        self._gait = policy_gait(self.spec, self._balance, self.command)
+        self._gait = policy_gait(self.spec, self._gait_config, self.command)
         self._last = np.zeros(len(self._columns))
         self._stopping = False
         self._t = 0.0
@@ -315,11 +318,11 @@ def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) 
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
         runner = load_runner(path, rate_hz, hal.name, sample(), pose)
-        gains = config.gait.balance_gains() if config is not None else None
+        gait = config.gait if config is not None else None
         if hal.name == "sim":
-            return PolicyBehaviour(runner, getattr(hal, "truth", None), balance=gains)
+            return PolicyBehaviour(runner, getattr(hal, "truth", None), gait=gait)
         uses_pose = any(n in pose_sources() for n, _ in runner.spec.observation)
         truth = camera_pose(pose) if uses_pose else None
-        return PolicyBehaviour(runner, truth, needs_pose=uses_pose, balance=gains)
+        return PolicyBehaviour(runner, truth, needs_pose=uses_pose, gait=gait)
 
     return load
