@@ -16,7 +16,9 @@ Reward: command tracking and the bio-inspired terms of the original PLEN TD3 wor
 its defects fixed (see :mod:`policies.reward` for every term and weight).
 
 An episode ends in a fall when the torso tilts more than 50 degrees from upright in any
-direction or its origin drops below 0.09 m. It is truncated after ``max_episode_steps``.
+direction or its origin drops below 0.09 m, or when the gait cannot go on (the balance
+layer asked for a foot out of reach: the daemon would stop walking with a fault); either
+costs the fall penalty. It is truncated after ``max_episode_steps``.
 
 On reset the simulation is reopened with the robot standing (the old one is closed
 first), held in the stand pose for ``settle_ticks`` ticks as the daemon's blend does, and
@@ -40,6 +42,7 @@ import numpy as np
 
 from gaits.sine import stand_pose
 from plend.config import SafetyConfig, SimWorld
+from plend.errors import PlendError
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal, TorsoTruth
 from plend.robot import JOINT_NAMES, LEG_JOINT_NAMES
@@ -188,7 +191,7 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self._forward = np.array([math.cos(self._heading), math.sin(self._heading)])
         self._start = np.asarray(truth.position[:2])
         self._tracking = Tracking(truth, self.period)
-        obs = self._observe(self._hal.read(), truth)
+        obs = self._obs = self._observe(self._hal.read(), truth)
         return obs, {"world": world, "schedule": self._schedule}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -206,11 +209,14 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         sensors, truth = self._hal.read(), self._hal.truth()
         fell = fall_direction(truth)
         terms = self._reward_terms(a, previous, phase, sensors, truth)
+        self._follow_schedule()
+        try:
+            obs = self._obs = self._observe(sensors, truth)
+        except PlendError:  # the gait cannot go on (a foot out of reach): on the robot the walk ends
+            obs, fell = self._obs, fell or "gait fault"
         if fell:
             terms["fall"] = self.weights.fall
         reward = float(sum(terms.values()))
-        self._follow_schedule()
-        obs = self._observe(sensors, truth)
         truncated = not fell and self._ticks >= self.max_episode_steps
         info = {"terms": terms, "fell": fell, "ticks": self._ticks, **self._progress(truth)}
         return obs, reward, fell is not None, truncated, info

@@ -43,10 +43,10 @@ class LearnSettings:
 
     steps: int
     learning_starts: int = 5000
-    critic_warmup: int = 5000
+    critic_warmup: int = 50_000
     updates_per_step: float = 0.25
     batch_size: int = 256
-    noise: float = 0.2
+    noise: float = 0.1
     eval_every: int = 25_000
     log_every_s: float = 60.0
 
@@ -140,6 +140,35 @@ def evaluate_actor(actor: Any, make_env: Callable[[], Any]) -> dict[str, Any]:
     return {"score": float(np.mean([w["return"] for w in walks])), "walks": walks}
 
 
+class WorkerDiedError(RuntimeError):
+    """A simulation worker process ended (its traceback is on stderr)."""
+
+
+def wait_for_workers(venv: Any, poll_s: float = 1.0) -> None:
+    """Wait until every worker of a ``SubprocVecEnv`` (under any wrappers) has answered,
+    raising :class:`WorkerDiedError` if one has died: its pipe would otherwise wait forever."""
+    while hasattr(venv, "venv") and not hasattr(venv, "remotes"):
+        venv = venv.venv
+    for index, (remote, process) in enumerate(zip(venv.remotes, venv.processes, strict=True)):
+        while not remote.poll(poll_s):
+            if not process.is_alive():
+                raise WorkerDiedError(f"simulation worker {index} died (exit code {process.exitcode})")
+
+
+def stop_workers(venv: Any) -> None:
+    """Close the environments; after a worker died, end the others instead of waiting."""
+    inner = venv
+    while hasattr(inner, "venv") and not hasattr(inner, "processes"):
+        inner = inner.venv
+    processes = getattr(inner, "processes", [])
+    if all(p.is_alive() for p in processes):
+        venv.close()
+        return
+    for process in processes:
+        process.terminate()
+        process.join(5)
+
+
 class Learner:
     """Runs TD3 (a stable-baselines3 model) on a ``VecEnv`` as the module docstring says.
 
@@ -185,6 +214,7 @@ class Learner:
                 actions = self._act(obs)
                 self.venv.step_async(actions)
                 self._learn()
+                wait_for_workers(self.venv)
                 new_obs, rewards, dones, infos = self.venv.step_wait()
                 self._store(obs, new_obs, actions, rewards, dones, infos)
                 obs = new_obs
@@ -194,7 +224,10 @@ class Learner:
                     self._log_progress(last_log - began)
             if self.stop.is_set():
                 p.stopped = "stopped by a signal"
-            self._finish(pool, wait=not self.stop.is_set())
+        except WorkerDiedError as exc:
+            p.stopped = str(exc)
+        try:
+            self._finish(pool, wait=not p.stopped)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

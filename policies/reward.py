@@ -8,7 +8,7 @@ the torso's heading, so the side-to-side sway of a step cancels; the targets com
 ========================  ======  ============================================================
 term                      weight  what it measures
 ========================  ======  ============================================================
-``speed``                 1.5     forward speed tracking: exp(-(err / 0.015 m/s)^2), the
+``speed``                 1.5     forward speed tracking: exp(-(err / 0.025 m/s)^2), the
                                   target being the sine gait's speed times ``speed_gain``
                                   (1.3): a policy should walk further than its gait.
 ``yaw_rate``              1.0     yaw rate tracking: exp(-(err / 0.05 rad/s)^2) (0.05 rad/s
@@ -49,7 +49,7 @@ from policies.commands import Reference
 
 FALL_TILT_RAD = math.radians(50.0)
 FALL_HEIGHT_M = 0.09
-SPEED_SIGMA_M_S = 0.015
+SPEED_SIGMA_M_S = 0.025
 YAW_SIGMA_RAD_S = 0.05
 MAX_HEADING_ERROR_RAD = 0.5
 

@@ -67,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--side-range", default="0", help="side-step commands trained for (default 0: none)")
     add("--learning-starts", type=int, default=5000, help="steps of uniformly random actions before "
         "learning (default 5000)")  # fmt: skip
-    add("--critic-warmup", type=int, default=5000, help="steps after --learning-starts in which only the "
-        "critics learn (default 5000)")  # fmt: skip
+    add("--critic-warmup", type=int, default=50_000, help="steps after --learning-starts in which only the "
+        "critics learn (default 50000)")  # fmt: skip
     add("--learning-rate", type=float, default=1e-3, help="Adam learning rate of the critics (default 1e-3)")
     add("--actor-lr", type=float, default=1e-4, help="Adam learning rate of the actor (default 1e-4)")
     add("--gamma", type=float, default=0.99, help="discount factor (default 0.99)")
-    add("--noise", type=float, default=0.2, help="exploration noise sigma in action units (default 0.2)")
+    add("--noise", type=float, default=0.1, help="exploration noise sigma in action units (default 0.1)")
     add("--net-arch", default="128,128", help="hidden layers of actor and critics (default 128,128)")
     add("--episode-steps", type=int, default=600, help="ticks per episode (default 600 = 12 s)")
     add("--reward", action="append", default=[], metavar="TERM=WEIGHT", help="set one reward weight "
@@ -199,7 +199,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from stable_baselines3.common.vec_env import SubprocVecEnv, VecMonitor
 
-    from policies.learner import Learner, LearnSettings, stop_on_signals
+    from policies.learner import Learner, LearnSettings, stop_on_signals, stop_workers
 
     check_args(args)
     torch.set_num_threads(args.threads)
@@ -223,7 +223,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         learner.on_best = exporter.export
         progress = learner.run()
     finally:
-        venv.close()
+        stop_workers(venv)
         restore()
     wall = time.perf_counter() - began
     _, step, actor = progress.best  # type: ignore[misc]
@@ -232,7 +232,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     _write_evaluations(args.log_dir / "evaluations.csv", progress.evaluations)
     return {"command": command, "steps": progress.steps, "wall_s": wall, "out": args.out,
             "exported_step": step, "evaluations": progress.evaluations, "episodes": progress.episodes,
-            "last_returns": list(progress.returns)[-10:], "stopped": progress.stopped}  # fmt: skip
+            "last_returns": list(progress.returns)[-10:], "stopped": progress.stopped,
+            "interrupted": stop.is_set()}  # fmt: skip
 
 
 class _Exporter:
@@ -279,10 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"steps: {done['steps']}  wall: {done['wall_s']:.1f} s  ({rate:.0f} steps/s)")
     print(f"episodes: {done['episodes']}  mean return of the last {len(recent)}: {mean:.1f}")
     if done["stopped"]:
-        print(f"{done['stopped']}: wrote the best actor so far")
+        print(
+            f"{done['stopped']}: wrote the best actor so far",
+            file=sys.stdout if done["interrupted"] else sys.stderr,
+        )
     print(f"wrote {done['out']} (actor of step {done['exported_step']}); "
           f"check it with: python -m policies.evaluate {done['out']}")  # fmt: skip
-    return 130 if done["stopped"] else 0
+    if done["stopped"]:
+        return 130 if done["interrupted"] else 1
+    return 0
 
 
 if __name__ == "__main__":

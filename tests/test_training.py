@@ -119,7 +119,7 @@ def test_the_tracking_reward_peaks_at_the_target_and_drift_costs() -> None:
         tracking.update(truth, turning=False)
     on_target = tracking_terms(w, tracking, Reference(0.03, 0.0, 0.0), 35)
     assert on_target["speed"] == pytest.approx(w.speed) and on_target["yaw_rate"] == pytest.approx(w.yaw_rate)
-    slower = tracking_terms(w, tracking, Reference(0.05, 0.0, 0.0), 35)
+    slower = tracking_terms(w, tracking, Reference(0.06, 0.0, 0.0), 35)
     assert slower["speed"] < 0.5 * w.speed
     told_to_step_left = tracking_terms(w, tracking, Reference(0.03, 0.01, 0.0), 35)
     assert told_to_step_left["lateral"] == pytest.approx(w.lateral * 0.01)
