@@ -126,6 +126,8 @@ class PolicySpec:
         commands: the range (low, high) of each command (speed, turn, side) the policy
             was trained for; a command it does not name is fixed: the speed at
             ``gait_speed``, turn and side at 0.
+        gait_heading: the heading hold of the gait it trained on: (gain, bias gain,
+            largest steering in rad per step); empty: the gait's original (0.5, 0, 0.12).
     """
 
     observation: tuple[tuple[str, int], ...]
@@ -137,6 +139,7 @@ class PolicySpec:
     gait_speed: float = 0.5
     gait_balance: bool = False
     commands: dict[str, tuple[float, float]] = field(default_factory=dict)
+    gait_heading: tuple[float, ...] = ()
     format_version: int = FORMAT_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -159,6 +162,8 @@ class PolicySpec:
         }  # fmt: skip
         if self.commands:
             data["commands"] = {k: list(v) for k, v in self.commands.items()}
+        if self.gait_heading:
+            data["gait_heading"] = list(self.gait_heading)
         return json.dumps(data)
 
     @classmethod
@@ -174,6 +179,7 @@ class PolicySpec:
                 rate_hz=float(data["rate_hz"]), gait_speed=float(data.get("gait_speed", 0.5)),
                 gait_balance=data.get("gait_balance", False),
                 commands={str(k): (float(v[0]), float(v[1])) for k, v in data.get("commands", {}).items()},
+                gait_heading=tuple(float(v) for v in data.get("gait_heading", ())),
                 format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
@@ -222,6 +228,11 @@ class PolicySpec:
                 raise PolicyError(f"command range {name} {list(bounds)} must lie within [-1, 1], low first")
         if self.commands and self.action_mode != "residual":
             raise PolicyError("commands need a residual policy (the sine gait under it takes them)")
+        heading = self.gait_heading
+        if heading and not (len(heading) == 3 and all(math.isfinite(v) and 0 <= v <= 2 for v in heading)):
+            raise PolicyError(
+                f"gait_heading {list(heading)} must be [gain, bias gain, max turn rad], each in [0, 2]"
+            )
 
     def command_range(self, name: str) -> tuple[float, float]:
         """The range of command ``name`` the policy was trained for."""

@@ -40,8 +40,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gaits.sine import stand_pose
-from plend.config import SafetyConfig, SimWorld
+from gaits.sine import SpeedMap, stand_pose
+from plend.config import GaitConfig, SafetyConfig, SimWorld
 from plend.errors import PlendError
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal, TorsoTruth
@@ -92,11 +92,13 @@ def make_spec(
     ``balance`` the gait under the residuals runs its balance layer (and so will it on the
     robot).
     """
+    gait = GaitConfig()  # the daemon's heading hold, recorded: the policy runs on it wherever it goes
     return PolicySpec(
         observation=LEGACY_LAYOUT if legacy_obs else DEFAULT_OBSERVATION,
         action_joints=LEG_JOINTS, action_mode="residual", action_scale=(0.1,) * len(LEG_JOINTS),
         rate_hz=rate_hz, gait_speed=speed, gait_balance=balance,
         commands={} if legacy_obs else dict(DEFAULT_COMMANDS if commands is None else commands),
+        gait_heading=(gait.heading_gain, gait.heading_bias_gain, SpeedMap().max_turn_rad),
     )  # fmt: skip
 
 

@@ -8,7 +8,6 @@ loop's rate, gives finite outputs on a dry run, and infers within the tick budge
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from gaits.balance import Balance
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
-from plend.behaviours import make_gait
 from plend.config import GaitConfig
 from plend.errors import PlendError, require_package
 from plend.hal.base import ImuReading, Sensors
@@ -214,15 +213,22 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
         )
 
 
+LEGACY_HEADING = (0.5, 0.0, 0.12)  # the sine gait's heading hold before it was configurable
+
+
 def policy_gait(
     spec: PolicySpec, config: GaitConfig | None = None, command: tuple[float, float, float] | None = None
 ) -> SineGait:
-    """The sine gait under a residual policy, walking ``command`` (default: the policy's
-    default command), as ``config`` (``[gait]``: heading hold, balance gains) makes the
-    daemon's sine gait, with the balance layer if and only if the policy trained with it."""
-    config = dataclasses.replace(config or GaitConfig(), balance=spec.gait_balance)
+    """The sine gait a residual policy trained on, walking ``command`` (default: the
+    policy's default command): its heading hold as the policy's metadata records it, and
+    the balance layer, with ``config``'s gains (``[gait]``), if the policy trained with it."""
+    balance = Balance((config or GaitConfig()).balance_gains()) if spec.gait_balance else None
+    gain, bias, max_turn = spec.gait_heading or LEGACY_HEADING
     speed, turn, side = command or spec.default_command()
-    return make_gait(speed, turn, side, config)
+    return SineGait(
+        speed, turn=turn, side=side, balance=balance, heading_gain=gain, heading_bias_gain=bias,
+        max_turn_rad=max_turn,
+    )  # fmt: skip
 
 
 class PolicyBehaviour:

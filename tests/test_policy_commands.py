@@ -64,6 +64,19 @@ def test_bad_command_ranges_in_metadata_are_refused(commands: dict, message: str
         dataclasses.replace(COMMAND_SPEC, commands=commands).validate()
 
 
+def test_a_policy_runs_on_the_heading_hold_it_trained_on() -> None:
+    from policies.runner import policy_gait
+
+    trained = dataclasses.replace(COMMAND_SPEC, gait_heading=(0.5, 0.05, 0.2))
+    assert PolicySpec.from_json(trained.to_json()) == trained
+    gait = policy_gait(trained)
+    assert (gait.heading_gain, gait.heading_bias_gain, gait.max_turn_rad) == (0.5, 0.05, 0.2)
+    old = policy_gait(SPEC)  # no record: the gait's original hold, which older policies learnt on
+    assert (old.heading_gain, old.heading_bias_gain, old.max_turn_rad) == (0.5, 0.0, 0.12)
+    with pytest.raises(PolicyError, match="gait_heading"):
+        dataclasses.replace(COMMAND_SPEC, gait_heading=(0.5, 0.05)).validate()
+
+
 def test_the_command_reaches_the_observation_and_the_gait_at_its_next_step(steer: Path) -> None:
     from gaits.sine import stand_pose
     from plend.config import SimWorld
