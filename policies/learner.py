@@ -43,10 +43,10 @@ class LearnSettings:
 
     steps: int
     learning_starts: int = 5000
-    critic_warmup: int = 50_000
+    critic_warmup: int = 20_000
     updates_per_step: float = 0.25
     batch_size: int = 256
-    noise: float = 0.1
+    noise: float = 0.2
     eval_every: int = 25_000
     log_every_s: float = 60.0
 

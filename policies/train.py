@@ -67,12 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--side-range", default="0", help="side-step commands trained for (default 0: none)")
     add("--learning-starts", type=int, default=5000, help="steps of uniformly random actions before "
         "learning (default 5000)")  # fmt: skip
-    add("--critic-warmup", type=int, default=50_000, help="steps after --learning-starts in which only the "
-        "critics learn (default 50000)")  # fmt: skip
+    add("--critic-warmup", type=int, default=20_000, help="steps after --learning-starts in which only the "
+        "critics learn (default 20000)")  # fmt: skip
+    add("--residual-weight", type=float, default=0.4, help="pull of the actor toward action 0 (the gait) "
+        "against the critic's normalised value (default 0.4; see policies.td3)")  # fmt: skip
     add("--learning-rate", type=float, default=1e-3, help="Adam learning rate of the critics (default 1e-3)")
     add("--actor-lr", type=float, default=1e-4, help="Adam learning rate of the actor (default 1e-4)")
     add("--gamma", type=float, default=0.99, help="discount factor (default 0.99)")
-    add("--noise", type=float, default=0.1, help="exploration noise sigma in action units (default 0.1)")
+    add("--noise", type=float, default=0.2, help="exploration noise sigma in action units (default 0.2)")
     add("--net-arch", default="128,128", help="hidden layers of actor and critics (default 128,128)")
     add("--episode-steps", type=int, default=600, help="ticks per episode (default 600 = 12 s)")
     add("--reward", action="append", default=[], metavar="TERM=WEIGHT", help="set one reward weight "
@@ -122,6 +124,7 @@ def check_args(args: argparse.Namespace) -> None:
         ("--episode-steps", args.episode_steps >= 10), ("--eval-every", args.eval_every >= 0),
         ("--nominal-share", 0 <= args.nominal_share <= 1), ("--threads", args.threads >= 1),
         ("--buffer-size", args.buffer_size >= args.batch_size),
+        ("--residual-weight", args.residual_weight >= 0),
     ]  # fmt: skip
     for name, ok in checks:
         if not ok:
@@ -161,13 +164,18 @@ def make_model(args: argparse.Namespace, venv: Any) -> Any:
     from stable_baselines3 import TD3
     from stable_baselines3.common.logger import Logger
 
-    class TD3WithActorRate(TD3):  # type: ignore[misc]
+    from policies.td3 import regularised_update
+
+    class ResidualTD3(TD3):  # type: ignore[misc]
         def _update_learning_rate(self, optimizers: Any) -> None:
             super()._update_learning_rate(optimizers)
             for group in self.actor.optimizer.param_groups:
                 group["lr"] = args.actor_lr
 
-    model = TD3WithActorRate(
+        def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+            regularised_update(self, gradient_steps, batch_size, args.residual_weight)
+
+    model = ResidualTD3(
         "MlpPolicy", venv, learning_starts=args.learning_starts, seed=args.seed, buffer_size=args.buffer_size,
         learning_rate=args.learning_rate, gamma=args.gamma, batch_size=args.batch_size,
         policy_kwargs={"net_arch": _net_arch(args.net_arch)}, device=args.device, verbose=0,
