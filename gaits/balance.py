@@ -14,10 +14,10 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
    weight further forward.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
-   ``rock_deg`` lengthens the double support of every step (the gait's duty) while the
-   swing keeps its time, so the robot spends longer on both feet and steps more slowly;
-   the walk starts with ``start_duty`` extra and gives it back slowly while the robot
-   walks steadily.
+   ``rock_deg`` lengthens the double support of every step (the gait's duty), in
+   proportion, while the swing keeps its time, so the robot spends longer on both feet
+   and steps more slowly; the walk starts with ``start_duty`` extra and gives it back at
+   ``duty_decay`` per second.
 5. **Settling.** The first step waits until the mean roll is within ``settle_deg`` (at
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 
@@ -62,7 +62,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "lean_deadband_deg": (0.0, 10.0, "mean pitch within this leaves the lean alone"),
     "mean_tau_s": (0.05, 5.0, "time constant of the mean roll and pitch"),
     "rock_deg": (0.5, 20.0, "rocking beyond this lengthens double support"),
-    "duty_gain": (0.0, 20.0, "duty per second per rad of rocking beyond rock_deg"),
+    "duty_gain": (0.0, 20.0, "extra duty per rad of rocking beyond rock_deg"),
     "start_duty": (0.0, 0.2, "extra duty at the start of a walk"),
     "duty_decay": (0.0, 1.0, "extra duty given back per second while steady"),
     "max_duty": (0.5, 0.85, "longest double support (fraction of the cycle on the ground)"),
@@ -87,7 +87,7 @@ class BalanceGains:
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
-    duty_gain: float = 2.0
+    duty_gain: float = 3.0
     start_duty: float = 0.1
     duty_decay: float = 0.03
     max_duty: float = 0.72
@@ -131,7 +131,7 @@ class Balance:
         self._rock_reference = 0.0
         self.level = self.lean = 0.0
         self.rock = 0.0
-        self.extra_duty = self.gains.start_duty
+        self.extra_duty = self._start = self.gains.start_duty
         self.offsets = np.zeros(NUM_JOINTS)
         self.ready = False
         self._waited = 0.0
@@ -168,12 +168,9 @@ class Balance:
 
     def _adapt_duty(self, dt: float) -> None:
         g = self.gains
-        excess = self.rock - math.radians(g.rock_deg)
-        if excess > 0.0:
-            self.extra_duty += g.duty_gain * excess * dt
-        else:
-            self.extra_duty -= g.duty_decay * dt
-        self.extra_duty = min(max(self.extra_duty, 0.0), g.max_duty)
+        self._start = max(0.0, self._start - g.duty_decay * dt)
+        excess = max(0.0, self.rock - math.radians(g.rock_deg))
+        self.extra_duty = min(self._start + g.duty_gain * excess, g.max_duty)
 
     def _damp(self, roll_rate: float, pitch_rate: float) -> None:
         g = self.gains
