@@ -44,6 +44,7 @@ from plend.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint
 MAX_DT_S = 0.1  # a longer gap between readings (a stall) counts as this much
 ROCK_REFERENCE_TAU_S = 2.0  # rocking is measured from the roll averaged this long...
 ROCK_TAU_S = 1.0  # ...and averaged itself this long
+CROUCH_PER_LEVEL = 0.25
 
 
 class BalanceError(PlendError, ValueError):
@@ -199,7 +200,12 @@ class Balance:
         # The time on both feet grows, the swing keeps its time: the cycle lengthens.
         period = params.period_s * (1.0 - params.duty) / (1.0 - duty)
         lean = _clip(params.lean_m + self.lean, 0.02)
-        return dataclasses.replace(params, level_m=self.level, lean_m=lean, duty=duty, period_s=period)
+        # The shortened leg would fold its knee past the limit at the top of its swing:
+        # stand a little taller, sharing the difference between the legs.
+        crouch = max(0.004, params.crouch_m - CROUCH_PER_LEVEL * abs(self.level))
+        return dataclasses.replace(
+            params, level_m=self.level, lean_m=lean, duty=duty, period_s=period, crouch_m=crouch
+        )
 
     def report(self) -> dict[str, Any]:
         """What the balance is doing, in degrees and millimetres."""
