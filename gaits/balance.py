@@ -193,12 +193,18 @@ class Balance:
             self._waited >= self.gains.settle_max_s
         )
 
+    def _duty(self, params: GaitParams) -> float:
+        return min(max(params.duty, self.gains.max_duty), params.duty + self.extra_duty)
+
+    def period_s(self, params: GaitParams) -> float:
+        """The cycle time :meth:`shape` gives ``params``: the time on both feet grows, the
+        swing keeps its time."""
+        return params.period_s * (1.0 - params.duty) / (1.0 - self._duty(params))
+
     def shape(self, params: GaitParams) -> GaitParams:
         """``params`` with the levelling, the lean and the step timing applied."""
-        g = self.gains
-        duty = min(max(params.duty, g.max_duty), params.duty + self.extra_duty)
-        # The time on both feet grows, the swing keeps its time: the cycle lengthens.
-        period = params.period_s * (1.0 - params.duty) / (1.0 - duty)
+        duty = self._duty(params)
+        period = self.period_s(params)
         lean = _clip(params.lean_m + self.lean, 0.02)
         # The shortened leg would fold its knee past the limit at the top of its swing:
         # stand a little taller, sharing the difference between the legs.
