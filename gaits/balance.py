@@ -9,7 +9,8 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    ankle pitch joints against its pitch rate), which damps rocking on the soles' edges.
 2. **Levelling.** The mean roll (roll low-passed over ``mean_tau_s``) is integrated into
    a leg-length difference: the gait carries one sole higher and the other lower until
-   the torso stands level (soles of different heights, a floor tilted sideways).
+   the torso stands level (soles of different heights, a floor tilted sideways), and
+   stands taller by a quarter of it so the shorter leg's knee keeps room to lift.
 3. **Leaning.** The mean pitch is integrated the same way into how far the torso is
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
    weight further forward.
@@ -21,8 +22,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
 5. **Settling.** The first step waits until the mean roll is within ``settle_deg`` (at
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 
-The gait stays a pure function of phase and parameters: the balance changes three
-parameters (level, lean, duty) and adds joint offsets to the ankles. Nothing here clamps
+The gait stays a pure function of phase and parameters: the balance changes four
+parameters (level, crouch, lean, duty and with it the cycle time) and adds joint offsets
+to the ankles. Nothing here clamps
 to the joint table: the targets pass the safety filter, which clamps and counts any
 that would pass a joint limit.
 """
