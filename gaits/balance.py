@@ -9,20 +9,22 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    ankle pitch joints against its pitch rate), which damps rocking on the soles' edges.
 2. **Levelling.** The mean roll (roll low-passed over ``mean_tau_s``) is integrated into
    a leg-length difference: the gait carries one sole higher and the other lower until
-   the torso stands level (soles of different heights, a floor tilted sideways).
+   the torso stands level (soles of different heights, a floor tilted sideways), and
+   stands taller by a quarter of it so the shorter leg's knee keeps room to lift.
 3. **Leaning.** The mean pitch is integrated the same way into how far the torso is
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
    weight further forward.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
-   ``rock_deg`` lengthens the double support of every step (the gait's duty) while the
-   swing keeps its time, so the robot spends longer on both feet and steps more slowly;
-   the walk starts with ``start_duty`` extra and gives it back slowly while the robot
-   walks steadily.
+   ``rock_deg`` lengthens the double support of every step (the gait's duty), in
+   proportion, while the swing keeps its time, so the robot spends longer on both feet
+   and steps more slowly; the walk starts with ``start_duty`` extra and gives it back at
+   ``duty_decay`` per second.
 5. **Settling.** The first step waits until the mean roll is within ``settle_deg`` (at
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 
-The gait stays a pure function of phase and parameters: the balance changes three
-parameters (level, lean, duty) and adds joint offsets to the ankles. Nothing here clamps
+The gait stays a pure function of phase and parameters: the balance changes four
+parameters (level, crouch, lean, duty and with it the cycle time) and adds joint offsets
+to the ankles. Nothing here clamps
 to the joint table: the targets pass the safety filter, which clamps and counts any
 that would pass a joint limit.
 """
@@ -44,6 +46,7 @@ from plend.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint
 MAX_DT_S = 0.1  # a longer gap between readings (a stall) counts as this much
 ROCK_REFERENCE_TAU_S = 2.0  # rocking is measured from the roll averaged this long...
 ROCK_TAU_S = 1.0  # ...and averaged itself this long
+CROUCH_PER_LEVEL = 0.25
 
 
 class BalanceError(PlendError, ValueError):
@@ -62,7 +65,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "lean_deadband_deg": (0.0, 10.0, "mean pitch within this leaves the lean alone"),
     "mean_tau_s": (0.05, 5.0, "time constant of the mean roll and pitch"),
     "rock_deg": (0.5, 20.0, "rocking beyond this lengthens double support"),
-    "duty_gain": (0.0, 20.0, "duty per second per rad of rocking beyond rock_deg"),
+    "duty_gain": (0.0, 20.0, "extra duty per rad of rocking beyond rock_deg"),
     "start_duty": (0.0, 0.2, "extra duty at the start of a walk"),
     "duty_decay": (0.0, 1.0, "extra duty given back per second while steady"),
     "max_duty": (0.5, 0.85, "longest double support (fraction of the cycle on the ground)"),
@@ -87,7 +90,7 @@ class BalanceGains:
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
-    duty_gain: float = 2.0
+    duty_gain: float = 3.0
     start_duty: float = 0.1
     duty_decay: float = 0.03
     max_duty: float = 0.72
@@ -131,7 +134,7 @@ class Balance:
         self._rock_reference = 0.0
         self.level = self.lean = 0.0
         self.rock = 0.0
-        self.extra_duty = self.gains.start_duty
+        self.extra_duty = self._start = self.gains.start_duty
         self.offsets = np.zeros(NUM_JOINTS)
         self.ready = False
         self._waited = 0.0
@@ -168,12 +171,9 @@ class Balance:
 
     def _adapt_duty(self, dt: float) -> None:
         g = self.gains
-        excess = self.rock - math.radians(g.rock_deg)
-        if excess > 0.0:
-            self.extra_duty += g.duty_gain * excess * dt
-        else:
-            self.extra_duty -= g.duty_decay * dt
-        self.extra_duty = min(max(self.extra_duty, 0.0), g.max_duty)
+        self._start = max(0.0, self._start - g.duty_decay * dt)
+        excess = max(0.0, self.rock - math.radians(g.rock_deg))
+        self.extra_duty = min(self._start + g.duty_gain * excess, g.max_duty)
 
     def _damp(self, roll_rate: float, pitch_rate: float) -> None:
         g = self.gains
@@ -195,14 +195,25 @@ class Balance:
             self._waited >= self.gains.settle_max_s
         )
 
+    def _duty(self, params: GaitParams) -> float:
+        return min(max(params.duty, self.gains.max_duty), params.duty + self.extra_duty)
+
+    def period_s(self, params: GaitParams) -> float:
+        """The cycle time :meth:`shape` gives ``params``: the time on both feet grows, the
+        swing keeps its time."""
+        return params.period_s * (1.0 - params.duty) / (1.0 - self._duty(params))
+
     def shape(self, params: GaitParams) -> GaitParams:
         """``params`` with the levelling, the lean and the step timing applied."""
-        g = self.gains
-        duty = min(max(params.duty, g.max_duty), params.duty + self.extra_duty)
-        # The time on both feet grows, the swing keeps its time: the cycle lengthens.
-        period = params.period_s * (1.0 - params.duty) / (1.0 - duty)
+        duty = self._duty(params)
+        period = self.period_s(params)
         lean = _clip(params.lean_m + self.lean, 0.02)
-        return dataclasses.replace(params, level_m=self.level, lean_m=lean, duty=duty, period_s=period)
+        # The shortened leg would fold its knee past the limit at the top of its swing:
+        # stand a little taller, sharing the difference between the legs.
+        crouch = max(0.004, params.crouch_m - CROUCH_PER_LEVEL * abs(self.level))
+        return dataclasses.replace(
+            params, level_m=self.level, lean_m=lean, duty=duty, period_s=period, crouch_m=crouch
+        )
 
     def report(self) -> dict[str, Any]:
         """What the balance is doing, in degrees and millimetres."""

@@ -106,7 +106,7 @@ class SineGait:
             self.advance(dt)
             return joint_targets(self.phase, self.params, self.envelope)
         self.balance.observe(sensors)
-        self.advance(dt if self.balance.ready else 0.0, self.balance.shape(self.params).period_s)
+        self.advance(dt if self.balance.ready else 0.0, self.balance.period_s(self.params))
         # Feedback cannot be validated in advance: past a limit, the safety filter clamps.
         q = joint_targets(self.phase, self.balance.shape(self.params), self.envelope, check_limits=False)
         return q + self.balance.offsets

@@ -284,7 +284,7 @@ class GaitConfig:
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
-    duty_gain: float = 2.0
+    duty_gain: float = 3.0
     start_duty: float = 0.1
     duty_decay: float = 0.03
     max_duty: float = 0.72

@@ -65,6 +65,30 @@ def test_spec_round_trips_and_the_legacy_layout_has_26_values() -> None:
     assert data["observation"][0] == {"name": "joint_pos", "size": 18, "unit": "rad"}
 
 
+def test_a_policy_trained_on_the_balanced_gait_runs_on_it(tmp_path: Path) -> None:
+    import dataclasses
+
+    from gaits.balance import BalanceGains
+    from policies.runner import policy_gait
+
+    balanced = dataclasses.replace(SPEC, gait_balance=True)
+    assert PolicySpec.from_json(balanced.to_json()).gait_balance is True
+    assert json.loads(SPEC.to_json())["gait_balance"] is False
+    data = json.loads(SPEC.to_json())
+    del data["gait_balance"]  # files written before the key existed: the open-loop gait
+    assert PolicySpec.from_json(json.dumps(data)).gait_balance is False
+    data["gait_balance"] = "yes"
+    with pytest.raises(PolicyError, match="gait_balance must be true or false"):
+        PolicySpec.from_json(json.dumps(data))
+    gains = BalanceGains(roll_rate_gain=0.1)
+    gait = policy_gait(balanced, gains)
+    assert gait.balance is not None and gait.balance.gains == gains, "the daemon's [gait] gains"
+    assert policy_gait(SPEC).balance is None
+    path = save_model(tmp_path / "balanced.onnx", balanced, SPEC.observation_size, 12)
+    behaviour = PolicyBehaviour(load_runner(path, 50.0, "sim", None), balance=gains)
+    assert behaviour._gait.balance is not None
+
+
 def test_a_good_policy_loads_with_its_inference_time(zero_policy: Path) -> None:
     runner = load_runner(zero_policy, 50.0, "sim", None)
     assert runner.spec == SPEC and runner.inference_ms["p99"] > 0
