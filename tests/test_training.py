@@ -248,7 +248,9 @@ def test_training_on_the_balanced_gait_is_recorded_in_the_spec() -> None:
     from policies.env import make_spec
     from policies.train import build_parser
 
-    assert build_parser().parse_args(["--balance"]).balance is True
+    assert build_parser().parse_args([]).no_balance is False, "the balanced gait by default"
+    assert train.make_spec(build_parser().parse_args([])).gait_balance is True
+    assert train.make_spec(build_parser().parse_args(["--no-balance"])).gait_balance is False
     assert make_spec(balance=True).gait_balance is True
     env = WalkEnv(make_spec(balance=True), randomise=False, max_episode_steps=5)
     env.reset(seed=0)
