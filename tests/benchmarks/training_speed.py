@@ -5,7 +5,8 @@ the [train] extra). On the training environment (the balanced gait under a comma
 policy, worlds of the robustness suite) it prints:
 
 - the raw environment: steps per second and CPU per step of ``WalkEnv.step`` and per reset;
-- one TD3 gradient step (batch 256, 128x128 networks) and one actor inference;
+- one TD3 gradient step (batch 256, 128x128 networks), stable-baselines3's and
+  policies.td3's, and one actor inference;
 - steps per second while learning, after the random-action warm-up, for
   stable-baselines3's own ``learn`` (one environment in the process, one gradient step per
   environment step: how ``policies.train`` learned before) and for
@@ -61,43 +62,54 @@ def env_speed(steps: int = 1500) -> None:
           f"of {len(resets)}")  # fmt: skip
 
 
+def stock_td3(venv: Any, learning_starts: int) -> Any:
+    """stable-baselines3's TD3 as policies.train made it before the learner (its own update)."""
+    from stable_baselines3 import TD3
+
+    return TD3("MlpPolicy", venv, learning_starts=learning_starts, policy_kwargs={"net_arch": [128, 128]},
+               device="cpu", verbose=0, seed=0)  # fmt: skip
+
+
 def gradient_speed(args: Any) -> None:
     import torch
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     torch.set_num_threads(1)
     venv = DummyVecEnv([lambda: WalkEnv(make_spec(balance=True))])
-    model = train.make_model(args, venv)
-    n = venv.observation_space.shape[0]
-    rng = np.random.default_rng(0)
-    for _ in range(2000):
-        obs = rng.normal(size=(1, n)).astype(np.float32)
-        model.replay_buffer.add(obs, obs, rng.uniform(-1, 1, (1, 12)), np.zeros(1), np.zeros(1), [{}])
-    model.train(20, 256)
-    t, c = time.perf_counter(), time.process_time()
-    model.train(300, 256)
-    wall, cpu = (time.perf_counter() - t) / 300, (time.process_time() - c) / 300
+    for name, model in (
+        ("stable-baselines3", stock_td3(venv, 0)),
+        ("policies.td3", train.make_model(args, venv)),
+    ):
+        model.set_logger(Logger(None, []))
+        n = venv.observation_space.shape[0]
+        rng = np.random.default_rng(0)
+        for _ in range(2000):
+            obs = rng.normal(size=(1, n)).astype(np.float32)
+            model.replay_buffer.add(obs, obs, rng.uniform(-1, 1, (1, 12)), np.zeros(1), np.zeros(1), [{}])
+        model.train(20, 256)
+        t, c = time.perf_counter(), time.process_time()
+        model.train(300, 256)
+        wall, cpu = (time.perf_counter() - t) / 300, (time.process_time() - c) / 300
+        print(f"gradient step (batch 256), {name}: wall {1e3 * wall:.2f} ms, CPU {1e3 * cpu:.2f} ms")
     obs = torch.zeros((4, n))
     t = time.perf_counter()
     for _ in range(1000):
         with torch.no_grad():
             model.actor(obs)
-    act = (time.perf_counter() - t) / 1000
-    print(f"gradient step (batch 256): wall {1e3 * wall:.2f} ms, CPU {1e3 * cpu:.2f} ms; "
-          f"actor on 4 observations {1e3 * act:.3f} ms")  # fmt: skip
+    print(f"actor on 4 observations: {1e3 * (time.perf_counter() - t) / 1000:.3f} ms")
     venv.close()
 
 
 def sb3_learn(args: Any, steps: int) -> None:
-    """stable-baselines3's own loop, one environment, one update per step (before)."""
+    """stable-baselines3's own loop and update, one environment, one update per step (before)."""
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     torch.set_num_threads(1)
     venv = DummyVecEnv([lambda: WalkEnv(make_spec(balance=True))])
-    args.learning_starts = WARMUP
-    model = train.make_model(args, venv)
+    model = stock_td3(venv, WARMUP)
     marks: dict[str, tuple[float, float, int]] = {}
 
     class Clock(BaseCallback):  # type: ignore[misc]
