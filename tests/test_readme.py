@@ -70,20 +70,16 @@ TOOLS = [
 NOT_RUN = {
     ".venv/bin/plend run --fast --urdf my_plen.urdf": "the reader's own URDF (tests/test_urdf_model.py runs variants)",
     ".venv/bin/plend evaluate --urdf my_plen.urdf --factors servo_backlash,servo_delay": "the reader's own URDF",
-    ".venv/bin/plend evaluate --worlds 50 --seconds 20 --speed 0.5 --json report.json":
-    "minutes of simulation (tests/benchmarks/robustness.py; tests/test_evaluate.py runs a small one)",
+    ".venv/bin/plend evaluate --worlds 50 --seconds 20 --speed 0.5 --json report.json": "minutes of simulation (tests/benchmarks/robustness.py; tests/test_evaluate.py runs a small one)",
     ".venv/bin/plend evaluate --worlds 20 --policy policies/walk.onnx": "minutes of simulation, as above",
-    ".venv/bin/plend evaluate --as-configured --set sim.sole_height_right_mm=5.5 --set sim.sole_edge_radius_mm=4":
-    "minutes of simulation, as above",
-    ".venv/bin/plend evaluate --as-configured --config rounded-feet.toml --speed 1.0":
-    "the reader's own config file; minutes of simulation",
+    ".venv/bin/plend evaluate --as-configured --set sim.sole_height_right_mm=5.5 --set sim.sole_edge_radius_mm=4": "minutes of simulation, as above",
+    ".venv/bin/plend evaluate --as-configured --config rounded-feet.toml --speed 1.0": "the reader's own config file; minutes of simulation",
     "plend track --calibrate": "a real camera and a printed board (tests/test_track.py calibrates the emulated one)",
     "plend track --set-floor": "a real camera and a floor marker (tests/test_track.py, emulated)",
     "plend track --socket /run/plend/plend.sock": "a real camera beside a running robot",
     "plenctl status --json | jq .pose": "a running tracker; jq may not be installed",
     "plend track --duration 20 --summary json --record walk-poses.mcap": "a real camera",
-    "plend track --camera emulated --duration 20 --summary json":
-    "20 s of simulated walking filmed (tests/test_track.py films a shorter one)",
+    "plend track --camera emulated --duration 20 --summary json": "20 s of simulated walking filmed (tests/test_track.py films a shorter one)",
     "plend track --camera emulated --socket /tmp/plend.sock": "a running daemon (tests/test_camera_policy.py)",
     "plend track --camera emulated --calibrate --yes": "tests/test_track.py calibrates the emulated camera",
     "./install.sh --dev && .venv/bin/python -m pytest": "it is .ci/run, which runs this suite",

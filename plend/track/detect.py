@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -182,8 +183,8 @@ class MarkerDetector:
             self._roi = None
         return found
 
-    def _detect(self, gray: np.ndarray, marker_id: int, detector: object = None) -> np.ndarray | str:
-        corners, ids, _ = (detector or self._detector).detectMarkers(gray)  # type: ignore[attr-defined]
+    def _detect(self, gray: np.ndarray, marker_id: int, detector: Any = None) -> np.ndarray | str:
+        corners, ids, _ = (detector or self._detector).detectMarkers(gray)
         matches = (
             [] if ids is None else [c for c, i in zip(corners, ids.ravel(), strict=True) if i == marker_id]
         )
