@@ -430,7 +430,9 @@ def _read_config_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from None
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML"
+        ) from None
 
 
 def replace_section(config: Config, section: str, **changes: Any) -> Config:

@@ -1,8 +1,10 @@
 """What the control socket can ask: one handler per command, arguments checked here.
 
-Handlers run on socket threads. Anything slow or fallible (reading a trajectory or a
-policy file) happens here, before the loop is asked; the loop then only switches, so a
-bad request leaves the robot doing what it was doing.
+Quick handlers (:data:`INLINE`) run on the socket thread and must not wait: they check
+their arguments and return a :class:`~plend.server.LoopCall` for the server to submit.
+The others run on worker threads: anything slow or fallible (reading a trajectory or a
+policy file, recordings, calibration files) happens there, before the loop is asked;
+the loop then only switches, so a bad request leaves the robot doing what it was doing.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ import numpy as np
 
 from gaits.sine import GaitError, check_speed
 from plend import __version__
-from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
+from plend.behaviours import Behaviour
 from plend.calibration_controls import CalibrationControls
 from plend.config import Config
 from plend.errors import PlendError
+from plend.files import FileRefusedError, check_regular
 from plend.loop import ControlLoop, Request
+from plend.protocol import check_may_wait, only, quote
 from plend.robot import JOINTS
-from plend.server import PROTOCOL_VERSION, ArgumentError, Handler, argument
+from plend.server import PROTOCOL_VERSION, ArgumentError, Handler, LoopCall, argument
 from plend.supervisor import Supervisor
+from plend.trajectory import TrajectoryError, load_trajectory
 
 COMMAND_TIMEOUT_S = 2.0
+
+# Answered on the socket thread: quick, and never waiting for the loop or a file.
+INLINE = frozenset({"status", "version", "estop", "relax", "stop", "reset", "stand", "gait", "policy_start"})
+# Applied before any other command of their tick.
+URGENT = frozenset({"estop", "relax"})
 
 
 PolicyLoader = Callable[[Path, Config], Behaviour]
@@ -41,9 +51,12 @@ class CommandUnavailableError(PlendError, RuntimeError):
 
 
 def _absolute_file(args: dict[str, Any]) -> Path:
-    path = Path(argument(args, "path", str))
+    text = argument(args, "path", str)
+    if "\0" in text or len(text) > 4096:
+        raise ArgumentError(f"path {quote(text)} is not a usable file path")
+    path = Path(text)
     if not path.is_absolute():
-        raise ArgumentError(f"path {path} must be absolute (plenctl makes it so)")
+        raise ArgumentError(f"path {quote(text)} must be absolute (plenctl makes it so)")
     return path
 
 
@@ -79,55 +92,83 @@ class Controls:
             "policy_load": self.policy_load,
             "policy_start": self._simple("policy_start"),
             "record_start": self.record_start,
-            "record_stop": lambda args: self.recorder.stop(),
+            "record_stop": self.record_stop,
             **self.calibration.handlers(),
         }
 
+    def inline(self) -> frozenset[str]:
+        """Commands answered on the socket thread (every other one runs on a worker)."""
+        return INLINE
+
     def _submit(self, name: str, **args: Any) -> dict[str, Any]:
-        return self.loop.submit(Request(name, **args)).wait(COMMAND_TIMEOUT_S)
+        """Ask the loop and wait for its answer (worker threads only)."""
+        check_may_wait(name)
+        return self.loop.submit(Request(name, **args), urgent=name in URGENT).wait(COMMAND_TIMEOUT_S)
+
+    def _call(self, name: str, then: Callable[[dict[str, Any]], Any] | None = None, **args: Any) -> LoopCall:
+        """A checked command for the server to hand to the loop."""
+        return LoopCall(name, args, urgent=name in URGENT, then=then)
 
     def _simple(self, name: str) -> Handler:
-        def handler(args: dict[str, Any]) -> dict[str, Any]:
+        def handler(args: dict[str, Any]) -> LoopCall:
             if args:
-                raise ArgumentError(f"{name} takes no arguments, got {sorted(args)}")
-            return self._submit(name)
+                raise ArgumentError(f"{name} takes no arguments, got {quote(sorted(args))}")
+            return self._call(name)
 
         return handler
 
-    def gait(self, args: dict[str, Any]) -> dict[str, Any]:
-        name = argument(args, "name", str, required=False) or "sine"
+    def gait(self, args: dict[str, Any]) -> LoopCall:
+        name = argument(args, "name", str, required=False)
+        if name is None:
+            name = "sine"
         if name != "sine":
-            raise ArgumentError(f"unknown gait {name!r}; available: sine")
+            raise ArgumentError(f"unknown gait {quote(name, 60)}; available: sine")
         try:
             speed = check_speed(argument(args, "speed", float))
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
-        return self._submit("gait", speed=speed)
+        return self._call("gait", speed=speed)
 
-    def replay(self, args: dict[str, Any]) -> dict[str, Any]:
+    def replay(self, args: dict[str, Any]) -> LoopCall:
         path = _absolute_file(args)
         rate = argument(args, "rate_hz", float, required=False)
+        only(args, "path", "rate_hz", command="replay")
         max_speed = self.config.safety.max_speed_rad_s
         try:
-            trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed)
+            trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed, self.config.limits)
         except TrajectoryError as exc:
             raise ArgumentError(str(exc)) from None
-        result = self._submit("replay", trajectory=trajectory)
-        return {**result, "samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
+        extra = {"samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
+        return self._call("replay", then=lambda result: {**result, **extra}, trajectory=trajectory)
 
-    def policy_load(self, args: dict[str, Any]) -> dict[str, Any]:
-        behaviour = self.policy_loader(_absolute_file(args), self.config)
-        result = self._submit("policy_load", behaviour=behaviour)
+    def policy_load(self, args: dict[str, Any]) -> LoopCall:
+        path = _absolute_file(args)
+        only(args, "path", command="policy_load")
+        limit = self.config.limits.max_policy_bytes
+        try:
+            check_regular(path, limit, "policy", "limits.max_policy_bytes")
+        except FileRefusedError as exc:
+            raise ArgumentError(str(exc)) from None
+        behaviour = self.policy_loader(path, self.config)
         runner = getattr(behaviour, "runner", None)
+        extra = {}
         if runner is not None:
-            result.update(
-                loaded=str(runner.path), inference_ms=runner.inference_ms, rate_hz=runner.spec.rate_hz
-            )
-        return result
+            extra = {
+                "loaded": str(runner.path),
+                "inference_ms": runner.inference_ms,
+                "rate_hz": runner.spec.rate_hz,
+            }
+        return self._call("policy_load", then=lambda result: {**result, **extra}, behaviour=behaviour)
 
     def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        only(args, "out", command="record_start")
         out = argument(args, "out", str, required=False)
-        return {"path": str(self.recorder.start(Path(out) if out else None))}
+        return {"path": str(self.recorder.start(out))}
+
+    def record_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        only(args, command="record_stop")
+        result: dict[str, Any] = self.recorder.stop()
+        return result
 
     def status(self) -> dict[str, Any]:
         """The daemon's state, computed at most once a tick however many clients ask."""
@@ -155,7 +196,9 @@ class Controls:
             "realtime": self.realtime,
             "safety": {**vars(self.loop.safety.counts), **vars(sup.counts)},
             "recording": self.recorder.status(),
+            "urgent_ms": self.loop.urgent_latency.percentiles_ms(),
         }
+        status["faults"] += self.recorder.faults()
         hal_status = getattr(self.loop.hal, "status", None)
         if hal_status is not None:
             status["hardware"] = hal_status()

@@ -61,7 +61,9 @@ def _open(path: Path, label: str) -> int:
         raise FileRefusedError(f"{label} {path}: cannot open ({exc.strerror or exc})") from None
 
 
-def read_limited(path: Path, max_bytes: int, timeout_s: float, label: str = "file", limit_key: str = "") -> bytes:
+def read_limited(
+    path: Path, max_bytes: int, timeout_s: float, label: str = "file", limit_key: str = ""
+) -> bytes:
     """The bytes of the regular file ``path``, refusing what cannot be read safely.
 
     Args:
@@ -77,16 +79,20 @@ def read_limited(path: Path, max_bytes: int, timeout_s: float, label: str = "fil
     fd = _open(path, label)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FileRefusedError(f"{label} {path} is {file_kind(info.st_mode)}, not a regular file")
-        if info.st_size > max_bytes:
-            where = f" ({limit_key})" if limit_key else ""
-            raise FileRefusedError(
-                f"{label} {path} is {size_text(info.st_size)}, over the {size_text(max_bytes)} limit{where}"
-            )
+        _check_info(path, info, max_bytes, label, limit_key)
         return _read_all(fd, path, info.st_size, time.monotonic() + timeout_s, label)
     finally:
         os.close(fd)
+
+
+def _check_info(path: Path, info: os.stat_result, max_bytes: int, label: str, limit_key: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise FileRefusedError(f"{label} {path} is {file_kind(info.st_mode)}, not a regular file")
+    if info.st_size > max_bytes:
+        where = f" ({limit_key})" if limit_key else ""
+        raise FileRefusedError(
+            f"{label} {path} is {size_text(info.st_size)}, over the {size_text(max_bytes)} limit{where}"
+        )
 
 
 def _read_all(fd: int, path: Path, size: int, deadline: float, label: str) -> bytes:
@@ -96,7 +102,9 @@ def _read_all(fd: int, path: Path, size: int, deadline: float, label: str) -> by
     try:
         while got <= size:
             if time.monotonic() > deadline:
-                raise FileRefusedError(f"{label} {path}: reading it took too long; is it on a slow or hung disk?")
+                raise FileRefusedError(
+                    f"{label} {path}: reading it took too long; is it on a slow or hung disk?"
+                )
             try:
                 n = os.readv(fd, [view[got : min(got + _CHUNK, size + 1)]])
             except BlockingIOError:
@@ -113,3 +121,15 @@ def _read_all(fd: int, path: Path, size: int, deadline: float, label: str) -> by
         raise FileRefusedError(f"{label} {path} changed while it was read; try again once it is written")
     del buf[got:]
     return bytes(buf)
+
+
+def check_regular(path: Path, max_bytes: int, label: str = "file", limit_key: str = "") -> int:
+    """Refuse ``path`` unless it is a readable regular file of at most ``max_bytes``;
+    returns its size. For files a library opens itself (an ONNX model)."""
+    fd = _open(path, label)
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    _check_info(path, info, max_bytes, label, limit_key)
+    return info.st_size

@@ -144,18 +144,48 @@ class Snapshot:
     powered: np.ndarray | None = None  # which joints' servos were driven (None: none)
 
 
+# Commands applied per tick beyond the urgent ones; more wait for the next tick, so a
+# flood of clients cannot stretch a tick.
+MAX_COMMANDS_PER_TICK = 32
+
 _ALL = np.ones(NUM_JOINTS, bool)
 _ALL.flags.writeable = False
 
 
 class Request:
-    """A command for the loop, with a slot for its outcome."""
+    """A command for the loop, with a slot for its outcome.
+
+    ``received`` is when a client's request arrived (``time.perf_counter``), so the loop
+    can tell how long an urgent one took to act on.
+    """
 
     def __init__(self, name: str, **args: Any):
         self.name, self.args = name, args
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.received = time.perf_counter()
+        self._callbacks: list[Callable[[Request], None]] = []
+        self._lock = threading.Lock()
+
+    def add_done_callback(self, callback: Callable[[Request], None]) -> None:
+        """Call ``callback(self)`` once the loop has handled this request (at once if it has).
+
+        Callbacks run on the control thread: they must be quick and must not raise.
+        """
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def finish(self) -> None:
+        """Mark the request handled and tell whoever waits (the control thread calls this)."""
+        with self._lock:
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
     def wait(self, timeout: float) -> dict[str, Any]:
         """The command's result; re-raises its error; LoopStalledError on timeout."""
@@ -199,6 +229,10 @@ class ControlLoop:
         self.snapshot: Snapshot | None = None
         self.last_targets: np.ndarray | None = None
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        # E-stop and relax: applied first every tick, before any other command, however
+        # many wait; when they were acted on is kept in ``urgent_latency``.
+        self.urgent: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        self.urgent_latency = RingStats(1000)
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
         self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
@@ -212,9 +246,10 @@ class ControlLoop:
         self.safety.reset(self.sensors.joint_pos)
         self._next = self.clock.now()
 
-    def submit(self, request: Request) -> Request:
-        """Queue a command for the next tick (any thread)."""
-        self.requests.put(request)
+    def submit(self, request: Request, urgent: bool = False) -> Request:
+        """Queue a command for the next tick (any thread). ``urgent`` ones (e-stop, relax)
+        are applied before every other command of that tick."""
+        (self.urgent if urgent else self.requests).put(request)
         return request
 
     def tick(self) -> bool:
@@ -227,7 +262,8 @@ class ControlLoop:
         began = self._perf()
         sensors = self.sensors = self.hal.read()
         self.decider.sense(sensors)
-        self._drain()
+        urgent = self._drain(self.urgent, None)
+        self._drain(self.requests, MAX_COMMANDS_PER_TICK)
         targets = self.decider.update(sensors, self.last_targets)
         powered = self._powered_mask()
         if targets is None or (powered is not None and not powered.any()):
@@ -243,21 +279,33 @@ class ControlLoop:
             self.last_targets = self.safety.apply(targets, powered, sensors.joint_pos)
             self.hal.write_some(self.last_targets, powered)
         compute = self._perf() - began
+        for request in urgent:  # acted on: the servos got this tick's targets (or none)
+            self.urgent_latency.add(self._perf() - request.received)
+            request.finish()
         on_time = self._schedule()
         self._publish(sensors, compute, lateness, powered)
         return on_time
 
-    def _drain(self) -> None:
-        while True:
+    def _drain(self, requests: queue.SimpleQueue[Request], limit: int | None) -> list[Request]:
+        """Apply queued commands (at most ``limit``). With no limit, the handled requests
+        are returned unfinished: the caller finishes them once the HAL has been written."""
+        held: list[Request] = []
+        n = 0
+        while limit is None or n < limit:
             try:
-                request = self.requests.get_nowait()
+                request = requests.get_nowait()
             except queue.Empty:
-                return
+                break
+            n += 1
             try:
                 request.result = self.decider.handle(request.name, **request.args)
             except Exception as exc:  # reported to the client, never kills the loop
                 request.error = exc
-            request.done.set()
+            if limit is None:
+                held.append(request)
+            else:
+                request.finish()
+        return held
 
     def _schedule(self) -> bool:
         self.stats.ticks += 1

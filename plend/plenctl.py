@@ -48,6 +48,14 @@ class Client:
             raise ClientError(f"plend is not running (nothing listens on {path})") from None
         except PermissionError:
             raise ClientError(f"permission denied on {path}; join the plend group or use sudo") from None
+        except (BlockingIOError, TimeoutError):
+            self._sock.close()
+            raise ClientError(
+                f"plend at {path} is busy (too many connections waiting); try again", "busy"
+            ) from None
+        except OSError as exc:
+            self._sock.close()
+            raise ClientError(f"cannot connect to plend at {path}: {exc.strerror or exc}") from None
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
@@ -56,11 +64,20 @@ class Client:
             self._file.write(line)
             self._file.flush()
             reply_line = self._file.readline()
+        except TimeoutError:
+            raise ConnectionLostError(f"plend at {self.path} did not answer {cmd} in time") from None
         except OSError as exc:
-            raise ConnectionLostError(f"lost the connection to plend at {self.path}: {exc}") from None
+            raise ConnectionLostError(
+                f"lost the connection to plend at {self.path}: {exc.strerror or exc}"
+            ) from None
         if not reply_line:
             raise ConnectionLostError(f"plend at {self.path} closed the connection")
-        reply = json.loads(reply_line)
+        try:
+            reply = json.loads(reply_line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise ConnectionLostError(f"plend at {self.path} sent a reply that is not a JSON object")
         if not reply.get("ok"):
             raise ClientError(f"{reply.get('message')} [{reply.get('error')}]", reply.get("error"))
         return reply["result"]
@@ -122,7 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--file", type=Path, help="default: calibration.json in the state directory")
     record = sub.add_parser("record", help="telemetry recording to MCAP")
     record_sub = record.add_subparsers(dest="action", required=True)
-    record_sub.add_parser("start", help="start recording").add_argument("--out", type=Path)
+    record_sub.add_parser("start", help="start recording").add_argument(
+        "--out",
+        metavar="NAME",
+        help="file name (.mcap) in the daemon's recordings directory (default: timestamped)",
+    )
     record_sub.add_parser("stop", help="stop recording")
     return p
 
@@ -144,7 +165,7 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
         return client.request("policy_start")
     if cmd == "record":
         if args.action == "start":
-            return client.request("record_start", **({"out": str(args.out.resolve())} if args.out else {}))
+            return client.request("record_start", **({"out": args.out} if args.out else {}))
         return client.request("record_stop")
     return client.request(cmd)
 

@@ -83,7 +83,7 @@ def recorder(tmp_path: Path, **kwargs: Any) -> Recorder:
 
 def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
     rec = recorder(tmp_path)
-    path = rec.start(tmp_path / "run.mcap")
+    path = rec.start("run.mcap")
     writers = [t for t in threading.enumerate() if t.name == "plend-telemetry"]
     assert len(writers) == 1 and writers[0].daemon
     assert rec.status()["recording"] and rec.status()["path"] == str(path)
@@ -98,6 +98,7 @@ def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
         "dropped": 0,
         "bytes": path.stat().st_size,
         "capped": False,
+        "error": None,
     }
     assert rec.status() == {"recording": False, **result}
     assert not any(t.name == "plend-telemetry" for t in threading.enumerate())
@@ -134,17 +135,18 @@ def test_default_file_name_is_timestamped_in_the_directory(tmp_path: Path) -> No
 
 def test_starting_twice_refuses_and_keeps_the_first_recording(tmp_path: Path) -> None:
     rec = recorder(tmp_path)
-    first = rec.start(tmp_path / "a.mcap")
+    first = rec.start("a.mcap")
     with pytest.raises(RecordingError, match="already running") as err:
-        rec.start(tmp_path / "b.mcap")
+        rec.start("b.mcap")
     assert str(first) in str(err.value)
-    assert not (tmp_path / "b.mcap").exists()
+    assert not (tmp_path / "rec" / "b.mcap").exists()
     rec.submit(tick(0))
     assert rec.stop()["written"] == 1
 
 
 def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
-    out = tmp_path / "keep.mcap"
+    out = tmp_path / "rec" / "keep.mcap"
+    out.parent.mkdir()
     out.write_bytes(b"an earlier recording")
     rec = recorder(tmp_path)
     with pytest.raises(RecordingError, match="already exists") as err:
@@ -155,16 +157,17 @@ def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_place_refuses_with_the_path(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("not a directory")
-    out = tmp_path / "file" / "x.mcap"
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "file").write_text("not a directory")
+    out = tmp_path / "rec" / "file"
     rec = recorder(tmp_path)
     with pytest.raises(RecordingError, match="cannot create") as err:
-        rec.start(out)
+        rec.start("file/x.mcap")
     assert isinstance(err.value, PlendError) and isinstance(err.value, OSError)
     assert str(out) in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(RecordingError, match="cannot create"):
-        Recorder(tmp_path / "file").start()  # the default directory is a regular file
-    assert rec.start(tmp_path / "ok.mcap") == tmp_path / "ok.mcap"  # a refusal leaves it usable
+        Recorder(out).start()  # the default directory is a regular file
+    assert rec.start("ok.mcap") == tmp_path / "rec" / "ok.mcap"  # a refusal leaves it usable
     rec.close()
 
 
@@ -173,7 +176,7 @@ def test_stop_without_a_recording_refuses_and_close_is_idempotent(tmp_path: Path
     with pytest.raises(RecordingError, match="no recording is running"):
         rec.stop()
     rec.close()
-    path = rec.start(tmp_path / "c.mcap")
+    path = rec.start("c.mcap")
     rec.close()
     rec.close()
     assert rec.status()["recording"] is False
@@ -183,7 +186,7 @@ def test_stop_without_a_recording_refuses_and_close_is_idempotent(tmp_path: Path
 def test_the_size_cap_keeps_the_file_readable(tmp_path: Path) -> None:
     max_bytes, submitted = 64 * 1024, 3000
     rec = recorder(tmp_path, max_bytes=max_bytes, queue_size=submitted)  # drops come from the cap only
-    path = rec.start(tmp_path / "capped.mcap")
+    path = rec.start("capped.mcap")
     rng = np.random.default_rng(0)
     for i in range(submitted):
         rec.submit(tick(i, rng))
@@ -210,7 +213,7 @@ def test_submit_never_blocks_while_the_writer_is_stuck(
     monkeypatch.setattr(telemetry, "_encode_tick", stuck)
     queue_size = 16
     rec = recorder(tmp_path, queue_size=queue_size)
-    path = rec.start(tmp_path / "stuck.mcap")
+    path = rec.start("stuck.mcap")
     rec.submit(tick(0))
     assert entered.wait(30.0)  # the writer holds tick 0 and takes no more
     for i in range(1, queue_size + 101):
@@ -230,7 +233,7 @@ def test_a_failing_writer_still_leaves_a_readable_file(
 
     monkeypatch.setattr(telemetry, "_encode_tick", broken)
     rec = recorder(tmp_path)
-    path = rec.start(tmp_path / "broken.mcap")
+    path = rec.start("broken.mcap")
     rec.submit(tick(0))
     with pytest.raises(RecordingError, match="failed") as err:
         rec.stop()
@@ -249,6 +252,7 @@ def test_submit_when_not_recording_does_nothing(tmp_path: Path) -> None:
         "dropped": 0,
         "bytes": 0,
         "capped": False,
+        "error": None,
     }
     assert not (tmp_path / "rec").exists()
     path = rec.start()
