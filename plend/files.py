@@ -52,6 +52,8 @@ def _open(path: Path, label: str) -> int:
     try:
         return os.open(path, flags)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileRefusedError(f"{label} {path}: a symbolic link to a missing file") from None
         raise FileRefusedError(f"{label} {path}: no such file") from None
     except PermissionError:
         raise FileRefusedError(f"{label} {path}: permission denied for the daemon's user") from None

@@ -217,7 +217,11 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
         try:
             term.expect(r"Are the servo horns off.*\[y/N\] ", "question about fitting horns")
             term.type("n", "the horns answer")
-            term.expect(r"\bn\r?\n", "the horns answer on screen")
+            term.expect(r"\bn", "the horns answer on screen")
+            # Enter comes as its own key, as a person types it: it confirms the answer and
+            # must not reach the jog below, where it would accept the zero unjogged.
+            term.type("\r", "Enter after the horns answer")
+            term.expect(r"\r?\n", "the horns answer confirmed")
             term.expect(r"== Joint 1 of 1: .*\(r_knee_r_shin\) ==", "the joint's heading")
             term.expect(r"keys: \+ / -", "the jog keys' help")
             jog = 0.0
@@ -230,12 +234,14 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
             zero = term.expect(r"horn offset ([+-]\d+\.\d) deg", "the zero found")
             term.expect(r"Did it move like that \(.*\)\? \[Y/n/q\] ", "the direction question")
             term.type("y", "the direction answer")
+            term.type("\r", "Enter after the direction answer")
             term.expect(rf"Direction {stored.direction:+d}\.", "the direction kept")
             fit = term.expect(r"Fit: [+-]\d+ codes/rad, error (\d+\.\d+) deg", "the feedback fit")
             term.expect(r"== Review ==", "the review")
             # The question names the file; a long path wraps onto the next line.
             term.expect(rf"Save to\s+{re.escape(str(path))}\?\s+\[Y/n\] ", "the save question")
             term.type("y", "the save answer")
+            term.type("\r", "Enter after the save answer")
             term.expect(r"Saved\s[\s\S]*?previous\s+one\s+kept\s+as", "the save")  # wrapped lines
             assert term.wait() == 0, term.screen()
         finally:
