@@ -115,6 +115,7 @@ class ControlServer:
         self.on_disconnect: list[Callable[[int], None]] = []
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, _Conn] = {}
+        self._overflow: dict[int, _Conn] = {}  # past the cap, oldest first
         self._work: set[_Work] = set()
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -210,15 +211,25 @@ class ControlServer:
                 self._accept_failed(exc)
                 return
             sock.setblocking(False)
-            normal = sum(1 for c in self._conns.values() if not c.priority_only)
-            if normal < self.settings.max_connections:
+            cap = self.settings.max_connections
+            if len(self._conns) - len(self._overflow) < cap:
                 self._add(_Conn(sock, False, time.monotonic()))
-            elif len(self._conns) - normal < self.settings.max_connections:
+            elif len(self._overflow) < cap or self._evict_overflow():
                 self._add(_Conn(sock, True, time.monotonic()))
             else:
                 with contextlib.suppress(OSError):
                     sock.send(self._encode(self.dispatcher.error_reply(self._busy())))
                 sock.close()
+
+    def _evict_overflow(self) -> bool:
+        """Make room past the cap by closing the oldest waiting connection there: each gets
+        one quick request, so a crowd that only connects cannot keep an e-stop out."""
+        oldest = next((c for c in self._overflow.values() if not c.busy), None)
+        if oldest is None:
+            return False
+        self._reply(oldest, self.dispatcher.error_reply(self._busy()))
+        self._close(oldest)
+        return True
 
     def _accept_failed(self, exc: OSError) -> None:
         if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
@@ -236,6 +247,8 @@ class ControlServer:
 
     def _add(self, conn: _Conn) -> None:
         self._conns[conn.id] = conn
+        if conn.priority_only:
+            self._overflow[conn.id] = conn
         self._interest(conn)
 
     def _interest(self, conn: _Conn) -> None:
@@ -495,6 +508,7 @@ class ControlServer:
             self._sel.unregister(conn.sock)
         conn.sock.close()
         del self._conns[conn.id]
+        self._overflow.pop(conn.id, None)
         if notify and self.on_disconnect:
             self._jobs.put(lambda: self._disconnected(conn.id))
 

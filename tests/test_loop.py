@@ -109,6 +109,28 @@ def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() ->
     assert loop.stats.ticks == 2
 
 
+def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
+    from plend.loop import MAX_COMMANDS_PER_TICK, Request
+
+    loop, _ = _loop(cost=0.0)
+    decider = loop.decider
+    assert isinstance(decider, Constant)
+    flood = [loop.submit(Request("stand")) for _ in range(MAX_COMMANDS_PER_TICK + 10)]
+    estop = loop.submit(Request("estop"), urgent=True)
+    told: list[str] = []
+    estop.add_done_callback(lambda r: told.append(r.name))
+    loop.tick()
+    assert decider.handled[0] == "estop", "the e-stop is applied before every queued command"
+    assert told == ["estop"] and estop.wait(0.0) == {"mode": "constant"}
+    assert sum(r.done.is_set() for r in flood) == MAX_COMMANDS_PER_TICK, "a tick applies a bounded number"
+    loop.tick()
+    assert all(r.done.is_set() for r in flood)
+    assert loop.urgent_latency.values().size == 1
+    late: list[str] = []
+    estop.add_done_callback(lambda r: late.append(r.name))  # already done: called at once
+    assert late == ["estop"]
+
+
 def test_a_stalled_loop_is_reported_to_the_caller() -> None:
     from plend.loop import LoopStalledError, Request
 
