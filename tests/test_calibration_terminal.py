@@ -263,3 +263,41 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
     backup = load(backup_path(path))
     assert backup == old, "the previous file is the backup"
     assert backup.joints[JOINT].offset_deg == pytest.approx(truth.offset_deg + ERROR_DEG)
+
+
+@pytest.mark.parametrize(
+    ("keys", "answer"),
+    [
+        (["n", "\r"], "n"),  # the Enter confirms and goes with the answer
+        (["\r"], "y"),  # Enter alone: the default
+        (["y", "\x7f", "n", "\r"], "n"),  # rubbed out and changed
+        (["x", "n", "\r\n"], "n"),  # other keys ignored; a CR LF pair does not leave its LF
+    ],
+)
+def test_a_yes_no_answer_consumes_its_whole_line(keys: list[str], answer: str) -> None:
+    import io
+    import threading
+
+    from calibration.wizard import KeyboardOperator
+
+    master, slave = pty.openpty()
+    out = io.StringIO()
+    try:
+        with os.fdopen(os.dup(slave), "r") as stdin, KeyboardOperator(stdin, out) as operator:
+
+            def press() -> None:
+                while "[Y/n]" not in out.getvalue():  # the question is up: typed-ahead keys were flushed
+                    time.sleep(0.01)
+                for key in keys:
+                    time.sleep(0.05)  # one key at a time, as a person types
+                    os.write(master, key.encode())
+
+            typist = threading.Thread(target=press)
+            typist.start()
+            assert operator.ask("horns", "Horns?", "yn", "y") == answer
+            typist.join()
+            time.sleep(0.1)
+            assert operator._key(0.2) is None, "a key of the answer's line reached the next step"
+    finally:
+        os.close(master)
+        os.close(slave)
