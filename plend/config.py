@@ -207,6 +207,9 @@ class SocketConfig:
         slow_request_timeout_s: a request that reads files (replay, policy load,
             recordings, calibration files) is answered with an error after this long.
         workers: threads that run such requests, off the socket and control threads.
+        rt_priority: SCHED_FIFO priority of the socket thread when ``loop.realtime`` is on
+            (kept below the control thread's), so a busy machine cannot delay an e-stop's
+            answer; 0 leaves it under normal scheduling.
     """
 
     path: str = "/run/plend/plend.sock"
@@ -218,6 +221,7 @@ class SocketConfig:
     idle_timeout_s: float = 900.0
     slow_request_timeout_s: float = 10.0
     workers: int = 2
+    rt_priority: int = 20
 
     def __post_init__(self) -> None:
         _check_path("socket.path", self.path)
@@ -230,6 +234,7 @@ class SocketConfig:
         _check_range("socket.idle_timeout_s", self.idle_timeout_s, 1.0, 86400.0)
         _check_range("socket.slow_request_timeout_s", self.slow_request_timeout_s, 1.0, 300.0)
         _check_int("socket.workers", self.workers, 1, 16)
+        _check_int("socket.rt_priority", self.rt_priority, 0, 89)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from plend.hal.base import Hal
 from plend.loop import ControlLoop, Request, Snapshot, WallClock
 from plend.safety import SafetyFilter
 from plend.server import ControlServer, Dispatcher, LoopCall
-from plend.service import Notifier, freeze_gc, make_realtime
+from plend.service import Notifier, fifo_thread, freeze_gc, make_realtime
 from plend.supervisor import CommandError, Supervisor
 from plend.telemetry import Recorder, TickRecord
 
@@ -126,8 +126,17 @@ class Daemon:
         raise_file_limit(2 * self.config.socket.max_connections + 64)
         self.server = ControlServer(self.options.socket, dispatcher, self.config.socket, self._submit)
         self.server.on_disconnect.append(controls.calibration.connection_closed)
+        self.server.on_start = self._socket_thread_priority
         self.server.start()
         log.info("control socket %s", self.options.socket)
+
+    def _socket_thread_priority(self) -> None:
+        """Real-time scheduling for the socket thread, below the control thread's: on a
+        busy machine an e-stop's answer then waits for no other program."""
+        loop = self.config.loop
+        priority = min(self.config.socket.rt_priority, loop.rt_priority - 1)
+        if loop.realtime and priority > 0:
+            self.realtime.append(fifo_thread(priority, "the socket thread"))
 
     def _submit(self, call: LoopCall, received: float) -> Request:
         """Hand a command the server has checked to the loop."""

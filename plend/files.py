@@ -23,7 +23,6 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
-_CHUNK = 1 << 20
 
 
 class FileRefusedError(PlendError, ValueError):
@@ -98,31 +97,30 @@ def _check_info(path: Path, info: os.stat_result, max_bytes: int, label: str, li
 
 
 def _read_all(fd: int, path: Path, size: int, deadline: float, label: str) -> bytes:
-    # One buffer of the size fstat gave (plus one byte to notice growth): no big copies.
-    buf = bytearray(size + 1)
-    view, got = memoryview(buf), 0
-    try:
-        while got <= size:
-            if time.monotonic() > deadline:
-                raise FileRefusedError(
-                    f"{label} {path}: reading it took too long; is it on a slow or hung disk?"
-                )
-            try:
-                n = os.readv(fd, [view[got : min(got + _CHUNK, size + 1)]])
-            except BlockingIOError:
-                time.sleep(0.01)
-                continue
-            except OSError as exc:
-                raise FileRefusedError(f"{label} {path}: read error ({exc.strerror or exc})") from None
-            if n == 0:
-                break
-            got += n
-    finally:
-        view.release()
+    # One read of the size fstat gave, plus a byte to notice growth: os.read lets go of the
+    # interpreter while the kernel fills the buffer, where building the bytes ourselves
+    # (zeroing, joining, copying) would hold it for tens of milliseconds, and the control
+    # loop would miss ticks. A disk that hangs inside the read is left to the socket's
+    # slow-request timeout.
+    chunks: list[bytes] = []
+    got = 0
+    while got <= size:
+        if time.monotonic() > deadline:
+            raise FileRefusedError(f"{label} {path}: reading it took too long; is it on a slow or hung disk?")
+        try:
+            chunk = os.read(fd, size + 1 - got)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        except OSError as exc:
+            raise FileRefusedError(f"{label} {path}: read error ({exc.strerror or exc})") from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
     if got > size:
         raise FileRefusedError(f"{label} {path} changed while it was read; try again once it is written")
-    del buf[got:]
-    return bytes(buf)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def check_regular(path: Path, max_bytes: int, label: str = "file", limit_key: str = "") -> int:

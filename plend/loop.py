@@ -7,6 +7,7 @@ published once a tick (a single reference swap, so readers never block the loop)
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -72,6 +73,14 @@ class WallClock:
         while self.now() < deadline:
             pass
 
+    def wait_until(self, deadline: float, wake: threading.Event) -> None:
+        """Like :meth:`sleep_until`, but return as soon as ``wake`` is set."""
+        delay = (deadline - self.now()) / self.scale - self.spin_s
+        if delay > 0 and wake.wait(delay):
+            return
+        while self.now() < deadline and not wake.is_set():
+            pass
+
 
 class StepClock:
     """A clock that jumps to each deadline at once: runs as fast as the machine allows."""
@@ -84,6 +93,10 @@ class StepClock:
 
     def sleep_until(self, deadline: float) -> None:
         self.t = max(self.t, deadline)
+
+    def wait_until(self, deadline: float, wake: threading.Event) -> None:
+        if not wake.is_set():
+            self.t = max(self.t, deadline)
 
 
 class RingStats:
@@ -233,6 +246,8 @@ class ControlLoop:
         # many wait; when they were acted on is kept in ``urgent_latency``.
         self.urgent: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self.urgent_latency = RingStats(1000)
+        self._wake = threading.Event()
+        self._last_start = -math.inf
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
         self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
@@ -249,14 +264,18 @@ class ControlLoop:
     def submit(self, request: Request, urgent: bool = False) -> Request:
         """Queue a command for the next tick (any thread). ``urgent`` ones (e-stop, relax)
         are applied before every other command of that tick."""
-        (self.urgent if urgent else self.requests).put(request)
+        if urgent:
+            self.urgent.put(request)
+            self._wake.set()
+        else:
+            self.requests.put(request)
         return request
 
     def tick(self) -> bool:
         """One cycle: wait, read, apply commands, decide, filter, write. Returns whether
         the tick kept its deadline."""
-        self.clock.sleep_until(self._next)
-        woke = self.clock.now()
+        self._wait()
+        woke = self._last_start = self.clock.now()
         self.stats.wakeups.add(woke)
         lateness = max(0.0, woke - self._next)
         began = self._perf()
@@ -285,6 +304,20 @@ class ControlLoop:
         on_time = self._schedule()
         self._publish(sensors, compute, lateness, powered)
         return on_time
+
+    def _wait(self) -> None:
+        """Sleep until the next deadline. An urgent command ends the sleep early, but not
+        before half a period has passed since the last tick began: a tick may come early,
+        never an extra one, so the rate holds however many e-stops arrive."""
+        wait_until = getattr(self.clock, "wait_until", None)
+        earliest = self._last_start + self.period / 2
+        if wait_until is None or earliest >= self._next:
+            self.clock.sleep_until(self._next)
+            return
+        self.clock.sleep_until(earliest)
+        self._wake.clear()
+        if self.urgent.empty():
+            wait_until(self._next, self._wake)
 
     def _drain(self, requests: queue.SimpleQueue[Request], limit: int | None) -> list[Request]:
         """Apply queued commands (at most ``limit``). With no limit, the handled requests

@@ -113,6 +113,7 @@ class ControlServer:
     def __init__(self, path: Path, dispatcher: Dispatcher, settings: SocketConfig, submit: Submit):
         self.path, self.dispatcher, self.settings, self._submit = path, dispatcher, settings, submit
         self.on_disconnect: list[Callable[[int], None]] = []
+        self.on_start: Callable[[], None] | None = None  # runs first on the socket thread
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, _Conn] = {}
         self._overflow: dict[int, _Conn] = {}  # past the cap, oldest first
@@ -166,6 +167,8 @@ class ControlServer:
 
     def _serve(self) -> None:
         mark_socket_thread()
+        if self.on_start is not None:
+            self.on_start()
         while not self._stopping:
             try:
                 self._once()

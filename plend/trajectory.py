@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def _check_count(path: Path, samples: int, max_samples: int) -> None:
         raise TrajectoryError(f"{path}: no samples")
     if samples > max_samples:
         raise TrajectoryError(
-            f"{path}: {samples} samples, more than the {max_samples} allowed (limits.max_trajectory_samples)"
+            f"{path}: {samples} samples, more than the {max_samples} samples allowed "
+            "(limits.max_trajectory_samples)"
         )
 
 
@@ -168,44 +170,67 @@ def _read_npy(path: Path, data: bytes, max_samples: int) -> tuple[tuple[str, ...
     return names, positions, None
 
 
+def _lines(path: Path, data: bytes) -> Iterator[str]:
+    """The file's non-blank lines, decoded one at a time: decoding or splitting a large file
+    at once holds the interpreter long enough for the control loop to miss a tick."""
+    offset = 0
+    for raw in io.BytesIO(data):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = offset + exc.start
+            raise TrajectoryError(
+                f"{path}: not UTF-8 text (byte {where}); a CSV trajectory is text"
+            ) from None
+        offset += len(raw)
+        if line.strip():
+            yield line.rstrip("\r\n")
+
+
 def _read_csv(path: Path, data: bytes, max_samples: int) -> tuple[tuple[str, ...], np.ndarray, float | None]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TrajectoryError(
-            f"{path}: not UTF-8 text (byte {exc.start}); a CSV trajectory is text"
-        ) from None
-    lines = text.splitlines()
+    lines = _lines(path, data)
+    first = next(lines, "")
     rate = None
-    if lines and lines[0].startswith("#"):
-        key, _, value = lines.pop(0).lstrip("# ").partition(":")
+    if first.startswith("#"):
+        key, _, value = first.lstrip("# ").partition(":")
         if key.strip() != "rate_hz":
             raise TrajectoryError(f"{path}: first line must be '# rate_hz: <Hz>'")
         try:
             rate = float(value)
         except ValueError:
             raise TrajectoryError(f"{path}: the rate on its first line is not a number") from None
-    rows = [line for line in lines[1:] if line.strip()]
-    if not rows:
-        raise TrajectoryError(f"{path}: needs a header row of joint names and at least one sample")
-    names = tuple(n.strip() for n in lines[0].split(","))
-    _check_names(path, names, "column")
-    _check_count(path, len(rows), max_samples)
-    positions = np.empty((len(rows), len(names)))
-    for i, line in enumerate(rows):
-        fields = line.split(",")
-        if len(fields) != len(names):
+        first = next(lines, "")
+    names = tuple(n.strip() for n in first.split(","))
+    if first:
+        _check_names(path, names, "column")
+    # A row takes at least two bytes a value. Rows are filled as they are read, and pages
+    # never written are never resident, so a generous size costs nothing.
+    positions = np.empty((min(len(data) // (2 * len(names)) + 1, max_samples + 1), len(names)))
+    n = 0
+    for n, line in enumerate(lines, start=1):
+        if n > max_samples:
             raise TrajectoryError(
-                f"{path}: sample {i} has {len(fields)} values; every row needs {len(names)} values, "
-                "one per joint in the header"
+                f"{path}: more than the {max_samples} samples allowed (limits.max_trajectory_samples)"
             )
-        try:
-            positions[i] = [float(v) for v in fields]
-        except ValueError:
-            raise TrajectoryError(
-                f"{path}: cannot read trajectory: sample {i} holds a value that is not a number"
-            ) from None
-    return names, positions, rate
+        positions[n - 1] = _row(path, n - 1, line, len(names))
+    if n == 0:
+        raise TrajectoryError(f"{path}: needs a header row of joint names and at least one sample")
+    return names, positions[:n], rate
+
+
+def _row(path: Path, i: int, line: str, width: int) -> list[float]:
+    fields = line.split(",")
+    if len(fields) != width:
+        raise TrajectoryError(
+            f"{path}: sample {i} has {len(fields)} values; every row needs {width} values, "
+            "one per joint in the header"
+        )
+    try:
+        return [float(v) for v in fields]
+    except ValueError:
+        raise TrajectoryError(
+            f"{path}: cannot read trajectory: sample {i} holds a value that is not a number"
+        ) from None
 
 
 def _check_trajectory(

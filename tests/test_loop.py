@@ -131,6 +131,20 @@ def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
     assert late == ["estop"]
 
 
+def test_an_urgent_command_brings_the_next_tick_forward_without_adding_one() -> None:
+    from plend.loop import Request
+
+    loop, hal = _loop(cost=0.0)
+    loop.run(3)
+    last = hal.times[-1]
+    loop.submit(Request("estop"), urgent=True)
+    loop.tick()
+    assert hal.times[-1] == pytest.approx(last + 0.01), "half a period after the last tick, not a whole one"
+    loop.run(2)
+    assert hal.times[-2:] == pytest.approx([last + 0.04, last + 0.06]), "then the schedule as before"
+    assert loop.stats.ticks == 6 and loop.stats.overruns == 0
+
+
 def test_a_stalled_loop_is_reported_to_the_caller() -> None:
     from plend.loop import LoopStalledError, Request
 

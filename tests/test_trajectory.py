@@ -111,7 +111,7 @@ def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
 def test_too_many_samples_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     path.write_text("torso_r_shoulder\n" + "0.0\n" * 101)
-    refused(path, "101 samples, more than the 100 allowed", limits=LimitsConfig(max_trajectory_samples=100))
+    refused(path, "more than the 100 samples allowed", limits=LimitsConfig(max_trajectory_samples=100))
 
 
 CSV_CASES = {
