@@ -14,6 +14,7 @@ kill   SIGKILL during a recording, 10 times: is every file readable, how much wa
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import multiprocessing
 import os
@@ -48,6 +49,12 @@ def pct(values: list[float]) -> str:
 
 def rss_kib(pid: int) -> int:
     return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
+def quiet(d: Daemon, *args: str) -> int:
+    """``plenctl ARGS`` without its output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return d.ctl(*args)
 
 
 def request(path: Path, line: bytes, timeout: float = 10.0) -> dict[str, Any]:
@@ -266,9 +273,9 @@ def bench_files() -> None:
     _largest_csv(tmp / "largest.csv")
     d = Daemon(tmp)
     try:
-        d.ctl("gait", "sine", "--speed", "0.5")
+        quiet(d, "gait", "sine", "--speed", "0.5")
         wait_for_mode(d, "sine")
-        print("files named for replay while walking (refused or played; daemon RSS before -> after):")
+        print("files named for replay while the robot walks: size, time to the answer, answer, daemon RSS:")
         for name in ("huge.csv", "/dev/zero", "fifo", "largest.csv"):
             path = name if name.startswith("/") else str(tmp / name)
             before, rss = d.status()["overruns"], rss_kib(d.proc.pid)
@@ -278,13 +285,16 @@ def bench_files() -> None:
             took = time.monotonic() - began
             time.sleep(0.5)
             after = rss_kib(d.proc.pid)
-            answer = (
-                "played" if reply["ok"] else "refused: " + reply["message"].split(path)[-1].strip(" :")[:64]
-            )
+            if reply["ok"]:
+                answer = f"played, {reply['result']['samples']} samples"
+            else:
+                why = reply["message"].split(path)[-1].strip(" :").split(" (limits")[0]
+                answer = "refused: " + why.replace(", not a regular file", "")
             size = os.stat(path).st_size if name != "fifo" else 0
+            overruns = d.status()["overruns"] - before
             print(
-                f"  {name:<12} {size / 1e6:8.1f} MB  answered in {took * 1000:7.1f} ms  ({answer})  "
-                f"RSS {rss / 1024:.1f} -> {after / 1024:.1f} MiB  overruns {d.status()['overruns'] - before}"
+                f"  {name:<11} {size / 1e6:6.1f} MB  {took * 1000:7.1f} ms  {answer:<48}  "
+                f"RSS {rss / 1024:5.1f} -> {after / 1024:5.1f} MiB  overruns {overruns}"
             )
             request(d.socket, b'{"cmd": "gait", "args": {"speed": 0.5}}\n')
     finally:
@@ -315,7 +325,7 @@ def bench_kill(runs: int = 10) -> None:
     for run in range(runs):
         tmp = Path(tempfile.mkdtemp(prefix="kill-"))
         d = Daemon(tmp, "--gait", "sine")
-        d.ctl("record", "start", "--out", "run.mcap")
+        quiet(d, "record", "start", "--out", "run.mcap")
         recorded = random.uniform(1.5, 4.0)
         time.sleep(recorded)
         killed = time.time()
