@@ -18,15 +18,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import grp
-import itertools
 import json
 import logging
-import os
 import queue
 import selectors
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from plend import socketfile
 from plend.config import SocketConfig
-from plend.errors import ConfigError
+from plend.connection import MAX_OUT_BYTES, Connection
 from plend.protocol import (  # re-exported: handlers import them from here
     PROTOCOL_VERSION,
     Args,
@@ -62,11 +59,8 @@ __all__ = [
 log = logging.getLogger("plend.server")
 
 LOOP_TIMEOUT_S = 2.0  # a loop command not applied by then is answered loop_stalled
-MAX_OUT_BYTES = 1 << 20  # replies a client has not read; past this its requests wait
-MAX_QUEUED_LINES = 64  # requests one client may send ahead; past this it is not read
 WORKER_BACKLOG = 8  # slow requests that may wait for a worker
 _TICK_S = 0.1  # how often timeouts are checked
-_ids = itertools.count(1)
 
 
 class Pending(Protocol):
@@ -81,24 +75,11 @@ class Pending(Protocol):
 Submit = Callable[[LoopCall, float], Pending]
 
 
-class _Conn:
-    def __init__(self, sock: socket.socket, priority_only: bool, now: float):
-        self.sock, self.priority_only = sock, priority_only
-        self.id = next(_ids)
-        self.lines: collections.deque[bytes | None] = collections.deque()  # None: an oversized line
-        self.partial, self.out = bytearray(), bytearray()
-        self.partial_since: float | None = None
-        self.accepted = self.last_active = self.last_sent = now
-        self.busy = self.discarding = self.eof = self.closing = self.closed = False
-        self.served = 0
-        self.events = 0
-
-
 @dataclass(eq=False)
 class _Work:
     """A request on a worker (``job``) or in the loop (``call``), with its deadline."""
 
-    conn: _Conn
+    conn: Connection
     name: str
     deadline: float
     args: Args | None = None
@@ -115,9 +96,10 @@ class ControlServer:
         self.on_disconnect: list[Callable[[int], None]] = []
         self.on_start: Callable[[], None] | None = None  # runs first on the socket thread
         self._sel = selectors.DefaultSelector()
-        self._conns: dict[int, _Conn] = {}
-        self._overflow: dict[int, _Conn] = {}  # past the cap, oldest first
+        self._conns: dict[int, Connection] = {}
+        self._overflow: dict[int, Connection] = {}  # past the cap, oldest first
         self._work: set[_Work] = set()
+        self._slow = 0  # requests handed to the workers and not finished there, timed out or not
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._stopping = False
@@ -125,7 +107,7 @@ class ControlServer:
         self._next_check = 0.0
         self._thread: threading.Thread | None = None
         self._workers: list[threading.Thread] = []
-        self._listener, self._identity = _bind(path, settings)
+        self._listener, self._identity = socketfile.bind(path, settings)
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
             s.setblocking(False)
@@ -157,7 +139,7 @@ class ControlServer:
             self._listener.close()
         for s in (self._wake_r, self._wake_w):
             s.close()
-        _remove_if_ours(self.path, self._identity)
+        socketfile.remove_if_ours(self.path, self._identity)
 
     @property
     def connections(self) -> int:
@@ -216,9 +198,9 @@ class ControlServer:
             sock.setblocking(False)
             cap = self.settings.max_connections
             if len(self._conns) - len(self._overflow) < cap:
-                self._add(_Conn(sock, False, time.monotonic()))
+                self._add(Connection(sock, False, time.monotonic()))
             elif len(self._overflow) < cap or self._evict_overflow():
-                self._add(_Conn(sock, True, time.monotonic()))
+                self._add(Connection(sock, True, time.monotonic()))
             else:
                 with contextlib.suppress(OSError):
                     sock.send(self._encode(self.dispatcher.error_reply(self._busy())))
@@ -248,20 +230,16 @@ class ControlServer:
             "only estop, relax and status are served; try again later"
         )
 
-    def _add(self, conn: _Conn) -> None:
+    def _add(self, conn: Connection) -> None:
         self._conns[conn.id] = conn
         if conn.priority_only:
             self._overflow[conn.id] = conn
         self._interest(conn)
 
-    def _interest(self, conn: _Conn) -> None:
+    def _interest(self, conn: Connection) -> None:
         if conn.closed:
             return
-        want = 0
-        if not conn.eof and len(conn.lines) < MAX_QUEUED_LINES and len(conn.out) < MAX_OUT_BYTES:
-            want |= selectors.EVENT_READ
-        if conn.out:
-            want |= selectors.EVENT_WRITE
+        want = conn.wanted_events()
         if want == conn.events:
             return
         if conn.events == 0:
@@ -272,7 +250,7 @@ class ControlServer:
             self._sel.modify(conn.sock, want, conn)
         conn.events = want
 
-    def _ready(self, conn: _Conn, mask: int) -> None:
+    def _ready(self, conn: Connection, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
             self._flush(conn)
         if mask & selectors.EVENT_READ and not conn.closed:
@@ -286,32 +264,12 @@ class ControlServer:
                 return
             conn.last_active = time.monotonic()
             if data:
-                self._take(conn, data)
+                conn.take(data, self.settings.max_message_bytes)
             else:
                 conn.eof = True
             self._process(conn)
 
-    def _take(self, conn: _Conn, data: bytes) -> None:
-        """Split received bytes into request lines; an oversized line becomes None."""
-        limit, start = self.settings.max_message_bytes, 0
-        while (nl := data.find(b"\n", start)) >= 0:
-            if conn.discarding:
-                conn.discarding = False
-            else:
-                conn.partial += data[start:nl]
-                conn.lines.append(None if len(conn.partial) > limit else bytes(conn.partial))
-            conn.partial.clear()
-            start = nl + 1
-        if not conn.discarding:
-            conn.partial += data[start:]
-            if len(conn.partial) > limit:
-                conn.partial.clear()
-                conn.discarding = True
-                conn.lines.append(None)
-        waiting = bool(conn.partial) or conn.discarding
-        conn.partial_since = (conn.partial_since or time.monotonic()) if waiting else None
-
-    def _process(self, conn: _Conn) -> None:
+    def _process(self, conn: Connection) -> None:
         """Handle this connection's next requests, one at a time, in order."""
         while not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
             if conn.priority_only and conn.served:
@@ -330,7 +288,7 @@ class ControlServer:
             self._flush(conn)
         self._interest(conn)
 
-    def _handle(self, conn: _Conn, line: bytes) -> None:
+    def _handle(self, conn: Connection, line: bytes) -> None:
         received = time.perf_counter()
         conn.served += 1
         try:
@@ -344,7 +302,7 @@ class ControlServer:
         if name in self.dispatcher.inline:
             self._run_inline(conn, name, args, received)
             return
-        if sum(1 for w in self._work if w.call is None) >= self.settings.workers + WORKER_BACKLOG:
+        if self._slow >= self.settings.workers + WORKER_BACKLOG:  # running, queued or stuck
             self._reply(conn, self.dispatcher.error_reply(BusyError(
                 f"plend is busy with slow requests (file reads); try {name} again in a moment"
             )))  # fmt: skip
@@ -352,9 +310,10 @@ class ControlServer:
         work = _Work(conn, name, time.monotonic() + self.settings.slow_request_timeout_s, args)
         conn.busy = True
         self._work.add(work)
+        self._slow += 1
         self._jobs.put(lambda: self._run_job(work, received))
 
-    def _run_inline(self, conn: _Conn, name: str, args: Args, received: float) -> None:
+    def _run_inline(self, conn: Connection, name: str, args: Args, received: float) -> None:
         set_current_connection(conn.id)
         try:
             outcome = self.dispatcher.run(name, args)
@@ -365,7 +324,7 @@ class ControlServer:
             set_current_connection(None)
         self._deliver(conn, name, outcome, received)
 
-    def _deliver(self, conn: _Conn, name: str, outcome: Any, received: float) -> None:
+    def _deliver(self, conn: Connection, name: str, outcome: Any, received: float) -> None:
         """Reply with a handler's result, or submit its loop call and reply once applied."""
         if not isinstance(outcome, LoopCall):
             self._reply(conn, self.dispatcher.ok_reply(outcome))
@@ -423,6 +382,7 @@ class ControlServer:
         self._post(lambda: self._job_done(work, outcome, failed, received))
 
     def _job_done(self, work: _Work, outcome: Any, failed: bool, received: float) -> None:
+        self._slow -= 1
         if work.over:
             if isinstance(outcome, LoopCall):
                 log.info("%s finished after its client was told it timed out; not carried out", work.name)
@@ -451,7 +411,7 @@ class ControlServer:
             self._process(work.conn)
         s = self.settings
         for conn in list(self._conns.values()):
-            quiet = now - max(conn.last_active, conn.last_sent)
+            quiet = conn.quiet_for(now)
             if conn.closing and quiet > s.request_timeout_s:
                 self._close(conn)  # it does not read its last reply
             if conn.busy or conn.closing:
@@ -467,7 +427,7 @@ class ControlServer:
                 log.info("closing connection %d: idle for %.0f s (socket.idle_timeout_s)", conn.id, quiet)
                 self._close(conn)
 
-    def _close_after_reply(self, conn: _Conn) -> None:
+    def _close_after_reply(self, conn: Connection) -> None:
         conn.lines.clear()
         conn.eof = conn.closing = True
         self._flush(conn)
@@ -480,30 +440,21 @@ class ControlServer:
         except (TypeError, ValueError) as exc:  # a handler returned something JSON cannot hold
             return json.dumps(self.dispatcher.error_reply(exc)).encode() + b"\n"
 
-    def _reply(self, conn: _Conn, reply: dict[str, Any]) -> None:
+    def _reply(self, conn: Connection, reply: dict[str, Any]) -> None:
         if conn.closed:
             return
         conn.out += self._encode(reply)
         self._flush(conn)
 
-    def _flush(self, conn: _Conn) -> None:
-        while conn.out and not conn.closed:
-            try:
-                sent = conn.sock.send(conn.out)
-            except BlockingIOError:
-                break
-            except OSError as exc:  # the client left before reading its reply: nothing to report
-                log.debug("connection %d closed before its reply: %s", conn.id, exc)
-                self._close(conn)
-                return
-            del conn.out[:sent]
-            conn.last_sent = time.monotonic()
-        if conn.closing and not conn.out:
+    def _flush(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        if not conn.send() or (conn.closing and not conn.out):
             self._close(conn)
         else:
             self._interest(conn)
 
-    def _close(self, conn: _Conn, notify: bool = True) -> None:
+    def _close(self, conn: Connection, notify: bool = True) -> None:
         if conn.closed:
             return
         conn.closed = True
@@ -527,78 +478,3 @@ def _stalled(name: str) -> Exception:
     from plend.loop import LoopStalledError
 
     return LoopStalledError(f"the control loop did not take '{name}' within {LOOP_TIMEOUT_S} s")
-
-
-# -- the socket file ------------------------------------------------------------------------
-
-
-def _bind(path: Path, settings: SocketConfig) -> tuple[socket.socket, tuple[int, int]]:
-    """Bind a listening socket at ``path``; returns it and the file's (device, inode)."""
-    _claim(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(str(path))
-    except OSError as exc:
-        listener.close()
-        raise ConfigError(f"cannot make the control socket {path}: {exc.strerror or exc}") from None
-    info = os.lstat(path)
-    identity = (info.st_dev, info.st_ino)
-    try:
-        os.chmod(path, settings.mode)
-        _set_group(path, settings.group)
-        listener.listen(min(socket.SOMAXCONN, 4096))
-        listener.setblocking(False)
-    except BaseException:
-        listener.close()
-        _remove_if_ours(path, identity)
-        raise
-    return listener, identity
-
-
-def _remove_if_ours(path: Path, identity: tuple[int, int]) -> None:
-    """Unlink ``path`` only if it is still the socket this daemon made: a newer daemon may
-    have claimed the path since."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return
-    if (info.st_dev, info.st_ino) == identity:
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
-def _claim(path: Path) -> None:
-    """Make ``path`` free for a new socket, refusing if another daemon answers there."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path.parent} for the control socket: {exc.strerror}; "
-                          "use --socket PATH somewhere writable") from None  # fmt: skip
-    if not path.exists() and not path.is_symlink():
-        return
-    if not stat.S_ISSOCK(path.lstat().st_mode):
-        raise ConfigError(f"{path} exists and is not a socket; remove it or choose another --socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        path.unlink(missing_ok=True)  # left behind by a daemon that died
-        return
-    except OSError:
-        pass  # it exists and does not refuse (busy, or a timeout): someone serves there
-    finally:
-        probe.close()
-    raise ConfigError(f"another plend is already running on {path}")
-
-
-def _set_group(path: Path, group: str) -> None:
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        log.warning("socket group %r does not exist; %s keeps the daemon's group", group, path)
-        return
-    try:
-        os.chown(path, -1, gid)
-    except OSError as exc:
-        log.warning("cannot give %s to group %r: %s", path, group, exc.strerror)

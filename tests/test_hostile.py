@@ -57,6 +57,32 @@ def one_line_error(capsys: pytest.CaptureFixture[str], fragment: str) -> str:
     return err
 
 
+ABUSE = {
+    "JSON nested 1000 deep": (b"[" * 1000 + b"]" * 1000, "bad_request"),
+    "a 400-digit integer": (b'{"cmd": "gait", "args": {"speed": ' + b"9" * 400 + b"}}", "bad_request"),
+    "an empty gait name": (b'{"cmd": "gait", "args": {"name": "", "speed": 0.5}}', "bad_argument"),
+    "an unknown argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "sped": 0.9}}', "bad_argument"),
+    "v true": (b'{"v": true, "cmd": "stand"}', "bad_request"),
+    "a lone surrogate": (b'{"cmd": "gait", "args": {"name": "\\udc80", "speed": 0.5}}', "bad_request"),
+    "20 KB to echo": (
+        b'{"cmd": "gait", "args": {"name": "' + b"A" * 20_000 + b'", "speed": 0.5}}',
+        "bad_argument",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ABUSE.values(), ids=ABUSE.keys())
+def test_malformed_and_lax_requests_are_refused_and_change_nothing(
+    daemon: Daemon, case: tuple[bytes, str]
+) -> None:
+    line, code = case
+    wait_for_mode(daemon, "stand")
+    reply = ask(daemon, line + b"\n")
+    assert reply["ok"] is False and reply["error"] == code, reply
+    assert "A" * 101 not in reply["message"] and len(reply["message"]) < 700
+    assert daemon.status()["mode"] == "stand"
+
+
 def test_an_npy_with_array_fields_is_refused_while_the_robot_walks_on(
     daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plend import server as server_module
+from plend import socketfile
 from plend.config import SocketConfig
 from plend.loop import Request
 from plend.protocol import Dispatcher, LoopCall
@@ -259,7 +259,7 @@ def test_a_failure_after_binding_leaves_no_socket_behind(
     def broken(path: Path, group: str) -> None:
         raise PermissionError("cannot chown")
 
-    monkeypatch.setattr(server_module, "_set_group", broken)
+    monkeypatch.setattr(socketfile, "_set_group", broken)
     path = tmp_path / "s.sock"
     with pytest.raises(PermissionError):
         ControlServer(path, Dispatcher({}), SocketConfig(path=str(path)), FakeLoop().submit)
