@@ -423,6 +423,12 @@ class ControlServer:
             elif conn.priority_only and now - conn.accepted > s.request_timeout_s:
                 self._reply(conn, self.dispatcher.error_reply(self._busy()))
                 self._close_after_reply(conn)
+            elif not conn.served and now - conn.accepted > s.request_timeout_s:
+                # Clients send at once; one that only holds a place is closed, so a crowd of
+                # them cannot keep the places of clients that want something.
+                why = f"no request within {s.request_timeout_s:g} s of connecting; closing the connection"
+                self._reply(conn, self.dispatcher.error_reply(RequestError(why)))
+                self._close_after_reply(conn)
             elif quiet > s.idle_timeout_s:
                 log.info("closing connection %d: idle for %.0f s (socket.idle_timeout_s)", conn.id, quiet)
                 self._close(conn)

@@ -167,11 +167,18 @@ def test_half_a_line_is_closed_after_the_request_timeout(
         assert closed_by_server(slow)
 
 
-def test_an_idle_connection_is_closed(rig: tuple[ControlServer, FakeLoop, Handlers]) -> None:
+def test_a_connection_that_never_asks_and_one_that_falls_silent_are_closed(
+    rig: tuple[ControlServer, FakeLoop, Handlers],
+) -> None:
     srv, _, _ = rig
-    with connect(srv) as idle:
-        time.sleep(1.5)
-        assert closed_by_server(idle)
+    with connect(srv) as mute, connect(srv) as quiet:
+        send(quiet, {"cmd": "status"})
+        assert replies(quiet)[0]["ok"]
+        answer = replies(mute)[0]
+        assert answer["error"] == "bad_request" and "no request within 0.3 s" in answer["message"]
+        assert closed_by_server(mute)
+        time.sleep(1.2)  # past the idle timeout
+        assert closed_by_server(quiet)
 
 
 def test_past_the_cap_only_estop_relax_and_status_are_served(
