@@ -202,7 +202,8 @@ class SocketConfig:
         max_message_bytes: the longest request line taken.
         max_connections: clients served at once; beyond them a connection may still ask
             estop, relax or status once, and anything else is told the daemon is busy.
-        request_timeout_s: a request line must arrive whole within this time once begun.
+        request_timeout_s: a client must send its first request within this time of
+            connecting, and a request line must arrive whole within it once begun.
         idle_timeout_s: a connection that sends nothing for this long is closed.
         slow_request_timeout_s: a request that reads files (replay, policy load,
             recordings, calibration files) is answered with an error after this long.
