@@ -171,12 +171,22 @@ class Controls:
         return result
 
     def status(self) -> dict[str, Any]:
-        """The daemon's state, computed at most once a tick however many clients ask."""
+        """The daemon's state: figures computed at most once a tick however many clients
+        ask, the mode, faults and recording as they are now (a command's reply comes in
+        the tick that applied it, before the tick's figures are new)."""
         with self._status_lock:
             tick = self.loop.stats.ticks
             if self._status_cache is None or self._status_cache[0] != tick:
                 self._status_cache = (tick, self._status())
-            return self._status_cache[1]
+            cached = self._status_cache[1]
+        sup = self.supervisor
+        now = {
+            "mode": sup.mode,
+            "estop": sup.estopped,
+            "faults": sup.fault_list() + self.recorder.faults(),
+            "recording": self.recorder.status(),
+        }
+        return {**cached, **now}
 
     def _status(self) -> dict[str, Any]:
         snap = self.loop.snapshot
@@ -198,7 +208,6 @@ class Controls:
             "recording": self.recorder.status(),
             "urgent_ms": self.loop.urgent_latency.percentiles_ms(),
         }
-        status["faults"] += self.recorder.faults()
         hal_status = getattr(self.loop.hal, "status", None)
         if hal_status is not None:
             status["hardware"] = hal_status()
