@@ -134,16 +134,17 @@ def test_replay_errors_do_not_show_what_the_file_holds(
 
 
 def test_recordings_cannot_be_written_outside_the_recordings_directory(
-    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for out, fragment in [
         ("../escape.mcap", "'..'"),
         (str(daemon.tmp / "calibration.json"), "recordings go in"),
-        ("/tmp/escape.mcap", "recordings go in"),
+        (str(tmp_path / "escape.mcap"), "recordings go in"),
     ]:
         assert daemon.ctl("record", "start", "--out", out) == 1
         one_line_error(capsys, fragment)
     assert not (daemon.tmp / "escape.mcap").exists() and not (daemon.tmp / "calibration.json").exists()
+    assert not (tmp_path / "escape.mcap").exists()
     status = daemon.status()
     assert status["faults"] == [] and status["recording"]["recording"] is False
 
