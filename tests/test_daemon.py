@@ -153,8 +153,8 @@ def test_policy_load_and_start(daemon: Daemon, tmp_path: Path, capsys: pytest.Ca
 def test_telemetry_recording(daemon: Daemon, tmp_path: Path) -> None:
     from mcap.reader import make_reader
 
-    out = tmp_path / "run.mcap"
-    assert daemon.ctl("record", "start", "--out", str(out)) == 0
+    out = daemon.tmp / "rec" / "run.mcap"
+    assert daemon.ctl("record", "start", "--out", "run.mcap") == 0
     time.sleep(0.5)
     assert daemon.status()["recording"]["recording"] is True
     assert daemon.ctl("record", "stop") == 0
