@@ -83,8 +83,8 @@ BROKEN_CONFIGS = {
     "binary": (bytes(range(256)), "is not UTF-8 text"),
     "UTF-16": ("[sim]\nfriction = 0.6\n".encode("utf-16"), "is not UTF-8 text"),
     "state_dir a number": (b"[paths]\nstate_dir = 5\n", "paths.state_dir must be a file system path"),
-    "recordings_dir empty": (
-        b'[paths]\nrecordings_dir = ""\n',
+    "recordings_dir blank": (
+        b'[paths]\nrecordings_dir = "  "\n',
         "paths.recordings_dir must be a file system path",
     ),
     "socket group a number": (b"[socket]\ngroup = 5\n", "socket.group must be a group name"),
