@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gaits.sine import GaitError, check_speed
+from gaits.sine import GaitError, check_command
 from plend import __version__
 from plend.behaviours import Behaviour
 from plend.calibration_controls import CalibrationControls
@@ -134,13 +134,18 @@ class Controls:
             name = "sine"
         if name != "sine":
             raise ArgumentError(f"unknown gait {quote(name, 60)}; available: sine")
+        only(args, "name", "speed", "turn", "side", command="gait")
+        command = {"speed": argument(args, "speed", float)}
+        for key in ("turn", "side"):  # optional: 0 walks straight ahead
+            value = argument(args, key, float, required=False)
+            command[key] = 0.0 if value is None else value
         try:
-            speed = check_speed(argument(args, "speed", float))
+            checked = {key: check_command(key, value) for key, value in command.items()}
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
         was_walking = self.supervisor.mode == "sine"
-        extra = {"speed": speed, "was_walking": was_walking}
-        return self._call("gait", then=lambda result: {**result, **extra}, speed=speed)
+        extra = {**checked, "was_walking": was_walking}
+        return self._call("gait", then=lambda result: {**result, **extra}, **checked)
 
     def replay(self, args: dict[str, Any]) -> LoopCall:
         path = _absolute_file(args)
@@ -266,6 +271,9 @@ class Controls:
         }
         if self.pose is not None:
             status["pose"] = self.pose.status()
+        report = getattr(sup.behaviour, "report", None)
+        if callable(report):  # walking: the command in effect and the balance layer
+            status["gait"] = report()
         hal_status = getattr(self.loop.hal, "status", None)
         if hal_status is not None:
             status["hardware"] = hal_status()
@@ -295,8 +303,12 @@ class Controls:
         out: dict[str, Any] = {}
         gait = getattr(sup.behaviour, "gait", None)
         if gait is not None and sup.mode == "sine":
-            pending = getattr(gait, "_pending", None)
-            out["walk"] = {"speed": gait.speed, "next_speed": pending}
+            out["walk"] = {
+                "speed": gait.speed,
+                "turn": gait.turn,
+                "side": gait.side,
+                "next": gait.next_command(),
+            }
         runner = getattr(sup.policy, "runner", None)
         out["policy"] = None if runner is None else {
             "name": runner.path.name, "file": str(runner.path), "engine": runner.engine,

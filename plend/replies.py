@@ -42,9 +42,12 @@ def _stop(result: dict[str, Any]) -> str:
 
 def _gait(result: dict[str, Any]) -> str:
     speed = result.get("speed")
+    extra = "".join(
+        f", {key} {result[key]:+g}" for key in ("turn", "side") if result.get(key)
+    )  # only a turn or side step that was asked for
     if result.get("was_walking"):
-        return f"speed {speed:g} from the next step"
-    return f"walking on the sine gait at speed {speed:g} (mode sine)"
+        return f"speed {speed:g}{extra} from the next step"
+    return f"walking on the sine gait at speed {speed:g}{extra} (mode sine)"
 
 
 def _replay(result: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ pytest.importorskip("pybullet")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plend.config import Config  # noqa: E402
+from plend.config import Config, GaitConfig  # noqa: E402
 from plend.headless import RunOptions, run  # noqa: E402
 from plend.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec, legacy_spec  # noqa: E402
@@ -58,6 +58,30 @@ def test_spec_round_trips_and_the_legacy_layout_has_26_values() -> None:
     assert legacy.observation_size == 26 and len(legacy.action_joints) == 18
     data = json.loads(SPEC.to_json())
     assert data["observation"][0] == {"name": "joint_pos", "size": 18, "unit": "rad"}
+
+
+def test_a_policy_trained_on_the_balanced_gait_runs_on_it(tmp_path: Path) -> None:
+    import dataclasses
+
+    from gaits.balance import BalanceGains
+    from policies.runner import policy_gait
+
+    balanced = dataclasses.replace(SPEC, gait_balance=True)
+    assert PolicySpec.from_json(balanced.to_json()).gait_balance is True
+    assert json.loads(SPEC.to_json())["gait_balance"] is False
+    data = json.loads(SPEC.to_json())
+    del data["gait_balance"]  # files written before the key existed: the open-loop gait
+    assert PolicySpec.from_json(json.dumps(data)).gait_balance is False
+    data["gait_balance"] = "yes"
+    with pytest.raises(PolicyError, match="gait_balance must be true or false"):
+        PolicySpec.from_json(json.dumps(data))
+    gains = BalanceGains(roll_rate_gain=0.1)
+    gait = policy_gait(balanced, gains)
+    assert gait.balance is not None and gait.balance.gains == gains, "the daemon's [gait] gains"
+    assert policy_gait(SPEC).balance is None
+    path = save_model(tmp_path / "balanced.onnx", balanced, SPEC.observation_size, 12)
+    behaviour = PolicyBehaviour(load_runner(path, 50.0, "sim", None), balance=gains)
+    assert behaviour._gait.balance is not None
 
 
 def test_a_good_policy_loads_with_its_inference_time(zero_policy: Path) -> None:
@@ -152,7 +176,8 @@ def test_slow_inference_is_refused(zero_policy: Path, monkeypatch: pytest.Monkey
 
 def test_a_zero_residual_policy_walks_like_the_sine_gait(zero_policy: Path) -> None:
     policy = run(Config(), RunOptions(duration_s=10.0, fast=True, policy=zero_policy))
-    gait = run(Config(), RunOptions(speed=0.5, duration_s=10.0, fast=True))
+    open_loop = Config(gait=GaitConfig(balance=False))  # as the policy trained: no balance layer
+    gait = run(open_loop, RunOptions(speed=0.5, duration_s=10.0, fast=True))
     assert policy["fell"] is False and policy["gait"] == "policy zero.onnx"
     assert policy["distance_m"] == pytest.approx(gait["distance_m"], abs=0.02)
 

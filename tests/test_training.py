@@ -148,3 +148,15 @@ def test_a_failed_export_leaves_the_old_file(tmp_path: Path) -> None:
         export_actor(torch.nn.Linear(39, 5), make_spec(), path)
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
     assert path.stat().st_mode & 0o777 == 0o644  # readable by the daemon's user
+
+
+def test_training_on_the_balanced_gait_is_recorded_in_the_spec() -> None:
+    from policies.env import make_spec
+    from policies.train import build_parser
+
+    assert build_parser().parse_args(["--balance"]).balance is True
+    assert make_spec(balance=True).gait_balance is True
+    env = WalkEnv(make_spec(balance=True), randomise=False, max_episode_steps=5)
+    env.reset(seed=0)
+    assert env._gait.balance is not None
+    env.close()
