@@ -77,13 +77,16 @@ def _fmt_mm(p: tuple[float, float, float]) -> str:
     return "(" + ", ".join(f"{1000 * v:.1f}" for v in p) + ") mm"
 
 
-def leg_ik(side: Side, foot_xyz_m: object, yaw: float = 0.0) -> np.ndarray:
+def leg_ik(side: Side, foot_xyz_m: object, yaw: float = 0.0, check_limits: bool = True) -> np.ndarray:
     """Joint angles that put the ``side`` sole centre at ``foot_xyz_m``, sole level.
 
     Args:
         side: "right" or "left".
         foot_xyz_m: sole centre in the torso frame, metres.
         yaw: foot heading about the torso z axis, radians (drives the hip yaw joint).
+        check_limits: raise if a joint would pass its limit; False leaves that to the
+            safety filter downstream (feedback corrections that cannot be validated in
+            advance), and only an unreachable target raises.
 
     Returns:
         Six angles (rad) in joint-table order: hip yaw, hip roll, hip pitch, knee,
@@ -140,7 +143,8 @@ def leg_ik(side: Side, foot_xyz_m: object, yaw: float = 0.0) -> np.ndarray:
             -roll * ar.axis[0],
         ]
     )
-    _check_limits(g, angles, target)
+    if check_limits:
+        _check_limits(g, angles, target)
     return angles
 
 

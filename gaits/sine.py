@@ -48,6 +48,12 @@ class GaitParams:
         width_m: extra sideways spacing of each foot beyond the zero pose.
         duty: fraction of the cycle each foot is on the ground (0.5 to 0.9).
         turn_rad: heading change per step (hip yaw); positive turns left.
+        side_m: sideways distance each foot travels relative to the torso per step;
+            positive steps left. While the feet would come closer than in the stand
+            pose, they are spread apart by as much.
+        level_m: how much higher the right sole is carried than the left (the left one
+            as much lower): evens out soles of different heights or a floor tilted
+            sideways.
     """
 
     period_s: float = 0.8
@@ -59,6 +65,8 @@ class GaitParams:
     width_m: float = 0.0
     duty: float = 0.6
     turn_rad: float = 0.0
+    side_m: float = 0.0
+    level_m: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -71,6 +79,8 @@ class GaitParams:
             "width_m": (-0.005, 0.015),
             "duty": (0.5, 0.9),
             "turn_rad": (-0.3, 0.3),
+            "side_m": (-0.012, 0.012),
+            "level_m": (-0.012, 0.012),
         }
         for name, (lo, hi) in checks.items():
             value = getattr(self, name)
@@ -92,48 +102,64 @@ def _leg_phase(phase: float, offset: float) -> float:
     return (phase + offset) % 1.0
 
 
-def _foot(phase: float, p: GaitParams, side: str, envelope: float) -> tuple[np.ndarray, float]:
+def _travel(phase: float, p: GaitParams, side: str) -> tuple[float, float]:
+    """How far along its step a foot is (-0.5 to 0.5, forward while it swings), and its
+    lift (0 to 1)."""
     u = _leg_phase(phase, 0.0 if side == "right" else 0.5)
     swing = 1.0 - p.duty
-    stride = p.stride_m * envelope
-    turn = p.turn_rad * envelope
     if u < swing:
         s = u / swing
-        progress = 0.5 - 0.5 * math.cos(math.pi * s)  # -> 0..1
-        x = -0.5 * stride + stride * progress
-        z = p.lift_m * envelope * math.sin(math.pi * s)
-        yaw = -0.5 * turn + turn * progress
-    else:
-        s = (u - swing) / p.duty
-        x = 0.5 * stride - stride * s
-        z = 0.0
-        yaw = 0.5 * turn - turn * s
+        return 0.5 * math.cos(math.pi * s) * -1.0, math.sin(math.pi * s)
+    return 0.5 - (u - swing) / p.duty, 0.0
+
+
+def _foot(
+    phase: float, p: GaitParams, side: str, envelope: float, travel: float, lift: float, apart: float
+) -> tuple[np.ndarray, float]:
+    x = p.stride_m * envelope * travel
+    y = p.side_m * envelope * travel
+    yaw = p.turn_rad * envelope * travel
     # Torso sways toward the left foot while the right one swings, and back.
-    sway = p.sway_m * envelope * math.cos(2.0 * math.pi * (phase - 0.5 * swing))
-    base = sole_zero_position("right" if side == "right" else "left")
-    outward = -p.width_m if side == "right" else p.width_m
-    pos = np.array([base[0] + x - p.lean_m, base[1] + outward - sway, base[2] + p.crouch_m + z])
-    return pos, yaw
+    sway = p.sway_m * envelope * math.cos(2.0 * math.pi * (phase - 0.5 * (1.0 - p.duty)))
+    base = sole_zero_position(side)  # type: ignore[arg-type]
+    outward = -(p.width_m + apart) if side == "right" else p.width_m + apart
+    level = 0.5 * p.level_m * (1.0 if side == "right" else -1.0)
+    z = p.crouch_m + p.lift_m * envelope * lift + level
+    return np.array([base[0] + x - p.lean_m, base[1] + outward + y - sway, base[2] + z]), yaw
 
 
 def foot_targets(
     phase: float, params: GaitParams, envelope: float = 1.0
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Sole-centre positions (torso frame, m) and headings (rad) of both feet."""
-    return {side: _foot(phase, params, side, envelope) for side in ("right", "left")}
+    right, left = _travel(phase, params, "right"), _travel(phase, params, "left")
+    # Stepping sideways moves the feet toward each other for part of the cycle; spread
+    # them by as much, so that they never come closer than in the stand pose.
+    closer = params.side_m * envelope * (right[0] - left[0])
+    apart = 0.5 * max(0.0, closer)
+    return {
+        "right": _foot(phase, params, "right", envelope, *right, apart),
+        "left": _foot(phase, params, "left", envelope, *left, apart),
+    }
 
 
 ARM_POSE = {"r_shoulder_rs_servo": 0.1, "l_shoulder_ls_servo": -0.1}
 
 
-def joint_targets(phase: float, params: GaitParams, envelope: float = 1.0) -> np.ndarray:
-    """All 18 joint targets (rad) of the gait at ``phase`` in [0, 1)."""
+def joint_targets(
+    phase: float, params: GaitParams, envelope: float = 1.0, check_limits: bool = True
+) -> np.ndarray:
+    """All 18 joint targets (rad) of the gait at ``phase`` in [0, 1).
+
+    ``check_limits=False`` returns targets past a joint limit instead of raising (see
+    :func:`gaits.ik.leg_ik`); they must then pass the safety filter.
+    """
     q = np.zeros(NUM_JOINTS)
     for name, angle in ARM_POSE.items():
         q[joint_index(name)] = angle
     feet = foot_targets(phase, params, envelope)
-    q[_RIGHT] = leg_ik("right", feet["right"][0], feet["right"][1])
-    q[_LEFT] = leg_ik("left", feet["left"][0], feet["left"][1])
+    q[_RIGHT] = leg_ik("right", feet["right"][0], feet["right"][1], check_limits)
+    q[_LEFT] = leg_ik("left", feet["left"][0], feet["left"][1], check_limits)
     return q
 
 
@@ -159,31 +185,53 @@ def joint_limits() -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class SpeedMap:
-    """How a walking speed in [-1, 1] becomes gait parameters.
+    """How a walking command (speed, turn and side, each in [-1, 1]) becomes gait parameters.
 
     Stride grows linearly with speed up to ``max_stride_m`` (negative speeds walk
     backwards); the cycle shortens from ``slow_period_s`` to ``fast_period_s``. Speed 0
-    marches in place. ``base`` holds the parameters that do not depend on speed.
+    marches in place. Turn 1 turns the feet ``max_turn_rad`` per step (left). Side 1
+    steps ``max_side_m`` per step to the left when walking straight; a turning foot needs
+    some of the hip roll range, so while turning at ``max_turn_rad`` side 1 steps only
+    ``turning_side_m``. ``base`` holds the parameters that do not depend on the command.
     """
 
     max_stride_m: float = 0.024
     slow_period_s: float = 0.8
     fast_period_s: float = 0.6
+    max_turn_rad: float = 0.2
+    max_side_m: float = 0.0055
+    turning_side_m: float = 0.004
     base: GaitParams = GaitParams()
 
-    def params(self, speed: float, turn_rad: float = 0.0) -> GaitParams:
-        """Validated gait parameters for ``speed``."""
+    def params(self, speed: float, turn_rad: float = 0.0, side: float = 0.0) -> GaitParams:
+        """Validated gait parameters for ``speed`` and a ``side`` command, turning
+        ``turn_rad`` per step."""
         check_speed(speed)
         period = self.slow_period_s + abs(speed) * (self.fast_period_s - self.slow_period_s)
+        turning = min(1.0, abs(turn_rad) / self.max_turn_rad)
+        reach = self.max_side_m + turning * (self.turning_side_m - self.max_side_m)
+        side_m = check_command("side", side) * reach
         return dataclasses.replace(
-            self.base, stride_m=speed * self.max_stride_m, period_s=period, turn_rad=turn_rad
+            self.base, stride_m=speed * self.max_stride_m, period_s=period, turn_rad=turn_rad, side_m=side_m
         )
+
+    def turn_rad(self, turn: float) -> float:
+        """Heading change per step for a turn command in [-1, 1]."""
+        return check_command("turn", turn) * self.max_turn_rad
+
+
+_MEANING = {"speed": "1 = fastest", "turn": "positive turns left", "side": "positive steps left"}
+
+
+def check_command(name: str, value: float) -> float:
+    """Return ``value`` if it is a number in [-1, 1], else raise :class:`GaitError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GaitError(f"{name} must be a number in [-1, 1], got {value!r}")
+    if not -1.0 <= value <= 1.0:
+        raise GaitError(f"{name} {value} is out of range; use a value in [-1, 1] ({_MEANING[name]})")
+    return float(value)
 
 
 def check_speed(speed: float) -> float:
     """Return ``speed`` if it is a number in [-1, 1], else raise :class:`GaitError`."""
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
-        raise GaitError(f"speed must be a number in [-1, 1], got {speed!r}")
-    if not -1.0 <= speed <= 1.0:
-        raise GaitError(f"speed {speed} is out of range; use a value in [-1, 1] (1 = fastest)")
-    return float(speed)
+    return check_command("speed", speed)

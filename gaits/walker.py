@@ -1,33 +1,41 @@
-"""The sine gait as a controller: phase, start and stop ramps, speed changes, heading hold."""
+"""The sine gait as a controller: phase, start and stop ramps, commands, heading hold."""
 
 from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Any
 
 import numpy as np
 
-from gaits.sine import GaitParams, SpeedMap, blend, check_speed, joint_targets, validate
+from gaits.balance import Balance
+from gaits.sine import GaitParams, SpeedMap, blend, check_command, check_speed, joint_targets, validate
 from plend.hal.base import Sensors
 
 
 @cache
 def validate_speed_map(speed_map: SpeedMap, max_turn_rad: float) -> None:
-    """Check the whole speed range against the joint limits (once per map: ~30 ms)."""
+    """Check the corners of the commands against the joint limits (once per map: ~0.2 s)."""
+    turns = {0.0, max_turn_rad, speed_map.max_turn_rad}
     for speed in (-1.0, 0.0, 1.0):
-        for turn in (max_turn_rad, -max_turn_rad):
-            validate(speed_map.params(speed, turn))
+        for turn in turns:
+            for sign in (1.0, -1.0):
+                for side in (1.0, -1.0):
+                    validate(speed_map.params(speed, sign * turn, side))
 
 
 class SineGait:
     """Walks on the sinewave gait.
 
     The walk starts from the stand pose with every amplitude ramped up over
-    ``ramp_steps`` steps. A new speed is taken at the next step boundary and blended in
-    over one step; :meth:`stop` ramps every amplitude down from the next step boundary,
-    after which :attr:`standing` is true and the output is the stand pose. When
-    ``heading_gain`` is non-zero the gait steers with the hip yaw joints to keep the
-    IMU heading it started with.
+    ``ramp_steps`` steps. A new command (speed, turn, side) is taken at the next step
+    boundary and blended in over one step; :meth:`stop` ramps every amplitude down from
+    the next step boundary, after which :attr:`standing` is true and the output is the
+    stand pose. While the turn command is 0 and ``heading_gain`` is non-zero, the gait
+    steers with the hip yaw joints (at most ``max_turn_rad`` a step) to keep the IMU
+    heading it had when it last stopped turning. With a ``balance``
+    (:class:`gaits.balance.Balance`) the IMU also shapes every step, and the first step
+    waits until the balance is ready.
     """
 
     def __init__(
@@ -37,22 +45,28 @@ class SineGait:
         ramp_steps: int = 2,
         heading_gain: float = 0.5,
         max_turn_rad: float = 0.12,
+        turn: float = 0.0,
+        side: float = 0.0,
+        balance: Balance | None = None,
     ):
         self.speed_map = speed_map or SpeedMap()
         validate_speed_map(self.speed_map, max_turn_rad)
+        self.balance = balance
         self.ramp_steps = ramp_steps
         self.heading_gain = heading_gain
         self.max_turn_rad = max_turn_rad
         self.speed = check_speed(speed)
+        self.turn = check_command("turn", turn)
+        self.side = check_command("side", side)
         self.phase = 0.0
         self.envelope = 0.0
         self._target_envelope = 1.0
-        self._from = self._to = self.speed_map.params(self.speed)
-        self._blend = 1.0
-        self._pending: float | None = None
-        self._stopping = False
         self._heading: float | None = None
         self._yaw = 0.0
+        self._from = self._to = self._command_params()
+        self._blend = 1.0
+        self._pending: tuple[float, float, float] | None = None
+        self._stopping = False
 
     @property
     def params(self) -> GaitParams:
@@ -65,8 +79,14 @@ class SineGait:
         return self._stopping and self.envelope <= 0.0
 
     def set_speed(self, speed: float) -> None:
-        """Walk at ``speed`` from the next step on (validated now)."""
-        self._pending = check_speed(speed)
+        """Walk at ``speed`` from the next step on (validated now); turn and side stay."""
+        self.set_command(speed, *(self._pending or (self.speed, self.turn, self.side))[1:])
+
+    def set_command(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+        """Walk at ``speed``, turning ``turn`` and stepping ``side`` (each in [-1, 1],
+        positive turn and side to the left) from the next step on; all are validated
+        now, and nothing changes if one is refused."""
+        self._pending = (check_speed(speed), check_command("turn", turn), check_command("side", side))
 
     def stop(self) -> None:
         """Come to the stand pose, starting at the next step boundary."""
@@ -78,6 +98,17 @@ class SineGait:
             self._yaw = sensors.imu.euler[2]
             if self._heading is None:
                 self._heading = self._yaw
+        if self.balance is None:
+            self.advance(dt)
+            return joint_targets(self.phase, self.params, self.envelope)
+        self.balance.observe(sensors)
+        self.advance(dt if self.balance.ready else 0.0)
+        # Feedback cannot be validated in advance: past a limit, the safety filter clamps.
+        q = joint_targets(self.phase, self.balance.shape(self.params), self.envelope, check_limits=False)
+        return q + self.balance.offsets
+
+    def advance(self, dt: float) -> None:
+        """Move the phase, the command blend and the envelope on by ``dt`` seconds."""
         params = self.params
         dphase = dt / params.period_s
         before = self.phase
@@ -88,19 +119,34 @@ class SineGait:
         ramp = dphase / (0.5 * self.ramp_steps)
         target = self._target_envelope
         self.envelope = max(min(target, self.envelope + ramp), self.envelope - ramp)
-        return joint_targets(self.phase, self.params, self.envelope)
+
+    def report(self) -> dict[str, Any]:
+        """The command in effect, the phase and what the balance is doing."""
+        report: dict[str, Any] = {
+            "speed": self.speed, "turn": self.turn, "side": self.side,
+            "phase": round(self.phase, 3), "stopping": self._stopping,
+        }  # fmt: skip
+        report["balance"] = None if self.balance is None else self.balance.report()
+        return report
 
     def _on_step_boundary(self) -> None:
         if self._stopping:
             self._target_envelope = 0.0
-        speed = self._pending if self._pending is not None else self.speed
-        self._pending = None
-        self.speed = speed
+        if self._pending is not None:
+            was_turning = self.turn != 0.0
+            self.speed, self.turn, self.side = self._pending
+            self._pending = None
+            if was_turning and self.turn == 0.0:
+                self._heading = self._yaw  # hold the heading the turn ended on
         self._from = self.params
-        self._to = self.speed_map.params(speed, self._turn())
+        self._to = self._command_params()
         self._blend = 0.0
 
-    def _turn(self) -> float:
+    def _command_params(self) -> GaitParams:
+        turn = self.speed_map.turn_rad(self.turn) if self.turn else self._hold()
+        return self.speed_map.params(self.speed, turn, self.side)
+
+    def _hold(self) -> float:
         if self._heading is None or not self.heading_gain:
             return 0.0
         error = math.atan2(math.sin(self._heading - self._yaw), math.cos(self._heading - self._yaw))

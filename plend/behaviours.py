@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from gaits.balance import Balance
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
+from plend.config import GaitConfig
 from plend.errors import PlendError
 from plend.hal.base import Sensors
 from plend.robot import JOINT_NAMES
@@ -89,13 +91,22 @@ class Stand:
         return False
 
 
+def make_gait(
+    speed: float, turn: float = 0.0, side: float = 0.0, config: GaitConfig | None = None
+) -> SineGait:
+    """The sine gait as ``config`` (``[gait]``) says: heading hold, balance layer."""
+    config = config or GaitConfig()
+    balance = Balance(config.balance_gains()) if config.balance else None
+    return SineGait(speed, heading_gain=config.heading_gain, turn=turn, side=side, balance=balance)
+
+
 class Walk:
     """The sine gait; ``stop`` comes back to the stand pose at the next step boundary."""
 
     name = "sine"
 
-    def __init__(self, speed: float):
-        self.gait = SineGait(speed)
+    def __init__(self, speed: float, turn: float = 0.0, side: float = 0.0, config: GaitConfig | None = None):
+        self.gait = make_gait(speed, turn, side, config)
 
     def start(self, measured: np.ndarray) -> None:
         pass  # the gait starts from the stand pose; the supervisor blends to it
@@ -106,12 +117,19 @@ class Walk:
     def set_speed(self, speed: float) -> None:
         self.gait.set_speed(speed)
 
+    def set_command(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+        self.gait.set_command(speed, turn, side)
+
     def stop(self) -> None:
         self.gait.stop()
 
     @property
     def finished(self) -> bool:
         return self.gait.standing
+
+    def report(self) -> dict[str, Any]:
+        """The command in effect and what the balance layer is doing, for status."""
+        return self.gait.report()
 
 
 class TrajectoryError(PlendError, ValueError):

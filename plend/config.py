@@ -255,6 +255,56 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True)
+class GaitConfig:
+    """The sine gait: heading hold and the balance layer fed by the IMU.
+
+    Attributes:
+        balance: run the balance layer (gaits.balance) under the gait; false walks open
+            loop, as the gait alone.
+        heading_gain: hip yaw steering (rad per step) per rad of heading error while not
+            turning; 0 turns the heading hold off.
+        roll_rate_gain, pitch_rate_gain, pitch_gain, level_gain, max_level_m, lean_gain, max_lean_m,
+        lean_deadband_deg, mean_tau_s, rock_deg, duty_gain, start_duty, duty_decay, max_duty, settle_deg,
+        settle_max_s, max_correction_rad: the balance gains, as in
+            gaits.balance.GAIN_RANGES (each key's meaning and range).
+    """
+
+    balance: bool = True
+    heading_gain: float = 0.5
+    roll_rate_gain: float = 0.05
+    pitch_rate_gain: float = 0.0
+    pitch_gain: float = 0.0
+    level_gain: float = 0.05
+    max_level_m: float = 0.008
+    lean_gain: float = 0.15
+    max_lean_m: float = 0.01
+    lean_deadband_deg: float = 2.0
+    mean_tau_s: float = 0.3
+    rock_deg: float = 2.0
+    duty_gain: float = 2.0
+    start_duty: float = 0.1
+    duty_decay: float = 0.01
+    max_duty: float = 0.72
+    settle_deg: float = 1.5
+    settle_max_s: float = 2.0
+    max_correction_rad: float = 0.3
+
+    def __post_init__(self) -> None:
+        from gaits.balance import GAIN_RANGES
+
+        _check_bool("gait.balance", self.balance)
+        _check_range("gait.heading_gain", self.heading_gain, 0.0, 2.0)
+        for name, (lo, hi, _) in GAIN_RANGES.items():
+            _check_range(f"gait.{name}", getattr(self, name), lo, hi)
+
+    def balance_gains(self) -> Any:
+        """The balance gains (a gaits.balance.BalanceGains)."""
+        from gaits.balance import GAIN_RANGES, BalanceGains
+
+        return BalanceGains(**{name: getattr(self, name) for name in GAIN_RANGES})
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -267,6 +317,7 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     sim: SimWorld = field(default_factory=SimWorld)
     track: TrackConfig = field(default_factory=TrackConfig)
+    gait: GaitConfig = field(default_factory=GaitConfig)
 
     def calibration_path(self) -> Path:
         """The calibration file of the robot this config drives.

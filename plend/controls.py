@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gaits.sine import GaitError, check_speed
+from gaits.sine import GaitError, check_command
 from plend import __version__
 from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
 from plend.calibration_controls import CalibrationControls
@@ -105,12 +105,18 @@ class Controls:
         name = argument(args, "name", str, required=False) or "sine"
         if name != "sine":
             raise ArgumentError(f"unknown gait {name!r}; available: sine")
+        unknown = sorted(set(args) - {"name", "speed", "turn", "side"})
+        if unknown:
+            raise ArgumentError(f"gait takes name, speed, turn and side, not {', '.join(unknown)}")
+        command = {"speed": argument(args, "speed", float)}
+        for key in ("turn", "side"):  # optional: 0 walks straight ahead
+            command[key] = argument(args, key, float, required=False) or 0.0
         try:
-            speed = check_speed(argument(args, "speed", float))
+            checked = {key: check_command(key, value) for key, value in command.items()}
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
         was_walking = self.supervisor.mode == "sine"
-        return {**self._submit("gait", speed=speed), "speed": speed, "was_walking": was_walking}
+        return {**self._submit("gait", **checked), **checked, "was_walking": was_walking}
 
     def replay(self, args: dict[str, Any]) -> dict[str, Any]:
         path = _absolute_file(args)
@@ -212,6 +218,9 @@ class Controls:
         }
         if self.pose is not None:
             status["pose"] = self.pose.status()
+        report = getattr(sup.behaviour, "report", None)
+        if callable(report):  # walking: the command in effect and the balance layer
+            status["gait"] = report()
         hal_status = getattr(self.loop.hal, "status", None)
         if hal_status is not None:
             status["hardware"] = hal_status()
@@ -242,7 +251,7 @@ class Controls:
         gait = getattr(sup.behaviour, "gait", None)
         if gait is not None and sup.mode == "sine":
             pending = getattr(gait, "_pending", None)
-            out["walk"] = {"speed": gait.speed, "next_speed": pending}
+            out["walk"] = {"speed": gait.speed, "next_speed": None if pending is None else pending[0]}
         runner = getattr(sup.policy, "runner", None)
         out["policy"] = None if runner is None else {
             "name": runner.path.name, "file": str(runner.path), "engine": runner.engine,

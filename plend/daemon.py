@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaits.sine import check_speed, stand_pose
+from gaits.sine import check_command, check_speed, stand_pose
 from gaits.walker import SineGait
 from plend.config import Config
 from plend.controls import Controls
@@ -47,13 +47,19 @@ class DaemonOptions:
     start: str = "relax"  # relax, stand or sine
     speed: float = 0.5
     duration_s: float | None = None
+    turn: float = 0.0
+    side: float = 0.0
 
     def __post_init__(self) -> None:
         if self.start not in ("relax", "stand", "sine"):
             raise ConfigError(f"cannot start with {self.start!r}; choose relax, stand or sine")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ConfigError(f"duration {self.duration_s!r} s must be a positive number of seconds")
-        check_speed(self.speed)
+        for name in ("speed", "turn", "side"):
+            try:
+                check_command(name, getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"--{name}: {exc}") from None
 
 
 class Daemon:
@@ -69,7 +75,12 @@ class Daemon:
         SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
         self.pose = PoseStore(config.track)
         self.supervisor = Supervisor(
-            config.safety, self.period, on_change=self._mode_changed, hal=self.hal, pose=self.pose
+            config.safety,
+            self.period,
+            on_change=self._mode_changed,
+            hal=self.hal,
+            pose=self.pose,
+            gait=config.gait,
         )
         problem = getattr(getattr(self.hal, "calibration", None), "problem", None)
         if problem:
@@ -192,7 +203,8 @@ class Daemon:
         start = self.options.start
         try:
             if start == "sine":
-                self.supervisor.handle("gait", speed=check_speed(self.options.speed))
+                opts = self.options
+                self.supervisor.handle("gait", speed=check_speed(opts.speed), turn=opts.turn, side=opts.side)
             elif start == "stand":
                 self.supervisor.handle("stand")
         except CommandError as exc:

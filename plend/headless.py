@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaits.sine import check_speed, stand_pose
+from gaits.sine import check_command, check_speed, stand_pose
 from plend.config import Config
 from plend.errors import ConfigError
 from plend.hal import make_hal
@@ -35,8 +35,15 @@ class RunOptions:
     duration_s: float = 20.0
     fast: bool = False
     policy: Path | None = None
+    turn: float = 0.0
+    side: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("speed", "turn", "side"):
+            try:
+                check_command(name, getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"--{name}: {exc}") from None
         if self.gait not in GAITS:
             raise ConfigError(f"unknown gait {self.gait!r}; choose one of: {', '.join(GAITS)}")
         if not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
@@ -53,33 +60,59 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     problem = getattr(getattr(hal, "calibration", None), "problem", None)
     if problem:
         raise ConfigError(problem)  # a batch run has no wizard to fix it with
-    supervisor = Supervisor(config.safety, period)
+    supervisor = Supervisor(config.safety, period, gait=config.gait)
     clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):
         loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
         loop.start()
         if options.policy is not None:
-            _start_policy(supervisor, loop, hal, options.policy, config.loop.rate_hz)
+            _start_policy(supervisor, loop, hal, options.policy, config)
         elif options.gait == "sine":
-            supervisor.handle("gait", speed=check_speed(options.speed))
+            supervisor.handle("gait", speed=check_speed(options.speed), turn=options.turn, side=options.side)
         elif options.gait == "stand":
             supervisor.handle("stand")
         start_pose = _truth(hal)
+        heading = _Heading(hal)
+        loop.observers.append(heading.observe)
         began = time.perf_counter()
         fell = _walk(loop, round(options.duration_s / period))
+        report = getattr(supervisor.behaviour, "report", None)
+        balance = report()["balance"] if callable(report) else None
         if not fell:
             supervisor.handle("stop")
             fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
         wall = time.perf_counter() - began
         end_pose = _truth(hal)
-    return summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
+    summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
+    if options.gait == "sine" and options.policy is None:
+        summary["balance"] = balance  # at the end of the walk; None: off (or it fell)
+    if heading.turned is not None:
+        summary["yaw_deg"] = round(math.degrees(heading.turned), 2)
+        summary["yaw_rate_deg_s"] = round(math.degrees(heading.turned) / max(summary["duration_s"], 1e-9), 3)
+    return summary
 
 
-def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, rate_hz: float) -> None:
+class _Heading:
+    """Follows the ground-truth heading every tick, so turns past 180 degrees add up."""
+
+    def __init__(self, hal: Hal):
+        self._truth = getattr(hal, "truth", None)
+        self._last = self._truth().euler[2] if self._truth else 0.0
+        self.turned: float | None = 0.0 if self._truth else None
+
+    def observe(self, snapshot: object) -> None:
+        if self._truth is None or self.turned is None:
+            return
+        yaw = self._truth().euler[2]
+        self.turned += math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
+        self._last = yaw
+
+
+def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, config: Config) -> None:
     from policies.runner import make_policy_loader
 
-    load = make_policy_loader(hal, rate_hz, lambda: loop.sensors)
-    supervisor.handle("policy_load", behaviour=load(path, None))
+    load = make_policy_loader(hal, config.loop.rate_hz, lambda: loop.sensors)
+    supervisor.handle("policy_load", behaviour=load(path, config))
     supervisor.handle("policy_start")
 
 
@@ -131,6 +164,8 @@ def summarise(
         "hal": config.hal,
         "gait": options.gait if options.policy is None else f"policy {options.policy.name}",
         "speed": options.speed,
+        "turn": options.turn,
+        "side": options.side,
         "fell": fell,
         "ticks": loop.stats.ticks,
         "duration_s": round(sim_time, 3),

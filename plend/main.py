@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         help="behaviour to start with (default: sine with --fast, stand in simulation, else relax)",
     )  # fmt: skip
     run.add_argument("--speed", type=float, default=0.5, help="walking speed in [-1, 1] (default 0.5)")
+    run.add_argument(
+        "--turn", type=float, default=0.0, help="turn while walking, in [-1, 1]; positive left (default 0)"
+    )
+    run.add_argument(
+        "--side", type=float, default=0.0, help="step sideways, in [-1, 1]; positive steps left (default 0)"
+    )
     run.add_argument("--policy", type=Path, help="with --fast: walk on this ONNX policy instead of a gait")
     run.add_argument("--duration", type=float, help="seconds to run (default: until stopped; 20 with --fast)")
     run.add_argument("--fast", action="store_true", help="simulation only: run as fast as the machine allows")
@@ -228,7 +234,9 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         socket = args.socket or Path(os.environ.get("PLEND_SOCKET") or config.socket.path)
     # The simulated robot appears standing; a real one starts with its servos unpowered.
     start = args.gait or ("stand" if config.hal == "sim" else "relax")
-    options = DaemonOptions(socket=socket, start=start, speed=args.speed, duration_s=args.duration)
+    options = DaemonOptions(
+        socket=socket, start=start, speed=args.speed, duration_s=args.duration, turn=args.turn, side=args.side
+    )
     code, summary = run_daemon(config, options)
     _print_summary(summary, args.summary or "none")
     return code
@@ -299,8 +307,9 @@ def batch_options(args: argparse.Namespace) -> RunOptions:
     duration = 20.0 if args.duration is None else args.duration
     policy = args.policy.resolve() if args.policy else None
     return RunOptions(
-        gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy
-    )
+        gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy,
+        turn=args.turn, side=args.side,
+    )  # fmt: skip
 
 
 def _run_batch(config: Config, args: argparse.Namespace) -> int:

@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     gait = command("gait", "walk on a gait")
     gait.add_argument("name", choices=("sine",))
     gait.add_argument("--speed", type=float, default=0.5, help="speed in [-1, 1] (default 0.5)")
+    gait.add_argument("--turn", type=float, default=0.0, help="turn in [-1, 1], positive left (default 0)")
+    gait.add_argument("--side", type=float, default=0.0, help="step sideways in [-1, 1], positive left")
     replay = command("replay", "play a recorded joint trajectory (CSV or NPY)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
@@ -177,7 +179,7 @@ def _socket_path(args: argparse.Namespace) -> Path:
 def _request(client: Client, args: argparse.Namespace) -> Any:
     cmd = args.command
     if cmd == "gait":
-        return client.request("gait", name=args.name, speed=args.speed)
+        return client.request("gait", name=args.name, speed=args.speed, turn=args.turn, side=args.side)
     if cmd == "replay":
         extra = {} if args.rate is None else {"rate_hz": args.rate}
         return client.request("replay", path=str(args.file.resolve()), **extra)
@@ -238,6 +240,8 @@ def format_status(s: dict[str, Any]) -> str:
             f"R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
         )  # fmt: skip
         lines.append(f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   feet {feet}")
+    if "gait" in s:
+        lines.extend(_gait_lines(s["gait"]))
     if "hardware" in s:
         lines.append("hardware  " + ", ".join(f"{k} {v}" for k, v in s["hardware"].items()))
     for fault in s.get("sensor_faults", []):
@@ -273,6 +277,21 @@ def _walking(s: dict[str, Any]) -> str:
     if turn is not None:
         text += f"   turn {turn:+g}"
     return text
+
+
+def _gait_lines(g: dict[str, Any]) -> list[str]:
+    command = f"speed {g['speed']:+.2f}  turn {g['turn']:+.2f}  side {g['side']:+.2f}"
+    lines = [f"gait      {command}  phase {g['phase']:.2f}" + ("  (stopping)" if g["stopping"] else "")]
+    b = g["balance"]
+    if b is None:
+        lines.append("balance   off")
+    else:
+        lines.append(
+            f"balance   ankle roll {b['ankle_roll_deg']:+.1f} pitch {b['ankle_pitch_deg']:+.1f} deg  "
+            f"level {b['level_mm']:+.1f} mm  lean {b['lean_mm']:+.1f} mm  duty +{b['extra_duty']:.2f}  "
+            f"rocking {b['rocking_deg']:.1f} deg" + ("" if b["ready"] else "  (settling)")
+        )
+    return lines
 
 
 def _print(args: argparse.Namespace, result: Any) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from gaits.sine import GaitParams, joint_targets, stand_pose
 from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
 from plend.calibration_mode import CalibrationMode
-from plend.config import SafetyConfig
+from plend.config import GaitConfig, SafetyConfig
 from plend.errors import PlendError
 from plend.hal.base import Sensors
 from plend.robot import JOINT_NAMES
@@ -113,8 +113,10 @@ class Supervisor:
         on_change: Callable[[str], None] | None = None,
         hal: object = None,
         pose: Any = None,
+        gait: GaitConfig | None = None,
     ):
         self.safety = safety
+        self.gait = gait or GaitConfig()
         self.period = period_s
         self.behaviour: Behaviour = Relax()
         self.policy: Behaviour | None = None
@@ -227,11 +229,11 @@ class Supervisor:
             return
         self.behaviour.stop()
 
-    def _cmd_gait(self, speed: float) -> None:
+    def _cmd_gait(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
         if isinstance(self.behaviour, Walk) and not self.behaviour.finished:
-            self.behaviour.set_speed(speed)
+            self.behaviour.set_command(speed, turn, side)
         else:
-            self._switch(Walk(speed))
+            self._switch(Walk(speed, turn, side, self.gait))
 
     def _cmd_replay(self, trajectory: Trajectory) -> None:
         self._switch(Replay(trajectory))

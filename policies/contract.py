@@ -114,6 +114,8 @@ class PolicySpec:
         action_scale: radians per action unit, one per action joint.
         action_offset: radians at action 0 in absolute mode, one per action joint.
         rate_hz: the control rate it was trained at.
+        gait_balance: in residual mode, the sine gait under the policy runs with its
+            balance layer (gaits.balance), as it did in training.
     """
 
     observation: tuple[tuple[str, int], ...]
@@ -123,6 +125,7 @@ class PolicySpec:
     action_offset: tuple[float, ...] = ()
     rate_hz: float = 50.0
     gait_speed: float = 0.5
+    gait_balance: bool = False
     format_version: int = FORMAT_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -140,6 +143,7 @@ class PolicySpec:
             },
             "rate_hz": self.rate_hz,
             "gait_speed": self.gait_speed,
+            "gait_balance": self.gait_balance,
             "notes": self.notes,
         }  # fmt: skip
         return json.dumps(data)
@@ -155,6 +159,7 @@ class PolicySpec:
                 action_scale=tuple(float(v) for v in action["scale"]),
                 action_offset=tuple(float(v) for v in action.get("offset", ())),
                 rate_hz=float(data["rate_hz"]), gait_speed=float(data.get("gait_speed", 0.5)),
+                gait_balance=data.get("gait_balance", False),
                 format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
@@ -188,6 +193,8 @@ class PolicySpec:
             raise PolicyError(f"action mode {self.action_mode!r} is not 'absolute' or 'residual'")
         if len(self.action_scale) != n or (self.action_mode == "absolute" and len(self.action_offset) != n):
             raise PolicyError("action scale (and offset, in absolute mode) need one value per action joint")
+        if not isinstance(self.gait_balance, bool):
+            raise PolicyError(f"gait_balance must be true or false, got {self.gait_balance!r}")
         if not (math.isfinite(self.rate_hz) and 5.0 <= self.rate_hz <= 200.0):
             raise PolicyError(f"policy rate {self.rate_hz} Hz is outside what the loop can run (5-200 Hz)")
 

@@ -69,13 +69,13 @@ import gymnasium as gym
 import numpy as np
 
 from gaits.sine import stand_pose
-from gaits.walker import SineGait
 from plend.config import SafetyConfig, SimWorld
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal, TorsoTruth
 from plend.robot import JOINT_NAMES, LEG_JOINT_NAMES
 from plend.safety import SafetyFilter
 from policies.contract import LEGACY_LAYOUT, ObsContext, ObservationBuilder, PolicySpec
+from policies.runner import policy_gait
 
 LEG_JOINTS: tuple[str, ...] = LEG_JOINT_NAMES["right"] + LEG_JOINT_NAMES["left"]
 DEFAULT_OBSERVATION: tuple[tuple[str, int], ...] = (
@@ -92,16 +92,19 @@ _PITCH = [JOINT_NAMES.index(n) for side in ("right", "left") for n in LEG_JOINT_
 _MIRROR = np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
 
 
-def make_spec(legacy_obs: bool = False, speed: float = 0.5, rate_hz: float = 50.0) -> PolicySpec:
+def make_spec(
+    legacy_obs: bool = False, speed: float = 0.5, rate_hz: float = 50.0, balance: bool = False
+) -> PolicySpec:
     """The default training spec: 12 leg residuals of 0.1 rad on the sine gait at ``speed``.
 
     With ``legacy_obs`` the observation is the original 26-value layout (it needs ground
-    truth, so such a policy runs in simulation only).
+    truth, so such a policy runs in simulation only); with ``balance`` the gait under the
+    residuals runs its balance layer (and so will it on the robot).
     """
     return PolicySpec(
         observation=LEGACY_LAYOUT if legacy_obs else DEFAULT_OBSERVATION,
         action_joints=LEG_JOINTS, action_mode="residual", action_scale=(0.1,) * len(LEG_JOINTS),
-        rate_hz=rate_hz, gait_speed=speed,
+        rate_hz=rate_hz, gait_speed=speed, gait_balance=balance,
     )  # fmt: skip
 
 
@@ -205,7 +208,7 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self._offset = np.asarray(spec.action_offset or np.zeros(n), float)
         self._residual = spec.action_mode == "residual"
         self._hal: SimHal | None = None
-        self._gait = SineGait(self.policy_spec.gait_speed)
+        self._gait = policy_gait(self.policy_spec)
         self._last = np.zeros(n)
 
     # -- gymnasium API ----------------------------------------------------------------
@@ -217,7 +220,7 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         assert self._hal is not None
         for _ in range(self.settle_ticks):
             self._hal.write(self._safety.apply(stand_pose()))
-        self._gait = SineGait(self.policy_spec.gait_speed)
+        self._gait = policy_gait(self.policy_spec)
         self._last = np.zeros(len(self._columns))
         self._ticks = 0
         self._double = 0

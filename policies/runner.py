@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gaits.balance import Balance, BalanceGains
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
 from plend.errors import PlendError, require_package
@@ -214,13 +215,26 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
         )
 
 
+def policy_gait(spec: PolicySpec, gains: BalanceGains | None = None) -> SineGait:
+    """The sine gait under a residual policy: with the balance layer if it trained with it."""
+    balance = Balance(gains or BalanceGains()) if spec.gait_balance else None
+    return SineGait(spec.gait_speed, balance=balance)
+
+
 class PolicyBehaviour:
     """Walks on a policy; its actions are absolute targets or residuals on the sine gait."""
 
     name = "policy"
 
-    def __init__(self, runner: PolicyRunner, truth: Any = None, needs_pose: bool = False):
+    def __init__(
+        self,
+        runner: PolicyRunner,
+        truth: Any = None,
+        needs_pose: bool = False,
+        balance: BalanceGains | None = None,
+    ):
         self.runner = runner
+        self._balance = balance or BalanceGains()
         self.spec = runner.spec
         self._truth = truth
         # The supervisor stands the robot when the camera's pose goes stale.
@@ -233,7 +247,7 @@ class PolicyBehaviour:
         self.start(stand_pose())
 
     def start(self, measured: np.ndarray) -> None:
-        self._gait = SineGait(self.spec.gait_speed)
+        self._gait = policy_gait(self.spec, self._balance)
         self._last = np.zeros(len(self._columns))
         self._stopping = False
         self._t = 0.0
@@ -286,10 +300,11 @@ def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) 
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
         runner = load_runner(path, rate_hz, hal.name, sample(), pose)
+        gains = config.gait.balance_gains() if config is not None else None
         if hal.name == "sim":
-            return PolicyBehaviour(runner, getattr(hal, "truth", None))
+            return PolicyBehaviour(runner, getattr(hal, "truth", None), balance=gains)
         uses_pose = any(n in pose_sources() for n, _ in runner.spec.observation)
         truth = camera_pose(pose) if uses_pose else None
-        return PolicyBehaviour(runner, truth, needs_pose=uses_pose)
+        return PolicyBehaviour(runner, truth, needs_pose=uses_pose, balance=gains)
 
     return load

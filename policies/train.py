@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "world each episode: friction, masses, actuation delay, sensor noise)")  # fmt: skip
     add("--legacy-obs", action="store_true", help="observe the original 26-value layout (it needs ground "
         "truth, so the policy runs in simulation only)")  # fmt: skip
+    add("--balance", action="store_true", help="learn on top of the sine gait with its balance layer "
+        "(gaits.balance); the policy file says so and the robot runs it the same way")  # fmt: skip
     add("--learning-starts", type=int, default=5000, help="steps of uniformly random actions before "
         "learning (default 5000)")  # fmt: skip
     add("--critic-warmup", type=int, default=5000, help="steps after --learning-starts in which only the "
@@ -206,9 +208,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from policies.export import export_actor
 
     torch.set_num_threads(args.threads)
+    from policies.env import make_spec
+
     env = WalkEnv(
-        legacy_obs=args.legacy_obs, randomise=not args.no_randomise, max_episode_steps=args.episode_steps,
-        weights=reward_weights(args.reward),
+        make_spec(args.legacy_obs, balance=args.balance), randomise=not args.no_randomise,
+        max_episode_steps=args.episode_steps, weights=reward_weights(args.reward),
     )  # fmt: skip
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)

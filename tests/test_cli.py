@@ -36,6 +36,9 @@ def test_run_prints_one_json_summary_on_stdout(tmp_path: Path) -> None:
         (["run", "--duration", "-1"], "duration"),
         (["run", "--rate", "1000"], "loop.rate_hz"),
         (["run", "--mass-jitter", "0.9"], "sim.mass_jitter"),
+        (["run", "--fast", "--turn", "1.5"], "--turn: turn 1.5 is out of range; use a value in [-1, 1]"),
+        (["run", "--fast", "--side", "nan"], "--side: side must be a number in [-1, 1]"),
+        (["run", "--turn", "-2"], "--turn: turn -2.0 is out of range"),
     ],
 )
 def test_bad_options_give_one_clear_line(

@@ -60,6 +60,14 @@ def test_behaviours_change_as_asked(daemon: Daemon) -> None:
     wait_for_mode(daemon, "sine")
     assert daemon.ctl("gait", "sine", "--speed", "0.8") == 0  # speed change while walking
     assert daemon.status()["mode"] == "sine"
+    assert daemon.ctl("gait", "sine", "--speed", "0.3", "--turn", "0.5", "--side", "-0.2") == 0
+    deadline = time.monotonic() + 10
+    while daemon.status()["gait"]["turn"] != 0.5:  # taken at the next step boundary
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    gait = daemon.status()["gait"]
+    assert (gait["speed"], gait["side"]) == (0.3, -0.2)
+    assert gait["balance"]["ready"] is True and "level_mm" in gait["balance"]
     assert daemon.ctl("stop") == 0
     wait_for_mode(daemon, "stand")
     assert daemon.ctl("estop") == 0
@@ -77,6 +85,9 @@ BAD_LINES = {
     "unknown command": (b'{"cmd": "dance"}\n', "unknown_command"),
     "bad argument": (b'{"cmd": "gait", "args": {"speed": 3}}\n', "bad_argument"),
     "wrong type": (b'{"cmd": "gait", "args": {"speed": "fast"}}\n', "bad_argument"),
+    "turn out of range": (b'{"cmd": "gait", "args": {"speed": 0.5, "turn": 1.2}}\n', "bad_argument"),
+    "side not finite": (b'{"cmd": "gait", "args": {"speed": 0.5, "side": NaN}}\n', "bad_argument"),
+    "unknown gait argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "trun": 0.2}}\n', "bad_argument"),
     "wrong protocol": (b'{"v": 9, "cmd": "status"}\n', "bad_request"),
 }
 
@@ -89,6 +100,23 @@ def test_bad_requests_get_an_error_and_change_nothing(daemon: Daemon, case: tupl
     assert error["ok"] is False and error["error"] == code and error["message"]
     assert after["ok"] is True, "the connection stays usable"
     assert after["result"]["mode"] == "stand"
+
+
+def test_status_shows_the_walk_and_its_balance(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    assert daemon.ctl("gait", "sine", "--speed", "0.5", "--turn", "-0.4") == 0
+    wait_for_mode(daemon, "sine")
+    deadline = time.monotonic() + 10
+    while daemon.status()["gait"]["turn"] != -0.4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    capsys.readouterr()
+    assert daemon.ctl("status") == 0
+    table = capsys.readouterr().out
+    assert "gait      speed +0.50  turn -0.40  side +0.00" in table
+    assert "balance   ankle roll " in table and " mm  lean " in table
+    assert daemon.ctl("stop") == 0
+    wait_for_mode(daemon, "stand")
+    assert "gait" not in daemon.status(), "standing: no walk to report"
 
 
 def test_status_watch_refreshes(daemon: Daemon) -> None:
@@ -107,6 +135,10 @@ def test_bad_command_from_plenctl_is_one_line(daemon: Daemon, capsys: pytest.Cap
     assert daemon.ctl("gait", "sine", "--speed", "2") == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("plenctl: error: speed 2.0 is out of range") and "\n" not in err
+    assert daemon.ctl("gait", "sine", "--turn", "-1.5") == 1
+    err = capsys.readouterr().err.strip()
+    expected = "turn -1.5 is out of range; use a value in [-1, 1] (positive turns left) [bad_argument]"
+    assert err == f"plenctl: error: {expected}"
 
 
 def test_replay_validated_before_it_starts(

@@ -15,7 +15,7 @@ pytest.importorskip("pybullet")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plend.config import Config  # noqa: E402
+from plend.config import Config, GaitConfig  # noqa: E402
 from plend.headless import RunOptions, run  # noqa: E402
 from plend.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec, legacy_spec  # noqa: E402
@@ -152,7 +152,8 @@ def test_slow_inference_is_refused(zero_policy: Path, monkeypatch: pytest.Monkey
 
 def test_a_zero_residual_policy_walks_like_the_sine_gait(zero_policy: Path) -> None:
     policy = run(Config(), RunOptions(duration_s=10.0, fast=True, policy=zero_policy))
-    gait = run(Config(), RunOptions(speed=0.5, duration_s=10.0, fast=True))
+    open_loop = Config(gait=GaitConfig(balance=False))  # as the policy trained: no balance layer
+    gait = run(open_loop, RunOptions(speed=0.5, duration_s=10.0, fast=True))
     assert policy["fell"] is False and policy["gait"] == "policy zero.onnx"
     assert policy["distance_m"] == pytest.approx(gait["distance_m"], abs=0.02)
 

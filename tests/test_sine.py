@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -152,3 +154,76 @@ def test_heading_hold_turns_back_toward_the_start_heading() -> None:
     for _ in range(100):
         gait.update(sensors(-0.2), DT)  # drifted right
     assert gait.params.turn_rad > 0.0, "should steer left"
+
+
+sides = st.floats(-1.0, 1.0, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(speed=speeds, turn=st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0]), side=sides, phase=phases)
+def test_any_command_stays_inside_the_limits_and_keeps_the_feet_apart(
+    speed: float, turn: float, side: float, phase: float
+) -> None:
+    speed_map = SpeedMap()
+    params = speed_map.params(speed, speed_map.turn_rad(turn), side)
+    q = joint_targets(phase, params)
+    assert np.all(q >= LOWER) and np.all(q <= UPPER)
+    feet = foot_targets(phase, params)
+    stand = foot_targets(phase, params, envelope=0.0)
+    spacing = feet["left"][0][1] - feet["right"][0][1]
+    assert spacing >= stand["left"][0][1] - stand["right"][0][1] - 1e-9, "the soles would touch"
+
+
+def test_side_steps_move_the_standing_foot_the_other_way() -> None:
+    params = dataclasses.replace(SpeedMap().params(0.0, 0.0, 1.0), sway_m=0.0)  # to the left
+    # Late in its stance the right foot has been carried right of where it landed.
+    early, late = (foot_targets(u, params)["right"][0][1] for u in (0.45, 0.95))
+    assert late < early - 0.002
+
+
+@pytest.mark.parametrize("name", ["turn", "side"])
+@pytest.mark.parametrize("value", [1.5, -1.01, float("nan"), float("inf"), "left", True])
+def test_bad_turn_or_side_is_refused_with_the_range(name: str, value: object) -> None:
+    with pytest.raises(GaitError, match=rf"{name}.*\[-1, 1\]"):
+        SineGait(0.5, **{name: value})  # type: ignore[arg-type]
+    gait = SineGait(0.5, turn=0.5)
+    command = {"speed": 0.5, "turn": 0.5, "side": 0.0, name: value}
+    with pytest.raises(GaitError, match=name):
+        gait.set_command(**command)  # type: ignore[arg-type]
+    _run(gait, 60)
+    assert (gait.speed, gait.turn, gait.side) == (0.5, 0.5, 0.0), "a refused command changes nothing"
+
+
+def test_turn_and_side_wait_for_the_next_step() -> None:
+    gait = SineGait(0.5)
+    _run(gait, 120)
+    gait.set_command(0.5, turn=1.0, side=-1.0)
+    gait.update(None, DT)
+    assert gait.params.turn_rad == 0.0 and gait.params.side_m == 0.0, "no change mid-step"
+    _run(gait, 60)
+    assert gait.params.turn_rad == pytest.approx(SpeedMap().max_turn_rad)
+    assert gait.params.side_m == pytest.approx(-SpeedMap().turning_side_m)
+
+
+def _sensors(yaw: float):  # type: ignore[no-untyped-def]
+    from plend.hal.base import ImuReading, Sensors
+
+    imu = ImuReading((1, 0, 0, 0), (0.0, 0.0, yaw), (0, 0, 0), (0, 0, 9.81))
+    return Sensors(0.0, stand_pose(), imu, (True, True))
+
+
+def test_heading_hold_keeps_the_heading_a_turn_ended_on() -> None:
+    gait = SineGait(0.5, turn=1.0)
+    gait.update(_sensors(0.0), DT)
+    for _ in range(100):
+        gait.update(_sensors(0.0), DT)
+    assert gait.params.turn_rad == pytest.approx(SpeedMap().max_turn_rad), "a commanded turn is not held back"
+    for _ in range(100):
+        gait.update(_sensors(1.0), DT)  # turned left by a radian
+    gait.set_command(0.5, turn=0.0)
+    for _ in range(100):
+        gait.update(_sensors(1.0), DT)
+    assert gait.params.turn_rad == pytest.approx(0.0), "holds the new heading, does not turn back"
+    for _ in range(100):
+        gait.update(_sensors(0.9), DT)  # drifted right of it
+    assert gait.params.turn_rad > 0.0

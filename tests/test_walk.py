@@ -10,9 +10,11 @@ from plend.headless import RunOptions, run
 pytest.importorskip("pybullet")
 
 
-def walk(speed: float = 0.5, duration: float = 20.0, **world: object) -> dict:
+def walk(
+    speed: float = 0.5, duration: float = 20.0, turn: float = 0.0, side: float = 0.0, **world: object
+) -> dict:
     config = Config(sim=SimWorld(**world))  # type: ignore[arg-type]
-    return run(config, RunOptions(speed=speed, duration_s=duration, fast=True))
+    return run(config, RunOptions(speed=speed, duration_s=duration, fast=True, turn=turn, side=side))
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,30 @@ def test_a_fall_ends_the_run_early_and_is_reported() -> None:
     summary = walk(0.5, duration=10.0, servo_torque_nm=0.02)  # servos far too weak to stand
     assert summary["fell"] is True
     assert summary["ticks"] < 100
+
+
+@pytest.fixture(scope="module")
+def turns() -> tuple[dict, dict]:
+    return walk(0.5, turn=1.0), walk(0.5, turn=-1.0)
+
+
+def test_turns_left_and_right_alike(turns: tuple[dict, dict]) -> None:
+    left, right = turns
+    assert not left["fell"] and not right["fell"]
+    assert left["yaw_rate_deg_s"] >= 10.0, left
+    assert right["yaw_rate_deg_s"] <= -10.0, right
+    assert abs(right["yaw_rate_deg_s"]) == pytest.approx(left["yaw_rate_deg_s"], rel=0.2)
+    # Past a full turn the heading is counted on, not wrapped to +-180 degrees.
+    assert left["yaw_deg"] == pytest.approx(left["yaw_rate_deg_s"] * left["duration_s"], rel=0.01)
+
+
+def test_walking_straight_reports_a_small_yaw_rate(nominal: dict) -> None:
+    assert abs(nominal["yaw_rate_deg_s"]) < 0.5
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_steps_sideways_as_asked(side: float) -> None:
+    summary = walk(0.5, side=side)
+    assert not summary["fell"]
+    assert summary["lateral_m"] * side >= 0.1, summary
+    assert abs(summary["yaw_deg"]) <= 10, summary
