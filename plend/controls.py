@@ -20,6 +20,8 @@ from plend import __version__
 from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
 from plend.calibration_controls import CalibrationControls
 from plend.config import Config
+from plend.drive.controls import DriveControls
+from plend.drive.motion import motion
 from plend.errors import PlendError
 from plend.loop import ControlLoop, Request
 from plend.pose import PoseStore
@@ -70,6 +72,7 @@ class Controls:
         self._status_cache: tuple[int, dict[str, Any]] | None = None
         self.calibration = CalibrationControls(loop, supervisor, config)
         self.pose = pose
+        self.drive = DriveControls(loop, config, self._submit, supervisor.fault_list, pose)
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
@@ -86,6 +89,7 @@ class Controls:
             "record_start": self.record_start,
             "record_stop": lambda args: self.recorder.stop(),
             **self.calibration.handlers(),
+            **self.drive.handlers(),
             "pose": self.pose_update,
             "truth": self.truth,
         }
@@ -215,6 +219,7 @@ class Controls:
             "recording": self.recorder.status(),
             "calibration_file": str(self.config.calibration_path()),
             **self._behaviour_status(),
+            "motion": motion(snap, self.pose),
         }
         if self.pose is not None:
             status["pose"] = self.pose.status()
@@ -251,7 +256,8 @@ class Controls:
         gait = getattr(sup.behaviour, "gait", None)
         if gait is not None and sup.mode == "sine":
             pending = getattr(gait, "_pending", None)
-            out["walk"] = {"speed": gait.speed, "next_speed": None if pending is None else pending[0]}
+            upcoming = None if pending is None or pending[0] == gait.speed else pending[0]
+            out["walk"] = {"speed": gait.speed, "next_speed": upcoming}
         runner = getattr(sup.policy, "runner", None)
         out["policy"] = None if runner is None else {
             "name": runner.path.name, "file": str(runner.path), "engine": runner.engine,

@@ -141,6 +141,7 @@ class Daemon:
             self.options.socket, dispatcher, sock.mode, sock.group, sock.max_message_bytes
         )
         self.server.on_disconnect.append(controls.calibration.connection_closed)
+        self.server.on_disconnect.append(controls.drive.connection_closed)
         self.server.start()
         log.info("control socket %s", self.options.socket)
 

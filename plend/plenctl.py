@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     policy_sub.add_parser("start", parents=[common], help="walk on the loaded policy")
     policy_sub.add_parser("list", parents=[common], help="the policies plend can load by name")
     _add_calibrate(command)
+    _add_drive(command)
     calibration_sub = _actions(command("calibration", "the servo and IMU calibration file"))
     show = calibration_sub.add_parser(
         "show", parents=[common], help="print the stored calibration and what changed"
@@ -149,6 +150,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def _actions(parser: argparse.ArgumentParser) -> Any:
     return parser.add_subparsers(dest="action", metavar="ACTION")
+
+
+def _add_drive(command: Any) -> None:
+    drive = command(
+        "drive", "drive the robot with the keys or a gamepad (it stops when this ends)",
+        description="Drive the sine gait (or, with --policy, the loaded policy) from the keyboard or a "
+        "gamepad. Up/Down or w/s speed, Left/Right or a/d turn, q/e side step, space stop, Enter stand, "
+        "x or Esc e-stop, Ctrl-C quit. The daemon stops the walk at the next step when updates stop "
+        "for drive.lease_s (0.5 s) or this program's connection closes.",
+    )  # fmt: skip
+    drive.add_argument(
+        "--gamepad", nargs="?", const="", metavar="DEVICE",
+        help="read a gamepad through evdev: DEVICE (/dev/input/eventN) or the first one found",
+    )  # fmt: skip
+    drive.add_argument(
+        "--policy",
+        action="store_true",
+        help="moving from standing starts the loaded policy, not the sine gait",
+    )
+    drive.add_argument(
+        "--config",
+        type=Path,
+        help="config file with the [drive] steps and gamepad mapping (default /etc/plend/plend.toml)",
+    )
 
 
 def _add_calibrate(command: Any) -> None:
@@ -375,6 +400,14 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         return 0
 
 
+def _drive(args: argparse.Namespace) -> int:
+    from plend.config import load
+    from plend.drive.client import run
+
+    config = load(args.config).drive
+    return run(args, lambda: Client(_socket_path(args), timeout=2.0), config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plenctl``; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -384,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibration":
             print(_show_calibration(args))
             return 0
+        if args.command == "drive":
+            return _drive(args)
         plan = _calibration_plan(args) if args.command == "calibrate" else None
         client = Client(_socket_path(args))
         try:

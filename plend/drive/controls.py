@@ -1,0 +1,99 @@
+"""The control socket's drive commands: ``drive`` (one update of a drive session) and the
+connection hook that ends a session when its client goes away.
+
+A request is ``{"cmd": "drive", "args": {"session": "k3f9", "speed": 0.4, "turn": 0.0,
+"side": 0.0}}`` with optional ``lease_s`` (default ``drive.lease_s``) and ``walker``
+(``"sine"``, the default, or ``"policy"``: what starts when the command asks for motion
+from standing). The reply carries the mode, which walker took which parts of the command,
+the robot's motion (plend.drive.motion) and the active faults' codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from gaits.sine import GaitError, check_command
+from plend.config import Config
+from plend.drive.lease import COMMAND_KEYS
+from plend.drive.motion import motion
+from plend.errors import PlendError
+from plend.loop import ControlLoop
+from plend.server import ArgumentError, Handler, argument, current_connection
+
+log = logging.getLogger("plend.drive")
+
+WALKERS = ("sine", "policy")
+_ARGUMENTS = frozenset({"session", *COMMAND_KEYS, "lease_s", "walker"})
+
+
+class DriveControls:
+    """Checks drive updates on the socket thread and hands them to the loop."""
+
+    def __init__(
+        self,
+        loop: ControlLoop,
+        config: Config,
+        submit: Callable[..., dict[str, Any]],
+        faults: Callable[[], list[dict[str, Any]]],
+        pose: Any = None,
+    ):
+        self.loop, self.config, self._submit, self._faults, self.pose = loop, config, submit, faults, pose
+        self._lock = threading.Lock()
+        self._connections: dict[int, str] = {}  # connection -> the last session it drove
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"drive": self.drive}
+
+    def drive(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One drive update; see the module's docstring."""
+        session, command, lease_s, walker = self._checked(args)
+        connection = current_connection()
+        if connection is not None:
+            with self._lock:
+                self._connections[connection] = session
+        result = self._submit("drive", session=session, command=command, lease_s=lease_s, walker=walker)
+        return {
+            **result,
+            "command": command,
+            "lease_s": lease_s,
+            "motion": motion(self.loop.snapshot, self.pose),
+            "faults": [f["code"] for f in self._faults()],
+        }
+
+    def _checked(self, args: dict[str, Any]) -> tuple[str, dict[str, float], float, str]:
+        unknown = sorted(set(args) - _ARGUMENTS)
+        if unknown:
+            raise ArgumentError(f"drive takes {', '.join(sorted(_ARGUMENTS))}, not {', '.join(unknown)}")
+        session = argument(args, "session", str)
+        if not 1 <= len(session) <= 64 or not session.isprintable():
+            raise ArgumentError("drive: 'session' must be 1 to 64 printable characters")
+        command = {}
+        for key in COMMAND_KEYS:
+            value = argument(args, key, float, required=False)
+            try:
+                command[key] = check_command(key, 0.0 if value is None else value)
+            except GaitError as exc:
+                raise ArgumentError(f"drive: {exc}") from None
+        lease_s = argument(args, "lease_s", float, required=False)
+        lease_s = self.config.drive.lease_s if lease_s is None else lease_s
+        if not (math.isfinite(lease_s) and 0.1 <= lease_s <= 5.0):
+            raise ArgumentError(f"drive: lease_s = {lease_s!r} is out of range; use a value in [0.1, 5.0]")
+        walker = argument(args, "walker", str, required=False) or "sine"
+        if walker not in WALKERS:
+            raise ArgumentError(f"drive: unknown walker {walker[:40]!r}; choose sine or policy")
+        return session, command, lease_s, walker
+
+    def connection_closed(self, connection: int) -> None:
+        """A client went away: end the session it drove, which stops the walk."""
+        with self._lock:
+            session = self._connections.pop(connection, None)
+        if session is None:
+            return
+        try:
+            self._submit("drive_end", session=session, reason="the drive client's connection closed")
+        except PlendError as exc:
+            log.error("could not end the drive session of a closed connection: %s", exc)
