@@ -72,7 +72,7 @@ class Controls:
         self._status_cache: tuple[int, dict[str, Any]] | None = None
         self.calibration = CalibrationControls(loop, supervisor, config)
         self.pose = pose
-        self.drive = DriveControls(loop, config, self._submit, supervisor.fault_list, pose)
+        self.drive = DriveControls(loop, config, self._submit, supervisor, pose)
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}

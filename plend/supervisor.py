@@ -22,7 +22,7 @@ from gaits.sine import GaitParams, joint_targets, stand_pose
 from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
 from plend.calibration_mode import CalibrationMode
 from plend.config import GaitConfig, SafetyConfig
-from plend.drive.lease import COMMAND_KEYS, ENDS_DRIVE, DriveLease, steer
+from plend.drive.lease import ENDS_DRIVE, DriveLease, steer
 from plend.errors import PlendError
 from plend.hal.base import Sensors
 from plend.robot import JOINT_NAMES
@@ -255,17 +255,21 @@ class Supervisor:
         self.drive.renew(session, self._wall(), lease_s)
         self._clear("drive")
         now = self.behaviour
+        if getattr(now, "stopping", False) and not now.finished:  # it stands first, then walks anew
+            return {"walker": None, "took": []}
         if now is self.policy or (isinstance(now, Walk) and not now.finished):
+            self.drive.walker = now
             return {"walker": now.name, "took": steer(now, command)}
-        if not isinstance(now, (Stand, Relax)):
+        if not isinstance(now, (Stand, Relax)) and not now.finished:  # a walk that just ended is idle
             raise CommandError(f"cannot drive while {self.mode} runs; stop it first")
         if not any(command.values()):
             return {"walker": None, "took": []}
         if walker == "policy":
             self._cmd_policy_start()
-            return {"walker": "policy", "took": steer(self.behaviour, command)}
-        self._switch(Walk(command["speed"], command["turn"], command["side"], self.gait))
-        return {"walker": "sine", "took": list(COMMAND_KEYS)}
+        else:
+            self._switch(Walk(command["speed"], command["turn"], command["side"], self.gait))
+        self.drive.walker = self.behaviour
+        return {"walker": walker, "took": steer(self.behaviour, command)}
 
     def _drive_stop(self, reason: str) -> None:
         """The dead-man rule: end the session and stop the walk at its next step."""
@@ -367,8 +371,9 @@ class Supervisor:
     def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
         """This tick's targets (None: relax). ``last_targets`` are those last written."""
         self._run_monitors(sensors, last_targets)
-        if self.drive.lapsed(self._wall()):
-            self._drive_stop(f"no drive update for {self.drive.lease_s:g} s")
+        lapsed = self.drive.check(self._wall(), self.behaviour)
+        if lapsed:
+            self._drive_stop(lapsed)
         if self.estopped:
             return None
         if self.behaviour.finished:

@@ -275,6 +275,10 @@ class PolicyBehaviour:
         self._gait.stop()
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
     def finished(self) -> bool:
         if self.spec.action_mode == "residual":
             return self._gait.standing

@@ -28,12 +28,13 @@ class Robot:
 
     def __init__(self, clock: StepClock):
         self.clock, self.q = clock, stand_pose()
+        self.roll = 0.0
 
     def open(self, tick_period_s: float) -> None: ...
 
     def read(self) -> Sensors:
         t = self.clock.now()
-        imu = ImuReading((1, 0, 0, 0), (0.0, 0.0, 0.0), (0, 0, 0), (0, 0, 9.81))
+        imu = ImuReading((1, 0, 0, 0), (self.roll, 0.0, 0.0), (0, 0, 0), (0, 0, 9.81))
         return Sensors(t, self.q.copy(), imu, (True, True), joint_stamp=t, imu_stamp=t)
 
     def write(self, targets: np.ndarray) -> None:
@@ -150,6 +151,35 @@ def test_driving_is_refused_when_the_robot_may_not_move_or_does_something_else(r
     assert sup.mode == "replay"
 
 
+def test_a_walk_taken_away_ends_the_session_and_is_not_restarted(rig: Any) -> None:
+    sup, loop = rig
+    drive(sup, speed=0.5)
+    loop.run(5)
+    loop.hal.roll = 1.2  # it falls: the fall monitor relaxes it
+    loop.run(5)
+    assert sup.mode == "relax"
+    loop.hal.roll = 0.0
+    sup.handle("reset")
+    with pytest.raises(DriveRefusedError, match=r"the walk was interrupted \(mode relax\)"):
+        drive(sup, speed=0.5)
+    assert sup.mode == "relax"
+
+
+def test_a_new_session_waits_for_a_stopping_walk_then_walks(rig: Any) -> None:
+    sup, loop = rig
+    sup.handle("gait", speed=0.5)
+    loop.run(20)
+    sup.behaviour.stop()  # stopping, by a command from before this session
+    assert drive(sup, "new", speed=0.3) == {"mode": "sine", "walker": None, "took": []}
+    for _ in range(40):
+        loop.run(5)
+        reply = drive(sup, "new", speed=0.3)
+        if reply["walker"]:
+            break
+    assert reply == {"mode": "sine", "walker": "sine", "took": ["speed", "turn", "side"]}
+    assert not stopping(sup) and sup.behaviour.gait.speed == 0.3  # type: ignore[attr-defined]
+
+
 class Policy:
     """A loaded policy that walks; ``set_command`` only if it takes commands."""
 
@@ -203,7 +233,10 @@ def test_the_lease_itself() -> None:
     assert not lease.lapsed(1e9)
     lease.renew("a", 10.0, 0.5)
     assert not lease.lapsed(10.5) and lease.lapsed(10.51)
+    assert lease.touch("a", 11.0, 0.5) and not lease.touch("b", 11.0, 0.5)
+    assert not lease.lapsed(11.5)
     assert lease.end("why") and not lease.end("again")
+    assert not lease.touch("a", 12.0, 0.5) and not lease.lapsed(1e9)
     for n in range(100):  # old sessions are forgotten, the newest remembered
         lease.renew(f"s{n}", 0.0, 1.0)
         lease.end(f"reason {n}")

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from gaits.sine import GaitError, check_command
 from plend.config import Config
-from plend.drive.lease import COMMAND_KEYS
+from plend.drive.lease import COMMAND_KEYS, DriveLease
 from plend.drive.motion import motion
 from plend.errors import PlendError
 from plend.loop import ControlLoop
@@ -38,12 +39,18 @@ class DriveControls:
         loop: ControlLoop,
         config: Config,
         submit: Callable[..., dict[str, Any]],
-        faults: Callable[[], list[dict[str, Any]]],
+        supervisor: Any,
         pose: Any = None,
+        wall_clock: Callable[[], float] = time.monotonic,
     ):
-        self.loop, self.config, self._submit, self._faults, self.pose = loop, config, submit, faults, pose
+        self.loop, self.config, self._submit, self.pose = loop, config, submit, pose
+        self.supervisor = supervisor
+        self.lease: DriveLease = supervisor.drive
+        self._wall = wall_clock
         self._lock = threading.Lock()
         self._connections: dict[int, str] = {}  # connection -> the last session it drove
+        # The last update the loop applied and its answer: a repeat of it only renews the lease.
+        self._applied: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         return {"drive": self.drive}
@@ -55,14 +62,28 @@ class DriveControls:
         if connection is not None:
             with self._lock:
                 self._connections[connection] = session
-        result = self._submit("drive", session=session, command=command, lease_s=lease_s, walker=walker)
+        result = self._repeat((session, command, lease_s, walker))
+        if result is None:
+            result = self._submit("drive", session=session, command=command, lease_s=lease_s, walker=walker)
+            self._applied = ((session, command, lease_s, walker), result)
         return {
             **result,
             "command": command,
             "lease_s": lease_s,
             "motion": motion(self.loop.snapshot, self.pose),
-            "faults": [f["code"] for f in self._faults()],
+            "faults": [f["code"] for f in self.supervisor.fault_list()],
         }
+
+    def _repeat(self, update: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The answer to an update that repeats the last applied one, its lease renewed
+        here without waiting for a tick; None when the loop must see it. Keeping the
+        repetitions out of the loop's queue means a key press never waits behind one."""
+        applied = self._applied
+        if applied is None or applied[0] != update or applied[1].get("walker") is None:
+            return None  # changed, or nothing walks yet: the loop decides
+        if not self.lease.touch(update[0], self._wall(), update[2]):
+            return None
+        return {**applied[1], "mode": self.supervisor.mode}
 
     def _checked(self, args: dict[str, Any]) -> tuple[str, dict[str, float], float, str]:
         unknown = sorted(set(args) - _ARGUMENTS)

@@ -7,9 +7,10 @@ stops at its next step boundary. An ended session stays ended; updates naming it
 refused, so a client that was stalled (suspended, a slow link) cannot set the robot
 walking again by itself: its operator starts a new session with a new key press.
 Commands that change what the robot does (stop, stand, e-stop, another gait) end the
-session too.
+session too, and so does anything else that takes the robot off the walk the session
+drives (a fault that stands or relaxes it): driving never restarts a walk by itself.
 
-Everything here runs on the control thread.
+Everything here runs on the control thread, except :meth:`DriveLease.touch`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DriveLease:
         self.session: str | None = None
         self.lease_s = 0.0
         self.deadline = math.inf
+        self.walker: object | None = None  # the behaviour this session walks on
         self._ended: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     def renew(self, session: str, now: float, lease_s: float) -> None:
@@ -57,9 +59,29 @@ class DriveLease:
             raise DriveRefusedError("another plenctl drive is driving the robot; stop it first")
         self.session, self.lease_s, self.deadline = session, lease_s, now + lease_s
 
+    def touch(self, session: str, now: float, lease_s: float) -> bool:
+        """Renew the lease of the running ``session`` without the loop (a socket thread,
+        for an update that repeats the last one); False when it is not the running one.
+        A session ended meanwhile by the loop stays ended: ``lapsed`` needs a session."""
+        if self.session != session:
+            return False
+        self.deadline = now + lease_s
+        return True
+
     def lapsed(self, now: float) -> bool:
         """True when a session holds the lease and has not renewed it in time."""
         return self.session is not None and now > self.deadline
+
+    def check(self, now: float, behaviour: object) -> str | None:
+        """Once a tick: why the walk must stop now (the lease lapsed), or None. A session
+        whose walk was replaced by something else ends here, with nothing to stop."""
+        if self.session is None:
+            return None
+        if now > self.deadline:
+            return f"no drive update for {self.lease_s:g} s"
+        if self.walker is not None and behaviour is not self.walker:
+            self.end(f"the walk was interrupted (mode {getattr(behaviour, 'name', '?')})")
+        return None
 
     def end(self, reason: str) -> bool:
         """End the session, if one runs; returns whether one did."""
@@ -68,7 +90,7 @@ class DriveLease:
         self._ended[self.session] = reason
         while len(self._ended) > _REMEMBERED:
             self._ended.popitem(last=False)
-        self.session, self.deadline = None, math.inf
+        self.session, self.deadline, self.walker = None, math.inf, None
         return True
 
 

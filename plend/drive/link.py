@@ -35,6 +35,7 @@ class Link:
         self._session: str | None = None
         self._actions: collections.deque[str] = collections.deque()
         self._closing = False
+        self._poked = False  # a new command to send now, not at the next repetition
         self.heard: dict[str, Any] = {}  # mode, motion, faults, took: the last reply
         self.note = ""  # the last refusal, for the display
         self.error: BaseException | None = None  # what ended the thread
@@ -55,6 +56,7 @@ class Link:
                 self._session = secrets.token_hex(4)
                 self.note = ""
             self._command = command
+            self._poked = True
             self._wake.notify()
 
     def act(self, name: str) -> None:
@@ -91,6 +93,7 @@ class Link:
                 self._wake.wait_for(self._ready(due), max(0.0, due - self._clock()))
                 if self._closing:
                     return
+                self._poked = False
                 action = self._actions.popleft() if self._actions else None
                 session, command = self._session, self._command
             if action is not None:
@@ -102,11 +105,12 @@ class Link:
             due = self._clock() + (self.period if self._session else IDLE_PERIOD_S)
 
     def _ready(self, due: float) -> Callable[[], bool]:
-        return lambda: self._closing or bool(self._actions) or self._clock() >= due
+        return lambda: self._closing or self._poked or bool(self._actions) or self._clock() >= due
 
     def wake(self) -> None:
         """Send the command now (a key was pressed)."""
         with self._wake:
+            self._poked = True
             self._wake.notify()
 
     def _update(self, session: str, command: Command) -> None:
