@@ -171,7 +171,7 @@ class _Mp4Writer:
         import cv2
 
         self._video = cv2.VideoWriter(
-            str(options.path), cv2.VideoWriter_fourcc(*"mp4v"), options.fps, (options.width, options.height)
+            str(options.path), cv2.VideoWriter.fourcc(*"mp4v"), options.fps, (options.width, options.height)
         )
         if not self._video.isOpened():
             raise VideoError(f"cannot write {options.path}: OpenCV could not open an MP4 writer there")

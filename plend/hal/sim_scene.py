@@ -45,7 +45,7 @@ def _matrix(pb: Any, quaternion: Any) -> np.ndarray:
 class SceneReader:
     """Reads the boxes of one robot body; its visual shapes are read once."""
 
-    def __init__(self, pb: Any, robot: int, client: dict[str, int]):
+    def __init__(self, pb: Any, robot: int, client: dict[str, Any]):
         self._pb, self._robot, self._c = pb, robot, client
         self._shapes = []
         for shape in pb.getVisualShapeData(robot, **client):
@@ -91,7 +91,7 @@ def eye(view: CameraView) -> np.ndarray:
     return np.asarray(view.target, float) - view.distance_m * forward
 
 
-def tiny_render(pb: Any, client: dict[str, int], view: CameraView) -> np.ndarray:
+def tiny_render(pb: Any, client: dict[str, Any], view: CameraView) -> np.ndarray:
     """PyBullet's software renderer (no display needed): an RGB image, (height, width, 3)."""
     matrix = pb.computeViewMatrix(eye(view).tolist(), list(view.target), [0.0, 0.0, 1.0])
     projection = pb.computeProjectionMatrixFOV(view.fov_deg, view.width / view.height, 0.01, 20.0)
