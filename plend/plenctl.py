@@ -49,6 +49,14 @@ class Client:
             raise ClientError(f"plend is not running (nothing listens on {path})") from None
         except PermissionError:
             raise ClientError(f"permission denied on {path}; join the plend group or use sudo") from None
+        except (BlockingIOError, TimeoutError):
+            self._sock.close()
+            raise ClientError(
+                f"plend at {path} is busy (too many connections waiting); try again", "busy"
+            ) from None
+        except OSError as exc:
+            self._sock.close()
+            raise ClientError(f"cannot connect to plend at {path}: {exc.strerror or exc}") from None
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
@@ -59,11 +67,20 @@ class Client:
             self._file.write(line)
             self._file.flush()
             reply_line = self._file.readline()
+        except TimeoutError:
+            raise ConnectionLostError(f"plend at {self.path} did not answer {cmd} in time") from None
         except OSError as exc:
-            raise ConnectionLostError(f"lost the connection to plend at {self.path}: {exc}") from None
+            raise ConnectionLostError(
+                f"lost the connection to plend at {self.path}: {exc.strerror or exc}"
+            ) from None
         if not reply_line:
             raise ConnectionLostError(f"plend at {self.path} closed the connection")
-        reply = json.loads(reply_line)
+        try:
+            reply = json.loads(reply_line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise ConnectionLostError(f"plend at {self.path} sent a reply that is not a JSON object")
         if not reply.get("ok"):
             raise ClientError(f"{reply.get('message')} [{reply.get('error')}]", reply.get("error"))
         return reply["result"]
@@ -77,7 +94,7 @@ class Client:
 # Commands that need an action word, and what to say when it is missing.
 ACTIONS = {
     "policy": "load NAME|FILE (a name from 'plenctl policy list', or a path), start, list",
-    "record": "start [--out FILE], stop",
+    "record": "start [--out NAME], stop",
     "calibration": "show [--file FILE]",
     "sim": "respawn",
 }
@@ -140,7 +157,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--file", type=Path, help="default: the daemon's calibration file")
     record_sub = _actions(command("record", "telemetry recording to MCAP"))
-    record_sub.add_parser("start", parents=[common], help="start recording").add_argument("--out", type=Path)
+    record_sub.add_parser("start", parents=[common], help="start recording").add_argument(
+        "--out",
+        metavar="NAME",
+        help="file name (.mcap) in the daemon's recordings directory (default: timestamped)",
+    )
     record_sub.add_parser("stop", parents=[common], help="stop recording")
     _actions(command("sim", "the simulated robot")).add_parser(
         "respawn", parents=[common], help="stand a fallen simulated robot up again"
@@ -214,7 +235,7 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
         return client.request(f"policy_{args.action}")
     if cmd == "record":
         if args.action == "start":
-            return client.request("record_start", **({"out": str(args.out.resolve())} if args.out else {}))
+            return client.request("record_start", **({"out": args.out} if args.out else {}))
         return client.request("record_stop")
     if cmd == "sim":
         return client.request(f"sim_{args.action}")

@@ -381,7 +381,9 @@ class Supervisor:
         blending = self._blend_from is not None
         try:
             targets = self.behaviour.update(sensors, 0.0 if blending else self.period)
-        except PlendError as exc:  # e.g. a policy's non-finite output: stand, report, go on
+        except Exception as exc:  # e.g. a policy's non-finite output: stand, report, go on
+            if not isinstance(exc, PlendError):  # a bug, not a refusal: keep its traceback
+                log.exception("behaviour %s failed", self.behaviour.name)
             self._fault("behaviour", f"{self.behaviour.name} stopped: {exc}", latched=False)
             self._switch(Stand())
             targets = self.behaviour.update(sensors, self.period)

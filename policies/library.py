@@ -52,7 +52,7 @@ def find(name_or_path: str, state_dir: Path) -> Path:
 def _existing(path: Path) -> Path:
     if not path.is_absolute():
         raise PolicyNotFoundError(f"path {path} must be absolute (plenctl makes it so)")
-    if path.is_file():
+    if path.exists():  # a directory or a device: the loader's file check says what it is
         return path
     if under_systemd() and any(path.is_relative_to(top) for top in HIDDEN_FROM_THE_SERVICE):
         raise PolicyNotFoundError(

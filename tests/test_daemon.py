@@ -86,7 +86,7 @@ BAD_LINES = {
     "bad argument": (b'{"cmd": "gait", "args": {"speed": 3}}\n', "bad_argument"),
     "wrong type": (b'{"cmd": "gait", "args": {"speed": "fast"}}\n', "bad_argument"),
     "turn out of range": (b'{"cmd": "gait", "args": {"speed": 0.5, "turn": 1.2}}\n', "bad_argument"),
-    "side not finite": (b'{"cmd": "gait", "args": {"speed": 0.5, "side": NaN}}\n', "bad_argument"),
+    "side not finite": (b'{"cmd": "gait", "args": {"speed": 0.5, "side": NaN}}\n', "bad_request"),  # NaN: not JSON
     "unknown gait argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "trun": 0.2}}\n', "bad_argument"),
     "wrong protocol": (b'{"v": 9, "cmd": "status"}\n', "bad_request"),
 }
@@ -185,8 +185,8 @@ def test_policy_load_and_start(daemon: Daemon, tmp_path: Path, capsys: pytest.Ca
 def test_telemetry_recording(daemon: Daemon, tmp_path: Path) -> None:
     from mcap.reader import make_reader
 
-    out = tmp_path / "run.mcap"
-    assert daemon.ctl("record", "start", "--out", str(out)) == 0
+    out = daemon.tmp / "rec" / "run.mcap"
+    assert daemon.ctl("record", "start", "--out", "run.mcap") == 0
     time.sleep(0.5)
     assert daemon.status()["recording"]["recording"] is True
     assert daemon.ctl("record", "stop") == 0

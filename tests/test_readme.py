@@ -63,7 +63,25 @@ REHEARSAL = [
     "plenctl --socket /tmp/plend.sock calibration show",
     "kill %1",
 ]
+TOOLS = [
+    ".venv/bin/plend world 3 --factors sole_height,push",
+    "plend track --print-marker marker.png --print-floor-marker floor.png --print-board board.png",
+]
 NOT_RUN = {
+    ".venv/bin/plend run --fast --urdf my_plen.urdf": "the reader's own URDF (tests/test_urdf_model.py runs variants)",
+    ".venv/bin/plend evaluate --urdf my_plen.urdf --factors servo_backlash,servo_delay": "the reader's own URDF",
+    ".venv/bin/plend evaluate --worlds 50 --seconds 20 --speed 0.5 --json report.json": "minutes of simulation (tests/benchmarks/robustness.py; tests/test_evaluate.py runs a small one)",
+    ".venv/bin/plend evaluate --worlds 20 --policy policies/walk.onnx": "minutes of simulation, as above",
+    ".venv/bin/plend evaluate --as-configured --set sim.sole_height_right_mm=5.5 --set sim.sole_edge_radius_mm=4": "minutes of simulation, as above",
+    ".venv/bin/plend evaluate --as-configured --config rounded-feet.toml --speed 1.0": "the reader's own config file; minutes of simulation",
+    "plend track --calibrate": "a real camera and a printed board (tests/test_track.py calibrates the emulated one)",
+    "plend track --set-floor": "a real camera and a floor marker (tests/test_track.py, emulated)",
+    "plend track --socket /run/plend/plend.sock": "a real camera beside a running robot",
+    "plenctl status --json | jq .pose": "a running tracker; jq may not be installed",
+    "plend track --duration 20 --summary json --record walk-poses.mcap": "a real camera",
+    "plend track --camera emulated --duration 20 --summary json": "20 s of simulated walking filmed (tests/test_track.py films a shorter one)",
+    "plend track --camera emulated --socket /tmp/plend.sock": "a running daemon (tests/test_camera_policy.py)",
+    "plend track --camera emulated --calibrate --yes": "tests/test_track.py calibrates the emulated camera",
     "./install.sh --dev && .venv/bin/python -m pytest": "it is .ci/run, which runs this suite",
     "plenctl calibrate": "asks a person at the keyboard (tests/test_calibration_terminal.py types into it)",
     "plenctl calibrate --joint r_knee_r_shin": "asks a person at the keyboard, as above",
@@ -91,7 +109,7 @@ def readme_commands() -> list[str]:
 
 
 def test_every_readme_command_is_run_here_or_says_why_not() -> None:
-    covered = set(QUICK_START) | set(DAEMON) | set(REHEARSAL) | set(NOT_RUN)
+    covered = set(QUICK_START) | set(DAEMON) | set(REHEARSAL) | set(TOOLS) | set(NOT_RUN)
     missing = [c for c in readme_commands() if c not in covered]
     assert not missing, f"README commands that tests/test_readme.py neither runs nor explains: {missing}"
     stale = [c for c in covered if c not in readme_commands()]
@@ -251,3 +269,15 @@ def test_the_calibration_rehearsal_needs_no_root_and_keeps_its_own_file(user: Us
     # The README's emulated robot still runs afterwards: the rehearsal did not block it.
     after = user.run(QUICK_START[4])
     assert after.returncode == 0 and '"fell": false' in after.stdout, after.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_world_printer_and_the_marker_printer_as_the_readme_shows(user: User) -> None:
+    assert user.run("./install.sh").returncode == 0  # puts plend on the user's PATH
+    world = user.run(TOOLS[0])
+    assert world.returncode == 0, world.stderr
+    assert "[sim]" in world.stdout and "sole_height" in world.stdout
+    printed = user.run(TOOLS[1])
+    assert printed.returncode == 0, printed.stderr
+    for name in ("marker.png", "floor.png", "board.png"):
+        assert (user.checkout / name).stat().st_size > 1000, name

@@ -23,7 +23,8 @@ from plend.drive.lease import COMMAND_KEYS, DriveLease
 from plend.drive.motion import motion
 from plend.errors import PlendError
 from plend.loop import ControlLoop
-from plend.server import ArgumentError, Handler, argument, current_connection
+from plend.protocol import quote
+from plend.server import ArgumentError, Handler, LoopCall, argument, current_connection
 
 log = logging.getLogger("plend.drive")
 
@@ -55,17 +56,30 @@ class DriveControls:
     def handlers(self) -> dict[str, Handler]:
         return {"drive": self.drive}
 
-    def drive(self, args: dict[str, Any]) -> dict[str, Any]:
-        """One drive update; see the module's docstring."""
+    def drive(self, args: dict[str, Any]) -> dict[str, Any] | LoopCall:
+        """One drive update (see the module's docstring). Runs on the socket thread and
+        never waits: a repeat is answered at once, anything else goes to the loop."""
         session, command, lease_s, walker = self._checked(args)
         connection = current_connection()
         if connection is not None:
             with self._lock:
                 self._connections[connection] = session
-        result = self._repeat((session, command, lease_s, walker))
-        if result is None:
-            result = self._submit("drive", session=session, command=command, lease_s=lease_s, walker=walker)
-            self._applied = ((session, command, lease_s, walker), result)
+        update = (session, command, lease_s, walker)
+        result = self._repeat(update)
+        if result is not None:
+            return self._reply(result, command, lease_s)
+
+        def applied(result: dict[str, Any]) -> dict[str, Any]:
+            self._applied = (update, result)
+            return self._reply(result, command, lease_s)
+
+        return LoopCall(
+            "drive",
+            {"session": session, "command": command, "lease_s": lease_s, "walker": walker},
+            then=applied,
+        )
+
+    def _reply(self, result: dict[str, Any], command: dict[str, float], lease_s: float) -> dict[str, Any]:
         return {
             **result,
             "command": command,
@@ -88,7 +102,7 @@ class DriveControls:
     def _checked(self, args: dict[str, Any]) -> tuple[str, dict[str, float], float, str]:
         unknown = sorted(set(args) - _ARGUMENTS)
         if unknown:
-            raise ArgumentError(f"drive takes {', '.join(sorted(_ARGUMENTS))}, not {', '.join(unknown)}")
+            raise ArgumentError(f"drive takes {', '.join(sorted(_ARGUMENTS))}, not {quote(unknown)}")
         session = argument(args, "session", str)
         if not 1 <= len(session) <= 64 or not session.isprintable():
             raise ArgumentError("drive: 'session' must be 1 to 64 printable characters")
@@ -105,7 +119,7 @@ class DriveControls:
             raise ArgumentError(f"drive: lease_s = {lease_s!r} is out of range; use a value in [0.1, 5.0]")
         walker = argument(args, "walker", str, required=False) or "sine"
         if walker not in WALKERS:
-            raise ArgumentError(f"drive: unknown walker {walker[:40]!r}; choose sine or policy")
+            raise ArgumentError(f"drive: unknown walker {quote(walker, 40)}; choose sine or policy")
         return session, command, lease_s, walker
 
     def connection_closed(self, connection: int) -> None:
