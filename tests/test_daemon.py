@@ -86,7 +86,7 @@ BAD_LINES = {
     "bad argument": (b'{"cmd": "gait", "args": {"speed": 3}}\n', "bad_argument"),
     "wrong type": (b'{"cmd": "gait", "args": {"speed": "fast"}}\n', "bad_argument"),
     "turn out of range": (b'{"cmd": "gait", "args": {"speed": 0.5, "turn": 1.2}}\n', "bad_argument"),
-    "side not finite": (b'{"cmd": "gait", "args": {"speed": 0.5, "side": NaN}}\n', "bad_request"),  # NaN: not JSON
+    "side not finite": (b'{"cmd": "gait", "args": {"speed": 0.5, "side": NaN}}\n', "bad_request"),
     "unknown gait argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "trun": 0.2}}\n', "bad_argument"),
     "wrong protocol": (b'{"v": 9, "cmd": "status"}\n', "bad_request"),
 }
