@@ -37,6 +37,7 @@ class RunOptions:
     policy: Path | None = None
     turn: float = 0.0
     side: float = 0.0
+    video: Any = None  # a plend.video.VideoOptions: film the run
 
     def __post_init__(self) -> None:
         for name in ("speed", "turn", "side"):
@@ -75,21 +76,59 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         heading = _Heading(hal)
         loop.observers.append(heading.observe)
         began = time.perf_counter()
-        fell = _walk(loop, round(options.duration_s / period))
-        report = getattr(supervisor.behaviour, "report", None)
-        balance = report()["balance"] if callable(report) else None
-        if not fell:
-            supervisor.handle("stop")
-            fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
+        with _Outputs(options, hal, loop, supervisor) as outputs:
+            fell = _walk(loop, round(options.duration_s / period))
+            report = getattr(supervisor.behaviour, "report", None)
+            balance = report()["balance"] if callable(report) else None
+            if not fell:
+                supervisor.handle("stop")
+                fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
         wall = time.perf_counter() - began
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
+    summary.update(outputs.figures)
     if options.gait == "sine" and options.policy is None:
         summary["balance"] = balance  # at the end of the walk; None: off (or it fell)
     if heading.turned is not None:
         summary["yaw_deg"] = round(math.degrees(heading.turned), 2)
         summary["yaw_rate_deg_s"] = round(math.degrees(heading.turned) / max(summary["duration_s"], 1e-9), 3)
     return summary
+
+
+class _Outputs:
+    """What a run writes besides its summary (a video), opened before the first tick and
+    finished however the run ends; ``figures`` go into the summary."""
+
+    def __init__(self, options: RunOptions, hal: Hal, loop: ControlLoop, supervisor: Supervisor):
+        self.options, self.hal, self.loop, self.supervisor = options, hal, loop, supervisor
+        self.figures: dict[str, Any] = {}
+        self._video: Any = None
+
+    def __enter__(self) -> _Outputs:
+        if self.options.video is not None:
+            from plend.video import VideoRecorder
+
+            self._video = VideoRecorder(self.options.video, self.hal, lambda: describe(self.supervisor))
+            self._video.open()
+            self.loop.observers.append(self._video.observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._video is not None:
+            self.figures["video"] = self._video.close()
+
+
+def describe(supervisor: Supervisor) -> str:
+    """The command in effect, in a few words (for a video's overlay)."""
+    report = getattr(supervisor.behaviour, "report", None)
+    if not callable(report):
+        return ""
+    r = report()
+    words = f"speed {r['speed']:+.2f}"
+    for key in ("turn", "side"):
+        if r.get(key):
+            words += f" {key} {r[key]:+.2f}"
+    return words + (" stopping" if r.get("stopping") else "")
 
 
 class _Heading:

@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
     )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
+    add_video_options(run)
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
     world.add_argument("--seed", type=int, help="random seed of the simulation")
@@ -92,6 +93,39 @@ def _parser() -> argparse.ArgumentParser:
 
     add_track(sub)
     return parser
+
+
+def add_video_options(run: argparse.ArgumentParser) -> None:
+    """``plend run --fast --video FILE`` and how it looks."""
+    video = run.add_argument_group("video of a simulated run (with --fast)")
+    video.add_argument("--video", type=Path, metavar="FILE", help="film the run to FILE.mp4 or FILE.gif")
+    video.add_argument("--video-size", default="320x240", metavar="WxH", help="pixels (default 320x240)")
+    video.add_argument("--video-fps", type=float, default=25.0, help="frames per second (default 25)")
+    video.add_argument(
+        "--video-renderer", choices=("boxes", "pybullet"), default="boxes",
+        help="boxes: plend's fast renderer (default); pybullet: PyBullet's software renderer",
+    )  # fmt: skip
+    video.add_argument(
+        "--video-view", default="135,-22,0.55", metavar="YAW,PITCH,DIST",
+        help="camera: degrees from behind the robot (90: its left side), pitch, distance m",
+    )  # fmt: skip
+
+
+def video_options(args: argparse.Namespace) -> Any:
+    """The VideoOptions of ``--video`` and its companions, checked; None without --video."""
+    if getattr(args, "video", None) is None:
+        return None
+    from plend.video import VideoOptions
+
+    try:
+        width, height = (int(v) for v in args.video_size.lower().split("x"))
+        yaw, pitch, distance = (float(v) for v in args.video_view.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--video-size {args.video_size!r} / --video-view {args.video_view!r}: give WxH (e.g. 320x240) "
+            "and YAW,PITCH,DIST (e.g. 135,-22,0.55)"
+        ) from None
+    return VideoOptions(args.video, width, height, args.video_fps, args.video_renderer, distance, yaw, pitch)
 
 
 def add_evaluate_command(sub: Any) -> None:
@@ -225,6 +259,8 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(
             "--policy runs with --fast; to the daemon say: plenctl policy load FILE, plenctl policy start"
         )
+    if args.video is not None:
+        raise ConfigError("--video films a --fast run (a batch simulation); add --fast")
     from plend.daemon import DaemonOptions, run_daemon
     from plend.service import setup_logging
 
@@ -265,6 +301,8 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
 
     config = apply_settings(config, parse_settings(args.set))
     walker = _parser().parse_args(["run", "--fast", *rest])
+    if walker.video is not None:
+        raise ConfigError("plend evaluate films nothing; film one world with plend run --fast --video FILE")
     if walker.world_seed is not None or walker.duration is not None:
         raise ConfigError("plend evaluate picks the worlds and the time: use --first/--worlds and --seconds")
     factors, walker.factors = parse_factors(walker.factors), None  # drawn per world below
@@ -308,7 +346,7 @@ def batch_options(args: argparse.Namespace) -> RunOptions:
     policy = args.policy.resolve() if args.policy else None
     return RunOptions(
         gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy,
-        turn=args.turn, side=args.side,
+        turn=args.turn, side=args.side, video=video_options(args),
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ TILE_M = 0.05  # floor checker size
 TILES = 24  # tiles drawn along each floor axis, around the point looked at
 SKY, FLOOR, TILE = (236, 228, 220), (205, 205, 200), (178, 180, 178)  # BGR
 EDGE = (70, 70, 70)
+SHADOW = (150, 152, 150)
 LIGHT = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])
 # A box's 8 corners (unit cube) and its 6 faces: corner indices and outward normal axis.
 _CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
@@ -64,14 +65,27 @@ def render(boxes: list[SceneBox], view: CameraView) -> np.ndarray:
     import cv2
 
     camera = Camera(view)
-    image = np.empty((view.height, view.width, 3), np.uint8)
-    horizon = int(np.clip(round(camera.horizon_row()), 0, view.height))
-    image[:horizon] = SKY
-    image[horizon:] = FLOOR
+    image = _background(view.width, view.height, int(np.clip(round(camera.horizon_row()), 0, view.height)))
     _floor(image, camera, cv2)
-    _shadow(image, camera, boxes, cv2)
-    _boxes(image, camera, boxes, cv2)
+    corners = _all_corners(boxes)
+    _shadow(image, camera, corners, cv2)
+    _boxes(image, camera, boxes, corners, cv2)
     return image
+
+
+_BACKGROUNDS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _background(width: int, height: int, horizon: int) -> np.ndarray:
+    """Sky above the horizon, floor below: a copy of one made once per size and horizon."""
+    key = (width, height, horizon)
+    if key not in _BACKGROUNDS:
+        if len(_BACKGROUNDS) > 16:
+            _BACKGROUNDS.clear()
+        made = np.empty((height, width, 3), np.uint8)
+        made[:horizon], made[horizon:] = SKY, FLOOR
+        _BACKGROUNDS[key] = made
+    return _BACKGROUNDS[key].copy()
 
 
 def _floor(image: np.ndarray, camera: Camera, cv2: Any) -> None:
@@ -82,52 +96,64 @@ def _floor(image: np.ndarray, camera: Camera, cv2: Any) -> None:
     ys = (j0 + np.arange(TILES + 1)) * TILE_M
     grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1)
     points = camera.to_camera(np.concatenate([grid, np.zeros((*grid.shape[:2], 1))], axis=-1))
-    pixels = camera.to_pixels(np.where(points[..., 2:3] > NEAR_M, points, 1.0))
-    depth_ok = points[..., 2] > NEAR_M
-    for i in range(TILES):
-        for j in range((i + i0 + j0) % 2, TILES, 2):
-            if depth_ok[i : i + 2, j : j + 2].all():
-                quad = pixels[[i, i + 1, i + 1, i], [j, j, j + 1, j + 1]]
-                cv2.fillConvexPoly(image, np.round(quad * 16).astype(np.int32), TILE, cv2.LINE_AA, 4)
+    in_front = points[..., 2] > NEAR_M
+    pixels = camera.to_pixels(np.where(in_front[..., None], points, 1.0))
+    i, j = np.meshgrid(np.arange(TILES), np.arange(TILES), indexing="ij")
+    dark = (i + j + i0 + j0) % 2 == 1
+    ok = dark & in_front[:-1, :-1] & in_front[1:, :-1] & in_front[1:, 1:] & in_front[:-1, 1:]
+    i, j = i[ok], j[ok]
+    quads = np.stack([pixels[i, j], pixels[i + 1, j], pixels[i + 1, j + 1], pixels[i, j + 1]], axis=1)
+    cv2.fillPoly(image, list(np.round(quads * 16).astype(np.int32)), TILE, cv2.LINE_AA, 4)
 
 
-def _shadow(image: np.ndarray, camera: Camera, boxes: list[SceneBox], cv2: Any) -> None:
-    """A soft dark patch under the robot: its boxes squashed onto the floor."""
-    if not boxes:
+def _shadow(image: np.ndarray, camera: Camera, corners: np.ndarray, cv2: Any) -> None:
+    """A dark patch under the robot: its boxes squashed onto the floor."""
+    if corners.size == 0:
         return
-    corners = np.concatenate([_box_corners(b) for b in boxes])
-    corners[:, 2] = 0.0
-    points = camera.to_camera(corners)
+    flat = corners.reshape(-1, 3) * np.array([1.0, 1.0, 0.0])
+    points = camera.to_camera(flat)
     if (points[:, 2] <= NEAR_M).any():
         return
-    hull = cv2.convexHull(np.round(camera.to_pixels(points)).astype(np.int32))
-    shade = image.copy()
-    cv2.fillConvexPoly(shade, hull, (120, 120, 120), cv2.LINE_AA)
-    cv2.addWeighted(shade, 0.35, image, 0.65, 0.0, dst=image)
+    hull = cv2.convexHull(np.round(camera.to_pixels(points) * 16).astype(np.int32))
+    cv2.fillConvexPoly(image, hull, SHADOW, cv2.LINE_AA, 4)
 
 
-def _box_corners(box: SceneBox) -> np.ndarray:
-    return box.center + (_CORNERS * box.half_extents) @ box.rotation.T
+def _all_corners(boxes: list[SceneBox]) -> np.ndarray:
+    """The 8 corners of every box in the world frame, (boxes, 8, 3)."""
+    if not boxes:
+        return np.zeros((0, 8, 3))
+    rotations = np.stack([b.rotation for b in boxes])
+    halves = np.stack([b.half_extents for b in boxes])
+    centers = np.stack([b.center for b in boxes])
+    return centers[:, None] + np.einsum("nij,nkj->nki", rotations, _CORNERS[None] * halves[:, None])
 
 
-def _boxes(image: np.ndarray, camera: Camera, boxes: list[SceneBox], cv2: Any) -> None:
-    faces = []  # (depth, pixel polygon, colour)
-    for box in boxes:
-        corners = camera.to_camera(_box_corners(box))
-        if (corners[:, 2] <= NEAR_M).any():
-            continue  # the camera is inside or behind it: leave it out
-        pixels = camera.to_pixels(corners)
-        world_center = box.center
-        for index, axis, sign in _FACES:
-            normal = box.rotation[:, axis] * sign
-            face_center = world_center + normal * box.half_extents[axis]
-            if normal @ (face_center - camera.eye) >= 0.0:
-                continue  # facing away
-            light = 0.45 + 0.55 * max(0.0, float(normal @ LIGHT))
-            colour = tuple(int(c * 255 * light) for c in box.rgba[2::-1])  # RGBA to BGR
-            faces.append((float(corners[list(index), 2].mean()), pixels[list(index)], colour))
-    faces.sort(key=lambda face: -face[0])  # far first: nearer faces paint over them
-    for _, polygon, colour in faces:
-        points = np.round(polygon * 16).astype(np.int32)
-        cv2.fillConvexPoly(image, points, colour, cv2.LINE_AA, 4)
-        cv2.polylines(image, [points], True, EDGE, 1, cv2.LINE_AA, 4)
+_FACE_CORNERS = np.array([face for face, _, _ in _FACES])  # (6, 4)
+_FACE_AXES = np.array([axis for _, axis, _ in _FACES])
+_FACE_SIGNS = np.array([sign for _, _, sign in _FACES], float)
+
+
+def _boxes(image: np.ndarray, camera: Camera, boxes: list[SceneBox], corners: np.ndarray, cv2: Any) -> None:
+    """Every face that looks at the camera, far ones first, flat shaded."""
+    if not boxes:
+        return
+    rotations = np.stack([b.rotation for b in boxes])  # (n, 3, 3)
+    halves = np.stack([b.half_extents for b in boxes])  # (n, 3)
+    centers = np.stack([b.center for b in boxes])  # (n, 3)
+    colours = np.array([b.rgba[:3] for b in boxes], float)  # (n, 3) RGB
+    cam = camera.to_camera(corners.reshape(-1, 3)).reshape(corners.shape)
+    keep: np.ndarray = np.all(cam[:, :, 2] > NEAR_M, axis=1)  # a box the camera is in or behind: left out
+    normals = rotations[:, :, _FACE_AXES].transpose(0, 2, 1) * _FACE_SIGNS[None, :, None]  # (n, 6, 3)
+    face_centers = centers[:, None] + normals * halves[:, _FACE_AXES][..., None]
+    facing = np.einsum("nfk,nfk->nf", normals, face_centers - camera.eye) < 0.0
+    visible = facing & keep[:, None]
+    n, f = np.nonzero(visible)
+    if n.size == 0:
+        return
+    depth = cam[n[:, None], _FACE_CORNERS[f], 2].mean(axis=1)
+    light = 0.45 + 0.55 * np.clip(normals[n, f] @ LIGHT, 0.0, None)
+    shade = np.round(colours[n][:, ::-1] * 255.0 * light[:, None]).astype(int).tolist()  # BGR
+    polygons = np.round(camera.to_pixels(cam[n[:, None], _FACE_CORNERS[f]]) * 16).astype(np.int32)
+    for k in np.argsort(-depth).tolist():  # far first: nearer faces paint over them
+        cv2.fillConvexPoly(image, polygons[k], shade[k], cv2.LINE_AA, 4)
+        cv2.polylines(image, [polygons[k]], True, EDGE, 1, cv2.LINE_AA, 4)

@@ -23,6 +23,7 @@ from plend.hal.sim_scene import CameraView
 
 RENDERERS = ("boxes", "pybullet")
 FOLLOW_TAU_S = 0.6  # the camera follows the robot with this lag, so a sway does not shake it
+SPEED_TAU_S = 1.0  # the speed shown is averaged over about this long (a step rocks it)
 
 
 class VideoError(PlendError, OSError):
@@ -81,6 +82,7 @@ class VideoRecorder:
         self._next_t: float | None = None
         self._target: np.ndarray | None = None
         self._heading = 0.0
+        self._speed = 0.0  # forward speed, averaged over about a second
         self.frames = 0
         self.render_s = 0.0
 
@@ -130,8 +132,16 @@ class VideoRecorder:
             image = np.ascontiguousarray(self.hal.render(view)[:, :, ::-1])
         else:
             image = render(self.hal.scene(), view)
+        vx, vy, _ = truth.velocity
+        yaw = truth.euler[2]
+        forward = vx * math.cos(yaw) + vy * math.sin(yaw)
+        self._speed += (1.0 - math.exp(-period / SPEED_TAU_S)) * (forward - self._speed)
         if o.overlay:
-            _overlay(image, snapshot.time, snapshot.mode, self.describe(), truth, self._heading)
+            _overlay(
+                image,
+                f"{snapshot.time:5.1f} s  {snapshot.mode}  {self.describe()}",
+                f"{self._speed:+.3f} m/s",
+            )
         return image
 
     def close(self) -> dict[str, Any]:
@@ -148,14 +158,11 @@ class VideoRecorder:
         }
 
 
-def _overlay(image: np.ndarray, t: float, mode: str, command: str, truth: Any, heading: float) -> None:
+def _overlay(image: np.ndarray, text: str, speed: str) -> None:
+    """A dark band along the top: ``text`` at the left, ``speed`` at the right."""
     import cv2
 
-    vx, vy, _ = truth.velocity
-    yaw = truth.euler[2]
-    forward = vx * math.cos(yaw) + vy * math.sin(yaw)
-    text = f"{t:5.1f} s  {mode}  {command}".rstrip()
-    speed = f"{forward:+.3f} m/s"
+    text = text.rstrip()
     scale = max(0.35, image.shape[1] / 800.0)
     band = int(22 * scale / 0.4)
     image[:band] = (image[:band] * 0.45).astype(np.uint8)
