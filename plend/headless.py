@@ -38,6 +38,7 @@ class RunOptions:
     turn: float = 0.0
     side: float = 0.0
     video: Any = None  # a plend.video.VideoOptions: film the run
+    record: Path | None = None  # record every tick to this MCAP file
 
     def __post_init__(self) -> None:
         for name in ("speed", "turn", "side"):
@@ -76,7 +77,7 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         heading = _Heading(hal)
         loop.observers.append(heading.observe)
         began = time.perf_counter()
-        with _Outputs(options, hal, loop, supervisor) as outputs:
+        with _Outputs(options, hal, loop, supervisor, config) as outputs:
             fell = _walk(loop, round(options.duration_s / period))
             report = getattr(supervisor.behaviour, "report", None)
             balance = report()["balance"] if callable(report) else None
@@ -99,12 +100,18 @@ class _Outputs:
     """What a run writes besides its summary (a video), opened before the first tick and
     finished however the run ends; ``figures`` go into the summary."""
 
-    def __init__(self, options: RunOptions, hal: Hal, loop: ControlLoop, supervisor: Supervisor):
+    def __init__(
+        self, options: RunOptions, hal: Hal, loop: ControlLoop, supervisor: Supervisor, config: Config
+    ):
         self.options, self.hal, self.loop, self.supervisor = options, hal, loop, supervisor
+        self.config = config
         self.figures: dict[str, Any] = {}
         self._video: Any = None
+        self._recorder: Any = None
 
     def __enter__(self) -> _Outputs:
+        if self.options.record is not None:
+            self._start_recording(self.options.record)
         if self.options.video is not None:
             from plend.video import VideoRecorder
 
@@ -114,8 +121,31 @@ class _Outputs:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._video is not None:
-            self.figures["video"] = self._video.close()
+        try:
+            if self._video is not None:
+                self.figures["video"] = self._video.close()
+        finally:
+            if self._recorder is not None:
+                self.figures["recording"] = self._recorder.stop()
+
+    def _start_recording(self, path: Path) -> None:
+        """Every tick to ``path``, waiting for the writer rather than dropping a tick (on
+        the simulated clock a batch run outpaces it)."""
+        from plend.telemetry import Recorder, TickRecord
+
+        c = self.config
+        self._recorder = Recorder(
+            path.parent, c.telemetry.max_bytes, c.telemetry.queue_size, hal=c.hal, rate_hz=c.loop.rate_hz,
+            lossless=True,
+        )  # fmt: skip
+        self._recorder.start(path.name)
+        supervisor = self.supervisor
+
+        def record(snap: Any) -> None:
+            faults = tuple(f.code for f in supervisor.faults)
+            self._recorder.submit(TickRecord.from_snapshot(snap, faults))
+
+        self.loop.observers.append(record)
 
 
 def describe(supervisor: Supervisor) -> str:

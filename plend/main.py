@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
     )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
+    run.add_argument(
+        "--record", type=Path, metavar="FILE.mcap",
+        help="with --fast: record every tick (and the simulation's ground truth) to this MCAP file",
+    )  # fmt: skip
     add_video_options(run)
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
@@ -89,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     add_world_options(world)
     add_world_command(sub)
     add_evaluate_command(sub)
+    add_recording_commands(sub)
     from plend.track.cli import add_parser as add_track
 
     add_track(sub)
@@ -126,6 +131,36 @@ def video_options(args: argparse.Namespace) -> Any:
             "and YAW,PITCH,DIST (e.g. 135,-22,0.55)"
         ) from None
     return VideoOptions(args.video, width, height, args.video_fps, args.video_renderer, distance, yaw, pitch)
+
+
+def add_recording_commands(sub: Any) -> None:
+    """``plend plot REC.mcap``: a recording on one page."""
+    plot = sub.add_parser(
+        "plot", help="draw a recording (MCAP): joints, IMU, contacts, timing, modes and faults",
+        description="Draw a telemetry recording on one page, on a machine without a display: target "
+        "against measured angle per joint, roll/pitch/yaw, gyro, foot contacts (simulation), tick compute "
+        "time and lateness, modes and faults over time.",
+    )  # fmt: skip
+    plot.add_argument("recording", type=Path, metavar="REC.mcap")
+    plot.add_argument("-o", "--out", type=Path, help="the picture, .png, .svg or .pdf (default REC.png)")
+    plot.add_argument("--joints", default="legs", help="legs (default), arms, all, or names A,B,...")
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from plend.plot import joints_for, plot
+    from plend.recording import read
+
+    out = args.out or args.recording.with_suffix(".png")
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ConfigError(f"-o {out}: give a .png, .svg or .pdf file")
+    if not out.absolute().parent.is_dir():
+        raise ConfigError(f"-o {out}: the folder {out.absolute().parent} does not exist")
+    rec = read(args.recording)
+    for problem in rec.problems:
+        print(f"plend: note: {args.recording}: {problem}", file=sys.stderr)
+    plot(rec, out, joints_for(args.joints, rec.joint_names))
+    print(f"plotted {len(rec.t)} ticks ({rec.duration_s:.1f} s) of {args.recording} to {out}")
+    return 0
 
 
 def add_evaluate_command(sub: Any) -> None:
@@ -261,6 +296,8 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         )
     if args.video is not None:
         raise ConfigError("--video films a --fast run (a batch simulation); add --fast")
+    if args.record is not None:
+        raise ConfigError("--record is for --fast runs; to the daemon say: plenctl record start --out NAME")
     from plend.daemon import DaemonOptions, run_daemon
     from plend.service import setup_logging
 
@@ -301,8 +338,10 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
 
     config = apply_settings(config, parse_settings(args.set))
     walker = _parser().parse_args(["run", "--fast", *rest])
-    if walker.video is not None:
-        raise ConfigError("plend evaluate films nothing; film one world with plend run --fast --video FILE")
+    if walker.video is not None or walker.record is not None:
+        raise ConfigError(
+            "plend evaluate films and records nothing; for one world: plend run --fast --video/--record FILE"
+        )
     if walker.world_seed is not None or walker.duration is not None:
         raise ConfigError("plend evaluate picks the worlds and the time: use --first/--worlds and --seconds")
     factors, walker.factors = parse_factors(walker.factors), None  # drawn per world below
@@ -346,8 +385,23 @@ def batch_options(args: argparse.Namespace) -> RunOptions:
     policy = args.policy.resolve() if args.policy else None
     return RunOptions(
         gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy,
-        turn=args.turn, side=args.side, video=video_options(args),
+        turn=args.turn, side=args.side, video=video_options(args), record=record_path(args),
     )  # fmt: skip
+
+
+def record_path(args: argparse.Namespace) -> Path | None:
+    """Where ``--record`` writes, checked before the run: an .mcap file in a folder that is."""
+    path = getattr(args, "record", None)
+    if path is None:
+        return None
+    path = path.expanduser().absolute()
+    if path.suffix != ".mcap":
+        raise ConfigError(f"--record {path}: a recording's name ends in .mcap")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--record {path}: the folder {path.parent} does not exist")
+    if path.exists():
+        raise ConfigError(f"--record {path} already exists; choose another file name")
+    return path
 
 
 def _run_batch(config: Config, args: argparse.Namespace) -> int:
@@ -393,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_world(config, args)
         if args.command == "evaluate":
             return _cmd_evaluate(config, args, rest)
+        if args.command == "plot":
+            return _cmd_plot(args)
         if args.dump_config:
             print(json.dumps(_dumped(config), indent=2))
             return 0

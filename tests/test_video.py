@@ -126,7 +126,7 @@ def test_video_needs_a_batch_run(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert plend(["run", "--no-socket", "--video", str(tmp_path / "w.mp4")]) == 2
     assert "add --fast" in capsys.readouterr().err
     assert plend(["evaluate", "--worlds", "1", "--video", str(tmp_path / "w.mp4")]) == 2
-    assert "films nothing" in capsys.readouterr().err
+    assert "films and records nothing" in capsys.readouterr().err
 
 
 def test_the_summary_names_the_video(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
