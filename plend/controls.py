@@ -155,10 +155,15 @@ class Controls:
     def replay(self, args: dict[str, Any]) -> LoopCall:
         path = _absolute_file(args)
         rate = argument(args, "rate_hz", float, required=False)
-        only(args, "path", "rate_hz", command="replay")
+        source = argument(args, "source", str, required=False) or "targets"  # of a recording
+        only(args, "path", "rate_hz", "source", command="replay")
+        if source not in ("targets", "measured"):
+            raise ArgumentError(f"replay source {quote(source, 40)}: choose targets or measured")
         max_speed = self.config.safety.max_speed_rad_s
         try:
-            trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed, self.config.limits)
+            trajectory = load_trajectory(
+                path, rate, self.lower, self.upper, max_speed, self.config.limits, source=source
+            )
         except TrajectoryError as exc:
             raise ArgumentError(str(exc)) from None
         extra = {"samples": len(trajectory.positions), "duration_s": trajectory.duration_s}

@@ -139,9 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     gait.add_argument("--speed", type=float, default=0.5, help="speed in [-1, 1] (default 0.5)")
     gait.add_argument("--turn", type=float, default=0.0, help="turn in [-1, 1], positive left (default 0)")
     gait.add_argument("--side", type=float, default=0.0, help="step sideways in [-1, 1], positive left")
-    replay = command("replay", "play a recorded joint trajectory (CSV or NPY)")
+    replay = command("replay", "play a joint trajectory (CSV or NPY) or a recording's targets (MCAP)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
+    replay.add_argument(
+        "--measured", action="store_true", help="of a recording: play its measured angles, not its targets"
+    )
     policy_sub = _actions(command("policy", "ONNX walking policies: load, start, list"))
     load = policy_sub.add_parser(
         "load", parents=[common], help="load and check a policy (the robot carries on)"
@@ -227,7 +230,9 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
     if cmd == "gait":
         return client.request("gait", name=args.name, speed=args.speed, turn=args.turn, side=args.side)
     if cmd == "replay":
-        extra = {} if args.rate is None else {"rate_hz": args.rate}
+        extra: dict[str, Any] = {} if args.rate is None else {"rate_hz": args.rate}
+        if args.measured:
+            extra["source"] = "measured"
         return client.request("replay", path=str(args.file.resolve()), **extra)
     if cmd == "policy":
         if args.action == "load":

@@ -9,11 +9,12 @@ before the cut. Both recording formats are read: format 2 names joints and axes,
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -75,9 +76,18 @@ class Recording:
         return float(1.0 / np.median(steps)) if steps.size and np.median(steps) > 0 else math.nan
 
 
-def read(path: Path) -> Recording:
-    """Read ``path``; raises :class:`RecordingReadError` when it holds no tick."""
-    raw = _messages(path)
+def read(path: Path, data: bytes | None = None) -> Recording:
+    """Read ``path`` (or ``data``, its bytes, when already read); raises
+    :class:`RecordingReadError` when it holds no tick."""
+    if data is not None:
+        raw = _messages(path, io.BytesIO(data))
+    else:
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise RecordingReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with stream:
+            raw = _messages(path, stream)
     info = raw.info or {}
     fmt = info.get("format", 1) if isinstance(info.get("format", 1), int) else 0
     problems = list(raw.problems)
@@ -108,32 +118,25 @@ class _Raw:
     problems: list[str] = field(default_factory=list)
 
 
-def _messages(path: Path) -> _Raw:
+def _messages(path: Path, stream: IO[bytes]) -> _Raw:
     from mcap.records import Channel, Message
     from mcap.stream_reader import StreamReader
 
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        raise RecordingReadError(f"cannot read {path}: {exc.strerror or exc}") from None
     raw, topics = _Raw(), {}
-    with stream:
-        head = stream.read(len(MAGIC))
-        if head != MAGIC:
-            what = "it is empty" if not head else f"it starts with {head[:8]!r}"
-            raise RecordingReadError(
-                f"{path} is not an MCAP recording ({what}); plend records to .mcap files"
-            )
-        stream.seek(0)
-        try:
-            for record in StreamReader(stream, record_size_limit=2**28).records:  # type: ignore[arg-type]
-                if isinstance(record, Channel):
-                    topics[record.id] = record.topic
-                elif isinstance(record, Message):
-                    _keep(raw, topics.get(record.channel_id), record.data)
-        except Exception as exc:  # a cut or damaged file: keep what came before
-            raw.problems.append(f"the file ends early or is damaged ({type(exc).__name__}: {exc}); "
-                                f"read {len(raw.ticks)} ticks before that")  # fmt: skip
+    head = stream.read(len(MAGIC))
+    if head != MAGIC:
+        what = "it is empty" if not head else f"it starts with {head[:8]!r}"
+        raise RecordingReadError(f"{path} is not an MCAP recording ({what}); plend records to .mcap files")
+    stream.seek(0)
+    try:
+        for record in StreamReader(stream, record_size_limit=2**28).records:
+            if isinstance(record, Channel):
+                topics[record.id] = record.topic
+            elif isinstance(record, Message):
+                _keep(raw, topics.get(record.channel_id), record.data)
+    except Exception as exc:  # a cut or damaged file: keep what came before
+        raw.problems.append(f"the file ends early or is damaged ({type(exc).__name__}: {exc}); "
+                            f"read {len(raw.ticks)} ticks before that")  # fmt: skip
     return raw
 
 
@@ -220,3 +223,28 @@ def _truth(messages: list[bytes]) -> Truth | None:
         return None
     t, position, euler, velocity = zip(*rows, strict=True)
     return Truth(np.asarray(t), np.asarray(position), np.asarray(euler), np.asarray(velocity))
+
+
+SOURCES = ("targets", "measured")
+
+
+def trajectory(rec: Recording, source: str = "targets") -> tuple[tuple[str, ...], np.ndarray, float, str]:
+    """The joint angles to replay from ``rec``: its targets (what the robot was told) or
+    its measured angles, as (joints, positions (samples, joints), rate Hz, a note).
+
+    Joints with no value at all (an elbow's feedback) are left out, so they hold the
+    stand pose; ticks where a chosen joint has none (relaxed: no targets) are left out,
+    and the note says how many. The caller checks limits and speeds as for any file.
+    """
+    if source not in SOURCES:
+        raise RecordingReadError(f"replay source {source!r}; choose targets or measured")
+    values = rec.targets if source == "targets" else rec.measured
+    known = ~np.isnan(values).all(axis=0)
+    joints = tuple(n for n, k in zip(rec.joint_names, known, strict=True) if k and n in JOINT_NAMES)
+    if not joints:
+        raise RecordingReadError(f"{rec.path}: no {source} in it (the robot was relaxed throughout?)")
+    columns = [rec.joint_names.index(n) for n in joints]
+    rows = ~np.isnan(values[:, columns]).any(axis=1)
+    left_out = int((~rows).sum())
+    note = f"{left_out} of {len(rows)} ticks have no {source} and are left out" if left_out else ""
+    return joints, np.ascontiguousarray(values[rows][:, columns], float), rec.rate_hz(), note

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from plend.main import main as plend
-from plend.recording import RecordingReadError, read
+from plend.recording import RecordingReadError, read, trajectory
 from plend.robot import JOINT_NAMES
 
 
@@ -146,6 +146,11 @@ def test_an_older_recording_with_arrays_reads(tmp_path: Path) -> None:
     assert rec.format == 1 and rec.problems == [] and len(rec.t) == 2
     assert rec.measured[0, 0] == 0.1 and np.isnan(rec.measured[0, 17]) and np.isnan(rec.targets).all()
     assert list(rec.euler[1]) == [0.01, 0.02, 0.03] and rec.faults[0] == ("stale_sensors",)
+    joints, positions, rate, note = trajectory(rec, "measured")  # the elbow never read: left out
+    assert joints == JOINT_NAMES[:17] and positions.shape == (2, 17) and rate == pytest.approx(50.0)
+    assert note == ""
+    with pytest.raises(RecordingReadError, match="no targets in it"):
+        trajectory(rec, "targets")
 
 
 def test_a_newer_recording_reads_what_it_knows_and_says_so(tmp_path: Path) -> None:
@@ -195,3 +200,40 @@ def test_plot_refuses_in_one_line(
     assert plend(["plot", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("plend: error: ")
+
+
+def test_export_writes_the_replay_format_the_daemon_reads(
+    walk: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    from plend.config import SafetyConfig
+    from plend.trajectory import load_trajectory
+
+    path, summary = walk
+    lower, upper = SafetyConfig().joint_limits()
+    for flag, joints in (([], 18), (["--measured"], 18)):  # the simulation measures the elbows too
+        out = tmp_path / f"walk{len(flag)}.csv"
+        assert plend(["export", str(path), "-o", str(out), *flag]) == 0
+        assert out.read_text().startswith("# rate_hz: 50\n")
+        traj = load_trajectory(out, None, lower, upper, 9.0)
+        assert len(traj.joints) == joints and len(traj.positions) == summary["ticks"]
+        from_recording = load_trajectory(
+            path, None, lower, upper, 9.0, source="measured" if flag else "targets"
+        )
+        assert from_recording.joints == traj.joints
+        assert np.allclose(from_recording.positions, traj.positions, atol=1e-6)
+    assert plend(["export", str(path), "-o", str(tmp_path / "walk0.csv")]) == 2  # never overwritten
+
+
+def test_replay_files_are_told_apart(tmp_path: Path) -> None:
+    from plend.config import SafetyConfig
+    from plend.trajectory import TrajectoryError, load_trajectory
+
+    lower, upper = SafetyConfig().joint_limits()
+    fake = tmp_path / "walk.mcap"
+    fake.write_bytes(bytes(range(256)) * 4)  # once a UTF-8 decoding error
+    with pytest.raises(TrajectoryError, match="not an MCAP recording"):
+        load_trajectory(fake, None, lower, upper, 9.0)
+    csv = tmp_path / "t.csv"
+    csv.write_text("# rate_hz: 50\nr_knee_r_shin\n-0.5\n")
+    with pytest.raises(TrajectoryError, match=r"only a recording \(.mcap\) has measured angles"):
+        load_trajectory(csv, None, lower, upper, 9.0, source="measured")
