@@ -66,25 +66,27 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):
         loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
-        loop.start()
-        if options.policy is not None:
-            _start_policy(supervisor, loop, hal, options.policy, config)
-        elif options.gait == "sine":
-            supervisor.handle("gait", speed=check_speed(options.speed), turn=options.turn, side=options.side)
-        elif options.gait == "stand":
-            supervisor.handle("stand")
-        start_pose = _truth(hal)
-        heading = _Heading(hal)
-        loop.observers.append(heading.observe)
-        began = time.perf_counter()
-        with _Outputs(options, hal, loop, supervisor, config) as outputs:
+        with _Outputs(options, hal, loop, supervisor, config) as outputs:  # opened before anything moves
+            loop.start()
+            if options.policy is not None:
+                _start_policy(supervisor, loop, hal, options.policy, config)
+            elif options.gait == "sine":
+                supervisor.handle(
+                    "gait", speed=check_speed(options.speed), turn=options.turn, side=options.side
+                )
+            elif options.gait == "stand":
+                supervisor.handle("stand")
+            start_pose = _truth(hal)
+            heading = _Heading(hal)
+            loop.observers.append(heading.observe)
+            began = time.perf_counter()
             fell = _walk(loop, round(options.duration_s / period))
             report = getattr(supervisor.behaviour, "report", None)
             balance = report()["balance"] if callable(report) else None
             if not fell:
                 supervisor.handle("stop")
                 fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
-        wall = time.perf_counter() - began
+        wall = time.perf_counter() - began  # finishing the video or the recording included
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
     summary.update(outputs.figures)

@@ -339,6 +339,8 @@ def _run_batch(config: Config, args: argparse.Namespace) -> int:
     if config.hal != "sim" and config.hardware.bus != "emulated":
         raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
     options = batch_options(args)
+    if options.video is not None and config.hal != "sim":
+        raise ConfigError("--video films the simulated robot; run with --hal sim")
     try:
         summary = run(config, options)
     except KeyboardInterrupt:
