@@ -291,6 +291,9 @@ def format_status(s: dict[str, Any]) -> str:
             f"R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
         )  # fmt: skip
         lines.append(f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   feet {feet}")
+    motion = s.get("motion") or {}
+    if motion.get("speed_m_s") is not None:
+        lines.append(f"motion    forward {motion['speed_m_s']:+.3f} m/s ({motion['speed_source']})")
     if "gait" in s:
         lines.extend(_gait_lines(s["gait"]))
     if "hardware" in s:
