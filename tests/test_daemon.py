@@ -73,8 +73,9 @@ def test_behaviours_change_as_asked(daemon: Daemon) -> None:
     assert daemon.ctl("estop") == 0
     assert daemon.status()["mode"] == "estop"
     assert daemon.ctl("gait", "sine") == 1, "moving is refused while the e-stop is latched"
+    time.sleep(1.0)  # the relaxed robot settles; in simulation it may fall over
     assert daemon.ctl("reset") == 0
-    assert daemon.status()["mode"] == "relax"
+    assert daemon.status()["mode"] in ("relax", "stand")  # a fallen simulated robot is stood up
     assert daemon.ctl("stand") == 0
     wait_for_mode(daemon, "stand")
 

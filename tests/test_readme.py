@@ -66,6 +66,7 @@ REHEARSAL = [
 TOOLS = [
     ".venv/bin/plend world 3 --factors sole_height,push",
     "plend track --print-marker marker.png --print-floor-marker floor.png --print-board board.png",
+    ".venv/bin/plend --config /tmp run",
 ]
 PICTURES = [
     "plend run --fast --duration 20 --speed 0.5 --video walk.mp4",
@@ -256,7 +257,7 @@ def test_the_daemon_and_plenctl_as_the_readme_shows(user: User) -> None:
     assert "cannot stand: the e-stop is latched" in done.stderr
     assert "e-stop and faults cleared" in out
     assert f"walk.onnx                  39   12  residual    50  {user.checkout}/policies/walk.onnx" in out
-    assert f"loaded {user.checkout}/policies/walk.onnx" in out
+    assert f"loaded {user.checkout}/policies/walk.onnx" in out, done.stderr
     assert "walking on the loaded policy (mode policy)" in out
     calibration = f"{user.home}/.local/state/plend/calibration.json"
     assert f"no calibration at {calibration}; calibrate the robot first" in done.stderr
@@ -293,6 +294,8 @@ def test_the_world_printer_and_the_marker_printer_as_the_readme_shows(user: User
     assert printed.returncode == 0, printed.stderr
     for name in ("marker.png", "floor.png", "board.png"):
         assert (user.checkout / name).stat().st_size > 1000, name
+    bad = user.run(TOOLS[2])
+    assert bad.returncode == 2 and "config file /tmp is a directory, not a regular file" in bad.stderr
 
 
 @pytest.mark.slow
