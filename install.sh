@@ -416,7 +416,7 @@ if [ "$on_pi" -eq 0 ]; then
     # pybullet has no wheels for the Pi: the simulator is for development machines, and
     # so are plots of recordings and videos of simulated runs (OpenCV: not on 32-bit ARM).
     extras+=(sim plot)
-    [ "$arm32" -eq 1 ] || extras+=(video)
+    [ "$arm32" -eq 1 ] || extras+=(video live)
 else
     # The service logs to the journal through systemd-python.
     extras+=(systemd)

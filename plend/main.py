@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     add_world_command(sub)
     add_evaluate_command(sub)
     add_recording_commands(sub)
+    from plend.live import add_parser as add_live
+
+    add_live(sub)
     from plend.track.cli import add_parser as add_track
 
     add_track(sub)
@@ -380,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_evaluate(config, args, rest)
         if args.command in ("plot", "export"):
             return run_recording_command(args)
+        if args.command == "live":
+            from plend.live import run as live
+
+            return live(args)
         if args.dump_config:
             print(json.dumps(_dumped(config), indent=2))
             return 0

@@ -47,7 +47,7 @@ def test_dry_run_on_a_pc_prints_the_venv_steps_only(tmp_path: Path) -> None:
         ["bash", "install.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    pip = "would run: .venv/bin/python -m pip install --quiet -e .[onnxruntime,plot,sim,track,video]"
+    pip = "would run: .venv/bin/python -m pip install --quiet -e .[live,onnxruntime,plot,sim,track,video]"
     assert pip in done.stdout
     for system_step in ("apt-get", "raspi-config", "systemctl", "sysusers", "config.txt"):
         assert system_step not in done.stdout

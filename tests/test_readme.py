@@ -81,6 +81,7 @@ NOT_RUN = {
     "plenctl drive --gamepad": "a gamepad (tests/test_drive_e2e.py drives with a fake one)",
     "plenctl replay walk.mcap": "a running daemon that may read the file (tests/test_replay_recording.py)",
     "plenctl replay walk.mcap --measured": "as above",
+    "plend live --socket /tmp/plend.sock": "serves until stopped, beside a running daemon (tests/test_live.py)",
     ".venv/bin/plend run --fast --urdf my_plen.urdf": "the reader's own URDF (tests/test_urdf_model.py runs variants)",
     ".venv/bin/plend evaluate --urdf my_plen.urdf --factors servo_backlash,servo_delay": "the reader's own URDF",
     ".venv/bin/plend evaluate --worlds 50 --seconds 20 --speed 0.5 --json report.json": "minutes of simulation (tests/benchmarks/robustness.py; tests/test_evaluate.py runs a small one)",
