@@ -14,9 +14,10 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
    weight further forward.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
-   ``rock_deg`` lengthens the double support of every step (the gait's duty), which
-   shortens the time on one foot; the walk starts with ``start_duty`` extra and gives it
-   back slowly while the robot walks steadily.
+   ``rock_deg`` lengthens the double support of every step (the gait's duty), in
+   proportion, while the swing keeps its time, so the robot spends longer on both feet
+   and steps more slowly; the walk starts with ``start_duty`` extra and gives it back at
+   ``duty_decay`` per second.
 5. **Settling.** The first step waits until the mean roll is within ``settle_deg`` (at
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 
@@ -43,7 +44,7 @@ from plend.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint
 MAX_DT_S = 0.1  # a longer gap between readings (a stall) counts as this much
 ROCK_REFERENCE_TAU_S = 2.0  # rocking is measured from the roll averaged this long...
 ROCK_TAU_S = 1.0  # ...and averaged itself this long
-MIN_SWING_S = 0.21  # the swing of the fastest walk is 0.24 s
+CROUCH_PER_LEVEL = 0.25
 
 
 class BalanceError(PlendError, ValueError):
@@ -62,7 +63,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "lean_deadband_deg": (0.0, 10.0, "mean pitch within this leaves the lean alone"),
     "mean_tau_s": (0.05, 5.0, "time constant of the mean roll and pitch"),
     "rock_deg": (0.5, 20.0, "rocking beyond this lengthens double support"),
-    "duty_gain": (0.0, 20.0, "duty per second per rad of rocking beyond rock_deg"),
+    "duty_gain": (0.0, 20.0, "extra duty per rad of rocking beyond rock_deg"),
     "start_duty": (0.0, 0.2, "extra duty at the start of a walk"),
     "duty_decay": (0.0, 1.0, "extra duty given back per second while steady"),
     "max_duty": (0.5, 0.85, "longest double support (fraction of the cycle on the ground)"),
@@ -87,9 +88,9 @@ class BalanceGains:
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
-    duty_gain: float = 2.0
+    duty_gain: float = 3.0
     start_duty: float = 0.1
-    duty_decay: float = 0.01
+    duty_decay: float = 0.03
     max_duty: float = 0.72
     settle_deg: float = 1.5
     settle_max_s: float = 2.0
@@ -131,7 +132,7 @@ class Balance:
         self._rock_reference = 0.0
         self.level = self.lean = 0.0
         self.rock = 0.0
-        self.extra_duty = self.gains.start_duty
+        self.extra_duty = self._start = self.gains.start_duty
         self.offsets = np.zeros(NUM_JOINTS)
         self.ready = False
         self._waited = 0.0
@@ -168,12 +169,9 @@ class Balance:
 
     def _adapt_duty(self, dt: float) -> None:
         g = self.gains
-        excess = self.rock - math.radians(g.rock_deg)
-        if excess > 0.0:
-            self.extra_duty += g.duty_gain * excess * dt
-        else:
-            self.extra_duty -= g.duty_decay * dt
-        self.extra_duty = min(max(self.extra_duty, 0.0), g.max_duty)
+        self._start = max(0.0, self._start - g.duty_decay * dt)
+        excess = max(0.0, self.rock - math.radians(g.rock_deg))
+        self.extra_duty = min(self._start + g.duty_gain * excess, g.max_duty)
 
     def _damp(self, roll_rate: float, pitch_rate: float) -> None:
         g = self.gains
@@ -195,14 +193,25 @@ class Balance:
             self._waited >= self.gains.settle_max_s
         )
 
+    def _duty(self, params: GaitParams) -> float:
+        return min(max(params.duty, self.gains.max_duty), params.duty + self.extra_duty)
+
+    def period_s(self, params: GaitParams) -> float:
+        """The cycle time :meth:`shape` gives ``params``: the time on both feet grows, the
+        swing keeps its time."""
+        return params.period_s * (1.0 - params.duty) / (1.0 - self._duty(params))
+
     def shape(self, params: GaitParams) -> GaitParams:
         """``params`` with the levelling, the lean and the step timing applied."""
-        g = self.gains
-        # A swing shorter than MIN_SWING_S would ask the servos for more than their speed.
-        longest = max(params.duty, min(g.max_duty, 1.0 - MIN_SWING_S / params.period_s))
-        duty = min(longest, params.duty + self.extra_duty)
+        duty = self._duty(params)
+        period = self.period_s(params)
         lean = _clip(params.lean_m + self.lean, 0.02)
-        return dataclasses.replace(params, level_m=self.level, lean_m=lean, duty=duty)
+        # The shortened leg would fold its knee past the limit at the top of its swing:
+        # stand a little taller, sharing the difference between the legs.
+        crouch = max(0.004, params.crouch_m - CROUCH_PER_LEVEL * abs(self.level))
+        return dataclasses.replace(
+            params, level_m=self.level, lean_m=lean, duty=duty, period_s=period, crouch_m=crouch
+        )
 
     def report(self) -> dict[str, Any]:
         """What the balance is doing, in degrees and millimetres."""

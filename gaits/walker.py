@@ -33,7 +33,8 @@ class SineGait:
     the next step boundary, after which :attr:`standing` is true and the output is the
     stand pose. While the turn command is 0 and ``heading_gain`` is non-zero, the gait
     steers with the hip yaw joints (at most ``max_turn_rad`` a step) to keep the IMU
-    heading it had when it last stopped turning. With a ``balance``
+    heading it had when it last stopped turning; ``heading_bias_gain`` adds what a robot
+    that keeps turning one way needs, learnt step by step. With a ``balance``
     (:class:`gaits.balance.Balance`) the IMU also shapes every step, and the first step
     waits until the balance is ready.
     """
@@ -48,12 +49,15 @@ class SineGait:
         turn: float = 0.0,
         side: float = 0.0,
         balance: Balance | None = None,
+        heading_bias_gain: float = 0.0,
     ):
         self.speed_map = speed_map or SpeedMap()
         validate_speed_map(self.speed_map, max_turn_rad)
         self.balance = balance
         self.ramp_steps = ramp_steps
         self.heading_gain = heading_gain
+        self.heading_bias_gain = heading_bias_gain
+        self._bias = 0.0
         self.max_turn_rad = max_turn_rad
         self.speed = check_speed(speed)
         self.turn = check_command("turn", turn)
@@ -107,15 +111,15 @@ class SineGait:
             self.advance(dt)
             return joint_targets(self.phase, self.params, self.envelope)
         self.balance.observe(sensors)
-        self.advance(dt if self.balance.ready else 0.0)
+        self.advance(dt if self.balance.ready else 0.0, self.balance.period_s(self.params))
         # Feedback cannot be validated in advance: past a limit, the safety filter clamps.
         q = joint_targets(self.phase, self.balance.shape(self.params), self.envelope, check_limits=False)
         return q + self.balance.offsets
 
-    def advance(self, dt: float) -> None:
-        """Move the phase, the command blend and the envelope on by ``dt`` seconds."""
-        params = self.params
-        dphase = dt / params.period_s
+    def advance(self, dt: float, period_s: float | None = None) -> None:
+        """Move the phase, the command blend and the envelope on by ``dt`` seconds of a
+        cycle of ``period_s`` (default: the parameters' own)."""
+        dphase = dt / (period_s or self.params.period_s)
         before = self.phase
         self.phase = (self.phase + dphase) % 1.0
         if (before < 0.5 <= self.phase) or self.phase < before:
@@ -152,7 +156,11 @@ class SineGait:
         return self.speed_map.params(self.speed, turn, self.side)
 
     def _hold(self) -> float:
+        """Steering for the next step: proportional to the heading error, plus what a
+        robot that keeps turning one way has been found to need (integrated each step)."""
         if self._heading is None or not self.heading_gain:
             return 0.0
         error = math.atan2(math.sin(self._heading - self._yaw), math.cos(self._heading - self._yaw))
-        return max(-self.max_turn_rad, min(self.max_turn_rad, self.heading_gain * error))
+        limit = self.max_turn_rad
+        self._bias = max(-limit, min(limit, self._bias + self.heading_bias_gain * error))
+        return max(-limit, min(limit, self.heading_gain * error + self._bias))

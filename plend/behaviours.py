@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gaits.balance import Balance
-from gaits.sine import stand_pose
+from gaits.sine import SpeedMap, stand_pose
 from gaits.walker import SineGait
 from plend.config import GaitConfig
 from plend.hal.base import Sensors
@@ -100,7 +100,11 @@ def make_gait(
     """The sine gait as ``config`` (``[gait]``) says: heading hold, balance layer."""
     config = config or GaitConfig()
     balance = Balance(config.balance_gains()) if config.balance else None
-    return SineGait(speed, heading_gain=config.heading_gain, turn=turn, side=side, balance=balance)
+    hold = SpeedMap().max_turn_rad  # steer back as fast as the gait can turn
+    return SineGait(
+        speed, heading_gain=config.heading_gain, max_turn_rad=hold, turn=turn, side=side, balance=balance,
+        heading_bias_gain=config.heading_bias_gain,
+    )  # fmt: skip
 
 
 class Walk:

@@ -322,6 +322,8 @@ class GaitConfig:
             loop, as the gait alone.
         heading_gain: hip yaw steering (rad per step) per rad of heading error while not
             turning; 0 turns the heading hold off.
+        heading_bias_gain: steering learnt per step per rad of heading error, for a robot
+            that keeps turning one way (uneven feet, servo offsets).
         roll_rate_gain, pitch_rate_gain, pitch_gain, level_gain, max_level_m, lean_gain, max_lean_m,
         lean_deadband_deg, mean_tau_s, rock_deg, duty_gain, start_duty, duty_decay, max_duty, settle_deg,
         settle_max_s, max_correction_rad: the balance gains, as in
@@ -330,6 +332,7 @@ class GaitConfig:
 
     balance: bool = True
     heading_gain: float = 0.5
+    heading_bias_gain: float = 0.05
     roll_rate_gain: float = 0.05
     pitch_rate_gain: float = 0.0
     pitch_gain: float = 0.0
@@ -340,9 +343,9 @@ class GaitConfig:
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
-    duty_gain: float = 2.0
+    duty_gain: float = 3.0
     start_duty: float = 0.1
-    duty_decay: float = 0.01
+    duty_decay: float = 0.03
     max_duty: float = 0.72
     settle_deg: float = 1.5
     settle_max_s: float = 2.0
@@ -353,6 +356,7 @@ class GaitConfig:
 
         _check_bool("gait.balance", self.balance)
         _check_range("gait.heading_gain", self.heading_gain, 0.0, 2.0)
+        _check_range("gait.heading_bias_gain", self.heading_bias_gain, 0.0, 0.5)
         for name, (lo, hi, _) in GAIN_RANGES.items():
             _check_range(f"gait.{name}", getattr(self, name), lo, hi)
 

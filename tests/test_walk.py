@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from plend.config import Config, SimWorld
+from plend.config import Config, GaitConfig, SimWorld
 from plend.headless import RunOptions, run
 
 pytest.importorskip("pybullet")
 
 
 def walk(
-    speed: float = 0.5, duration: float = 20.0, turn: float = 0.0, side: float = 0.0, **world: object
+    speed: float = 0.5,
+    duration: float = 20.0,
+    turn: float = 0.0,
+    side: float = 0.0,
+    balance: bool = True,
+    **world: object,
 ) -> dict:
-    config = Config(sim=SimWorld(**world))  # type: ignore[arg-type]
+    config = Config(sim=SimWorld(**world), gait=GaitConfig(balance=balance))  # type: ignore[arg-type]
     return run(config, RunOptions(speed=speed, duration_s=duration, fast=True, turn=turn, side=side))
 
 
@@ -111,3 +116,33 @@ def test_steps_sideways_as_asked(side: float) -> None:
     assert not summary["fell"]
     assert summary["lateral_m"] * side >= 0.1, summary
     assert abs(summary["yaw_deg"]) <= 10, summary
+
+
+@pytest.mark.parametrize("lower", ["right", "left"])
+@pytest.mark.parametrize("speed", [0.5, 1.0])
+def test_balance_walks_on_soles_the_open_loop_gait_falls_on(speed: float, lower: str) -> None:
+    soles = {f"sole_height_{lower}_mm": 6.0, "sole_edge_radius_mm": 4.0}  # one 6 mm lower, rounded
+    open_loop = walk(speed, balance=False, **soles)
+    assert open_loop["fell"], "without feedback these soles tip the robot over"
+    balanced = walk(speed, **soles)
+    assert not balanced["fell"], balanced
+    assert balanced["distance_m"] >= (0.45 if speed == 0.5 else 0.6), balanced
+    assert balanced["safety_interventions"]["limit"] == 0
+    shorter = 1.0 if lower == "right" else -1.0  # level_mm > 0: the right leg is carried shorter
+    assert balanced["balance"]["level_mm"] * shorter > 3.0, balanced["balance"]
+
+
+def test_balance_leaves_the_nominal_walk_nearly_as_it_was(nominal: dict) -> None:
+    open_loop = walk(0.5, balance=False)
+    assert nominal["distance_m"] == pytest.approx(open_loop["distance_m"], rel=0.1)
+    assert nominal["safety_interventions"]["limit"] == 0
+
+
+def test_a_level_floor_with_even_soles_needs_no_levelling(nominal: dict) -> None:
+    assert abs(nominal["balance"]["level_mm"]) < 2.0
+    assert nominal["balance"]["lean_mm"] == 0.0
+
+
+def test_turning_off_the_balance_in_config_walks_open_loop() -> None:
+    summary = walk(0.5, duration=3.0, balance=False)
+    assert summary["balance"] is None
