@@ -39,6 +39,7 @@ QUICK_START = [
     ".venv/bin/plend run --hal hardware --bus emulated --fast --gait sine --speed 0.5 --duration 20 --summary json",
     "plend probe --bus emulated",
     "plend run --hal sim --fast --policy policies/walk.onnx --duration 20 --summary json",
+    "plend run --fast --speed 0.5 --turn -1 --summary json",
     ".venv/bin/plend run --friction 9",
 ]
 DAEMON = [
@@ -77,6 +78,8 @@ PICTURES = [
     "plend export walk.mcap -o walk.csv",
 ]
 NOT_RUN = {
+    "plenctl gait sine --speed 0.5 --turn 0.3 --side 0.2": "a running daemon (tests/test_daemon.py walks turning "
+    "and side-stepping)",
     "plenctl drive": "asks a person at the keyboard (tests/test_drive_e2e.py types into it in tmux)",
     "plenctl drive --gamepad": "a gamepad (tests/test_drive_e2e.py drives with a fake one)",
     "plenctl replay walk.mcap": "a running daemon that may read the file (tests/test_replay_recording.py)",
