@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -20,12 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from plend.errors import ConfigError
+from plend.files import FileRefusedError, read_limited
 from plend.robot import JOINTS
 from plend.servo_map import Calibration, JointCalibration
 
 CALIBRATION_VERSION = 1
 MAX_OFFSET_DEG = 45.0  # further off than this, the horn sits on the wrong spline tooth
 MIN_CODES_PER_RAD = 300.0  # about 5 ADC codes per degree: below, the feedback is useless
+# The ADC's whole range over less than 0.66 rad: no potentiometer on these servos is that steep
+# (about 5 000 codes/rad is typical), so a larger slope is a corrupt or hand-made file.
+MAX_CODES_PER_RAD = 100_000.0
+MAX_FILE_BYTES = 16 << 20  # a calibration file is a few kilobytes; this only bounds a bad one
+FILE_MODE = 0o640  # the daemon writes it; group plend (operators) may read it
 MIN_PULSE_SPAN_US = 1000.0
 MAX_ERROR_DEG = 10.0  # fit error or hysteresis beyond this cannot come from a real fit
 IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
@@ -95,6 +102,10 @@ class JointRecord:
             raise CalibrationError(f"code_at_zero {self.code_at_zero} is outside the ADC's range")
         if abs(_number("codes_per_rad", self.codes_per_rad)) < MIN_CODES_PER_RAD:
             raise CalibrationError(f"codes_per_rad {self.codes_per_rad} is too close to zero")
+        if abs(self.codes_per_rad) > MAX_CODES_PER_RAD:
+            raise CalibrationError(
+                f"codes_per_rad {self.codes_per_rad:g} is implausibly steep (at most {MAX_CODES_PER_RAD:g})"
+            )
         for name in ("fit_error_deg", "hysteresis_deg"):
             if not 0.0 <= _number(name, getattr(self, name)) <= MAX_ERROR_DEG:
                 raise CalibrationError(f"{name} {getattr(self, name)} is outside 0..{MAX_ERROR_DEG:g}")
@@ -228,10 +239,10 @@ def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> Cali
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         raise _refuse(path, "not found", "run the calibration wizard to create it") from None
-    except (OSError, UnicodeError) as exc:
+    except UnicodeError as exc:
         raise _refuse(path, f"cannot be read ({exc})") from None
     try:
         data = json.loads(text)
@@ -251,9 +262,24 @@ def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> Cali
     return record
 
 
+def _read_text(path: Path) -> str:
+    """The file's text. Anything but a regular file (a directory, a FIFO, a symbolic link
+    to nothing or in a loop) is refused: raises FileNotFoundError only when nothing at all
+    is at ``path``, CalibrationError otherwise."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(path)
+    try:
+        data = read_limited(path, MAX_FILE_BYTES, 2.0, "calibration file")
+    except FileRefusedError as exc:
+        problem = str(exc).removeprefix(f"calibration file {path}").lstrip(": ")
+        raise _refuse(path, problem) from None
+    return data.decode("utf-8")
+
+
 def load_optional(path: str | Path, joints_expected: Iterable[str] | None = None) -> CalibrationRecord | None:
-    """Like :func:`load`, but None when there is no file (an uncalibrated robot)."""
-    return load(path, joints_expected) if Path(path).exists() else None
+    """Like :func:`load`, but None when there is nothing at all at ``path`` (an
+    uncalibrated robot). A dangling symbolic link, a directory or a FIFO there is refused."""
+    return load(path, joints_expected) if os.path.lexists(path) else None
 
 
 def draft_path(path: Path) -> Path:
@@ -304,10 +330,10 @@ def load_draft(path: Path) -> Draft | None:
     (an unusable draft is set aside as ``.bad``: it only costs re-measuring)."""
     draft = draft_path(path)
     try:
-        return draft_from_json(json.loads(draft.read_text(encoding="utf-8")))
+        return draft_from_json(json.loads(_read_text(draft)))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError):  # CalibrationError included: a ValueError
         with contextlib.suppress(OSError):
             os.replace(draft, draft.with_suffix(".bad"))
         return None
@@ -344,6 +370,7 @@ def _replace_atomically(path: Path, data: bytes) -> None:
 def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
     directory.mkdir(parents=True, exist_ok=True)  # the state directory is made when first needed
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the README promises group plend can read it
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
@@ -395,14 +422,22 @@ def save(path: str | Path, record: CalibrationRecord, joints_expected: Iterable[
     prefix = f".{path.name}."
     temps = [_write_temp(path.parent, prefix, to_json(record).encode("utf-8"))]
     try:
-        if path.exists():
-            temps.append(_write_temp(path.parent, prefix, path.read_bytes()))
+        if _is_regular(path):  # anything else there (a link, a FIFO) is replaced, not kept
+            previous = read_limited(path, MAX_FILE_BYTES, 2.0, "calibration file")
+            temps.append(_write_temp(path.parent, prefix, previous))
             os.replace(temps[-1], backup_path(path))
         os.replace(temps[0], path)
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def to_servo_calibration(record: CalibrationRecord, source: str | Path = "calibration record") -> Calibration:

@@ -166,7 +166,7 @@ _ARROWS = {b"[C": "+", b"[D": "-", b"[A": ">", b"[B": "<"}  # right, left, up, d
 
 
 class KeyboardOperator:
-    """A person at a terminal: single keys, no Enter needed except to confirm.
+    """A person at a terminal: single keys to jog, answers confirmed with Enter.
 
     Used as a context manager: the terminal stays in cbreak mode (keys arrive at once and
     are not echoed) for the whole session, so keys typed while a joint moves queue up
@@ -215,17 +215,28 @@ class KeyboardOperator:
         termios.tcflush(self._fd, termios.TCIFLUSH)
 
     def ask(self, key: str, question: str, choices: str, default: str) -> str:
+        """A line answer: a choice key, then Enter (Enter alone takes the default). The
+        whole line is consumed, so the Enter that confirms an answer can never reach the
+        next step (where it would accept a joint's zero unjogged)."""
         shown = "/".join(c.upper() if c == default else c for c in choices)
         self._forget_typed_ahead()
         self.stdout.write(wrapped(f"{question} [{shown}]") + " ")
         self.stdout.flush()
+        typed = ""
         while True:
             ch = self._key()
             if ch in ("\n", "\r"):
-                ch = default
-            if ch and ch.lower() in choices:
-                self.stdout.write(ch.lower() + "\n")
-                return ch.lower()
+                self.stdout.write(("" if typed else default) + "\n")
+                self.stdout.flush()
+                self._forget_typed_ahead()  # a CR LF pair, or keys typed past the answer
+                return typed or default
+            if ch in ("\x7f", "\b") and typed:
+                typed = ""
+                self.stdout.write("\b \b")
+            elif ch and ch.lower() in choices:
+                self.stdout.write(("\b" if typed else "") + ch.lower())
+                typed = ch.lower()
+            self.stdout.flush()
 
     def jog(self, view: JogView) -> str:
         while True:

@@ -78,6 +78,11 @@ class SineGait:
         return blend(self._from, self._to, self._blend)
 
     @property
+    def stopping(self) -> bool:
+        """True once asked to stop: it walks to the next step boundary, then stands."""
+        return self._stopping
+
+    @property
     def standing(self) -> bool:
         """True once a stop has finished and the output is the stand pose."""
         return self._stopping and self.envelope <= 0.0
@@ -123,6 +128,13 @@ class SineGait:
         ramp = dphase / (0.5 * self.ramp_steps)
         target = self._target_envelope
         self.envelope = max(min(target, self.envelope + ramp), self.envelope - ramp)
+
+    def next_command(self) -> dict[str, float] | None:
+        """The command to be taken at the next step boundary, if one is waiting."""
+        if self._pending is None:
+            return None
+        speed, turn, side = self._pending
+        return {"speed": speed, "turn": turn, "side": side}
 
     def report(self) -> dict[str, Any]:
         """The command in effect, the phase and what the balance is doing."""

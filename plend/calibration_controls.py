@@ -27,6 +27,7 @@ from plend.calibration_mode import (
 from plend.config import Config
 from plend.errors import PlendError
 from plend.loop import ControlLoop, Request
+from plend.protocol import only
 from plend.robot import JOINTS
 from plend.server import ArgumentError, Handler, argument, current_connection
 from plend.supervisor import Supervisor
@@ -207,6 +208,7 @@ class CalibrationControls:
 
     def draft(self, args: dict[str, Any]) -> dict[str, Any]:
         """Keep (or with ``draft: null`` drop) the unfinished session's results."""
+        only(args, "draft", command="calibrate_draft")
         self._require_owner()
         if "draft" not in args:
             raise ArgumentError("calibrate_draft needs a 'draft' (an object, or null to drop it)")
@@ -232,6 +234,7 @@ class CalibrationControls:
 
     def save(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate and write the calibration file, then drive the servos with it."""
+        only(args, "record", command="calibrate_save")
         self._require_owner()
         try:
             record = store.from_json(args.get("record"))

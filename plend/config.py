@@ -18,6 +18,7 @@ from plend.checks import check_bool as _check_bool
 from plend.checks import check_choice as _check_choice
 from plend.checks import check_int as _check_int
 from plend.checks import check_range as _check_range
+from plend.drive.settings import DriveConfig
 from plend.errors import ConfigError
 from plend.locations import DEFAULT_SOCKET_GROUP, DEFAULT_SOCKET_PATH, default_state_dir
 from plend.sim_world import SimWorld as SimWorld  # the [sim] section, re-exported
@@ -120,20 +121,54 @@ class SafetyConfig:
         return lower, upper
 
 
+def _check_path(key: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"{key} must be a file system path (a non-empty string), got {value!r}")
+
+
 @dataclass(frozen=True)
 class SocketConfig:
-    """The control socket: one JSON request and one JSON reply per line."""
+    """The control socket: one JSON request and one JSON reply per line.
+
+    Attributes:
+        path, mode, group: where the socket is made, its permissions and its group.
+        max_message_bytes: the longest request line taken.
+        max_connections: clients served at once; beyond them a connection may still ask
+            estop, relax or status once, and anything else is told the daemon is busy.
+        request_timeout_s: a client must send its first request within this time of
+            connecting, and a request line must arrive whole within it once begun.
+        idle_timeout_s: a connection that sends nothing for this long is closed.
+        slow_request_timeout_s: a request that reads files (replay, policy load,
+            recordings, calibration files) is answered with an error after this long.
+        workers: threads that run such requests, off the socket and control threads.
+        rt_priority: SCHED_FIFO priority of the socket thread when ``loop.realtime`` is on
+            (kept below the control thread's), so a busy machine cannot delay an e-stop's
+            answer; 0 leaves it under normal scheduling.
+    """
 
     path: str = DEFAULT_SOCKET_PATH
     mode: int = 0o660
     group: str = DEFAULT_SOCKET_GROUP
     max_message_bytes: int = 65536
+    max_connections: int = 256
+    request_timeout_s: float = 5.0
+    idle_timeout_s: float = 900.0
+    slow_request_timeout_s: float = 10.0
+    workers: int = 2
+    rt_priority: int = 20
 
     def __post_init__(self) -> None:
-        if not isinstance(self.path, str) or not self.path:
-            raise ConfigError(f"socket.path must be a file path, got {self.path!r}")
+        _check_path("socket.path", self.path)
         _check_int("socket.mode", self.mode, 0, 0o777)
+        if not isinstance(self.group, str) or not self.group.strip():
+            raise ConfigError(f"socket.group must be a group name (a non-empty string), got {self.group!r}")
         _check_int("socket.max_message_bytes", self.max_message_bytes, 256, 2**24)
+        _check_int("socket.max_connections", self.max_connections, 1, 4096)
+        _check_range("socket.request_timeout_s", self.request_timeout_s, 0.1, 300.0)
+        _check_range("socket.idle_timeout_s", self.idle_timeout_s, 1.0, 86400.0)
+        _check_range("socket.slow_request_timeout_s", self.slow_request_timeout_s, 1.0, 300.0)
+        _check_int("socket.workers", self.workers, 1, 16)
+        _check_int("socket.rt_priority", self.rt_priority, 0, 89)
 
 
 @dataclass(frozen=True)
@@ -151,8 +186,9 @@ class PathsConfig:
 
     def __post_init__(self) -> None:
         for key in ("state_dir", "recordings_dir"):
-            if not isinstance(getattr(self, key), str):
-                raise ConfigError(f"paths.{key} must be a directory path, got {getattr(self, key)!r}")
+            value = getattr(self, key)
+            if value != "":  # empty: the default
+                _check_path(f"paths.{key}", value)
 
     def state_path(self) -> Path:
         """The state directory: the configured one, or the default for this process."""
@@ -161,6 +197,29 @@ class PathsConfig:
     def recordings_path(self) -> Path:
         """Where telemetry recordings go."""
         return Path(self.recordings_dir) if self.recordings_dir else self.state_path() / "recordings"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on the files a client names (trajectories, policies): checked before reading.
+
+    Attributes:
+        max_trajectory_bytes: a replay file larger than this is refused unread.
+        max_trajectory_samples: a replay with more samples is refused.
+        max_policy_bytes: an ONNX policy file larger than this is refused unread.
+        file_read_timeout_s: reading one file must finish within this time.
+    """
+
+    max_trajectory_bytes: int = 16 * 2**20
+    max_trajectory_samples: int = 200_000
+    max_policy_bytes: int = 32 * 2**20
+    file_read_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check_int("limits.max_trajectory_bytes", self.max_trajectory_bytes, 1024, 2**31)
+        _check_int("limits.max_trajectory_samples", self.max_trajectory_samples, 1, 10_000_000)
+        _check_int("limits.max_policy_bytes", self.max_policy_bytes, 1024, 2**31)
+        _check_range("limits.file_read_timeout_s", self.file_read_timeout_s, 0.05, 60.0)
 
 
 @dataclass(frozen=True)
@@ -317,11 +376,13 @@ class Config:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     socket: SocketConfig = field(default_factory=SocketConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     sim: SimWorld = field(default_factory=SimWorld)
     track: TrackConfig = field(default_factory=TrackConfig)
     gait: GaitConfig = field(default_factory=GaitConfig)
+    drive: DriveConfig = field(default_factory=DriveConfig)
 
     def calibration_path(self) -> Path:
         """The calibration file of the robot this config drives.
@@ -373,12 +434,31 @@ def load(path: Path | None) -> Config:
             return Config()
         path = DEFAULT_CONFIG_PATH
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        data = tomllib.loads(_read_config_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return from_dict(data)
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a config file, or a ConfigError saying in one line why it cannot be had."""
+    from plend.files import FileRefusedError, read_limited
+
+    try:
+        data = read_limited(path, MAX_CONFIG_BYTES, 5.0, "config file")
+    except FileRefusedError as exc:
+        if not path.exists() and not path.is_symlink():
+            raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{exc}; give a UTF-8 TOML file") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML"
+        ) from None
 
 
 def replace_section(config: Config, section: str, **changes: Any) -> Config:

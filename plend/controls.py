@@ -1,8 +1,10 @@
 """What the control socket can ask: one handler per command, arguments checked here.
 
-Handlers run on socket threads. Anything slow or fallible (reading a trajectory or a
-policy file) happens here, before the loop is asked; the loop then only switches, so a
-bad request leaves the robot doing what it was doing.
+Quick handlers (:data:`INLINE`) run on the socket thread and must not wait: they check
+their arguments and return a :class:`~plend.server.LoopCall` for the server to submit.
+The others run on worker threads: anything slow or fallible (reading a trajectory or a
+policy file, recordings, calibration files) happens there, before the loop is asked;
+the loop then only switches, so a bad request leaves the robot doing what it was doing.
 """
 
 from __future__ import annotations
@@ -17,17 +19,31 @@ import numpy as np
 
 from gaits.sine import GaitError, check_command
 from plend import __version__
-from plend.behaviours import Behaviour, TrajectoryError, load_trajectory
+from plend.behaviours import Behaviour
 from plend.calibration_controls import CalibrationControls
 from plend.config import Config
+from plend.drive.controls import DriveControls
+from plend.drive.motion import motion
 from plend.errors import PlendError
+from plend.files import FileRefusedError, check_regular
 from plend.loop import ControlLoop, Request
 from plend.pose import PoseStore
+from plend.protocol import check_may_wait, only, quote
 from plend.robot import JOINTS
-from plend.server import PROTOCOL_VERSION, ArgumentError, Handler, argument
+from plend.server import PROTOCOL_VERSION, ArgumentError, Handler, LoopCall, argument
 from plend.supervisor import Supervisor
+from plend.trajectory import TrajectoryError, load_trajectory
 
 COMMAND_TIMEOUT_S = 2.0
+
+# Answered on the socket thread: quick, and never waiting for the loop or a file.
+# A camera pose ("pose") comes 30 times a second and is checked and stored at once.
+INLINE = frozenset({
+    "status", "version", "estop", "relax", "stop", "reset", "stand", "gait", "policy_start", "sim_respawn",
+    "pose", "truth", "drive", "policy_command",
+})  # fmt: skip
+# Applied before any other command of their tick.
+URGENT = frozenset({"estop", "relax"})
 
 
 PolicyLoader = Callable[[Path, Config], Behaviour]
@@ -42,9 +58,12 @@ class CommandUnavailableError(PlendError, RuntimeError):
 
 
 def _absolute_file(args: dict[str, Any]) -> Path:
-    path = Path(argument(args, "path", str))
+    text = argument(args, "path", str)
+    if "\0" in text or len(text) > 4096:
+        raise ArgumentError(f"path {quote(text)} is not a usable file path")
+    path = Path(text)
     if not path.is_absolute():
-        raise ArgumentError(f"path {path} must be absolute (plenctl makes it so)")
+        raise ArgumentError(f"path {quote(text)} must be absolute (plenctl makes it so)")
     return path
 
 
@@ -70,6 +89,7 @@ class Controls:
         self._status_cache: tuple[int, dict[str, Any]] | None = None
         self.calibration = CalibrationControls(loop, supervisor, config)
         self.pose = pose
+        self.drive = DriveControls(loop, config, self._submit, supervisor, pose)
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
@@ -85,55 +105,75 @@ class Controls:
             "policy_list": self.policy_list,
             "sim_respawn": self._simple("sim_respawn"),
             "record_start": self.record_start,
-            "record_stop": lambda args: self.recorder.stop(),
+            "record_stop": self.record_stop,
             **self.calibration.handlers(),
+            **self.drive.handlers(),
             "pose": self.pose_update,
             "truth": self.truth,
         }
 
+    def inline(self) -> frozenset[str]:
+        """Commands answered on the socket thread (every other one runs on a worker)."""
+        return INLINE
+
     def _submit(self, name: str, **args: Any) -> dict[str, Any]:
-        return self.loop.submit(Request(name, **args)).wait(COMMAND_TIMEOUT_S)
+        """Ask the loop and wait for its answer (worker threads only)."""
+        check_may_wait(name)
+        return self.loop.submit(Request(name, **args), urgent=name in URGENT).wait(COMMAND_TIMEOUT_S)
+
+    def _call(self, name: str, then: Callable[[dict[str, Any]], Any] | None = None, **args: Any) -> LoopCall:
+        """A checked command for the server to hand to the loop."""
+        return LoopCall(name, args, urgent=name in URGENT, then=then)
 
     def _simple(self, name: str) -> Handler:
-        def handler(args: dict[str, Any]) -> dict[str, Any]:
+        def handler(args: dict[str, Any]) -> LoopCall:
             if args:
-                raise ArgumentError(f"{name} takes no arguments, got {sorted(args)}")
-            return self._submit(name)
+                raise ArgumentError(f"{name} takes no arguments, got {quote(sorted(args))}")
+            return self._call(name)
 
         return handler
 
-    def gait(self, args: dict[str, Any]) -> dict[str, Any]:
-        name = argument(args, "name", str, required=False) or "sine"
+    def gait(self, args: dict[str, Any]) -> LoopCall:
+        name = argument(args, "name", str, required=False)
+        if name is None:
+            name = "sine"
         if name != "sine":
-            raise ArgumentError(f"unknown gait {name!r}; available: sine")
-        unknown = sorted(set(args) - {"name", "speed", "turn", "side"})
-        if unknown:
-            raise ArgumentError(f"gait takes name, speed, turn and side, not {', '.join(unknown)}")
+            raise ArgumentError(f"unknown gait {quote(name, 60)}; available: sine")
+        only(args, "name", "speed", "turn", "side", command="gait")
         command = {"speed": argument(args, "speed", float)}
         for key in ("turn", "side"):  # optional: 0 walks straight ahead
-            command[key] = argument(args, key, float, required=False) or 0.0
+            value = argument(args, key, float, required=False)
+            command[key] = 0.0 if value is None else value
         try:
             checked = {key: check_command(key, value) for key, value in command.items()}
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
         was_walking = self.supervisor.mode == "sine"
-        return {**self._submit("gait", **checked), **checked, "was_walking": was_walking}
+        extra = {**checked, "was_walking": was_walking}
+        return self._call("gait", then=lambda result: {**result, **extra}, **checked)
 
-    def replay(self, args: dict[str, Any]) -> dict[str, Any]:
+    def replay(self, args: dict[str, Any]) -> LoopCall:
         path = _absolute_file(args)
         rate = argument(args, "rate_hz", float, required=False)
+        source = argument(args, "source", str, required=False) or "targets"  # of a recording
+        only(args, "path", "rate_hz", "source", command="replay")
+        if source not in ("targets", "measured"):
+            raise ArgumentError(f"replay source {quote(source, 40)}: choose targets or measured")
         max_speed = self.config.safety.max_speed_rad_s
         try:
-            trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed)
+            trajectory = load_trajectory(
+                path, rate, self.lower, self.upper, max_speed, self.config.limits, source=source
+            )
         except TrajectoryError as exc:
             raise ArgumentError(str(exc)) from None
-        result = self._submit("replay", trajectory=trajectory)
-        return {**result, "samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
+        extra = {"samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
+        return self._call("replay", then=lambda result: {**result, **extra}, trajectory=trajectory)
 
-    def policy_load(self, args: dict[str, Any]) -> dict[str, Any]:
+    def policy_load(self, args: dict[str, Any]) -> LoopCall:
         """Load a policy given by absolute ``path`` or by ``name`` (see policies.library)."""
         from policies import library
 
+        only(args, "path", "name", command="policy_load")
         name = argument(args, "name", str, required=False)
         if name is not None and "path" in args:
             raise ArgumentError("give a policy's name or its path, not both")
@@ -142,31 +182,36 @@ class Controls:
             path = library.find(wanted, self.config.paths.state_path())
         except library.PolicyNotFoundError as exc:
             raise ArgumentError(str(exc)) from None
+        limit = self.config.limits.max_policy_bytes
+        try:
+            check_regular(path, limit, "policy", "limits.max_policy_bytes")
+        except FileRefusedError as exc:
+            raise ArgumentError(str(exc)) from None
         behaviour = self.policy_loader(path, self.config)
-        result = self._submit("policy_load", behaviour=behaviour)
         runner = getattr(behaviour, "runner", None)
+        extra = {}
         if runner is not None:
             spec = runner.spec
-            result.update(
-                loaded=str(runner.path), inference_ms=runner.inference_ms, rate_hz=spec.rate_hz,
-                engine=runner.engine, observations=spec.observation_size, actions=len(spec.action_joints),
-                action_mode=spec.action_mode, commands={
-                    k: list(spec.command_range(k)) for k in ("speed", "turn", "side")
-                },
-            )  # fmt: skip
-        return result
+            extra = {
+                "loaded": str(runner.path), "inference_ms": runner.inference_ms, "rate_hz": spec.rate_hz,
+                "engine": runner.engine, "observations": spec.observation_size,
+                "actions": len(spec.action_joints), "action_mode": spec.action_mode,
+                "commands": {k: list(spec.command_range(k)) for k in ("speed", "turn", "side")},
+            }  # fmt: skip
+        return self._call("policy_load", then=lambda result: {**result, **extra}, behaviour=behaviour)
 
-    def policy_start(self, args: dict[str, Any]) -> dict[str, Any]:
+    def policy_start(self, args: dict[str, Any]) -> LoopCall:
         """Walk on the loaded policy; ``speed``, ``turn``, ``side`` set its command first."""
-        command = self._policy_command(args) if args else None
-        return self._submit("policy_start", **({} if command is None else {"command": command}))
+        command: dict[str, Any] = {"command": self._policy_command(args)} if args else {}
+        return self._call("policy_start", **command)
 
-    def policy_command(self, args: dict[str, Any]) -> dict[str, Any]:
+    def policy_command(self, args: dict[str, Any]) -> LoopCall:
         """Change the loaded policy's command; a value not given stays as it is."""
         if not args:
             raise ArgumentError("policy command takes speed, turn and/or side")
         command = self._policy_command(args)
-        return {**self._submit("policy_command", command=command), "command": list(command)}
+        echo = {"command": list(command)}
+        return self._call("policy_command", then=lambda result: {**result, **echo}, command=command)
 
     def _policy_command(self, args: dict[str, Any]) -> tuple[float, float, float]:
         """The loaded policy's command with ``args`` applied, checked against its ranges."""
@@ -193,7 +238,7 @@ class Controls:
     def truth(self, args: dict[str, Any]) -> dict[str, Any]:
         """A simulated robot's true torso pose, for the emulated camera."""
         if args:
-            raise ArgumentError(f"truth takes no arguments, got {sorted(args)}")
+            raise ArgumentError(f"truth takes no arguments, got {quote(sorted(args))}")
         snap = self.loop.snapshot
         if snap is None or snap.torso is None:
             raise CommandUnavailableError(f"the {self.config.hal} backend has no ground truth (a real robot)")
@@ -207,7 +252,7 @@ class Controls:
         from policies import library
 
         if args:
-            raise ArgumentError(f"policy list takes no arguments, got {sorted(args)}")
+            raise ArgumentError(f"policy list takes no arguments, got {quote(sorted(args))}")
         state = self.config.paths.state_path()
         return {
             "searched": [str(d) for d in library.search_dirs(state)],
@@ -215,16 +260,32 @@ class Controls:
         }
 
     def record_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        only(args, "out", command="record_start")
         out = argument(args, "out", str, required=False)
-        return {"path": str(self.recorder.start(Path(out) if out else None))}
+        return {"path": str(self.recorder.start(out))}
+
+    def record_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        only(args, command="record_stop")
+        result: dict[str, Any] = self.recorder.stop()
+        return result
 
     def status(self) -> dict[str, Any]:
-        """The daemon's state, computed at most once a tick however many clients ask."""
+        """The daemon's state: figures computed at most once a tick however many clients
+        ask, the mode, faults and recording as they are now (a command's reply comes in
+        the tick that applied it, before the tick's figures are new)."""
         with self._status_lock:
             tick = self.loop.stats.ticks
             if self._status_cache is None or self._status_cache[0] != tick:
                 self._status_cache = (tick, self._status())
-            return self._status_cache[1]
+            cached = self._status_cache[1]
+        sup = self.supervisor
+        now = {
+            "mode": sup.mode,
+            "estop": sup.estopped,
+            "faults": sup.fault_list() + self.recorder.faults(),
+            "recording": self.recorder.status(),
+        }
+        return {**cached, **now}
 
     def _status(self) -> dict[str, Any]:
         snap = self.loop.snapshot
@@ -246,6 +307,8 @@ class Controls:
             "recording": self.recorder.status(),
             "calibration_file": str(self.config.calibration_path()),
             **self._behaviour_status(),
+            "motion": motion(snap, self.pose),
+            "urgent_ms": self.loop.urgent_latency.percentiles_ms(),
         }
         if self.pose is not None:
             status["pose"] = self.pose.status()
@@ -281,11 +344,11 @@ class Controls:
         out: dict[str, Any] = {}
         gait = getattr(sup.behaviour, "gait", None)
         if gait is not None and sup.mode == "sine":
-            pending = getattr(gait, "_pending", None)  # (speed, turn, side) from the next step
             out["walk"] = {
                 "speed": gait.speed,
-                "next_speed": None if pending is None else pending[0],
-                "turn": getattr(gait, "turn", None),
+                "turn": gait.turn,
+                "side": gait.side,
+                "next": gait.next_command(),
             }
         runner = getattr(sup.policy, "runner", None)
         out["policy"] = None if runner is None else {

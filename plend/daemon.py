@@ -9,8 +9,11 @@ exits 1, so systemd restarts it.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
+import resource
 import signal
 import sys
 import threading
@@ -26,11 +29,11 @@ from plend.controls import Controls
 from plend.errors import ConfigError
 from plend.hal import make_hal
 from plend.hal.base import Hal
-from plend.loop import ControlLoop, Snapshot, WallClock
+from plend.loop import ControlLoop, Request, Snapshot, WallClock
 from plend.pose import PoseStore
 from plend.safety import SafetyFilter
-from plend.server import ControlServer, Dispatcher
-from plend.service import Notifier, freeze_gc, make_realtime
+from plend.server import ControlServer, Dispatcher, LoopCall
+from plend.service import Notifier, fifo_thread, freeze_gc, make_realtime
 from plend.supervisor import CommandError, Supervisor
 from plend.telemetry import Recorder, TickRecord
 
@@ -94,8 +97,9 @@ class Daemon:
             WallClock(config.loop.spin_s, config.loop.time_scale),
         )
         self.recorder = Recorder(
-            config.paths.recordings_path(), config.telemetry.max_bytes, config.telemetry.queue_size
-        )
+            config.paths.recordings_path(), config.telemetry.max_bytes, config.telemetry.queue_size,
+            hal=config.hal, rate_hz=config.loop.rate_hz,
+        )  # fmt: skip
         self.loop.observers.append(self._record)
         self.realtime: list[str] = []
         self.server: ControlServer | None = None
@@ -135,14 +139,28 @@ class Daemon:
             self.loop, self.supervisor, self.config, self.recorder, self.realtime, self._policy_loader(),
             pose=self.pose,
         )  # fmt: skip
-        sock = self.config.socket
-        dispatcher = Dispatcher(controls.handlers())
-        self.server = ControlServer(
-            self.options.socket, dispatcher, sock.mode, sock.group, sock.max_message_bytes
-        )
+        dispatcher = Dispatcher(controls.handlers(), inline=controls.inline())
+        raise_file_limit(2 * self.config.socket.max_connections + 64)
+        self.server = ControlServer(self.options.socket, dispatcher, self.config.socket, self._submit)
         self.server.on_disconnect.append(controls.calibration.connection_closed)
+        self.server.on_disconnect.append(controls.drive.connection_closed)
+        self.server.on_start = self._socket_thread_priority
         self.server.start()
         log.info("control socket %s", self.options.socket)
+
+    def _socket_thread_priority(self) -> None:
+        """Real-time scheduling for the socket thread, below the control thread's: on a
+        busy machine an e-stop's answer then waits for no other program."""
+        loop = self.config.loop
+        priority = min(self.config.socket.rt_priority, loop.rt_priority - 1)
+        if loop.realtime and priority > 0:
+            self.realtime.append(fifo_thread(priority, "the socket thread"))
+
+    def _submit(self, call: LoopCall, received: float) -> Request:
+        """Hand a command the server has checked to the loop."""
+        request = Request(call.name, **call.args)
+        request.received = received
+        return self.loop.submit(request, urgent=call.urgent)
 
     def _policy_loader(self) -> Any:
         try:
@@ -151,6 +169,10 @@ class Daemon:
             from plend.controls import no_policy_runner
 
             return no_policy_runner
+        # Imported now, before the loop runs: importing it holds the interpreter for tens of
+        # milliseconds, which during a first 'policy load' made the loop miss ticks.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("onnxruntime")
         return make_policy_loader(self.hal, self.config.loop.rate_hz, lambda: self.loop.sensors, self.pose)
 
     def _wait(self, thread: threading.Thread) -> None:
@@ -227,20 +249,7 @@ class Daemon:
         if not self.recorder.recording:
             return
         faults = tuple(f.code for f in self.supervisor.faults)
-        self.recorder.submit(
-            TickRecord(
-                t=snap.time,
-                mode=snap.mode,
-                targets=snap.targets,
-                measured=snap.measured,
-                imu=snap.imu,
-                contacts=snap.contacts,
-                compute_ms=snap.compute_s * 1e3,
-                lateness_ms=snap.lateness_s * 1e3,
-                overruns=snap.overruns,
-                faults=faults,
-            )
-        )
+        self.recorder.submit(TickRecord.from_snapshot(snap, faults))
 
     def summary(self) -> dict[str, Any]:
         """Figures of the run so far."""
@@ -254,6 +263,22 @@ class Daemon:
             "lateness_ms": stats.lateness.percentiles_ms(),
             "faults": self.supervisor.fault_list(),
         }
+
+
+def raise_file_limit(wanted: int) -> None:
+    """Raise this process's soft limit of open files toward ``wanted`` (up to the hard
+    limit), so the socket can hold its connections; says so when it cannot."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open files limit from %d to %d: %s", soft, target, exc)
+        return
+    if target < wanted:
+        log.warning("open files limited to %d (hard limit); socket.max_connections may not all fit", target)
 
 
 def run_daemon(config: Config, options: DaemonOptions) -> tuple[int, dict[str, Any]]:

@@ -7,6 +7,7 @@ published once a tick (a single reference swap, so readers never block the loop)
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -72,6 +73,14 @@ class WallClock:
         while self.now() < deadline:
             pass
 
+    def wait_until(self, deadline: float, wake: threading.Event) -> None:
+        """Like :meth:`sleep_until`, but return as soon as ``wake`` is set."""
+        delay = (deadline - self.now()) / self.scale - self.spin_s
+        if delay > 0 and wake.wait(delay):
+            return
+        while self.now() < deadline and not wake.is_set():
+            pass
+
 
 class StepClock:
     """A clock that jumps to each deadline at once: runs as fast as the machine allows."""
@@ -84,6 +93,10 @@ class StepClock:
 
     def sleep_until(self, deadline: float) -> None:
         self.t = max(self.t, deadline)
+
+    def wait_until(self, deadline: float, wake: threading.Event) -> None:
+        if not wake.is_set():
+            self.t = max(self.t, deadline)
 
 
 class RingStats:
@@ -145,18 +158,48 @@ class Snapshot:
     torso: Any = None  # a simulated robot's true torso pose (position, euler, velocity)
 
 
+# Commands applied per tick beyond the urgent ones; more wait for the next tick, so a
+# flood of clients cannot stretch a tick.
+MAX_COMMANDS_PER_TICK = 32
+
 _ALL = np.ones(NUM_JOINTS, bool)
 _ALL.flags.writeable = False
 
 
 class Request:
-    """A command for the loop, with a slot for its outcome."""
+    """A command for the loop, with a slot for its outcome.
+
+    ``received`` is when a client's request arrived (``time.perf_counter``), so the loop
+    can tell how long an urgent one took to act on.
+    """
 
     def __init__(self, name: str, **args: Any):
         self.name, self.args = name, args
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.received = time.perf_counter()
+        self._callbacks: list[Callable[[Request], None]] = []
+        self._lock = threading.Lock()
+
+    def add_done_callback(self, callback: Callable[[Request], None]) -> None:
+        """Call ``callback(self)`` once the loop has handled this request (at once if it has).
+
+        Callbacks run on the control thread: they must be quick and must not raise.
+        """
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def finish(self) -> None:
+        """Mark the request handled and tell whoever waits (the control thread calls this)."""
+        with self._lock:
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
     def wait(self, timeout: float) -> dict[str, Any]:
         """The command's result; re-raises its error; LoopStalledError on timeout."""
@@ -200,6 +243,13 @@ class ControlLoop:
         self.snapshot: Snapshot | None = None
         self.last_targets: np.ndarray | None = None
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        # E-stop and relax: applied first every tick, before any other command, however
+        # many wait; when they were acted on is kept in ``urgent_latency``.
+        self.urgent: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        self.urgent_latency = RingStats(1000)
+        self._wake = threading.Event()
+        self._last_start = -math.inf
+        self._moved = False  # a command moved the robot itself this tick (a respawn)
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
         self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
@@ -214,22 +264,30 @@ class ControlLoop:
         self.safety.reset(self.sensors.joint_pos)
         self._next = self.clock.now()
 
-    def submit(self, request: Request) -> Request:
-        """Queue a command for the next tick (any thread)."""
-        self.requests.put(request)
+    def submit(self, request: Request, urgent: bool = False) -> Request:
+        """Queue a command for the next tick (any thread). ``urgent`` ones (e-stop, relax)
+        are applied before every other command of that tick."""
+        if urgent:
+            self.urgent.put(request)
+            self._wake.set()
+        else:
+            self.requests.put(request)
         return request
 
     def tick(self) -> bool:
         """One cycle: wait, read, apply commands, decide, filter, write. Returns whether
         the tick kept its deadline."""
-        self.clock.sleep_until(self._next)
-        woke = self.clock.now()
+        self._wait()
+        woke = self._last_start = self.clock.now()
         self.stats.wakeups.add(woke)
         lateness = max(0.0, woke - self._next)
         began = self._perf()
         sensors = self.sensors = self.hal.read()
         self.decider.sense(sensors)
-        if self._drain():  # the robot was moved (a simulated one stood up): read it again
+        self._moved = False
+        urgent = self._drain(self.urgent, None)
+        self._drain(self.requests, MAX_COMMANDS_PER_TICK)
+        if self._moved:  # the robot was moved (a simulated one stood up): read it again
             sensors = self.sensors = self.hal.read()
             self.decider.sense(sensors)
             self.safety.reset(sensors.joint_pos)
@@ -248,24 +306,48 @@ class ControlLoop:
             self.last_targets = self.safety.apply(targets, powered, sensors.joint_pos)
             self.hal.write_some(self.last_targets, powered)
         compute = self._perf() - began
+        for request in urgent:  # acted on: the servos got this tick's targets (or none)
+            self.urgent_latency.add(self._perf() - request.received)
+            request.finish()
         on_time = self._schedule()
         self._publish(sensors, compute, lateness, powered)
         return on_time
 
-    def _drain(self) -> bool:
-        """Apply the queued commands; returns whether one of them moved the robot itself."""
-        moved = False
-        while True:
+    def _wait(self) -> None:
+        """Sleep until the next deadline. An urgent command ends the sleep early, but not
+        before half a period has passed since the last tick began: a tick may come early,
+        never an extra one, so the rate holds however many e-stops arrive."""
+        wait_until = getattr(self.clock, "wait_until", None)
+        earliest = self._last_start + self.period / 2
+        if wait_until is None or earliest >= self._next:
+            self.clock.sleep_until(self._next)
+            return
+        self.clock.sleep_until(earliest)
+        self._wake.clear()
+        if self.urgent.empty():
+            wait_until(self._next, self._wake)
+
+    def _drain(self, requests: queue.SimpleQueue[Request], limit: int | None) -> list[Request]:
+        """Apply queued commands (at most ``limit``). With no limit, the handled requests
+        are returned unfinished: the caller finishes them once the HAL has been written."""
+        held: list[Request] = []
+        n = 0
+        while limit is None or n < limit:
             try:
-                request = self.requests.get_nowait()
+                request = requests.get_nowait()
             except queue.Empty:
-                return moved
+                break
+            n += 1
             try:
                 request.result = self.decider.handle(request.name, **request.args)
-                moved = moved or bool(request.result and request.result.get("respawned"))
+                self._moved = self._moved or bool(request.result and request.result.get("respawned"))
             except Exception as exc:  # reported to the client, never kills the loop
                 request.error = exc
-            request.done.set()
+            if limit is None:
+                held.append(request)
+            else:
+                request.finish()
+        return held
 
     def _schedule(self) -> bool:
         self.stats.ticks += 1

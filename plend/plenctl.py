@@ -49,6 +49,14 @@ class Client:
             raise ClientError(f"plend is not running (nothing listens on {path})") from None
         except PermissionError:
             raise ClientError(f"permission denied on {path}; join the plend group or use sudo") from None
+        except (BlockingIOError, TimeoutError):
+            self._sock.close()
+            raise ClientError(
+                f"plend at {path} is busy (too many connections waiting); try again", "busy"
+            ) from None
+        except OSError as exc:
+            self._sock.close()
+            raise ClientError(f"cannot connect to plend at {path}: {exc.strerror or exc}") from None
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
@@ -59,11 +67,20 @@ class Client:
             self._file.write(line)
             self._file.flush()
             reply_line = self._file.readline()
+        except TimeoutError:
+            raise ConnectionLostError(f"plend at {self.path} did not answer {cmd} in time") from None
         except OSError as exc:
-            raise ConnectionLostError(f"lost the connection to plend at {self.path}: {exc}") from None
+            raise ConnectionLostError(
+                f"lost the connection to plend at {self.path}: {exc.strerror or exc}"
+            ) from None
         if not reply_line:
             raise ConnectionLostError(f"plend at {self.path} closed the connection")
-        reply = json.loads(reply_line)
+        try:
+            reply = json.loads(reply_line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise ConnectionLostError(f"plend at {self.path} sent a reply that is not a JSON object")
         if not reply.get("ok"):
             raise ClientError(f"{reply.get('message')} [{reply.get('error')}]", reply.get("error"))
         return reply["result"]
@@ -77,7 +94,7 @@ class Client:
 # Commands that need an action word, and what to say when it is missing.
 ACTIONS = {
     "policy": "load NAME|FILE (a name from 'plenctl policy list', or a path), start, command, list",
-    "record": "start [--out FILE], stop",
+    "record": "start [--out NAME], stop",
     "calibration": "show [--file FILE]",
     "sim": "respawn",
 }
@@ -122,9 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     gait.add_argument("--speed", type=float, default=0.5, help="speed in [-1, 1] (default 0.5)")
     gait.add_argument("--turn", type=float, default=0.0, help="turn in [-1, 1], positive left (default 0)")
     gait.add_argument("--side", type=float, default=0.0, help="step sideways in [-1, 1], positive left")
-    replay = command("replay", "play a recorded joint trajectory (CSV or NPY)")
+    replay = command("replay", "play a joint trajectory (CSV or NPY) or a recording's targets (MCAP)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
+    replay.add_argument(
+        "--measured", action="store_true", help="of a recording: play its measured angles, not its targets"
+    )
     policy_sub = _actions(command("policy", "ONNX walking policies: load, start, command, list"))
     load = policy_sub.add_parser(
         "load", parents=[common], help="load and check a policy (the robot carries on)"
@@ -140,13 +160,18 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--side", type=float, help="side step in [-1, 1], positive left")
     policy_sub.add_parser("list", parents=[common], help="the policies plend can load by name")
     _add_calibrate(command)
+    _add_drive(command)
     calibration_sub = _actions(command("calibration", "the servo and IMU calibration file"))
     show = calibration_sub.add_parser(
         "show", parents=[common], help="print the stored calibration and what changed"
     )
     show.add_argument("--file", type=Path, help="default: the daemon's calibration file")
     record_sub = _actions(command("record", "telemetry recording to MCAP"))
-    record_sub.add_parser("start", parents=[common], help="start recording").add_argument("--out", type=Path)
+    record_sub.add_parser("start", parents=[common], help="start recording").add_argument(
+        "--out",
+        metavar="NAME",
+        help="file name (.mcap) in the daemon's recordings directory (default: timestamped)",
+    )
     record_sub.add_parser("stop", parents=[common], help="stop recording")
     _actions(command("sim", "the simulated robot")).add_parser(
         "respawn", parents=[common], help="stand a fallen simulated robot up again"
@@ -156,6 +181,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def _actions(parser: argparse.ArgumentParser) -> Any:
     return parser.add_subparsers(dest="action", metavar="ACTION")
+
+
+def _add_drive(command: Any) -> None:
+    drive = command(
+        "drive", "drive the robot with the keys or a gamepad (it stops when this ends)",
+        description="Drive the sine gait (or, with --policy, the loaded policy) from the keyboard or a "
+        "gamepad. Up/Down or w/s speed, Left/Right or a/d turn, q/e side step, space stop, Enter stand, "
+        "x or Esc e-stop, Ctrl-C quit. The daemon stops the walk at the next step when updates stop "
+        "for drive.lease_s (0.5 s) or this program's connection closes.",
+    )  # fmt: skip
+    drive.add_argument(
+        "--gamepad", nargs="?", const="", metavar="DEVICE",
+        help="read a gamepad through evdev: DEVICE (/dev/input/eventN) or the first one found",
+    )  # fmt: skip
+    drive.add_argument(
+        "--policy",
+        action="store_true",
+        help="moving from standing starts the loaded policy, not the sine gait",
+    )
+    drive.add_argument(
+        "--config",
+        type=Path,
+        help="config file with the [drive] steps and gamepad mapping (default /etc/plend/plend.toml)",
+    )
 
 
 def _add_calibrate(command: Any) -> None:
@@ -188,7 +237,9 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
     if cmd == "gait":
         return client.request("gait", name=args.name, speed=args.speed, turn=args.turn, side=args.side)
     if cmd == "replay":
-        extra = {} if args.rate is None else {"rate_hz": args.rate}
+        extra: dict[str, Any] = {} if args.rate is None else {"rate_hz": args.rate}
+        if args.measured:
+            extra["source"] = "measured"
         return client.request("replay", path=str(args.file.resolve()), **extra)
     if cmd == "policy":
         if args.action == "load":
@@ -199,7 +250,7 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
         return client.request(f"policy_{args.action}")
     if cmd == "record":
         if args.action == "start":
-            return client.request("record_start", **({"out": str(args.out.resolve())} if args.out else {}))
+            return client.request("record_start", **({"out": args.out} if args.out else {}))
         return client.request("record_stop")
     if cmd == "sim":
         return client.request(f"sim_{args.action}")
@@ -250,6 +301,9 @@ def format_status(s: dict[str, Any]) -> str:
             f"R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
         )  # fmt: skip
         lines.append(f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   feet {feet}")
+    motion = s.get("motion") or {}
+    if motion.get("speed_m_s") is not None:
+        lines.append(f"motion    forward {motion['speed_m_s']:+.3f} m/s ({motion['speed_source']})")
     if "gait" in s:
         lines.extend(_gait_lines(s["gait"]))
     if "hardware" in s:
@@ -276,16 +330,16 @@ def format_status(s: dict[str, Any]) -> str:
 
 
 def _walking(s: dict[str, Any]) -> str:
-    """Speed (and the one to come) and turn, for the mode line; empty when not walking."""
+    """Speed and turn (and the command to come), for the mode line; empty when not walking."""
     walk = s.get("walk") or {}
-    text = ""
-    if walk.get("speed") is not None:
-        text += f"   speed {walk['speed']:g}"
-        if walk.get("next_speed") is not None:
-            text += f" ({walk['next_speed']:g} from the next step)"
-    turn = walk.get("turn", s.get("turn"))
-    if turn is not None:
-        text += f"   turn {turn:+g}"
+    if walk.get("speed") is None:
+        return ""
+    text = f"   speed {walk['speed']:g}"
+    if walk.get("turn"):
+        text += f"   turn {walk['turn']:+g}"
+    upcoming = walk.get("next")
+    if upcoming:
+        text += f" (speed {upcoming['speed']:g}, turn {upcoming['turn']:+g} from the next step)"
     return text
 
 
@@ -385,6 +439,14 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         return 0
 
 
+def _drive(args: argparse.Namespace) -> int:
+    from plend.config import load
+    from plend.drive.client import run
+
+    config = load(args.config).drive
+    return run(args, lambda: Client(_socket_path(args), timeout=2.0), config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plenctl``; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -394,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibration":
             print(_show_calibration(args))
             return 0
+        if args.command == "drive":
+            return _drive(args)
         plan = _calibration_plan(args) if args.command == "calibrate" else None
         client = Client(_socket_path(args))
         try:

@@ -42,9 +42,10 @@ def _stop(result: dict[str, Any]) -> str:
 
 def _gait(result: dict[str, Any]) -> str:
     speed = result.get("speed")
+    steer = "".join(f", {k} {result[k]:+g}" for k in ("turn", "side") if result.get(k))
     if result.get("was_walking"):
-        return f"speed {speed:g} from the next step"
-    return f"walking on the sine gait at speed {speed:g} (mode sine)"
+        return f"speed {speed:g}{steer} from the next step"
+    return f"walking on the sine gait at speed {speed:g}{steer} (mode sine)"
 
 
 def _policy_command(result: dict[str, Any]) -> str:

@@ -1,251 +1,486 @@
 """The control socket: a Unix stream socket, one JSON request and one JSON reply per line.
 
-A request is ``{"v": 1, "cmd": "gait", "args": {"speed": 0.5}}`` (``v`` and ``args``
-optional); a reply is ``{"v": 1, "ok": true, "result": ...}`` or ``{"v": 1, "ok": false,
-"error": CODE, "message": ...}``. A bad request gets an error reply and the connection
-stays usable. Each connection has its own thread; commands reach the control loop
-through its queue, and status is read from the snapshot it publishes, so clients never
-hold up a tick.
+One thread serves every connection with non-blocking sockets (a selector), so no client
+can hold a thread: a connection that sends half a line, never reads its replies, or
+just stays open costs a buffer, and is closed after ``socket.request_timeout_s`` (an
+unfinished line) or ``socket.idle_timeout_s`` (silence). Quick commands (status, estop,
+relax, gait ...) are answered on this thread; commands that read files run on a few
+worker threads, and a full pool is answered ``busy`` at once. Commands for the control
+loop are submitted by this thread and answered when the loop has applied them; e-stop
+and relax go through the loop's urgent channel, ahead of everything else.
+
+Past ``socket.max_connections`` a connection is still taken, but may only ask estop,
+relax, status or version once; anything else is told the daemon is busy.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import grp
+import errno
 import json
 import logging
-import os
+import queue
+import selectors
 import socket
-import socketserver
-import stat
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from plend.errors import ConfigError, PlendError
-from plend.locations import DEFAULT_SOCKET_GROUP, under_systemd
+from plend import socketfile
+from plend.config import SocketConfig
+from plend.connection import MAX_OUT_BYTES, Connection
+from plend.protocol import (  # re-exported: handlers import them from here
+    PROTOCOL_VERSION,
+    Args,
+    ArgumentError,
+    BusyError,
+    Dispatcher,
+    Handler,
+    LoopCall,
+    RequestError,
+    SlowRequestError,
+    UnknownCommandError,
+    argument,
+    current_connection,
+    decode,
+    mark_socket_thread,
+    set_current_connection,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION", "ArgumentError", "ControlServer", "Dispatcher", "Handler", "LoopCall",
+    "RequestError", "UnknownCommandError", "argument", "current_connection",
+]  # fmt: skip
 
 log = logging.getLogger("plend.server")
 
-PROTOCOL_VERSION = 1
-MAX_CONCURRENT_REQUESTS = 2
+LOOP_TIMEOUT_S = 2.0  # a loop command not applied by then is answered loop_stalled
+WORKER_BACKLOG = 8  # slow requests that may wait for a worker
+_TICK_S = 0.1  # how often timeouts are checked
 
 
-class RequestError(PlendError, ValueError):
-    """A request line is not a valid request."""
+class Pending(Protocol):
+    """A loop command in flight (``plend.loop.Request``)."""
+
+    result: dict[str, Any] | None
+    error: BaseException | None
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None: ...
 
 
-class UnknownCommandError(PlendError, KeyError):
-    """No such command."""
+Submit = Callable[[LoopCall, float], Pending]
 
 
-class ArgumentError(PlendError, ValueError):
-    """A command's arguments are missing or wrong."""
+@dataclass(eq=False)
+class _Work:
+    """A request on a worker (``job``) or in the loop (``call``), with its deadline."""
+
+    conn: Connection
+    name: str
+    deadline: float
+    args: Args | None = None
+    call: LoopCall | None = None
+    request: Pending | None = None
+    over: bool = False  # answered (or given up): a late outcome is dropped
 
 
-Handler = Callable[[dict[str, Any]], Any]
+class ControlServer:
+    """Serves a :class:`Dispatcher` on a Unix socket from one background thread."""
 
-_current = threading.local()
-
-
-def argument(args: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
-    """``args[key]`` checked to be a ``kind`` (an int is taken as a float); None when an
-    optional one is missing. Raises :class:`ArgumentError` naming the key."""
-    if key not in args:
-        if required:
-            raise ArgumentError(f"missing argument {key!r}")
-        return None
-    value = args[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ArgumentError(f"argument {key!r} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def current_connection() -> int | None:
-    """An id of the connection whose request this thread is handling (None outside one).
-
-    A command that holds state for its client (the calibration wizard's session) keys it
-    by this id and is told through ``on_disconnect`` when that connection closes.
-    """
-    return getattr(_current, "connection", None)
-
-
-class Dispatcher:
-    """Maps command names to handlers and exceptions to error codes."""
-
-    # Most specific first; the first class an exception is an instance of wins.
-    ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (
-        (RequestError, "bad_request"),
-        (UnknownCommandError, "unknown_command"),
-        (ArgumentError, "bad_argument"),
-        (ConfigError, "bad_argument"),
-        (TimeoutError, "loop_stalled"),
-        (ValueError, "bad_argument"),  # a file or value the command cannot use
-        (PlendError, "refused"),
-    )
-
-    def __init__(self, handlers: dict[str, Handler]):
-        self.handlers = handlers
-
-    def handle_line(self, line: bytes) -> dict[str, Any]:
-        """Decode one request line, run it and build the reply; never raises."""
-        try:
-            request = self._decode(line)
-            result = self._run(request)
-            return {"v": PROTOCOL_VERSION, "ok": True, "result": result}
-        except Exception as exc:  # every failure becomes an error reply
-            return self.error_reply(exc)
-
-    def error_reply(self, exc: BaseException) -> dict[str, Any]:
-        # An error may name its own code (``error_code``); else its class decides.
-        code = getattr(exc, "error_code", None) or next(
-            (c for cls, c in self.ERROR_CODES if isinstance(exc, cls)), "internal"
-        )
-        if code == "internal":
-            log.exception("internal error while handling a request")
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        return {"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": message}
-
-    def _decode(self, line: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(f"request is not valid JSON: {exc}") from None
-        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            raise RequestError('a request is a JSON object with a "cmd" string, e.g. {"cmd": "status"}')
-        version = request.get("v", PROTOCOL_VERSION)
-        if version != PROTOCOL_VERSION:
-            raise RequestError(
-                f"protocol version {version!r} is not supported; this plend speaks {PROTOCOL_VERSION}"
-            )
-        if not isinstance(request.get("args", {}), dict):
-            raise RequestError('"args" must be a JSON object')
-        return request
-
-    def _run(self, request: dict[str, Any]) -> Any:
-        name = request["cmd"]
-        handler = self.handlers.get(name)
-        if handler is None:
-            raise UnknownCommandError(f"unknown command {name!r}; known: {', '.join(sorted(self.handlers))}")
-        return handler(request.get("args", {}))
-
-
-class _Connection(socketserver.StreamRequestHandler):
-    server: ControlServer
-
-    def handle(self) -> None:
-        _current.connection = id(self)
-        try:
-            self._serve()
-        finally:
-            _current.connection = None
-            for callback in self.server.on_disconnect:
-                try:
-                    callback(id(self))
-                except Exception:  # one failing callback must not hide the others
-                    log.exception("error while closing a connection")
-
-    def _serve(self) -> None:
-        limit = self.server.max_message_bytes
-        while True:
-            line = self.rfile.readline(limit + 1)
-            if not line:
-                return
-            if len(line) > limit and not line.endswith(b"\n"):
-                self._skip_rest_of_line(limit)
-                reply = self.server.dispatcher.error_reply(
-                    RequestError(f"request is larger than {limit} bytes; send less")
-                )
-            elif not line.strip():
-                continue
-            else:
-                # Few requests run at once: every running one competes with the control
-                # thread for the interpreter, and 50 of them could hold a tick past its
-                # deadline. Waiting here costs the loop nothing.
-                with self.server.busy:
-                    reply = self.server.dispatcher.handle_line(line)
-            try:
-                encoded = json.dumps(reply).encode()
-            except (TypeError, ValueError) as exc:  # a handler returned something JSON cannot hold
-                encoded = json.dumps(self.server.dispatcher.error_reply(exc)).encode()
-            self.wfile.write(encoded + b"\n")
-            self.wfile.flush()
-
-    def _skip_rest_of_line(self, limit: int) -> None:
-        while True:
-            chunk = self.rfile.readline(limit)
-            if not chunk or chunk.endswith(b"\n"):
-                return
-
-
-class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Serves the dispatcher on a Unix socket in background threads."""
-
-    daemon_threads = True
-    request_queue_size = 128  # many plenctl clients may connect at once
-
-    def __init__(self, path: Path, dispatcher: Dispatcher, mode: int, group: str, max_message_bytes: int):
-        self.path = path
-        self.dispatcher = dispatcher
-        self.max_message_bytes = max_message_bytes
-        self.busy = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+    def __init__(self, path: Path, dispatcher: Dispatcher, settings: SocketConfig, submit: Submit):
+        self.path, self.dispatcher, self.settings, self._submit = path, dispatcher, settings, submit
         self.on_disconnect: list[Callable[[int], None]] = []
-        _claim(path)
-        super().__init__(str(path), _Connection)
-        os.chmod(path, mode)
-        _set_group(path, group)
+        self.on_start: Callable[[], None] | None = None  # runs first on the socket thread
+        self._sel = selectors.DefaultSelector()
+        self._conns: dict[int, Connection] = {}
+        self._overflow: dict[int, Connection] = {}  # past the cap, oldest first
+        self._work: set[_Work] = set()
+        self._slow = 0  # requests handed to the workers and not finished there, timed out or not
+        self._posted: collections.deque[Callable[[], None]] = collections.deque()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._stopping = False
+        self._accept_paused_until = 0.0
+        self._next_check = 0.0
         self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._listener, self._identity = socketfile.bind(path, settings)
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._sel.register(self._listener, selectors.EVENT_READ, "listen")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+
+    # -- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="plend-socket", daemon=True)
+        for n in range(self.settings.workers):
+            worker = threading.Thread(target=self._worker, name=f"plend-worker-{n}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        self._thread = threading.Thread(target=self._serve, name="plend-socket", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop serving, close every connection and remove the socket if it is still ours."""
+        self._stopping = True
+        self._wake()
         if self._thread is not None:
-            self.shutdown()
+            self._thread.join(5.0)
             self._thread = None
-        self.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        for _ in self._workers:
+            self._jobs.put(None)
+        for conn in list(self._conns.values()):
+            self._close(conn, notify=False)
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for s in (self._wake_r, self._wake_w):
+            s.close()
+        socketfile.remove_if_ours(self.path, self._identity)
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # -- the event loop -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        mark_socket_thread()
+        if self.on_start is not None:
+            self.on_start()
+        while not self._stopping:
+            try:
+                self._once()
+            except Exception:  # a bug here must not end the socket for every client
+                log.exception("control socket: unexpected error; serving on")
+                time.sleep(0.01)
+
+    def _once(self) -> None:
+        now = time.monotonic()
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._sel.register(self._listener, selectors.EVENT_READ, "listen")
+        for key, mask in self._sel.select(max(0.0, min(_TICK_S, self._next_check - now))):
+            if key.data == "listen":
+                self._accept()
+            elif key.data == "wake":
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+            else:
+                self._ready(key.data, mask)
+        while self._posted:
+            self._posted.popleft()()
+        if time.monotonic() >= self._next_check:
+            self._check_timeouts(time.monotonic())
+            self._next_check = time.monotonic() + _TICK_S
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the socket thread (from any thread)."""
+        self._posted.append(fn)
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is already on its way
+            self._wake_w.send(b"\0")
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            sock.setblocking(False)
+            cap = self.settings.max_connections
+            if len(self._conns) - len(self._overflow) < cap:
+                self._add(Connection(sock, False, time.monotonic()))
+            elif len(self._overflow) < cap or self._evict_overflow():
+                self._add(Connection(sock, True, time.monotonic()))
+            else:
+                with contextlib.suppress(OSError):
+                    sock.send(self._encode(self.dispatcher.error_reply(self._busy())))
+                sock.close()
+
+    def _evict_overflow(self) -> bool:
+        """Make room past the cap by closing the oldest waiting connection there: each gets
+        one quick request, so a crowd that only connects cannot keep an e-stop out."""
+        oldest = next((c for c in self._overflow.values() if not c.busy), None)
+        if oldest is None:
+            return False
+        self._reply(oldest, self.dispatcher.error_reply(self._busy()))
+        self._close(oldest)
+        return True
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            log.warning("control socket: accept failed: %s", exc.strerror or exc)
+            return
+        log.warning("control socket: out of file descriptors (%s); not accepting for 0.1 s", exc.strerror)
+        self._sel.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + 0.1
+
+    def _busy(self) -> BusyError:
+        return BusyError(
+            f"plend is busy: {self.settings.max_connections} clients are connected (socket.max_connections); "
+            "only estop, relax and status are served; try again later"
+        )
+
+    def _add(self, conn: Connection) -> None:
+        self._conns[conn.id] = conn
+        if conn.priority_only:
+            self._overflow[conn.id] = conn
+        self._interest(conn)
+
+    def _interest(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        want = conn.wanted_events()
+        if want == conn.events:
+            return
+        if conn.events == 0:
+            self._sel.register(conn.sock, want, conn)
+        elif want == 0:
+            self._sel.unregister(conn.sock)
+        else:
+            self._sel.modify(conn.sock, want, conn)
+        conn.events = want
+
+    def _ready(self, conn: Connection, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+        if mask & selectors.EVENT_READ and not conn.closed:
+            try:
+                data = conn.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.debug("connection %d: %s", conn.id, exc)
+                self._close(conn)
+                return
+            conn.last_active = time.monotonic()
+            if data:
+                conn.take(data, self.settings.max_message_bytes)
+            else:
+                conn.eof = True
+            self._process(conn)
+
+    def _process(self, conn: Connection) -> None:
+        """Handle this connection's next requests, one at a time, in order."""
+        while not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
+            if conn.priority_only and conn.served:
+                conn.lines.clear()
+                break
+            line = conn.lines.popleft()
+            if line is None:
+                limit = self.settings.max_message_bytes
+                too_large = RequestError(f"request is larger than {limit} bytes; send less")
+                self._reply(conn, self.dispatcher.error_reply(too_large))
+            elif line.strip():
+                self._handle(conn, line)
+        done = conn.eof or (conn.priority_only and conn.served)
+        if not conn.closed and not conn.busy and not conn.lines and done:
+            conn.closing = True
+            self._flush(conn)
+        self._interest(conn)
+
+    def _handle(self, conn: Connection, line: bytes) -> None:
+        received = time.perf_counter()
+        conn.served += 1
+        try:
+            name, args = decode(line)
+            self.dispatcher.check_command(name)
+            if conn.priority_only and name not in self.dispatcher.priority:
+                raise self._busy()
+        except Exception as exc:
+            self._reply(conn, self.dispatcher.error_reply(exc))
+            return
+        if name in self.dispatcher.inline:
+            self._run_inline(conn, name, args, received)
+            return
+        if self._slow >= self.settings.workers + WORKER_BACKLOG:  # running, queued or stuck
+            self._reply(conn, self.dispatcher.error_reply(BusyError(
+                f"plend is busy with slow requests (file reads); try {name} again in a moment"
+            )))  # fmt: skip
+            return
+        work = _Work(conn, name, time.monotonic() + self.settings.slow_request_timeout_s, args)
+        conn.busy = True
+        self._work.add(work)
+        self._slow += 1
+        self._jobs.put(lambda: self._run_job(work, received))
+
+    def _run_inline(self, conn: Connection, name: str, args: Args, received: float) -> None:
+        set_current_connection(conn.id)
+        try:
+            outcome = self.dispatcher.run(name, args)
+        except Exception as exc:
+            self._reply(conn, self.dispatcher.error_reply(exc))
+            return
+        finally:
+            set_current_connection(None)
+        self._deliver(conn, name, outcome, received)
+
+    def _deliver(self, conn: Connection, name: str, outcome: Any, received: float) -> None:
+        """Reply with a handler's result, or submit its loop call and reply once applied."""
+        if not isinstance(outcome, LoopCall):
+            self._reply(conn, self.dispatcher.ok_reply(outcome))
+            return
+        try:
+            request = self._submit(outcome, received)
+        except Exception as exc:
+            self._reply(conn, self.dispatcher.error_reply(exc))
+            return
+        work = _Work(conn, name, time.monotonic() + LOOP_TIMEOUT_S, call=outcome, request=request)
+        conn.busy = True
+        self._work.add(work)
+        request.add_done_callback(lambda _: self._post(lambda: self._applied(work)))
+
+    def _applied(self, work: _Work) -> None:
+        if work.over:
+            return
+        self._end(work)
+        request, call = work.request, work.call
+        assert request is not None and call is not None
+        try:
+            if request.error is not None:
+                raise request.error
+            result = request.result if call.then is None else call.then(request.result or {})
+            reply = self.dispatcher.ok_reply(result)
+        except Exception as exc:
+            reply = self.dispatcher.error_reply(exc)
+        self._reply(work.conn, reply)
+        self._process(work.conn)
+
+    def _end(self, work: _Work) -> None:
+        work.over = True
+        work.conn.busy = False
+        self._work.discard(work)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("control socket worker: unexpected error")
+
+    def _run_job(self, work: _Work, received: float) -> None:
+        set_current_connection(work.conn.id)
+        try:
+            assert work.args is not None
+            outcome: Any = self.dispatcher.run(work.name, work.args)
+            failed = False
+        except Exception as exc:
+            outcome, failed = exc, True
+        finally:
+            set_current_connection(None)
+        self._post(lambda: self._job_done(work, outcome, failed, received))
+
+    def _job_done(self, work: _Work, outcome: Any, failed: bool, received: float) -> None:
+        self._slow -= 1
+        if work.over:
+            if isinstance(outcome, LoopCall):
+                log.info("%s finished after its client was told it timed out; not carried out", work.name)
+            return
+        self._end(work)
+        conn = work.conn
+        if failed:
+            self._reply(conn, self.dispatcher.error_reply(outcome))
+        else:
+            self._deliver(conn, work.name, outcome, received)
+        self._process(conn)
+
+    # -- timeouts ---------------------------------------------------------------------------
+
+    def _check_timeouts(self, now: float) -> None:
+        for work in [w for w in self._work if now > w.deadline]:
+            self._end(work)
+            if work.call is not None:
+                error: Exception = _stalled(work.name)
+            else:
+                error = SlowRequestError(
+                    f"{work.name} did not finish within {self.settings.slow_request_timeout_s:g} s "
+                    "(a slow disk?); it was abandoned"
+                )
+            self._reply(work.conn, self.dispatcher.error_reply(error))
+            self._process(work.conn)
+        s = self.settings
+        for conn in list(self._conns.values()):
+            quiet = conn.quiet_for(now)
+            if conn.closing and quiet > s.request_timeout_s:
+                self._close(conn)  # it does not read its last reply
+            if conn.busy or conn.closing:
+                continue
+            if conn.partial_since is not None and now - conn.partial_since > s.request_timeout_s:
+                why = f"request not completed within {s.request_timeout_s:g} s; closing the connection"
+                self._reply(conn, self.dispatcher.error_reply(RequestError(why)))
+                self._close_after_reply(conn)
+            elif conn.priority_only and now - conn.accepted > s.request_timeout_s:
+                self._reply(conn, self.dispatcher.error_reply(self._busy()))
+                self._close_after_reply(conn)
+            elif not conn.served and now - conn.accepted > s.request_timeout_s:
+                # Clients send at once; one that only holds a place is closed, so a crowd of
+                # them cannot keep the places of clients that want something.
+                why = f"no request within {s.request_timeout_s:g} s of connecting; closing the connection"
+                self._reply(conn, self.dispatcher.error_reply(RequestError(why)))
+                self._close_after_reply(conn)
+            elif quiet > s.idle_timeout_s:
+                log.info("closing connection %d: idle for %.0f s (socket.idle_timeout_s)", conn.id, quiet)
+                self._close(conn)
+
+    def _close_after_reply(self, conn: Connection) -> None:
+        conn.lines.clear()
+        conn.eof = conn.closing = True
+        self._flush(conn)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _encode(self, reply: dict[str, Any]) -> bytes:
+        try:
+            return json.dumps(reply).encode() + b"\n"
+        except (TypeError, ValueError) as exc:  # a handler returned something JSON cannot hold
+            return json.dumps(self.dispatcher.error_reply(exc)).encode() + b"\n"
+
+    def _reply(self, conn: Connection, reply: dict[str, Any]) -> None:
+        if conn.closed:
+            return
+        conn.out += self._encode(reply)
+        self._flush(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        if not conn.send() or (conn.closing and not conn.out):
+            self._close(conn)
+        else:
+            self._interest(conn)
+
+    def _close(self, conn: Connection, notify: bool = True) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.events:
+            self._sel.unregister(conn.sock)
+        conn.sock.close()
+        del self._conns[conn.id]
+        self._overflow.pop(conn.id, None)
+        if notify and self.on_disconnect:
+            self._jobs.put(lambda: self._disconnected(conn.id))
+
+    def _disconnected(self, connection: int) -> None:
+        for callback in self.on_disconnect:
+            try:
+                callback(connection)
+            except Exception:  # one failing callback must not hide the others
+                log.exception("error while closing a connection")
 
 
-def _claim(path: Path) -> None:
-    """Make ``path`` free for a new socket, refusing if another daemon answers there."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path.parent} for the control socket: {exc.strerror}; "
-                          "use --socket PATH somewhere writable") from None  # fmt: skip
-    if not path.exists() and not path.is_symlink():
-        return
-    if not stat.S_ISSOCK(path.lstat().st_mode):
-        raise ConfigError(f"{path} exists and is not a socket; remove it or choose another --socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()  # left behind by a daemon that died
-        return
-    finally:
-        probe.close()
-    raise ConfigError(f"another plend is already running on {path}")
+def _stalled(name: str) -> Exception:
+    from plend.loop import LoopStalledError
 
-
-def _set_group(path: Path, group: str) -> None:
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        # On a PC there is no plend group, and nothing to warn about; on the robot there is.
-        usual = group == DEFAULT_SOCKET_GROUP and not under_systemd()
-        log.log(
-            logging.DEBUG if usual else logging.WARNING,
-            "socket group %r does not exist; %s keeps the daemon's group", group, path,
-        )  # fmt: skip
-        return
-    try:
-        os.chown(path, -1, gid)
-    except OSError as exc:
-        log.warning("cannot give %s to group %r: %s", path, group, exc.strerror)
+    return LoopStalledError(f"the control loop did not take '{name}' within {LOOP_TIMEOUT_S} s")

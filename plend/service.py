@@ -106,14 +106,16 @@ def make_realtime(priority: int) -> list[str]:
 
     Returns one phrase per request saying what was granted or refused and why.
     """
-    said = []
+    return [fifo_thread(priority, "the control thread"), _lock_memory()]
+
+
+def fifo_thread(priority: int, who: str) -> str:
+    """Ask for SCHED_FIFO ``priority`` on the calling thread; says what happened."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        said.append(f"SCHED_FIFO priority {priority} granted to the control thread")
     except (OSError, AttributeError) as exc:
-        said.append(f"SCHED_FIFO refused ({exc}; needs CAP_SYS_NICE or LimitRTPRIO)")
-    said.append(_lock_memory())
-    return said
+        return f"SCHED_FIFO refused to {who} ({exc}; needs CAP_SYS_NICE or LimitRTPRIO)"
+    return f"SCHED_FIFO priority {priority} granted to {who}"
 
 
 def _lock_memory() -> str:

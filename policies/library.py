@@ -52,8 +52,8 @@ def find(name_or_path: str, state_dir: Path) -> Path:
 def _existing(path: Path) -> Path:
     if not path.is_absolute():
         raise PolicyNotFoundError(f"path {path} must be absolute (plenctl makes it so)")
-    if path.is_file():
-        return path
+    if path.exists() or path.is_symlink():
+        return path  # the loader's own checks say what is wrong with one that is not a file
     if under_systemd() and any(path.is_relative_to(top) for top in HIDDEN_FROM_THE_SERVICE):
         raise PolicyNotFoundError(
             f"{path}: the plend service cannot see home directories (ProtectHome); copy the file "

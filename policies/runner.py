@@ -24,6 +24,7 @@ from plend.errors import PlendError, require_package
 from plend.hal.base import ImuReading, Sensors
 from plend.robot import JOINT_NAMES
 from policies.contract import (
+    COMMANDS,
     METADATA_KEY,
     SOURCES,
     ObsContext,
@@ -265,6 +266,15 @@ class PolicyBehaviour:
             self._gait.set_command(*command)
         self.command = command
 
+    def steer(self, command: dict[str, float]) -> list[str]:
+        """A driver's ``command`` (speed, turn, side), each part held to the range the
+        policy trained for, so a stick pushed past it walks at the range's edge instead of
+        being refused every update. Returns the parts it can change (a range, not a value)."""
+        ranges = [self.spec.command_range(k) for k in COMMANDS]
+        wanted = [command.get(k, now) for k, now in zip(COMMANDS, self.command, strict=True)]
+        self.set_command(*(min(max(v, lo), hi) for v, (lo, hi) in zip(wanted, ranges, strict=True)))
+        return [k for k, (lo, hi) in zip(COMMANDS, ranges, strict=True) if hi > lo]
+
     def report(self) -> dict[str, Any]:
         """The command the policy walks on, and its gait's state (see SineGait.report)."""
         speed, turn, side = self.command
@@ -297,6 +307,10 @@ class PolicyBehaviour:
     def stop(self) -> None:
         self._stopping = True
         self._gait.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     @property
     def finished(self) -> bool:

@@ -69,5 +69,5 @@ class Daemon:
 def wait_for_mode(d: Daemon, mode: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while d.status()["mode"] != mode:
-        assert time.monotonic() < deadline, f"mode stayed {d.status()['mode']}, expected {mode}"
+        assert time.monotonic() < deadline, f"mode stayed {d.status()}, expected {mode}"
         time.sleep(0.05)

@@ -219,6 +219,8 @@ BAD_FILES: list[tuple[str, Mutation | str, str]] = [
     ("narrow pulses", lambda d: _joint(d).update(pulse_min_us=1400, pulse_max_us=1600), "pulse range"),
     ("pulses swapped", lambda d: _joint(d).update(pulse_min_us=2800, pulse_max_us=600), "pulse range"),
     ("flat feedback", lambda d: _joint(d).update(codes_per_rad=0.5), "too close to zero"),
+    ("steep feedback", lambda d: _joint(d).update(codes_per_rad=1e308), "implausibly steep"),
+    ("steep negative", lambda d: _joint(d).update(codes_per_rad=-2e5), "implausibly steep"),
     ("big offset", lambda d: _joint(d).update(offset_deg=50.0), "beyond +-45 deg"),
     ("offset as text", lambda d: _joint(d).update(offset_deg="9"), "must be a number"),
     ("code off scale", lambda d: _joint(d).update(code_at_zero=40000), "outside the ADC's range"),
@@ -258,6 +260,54 @@ def test_a_missing_file_is_none_or_an_error_naming_the_next_step(path: Path) -> 
     assert load_servo_calibration(path) is None
     with pytest.raises(CalibrationError, match="not found; run the calibration wizard"):
         load(path)
+
+
+def _dangling(path: Path) -> None:
+    path.symlink_to(path.parent / "gone.json")
+
+
+def _loop(path: Path) -> None:
+    other = path.with_name(path.name + ".other")
+    other.symlink_to(path)
+    path.symlink_to(other)
+
+
+NOT_A_FILE: dict[str, tuple[Callable[[Path], object], str]] = {
+    "dangling symlink": (_dangling, "a symbolic link to a missing file"),
+    "symlink loop": (_loop, "a symbolic link loop"),
+    "directory": (lambda p: p.mkdir(), "is a directory, not a regular file"),
+    "fifo": (lambda p: os.mkfifo(p), "is a FIFO (named pipe), not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_FILE.values(), ids=NOT_A_FILE.keys())
+def test_something_that_is_not_a_file_is_a_fault_not_a_missing_calibration(
+    path: Path, case: tuple[Callable[[Path], object], str]
+) -> None:
+    from calibration.store import load_draft, load_for_robot
+
+    make, fragment = case
+    make(path)
+    with pytest.raises(CalibrationError, match="calibration wizard") as caught:
+        load_optional(path)  # not None: the robot must not drive on the defaults
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+    assert fragment in (load_for_robot(path, "plen-01").problem or "")
+    make(path.with_suffix(".draft.json"))  # an unusable draft is set aside, never waited on
+    assert load_draft(path) is None
+
+
+def test_files_are_group_readable(path: Path) -> None:
+    from calibration.store import Draft, draft_path, save_draft
+
+    old = os.umask(0o077)
+    try:
+        save(path, make_record())
+        save(path, make_record())
+        save_draft(path, Draft("plen-01", WHEN, {}))
+    finally:
+        os.umask(old)
+    for written in (path, backup_path(path), draft_path(path)):
+        assert written.stat().st_mode & 0o777 == 0o640, written
 
 
 def test_the_refusal_points_at_the_backup_when_there_is_one(path: Path) -> None:

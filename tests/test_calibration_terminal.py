@@ -217,7 +217,11 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
         try:
             term.expect(r"Are the servo horns off.*\[y/N\] ", "question about fitting horns")
             term.type("n", "the horns answer")
-            term.expect(r"\bn\r?\n", "the horns answer on screen")
+            term.expect(r"\bn", "the horns answer on screen")
+            # Enter comes as its own key, as a person types it: it confirms the answer and
+            # must not reach the jog below, where it would accept the zero unjogged.
+            term.type("\r", "Enter after the horns answer")
+            term.expect(r"\r?\n", "the horns answer confirmed")
             term.expect(r"== Joint 1 of 1: .*\(r_knee_r_shin\) ==", "the joint's heading")
             term.expect(r"keys: \+ / -", "the jog keys' help")
             jog = 0.0
@@ -230,12 +234,14 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
             zero = term.expect(r"horn offset ([+-]\d+\.\d) deg", "the zero found")
             term.expect(r"Did it move like that \(.*\)\? \[Y/n/q\] ", "the direction question")
             term.type("y", "the direction answer")
+            term.type("\r", "Enter after the direction answer")
             term.expect(rf"Direction {stored.direction:+d}\.", "the direction kept")
             fit = term.expect(r"Fit: [+-]\d+ codes/rad, error (\d+\.\d+) deg", "the feedback fit")
             term.expect(r"== Review ==", "the review")
             # The question names the file; a long path wraps onto the next line.
             term.expect(rf"Save to\s+{re.escape(str(path))}\?\s+\[Y/n\] ", "the save question")
             term.type("y", "the save answer")
+            term.type("\r", "Enter after the save answer")
             term.expect(r"Saved\s[\s\S]*?previous\s+one\s+kept\s+as", "the save")  # wrapped lines
             assert term.wait() == 0, term.screen()
         finally:
@@ -257,3 +263,41 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
     backup = load(backup_path(path))
     assert backup == old, "the previous file is the backup"
     assert backup.joints[JOINT].offset_deg == pytest.approx(truth.offset_deg + ERROR_DEG)
+
+
+@pytest.mark.parametrize(
+    ("keys", "answer"),
+    [
+        (["n", "\r"], "n"),  # the Enter confirms and goes with the answer
+        (["\r"], "y"),  # Enter alone: the default
+        (["y", "\x7f", "n", "\r"], "n"),  # rubbed out and changed
+        (["x", "n", "\r\n"], "n"),  # other keys ignored; a CR LF pair does not leave its LF
+    ],
+)
+def test_a_yes_no_answer_consumes_its_whole_line(keys: list[str], answer: str) -> None:
+    import io
+    import threading
+
+    from calibration.wizard import KeyboardOperator
+
+    master, slave = pty.openpty()
+    out = io.StringIO()
+    try:
+        with os.fdopen(os.dup(slave), "r") as stdin, KeyboardOperator(stdin, out) as operator:
+
+            def press() -> None:
+                while "[Y/n]" not in out.getvalue():  # the question is up: typed-ahead keys were flushed
+                    time.sleep(0.01)
+                for key in keys:
+                    time.sleep(0.05)  # one key at a time, as a person types
+                    os.write(master, key.encode())
+
+            typist = threading.Thread(target=press)
+            typist.start()
+            assert operator.ask("horns", "Horns?", "yn", "y") == answer
+            typist.join()
+            time.sleep(0.1)
+            assert operator._key(0.2) is None, "a key of the answer's line reached the next step"
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -82,6 +82,37 @@ def test_bad_config_file_names_the_key(
     assert message in capsys.readouterr().err
 
 
+BROKEN_CONFIGS = {
+    "binary": (bytes(range(256)), "is not UTF-8 text"),
+    "UTF-16": ("[sim]\nfriction = 0.6\n".encode("utf-16"), "is not UTF-8 text"),
+    "state_dir a number": (b"[paths]\nstate_dir = 5\n", "paths.state_dir must be a file system path"),
+    "recordings_dir blank": (
+        b'[paths]\nrecordings_dir = "  "\n',
+        "paths.recordings_dir must be a file system path",
+    ),
+    "socket group a number": (b"[socket]\ngroup = 5\n", "socket.group must be a group name"),
+    "socket path a list": (b"[socket]\npath = [1]\n", "socket.path must be a file system path"),
+    "a directory": (None, "is a directory, not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_CONFIGS.values(), ids=BROKEN_CONFIGS.keys())
+def test_a_broken_config_file_is_one_line_and_leaves_no_socket(
+    tmp_path: Path, case: tuple[bytes | None, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    content, message = case
+    path = tmp_path / "plend.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    sock = tmp_path / "plend.sock"
+    assert main(["--config", str(path), "run", "--socket", str(sock), "--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("plend: error: ") and message in err and "\n" not in err, err
+    assert not sock.exists()
+
+
 def test_missing_config_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(tmp_path / "nope.toml"), "--dump-config"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -109,6 +109,42 @@ def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() ->
     assert loop.stats.ticks == 2
 
 
+def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
+    from plend.loop import MAX_COMMANDS_PER_TICK, Request
+
+    loop, _ = _loop(cost=0.0)
+    decider = loop.decider
+    assert isinstance(decider, Constant)
+    flood = [loop.submit(Request("stand")) for _ in range(MAX_COMMANDS_PER_TICK + 10)]
+    estop = loop.submit(Request("estop"), urgent=True)
+    told: list[str] = []
+    estop.add_done_callback(lambda r: told.append(r.name))
+    loop.tick()
+    assert decider.handled[0] == "estop", "the e-stop is applied before every queued command"
+    assert told == ["estop"] and estop.wait(0.0) == {"mode": "constant"}
+    assert sum(r.done.is_set() for r in flood) == MAX_COMMANDS_PER_TICK, "a tick applies a bounded number"
+    loop.tick()
+    assert all(r.done.is_set() for r in flood)
+    assert loop.urgent_latency.values().size == 1
+    late: list[str] = []
+    estop.add_done_callback(lambda r: late.append(r.name))  # already done: called at once
+    assert late == ["estop"]
+
+
+def test_an_urgent_command_brings_the_next_tick_forward_without_adding_one() -> None:
+    from plend.loop import Request
+
+    loop, hal = _loop(cost=0.0)
+    loop.run(3)
+    last = hal.times[-1]
+    loop.submit(Request("estop"), urgent=True)
+    loop.tick()
+    assert hal.times[-1] == pytest.approx(last + 0.01), "half a period after the last tick, not a whole one"
+    loop.run(2)
+    assert hal.times[-2:] == pytest.approx([last + 0.04, last + 0.06]), "then the schedule as before"
+    assert loop.stats.ticks == 6 and loop.stats.overruns == 0
+
+
 def test_a_stalled_loop_is_reported_to_the_caller() -> None:
     from plend.loop import LoopStalledError, Request
 

@@ -172,7 +172,7 @@ def test_a_pc_without_the_plend_group_gets_no_warning(
     import grp
     import logging
 
-    from plend.server import _set_group
+    from plend.socketfile import _set_group
 
     try:
         grp.getgrnam("plend")

@@ -63,7 +63,7 @@ def test_each_emulated_robot_keeps_its_own_calibration(user: Path) -> None:
 
 
 def test_a_path_that_is_not_text_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"paths.state_dir must be a directory path"):
+    with pytest.raises(ValueError, match=r"paths.state_dir must be a file system path"):
         from_dict({"paths": {"state_dir": 3}})
 
 

@@ -188,6 +188,11 @@ def test_unit_allows_sched_fifo_and_mlock_without_capabilities() -> None:
     assert value("SystemCallFilter") == "@system-service"  # holds @resources and @memlock
 
 
+def test_unit_lets_the_socket_hold_its_connections() -> None:
+    # Every client past the cap may still ask estop once, so twice the cap, plus the daemon's own.
+    assert int(value("LimitNOFILE")) >= 2 * SocketConfig().max_connections + 64
+
+
 def test_unit_directories_are_where_the_config_expects_them(monkeypatch: pytest.MonkeyPatch) -> None:
     socket = Path(SocketConfig().path)
     assert socket.parent == Path("/run") / value("RuntimeDirectory")

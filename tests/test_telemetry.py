@@ -43,19 +43,19 @@ def tick(i: int, rng: np.random.Generator | None = None) -> TickRecord:
 
 
 def expected_json(r: TickRecord) -> dict[str, Any]:
-    def nums(values: Any) -> list[float | None]:
-        return [None if math.isnan(v) else float(v) for v in values]
+    def nums(names: Any, values: Any) -> dict[str, float | None]:
+        return {n: None if math.isnan(v) else float(v) for n, v in zip(names, values, strict=True)}
 
     return {
         "t": r.t,
         "mode": r.mode,
-        "targets": None if r.targets is None else nums(r.targets),
-        "measured": nums(r.measured),
+        "targets": None if r.targets is None else nums(JOINT_NAMES, r.targets),
+        "measured": nums(JOINT_NAMES, r.measured),
         "imu": {
-            "quat": nums(r.imu.quat),
-            "euler": nums(r.imu.euler),
-            "gyro": nums(r.imu.gyro),
-            "accel": nums(r.imu.accel),
+            "quat": nums("wxyz", r.imu.quat),
+            "euler": nums(("roll", "pitch", "yaw"), r.imu.euler),
+            "gyro": nums("xyz", r.imu.gyro),
+            "accel": nums("xyz", r.imu.accel),
         },
         "contacts": {"right": r.contacts[0], "left": r.contacts[1]},
         "compute_ms": r.compute_ms,
@@ -83,7 +83,7 @@ def recorder(tmp_path: Path, **kwargs: Any) -> Recorder:
 
 def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
     rec = recorder(tmp_path)
-    path = rec.start(tmp_path / "run.mcap")
+    path = rec.start("run.mcap")
     writers = [t for t in threading.enumerate() if t.name == "plend-telemetry"]
     assert len(writers) == 1 and writers[0].daemon
     assert rec.status()["recording"] and rec.status()["path"] == str(path)
@@ -98,6 +98,7 @@ def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
         "dropped": 0,
         "bytes": path.stat().st_size,
         "capped": False,
+        "error": None,
     }
     assert rec.status() == {"recording": False, **result}
     assert not any(t.name == "plend-telemetry" for t in threading.enumerate())
@@ -109,7 +110,9 @@ def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
         "jsonschema",
         "json",
     )
-    assert json.loads(info.data) == {"joint_names": list(JOINT_NAMES)}
+    info_data = json.loads(info.data)
+    assert info_data["format"] == 2 and info_data["joint_names"] == list(JOINT_NAMES)
+    assert info_data["hal"] == "sim" and info_data["units"]["imu.gyro"] == "rad/s"
     for (schema, channel, message), r in zip(messages[1:], records, strict=True):
         assert (schema.name, schema.encoding, channel.message_encoding) == (
             "plend.Tick",
@@ -134,17 +137,18 @@ def test_default_file_name_is_timestamped_in_the_directory(tmp_path: Path) -> No
 
 def test_starting_twice_refuses_and_keeps_the_first_recording(tmp_path: Path) -> None:
     rec = recorder(tmp_path)
-    first = rec.start(tmp_path / "a.mcap")
+    first = rec.start("a.mcap")
     with pytest.raises(RecordingError, match="already running") as err:
-        rec.start(tmp_path / "b.mcap")
+        rec.start("b.mcap")
     assert str(first) in str(err.value)
-    assert not (tmp_path / "b.mcap").exists()
+    assert not (tmp_path / "rec" / "b.mcap").exists()
     rec.submit(tick(0))
     assert rec.stop()["written"] == 1
 
 
 def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
-    out = tmp_path / "keep.mcap"
+    out = tmp_path / "rec" / "keep.mcap"
+    out.parent.mkdir()
     out.write_bytes(b"an earlier recording")
     rec = recorder(tmp_path)
     with pytest.raises(RecordingError, match="already exists") as err:
@@ -155,16 +159,17 @@ def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_place_refuses_with_the_path(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("not a directory")
-    out = tmp_path / "file" / "x.mcap"
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "file").write_text("not a directory")
+    out = tmp_path / "rec" / "file"
     rec = recorder(tmp_path)
     with pytest.raises(RecordingError, match="cannot create") as err:
-        rec.start(out)
+        rec.start("file/x.mcap")
     assert isinstance(err.value, PlendError) and isinstance(err.value, OSError)
     assert str(out) in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(RecordingError, match="cannot create"):
-        Recorder(tmp_path / "file").start()  # the default directory is a regular file
-    assert rec.start(tmp_path / "ok.mcap") == tmp_path / "ok.mcap"  # a refusal leaves it usable
+        Recorder(out).start()  # the default directory is a regular file
+    assert rec.start("ok.mcap") == tmp_path / "rec" / "ok.mcap"  # a refusal leaves it usable
     rec.close()
 
 
@@ -173,7 +178,7 @@ def test_stop_without_a_recording_refuses_and_close_is_idempotent(tmp_path: Path
     with pytest.raises(RecordingError, match="no recording is running"):
         rec.stop()
     rec.close()
-    path = rec.start(tmp_path / "c.mcap")
+    path = rec.start("c.mcap")
     rec.close()
     rec.close()
     assert rec.status()["recording"] is False
@@ -183,7 +188,7 @@ def test_stop_without_a_recording_refuses_and_close_is_idempotent(tmp_path: Path
 def test_the_size_cap_keeps_the_file_readable(tmp_path: Path) -> None:
     max_bytes, submitted = 64 * 1024, 3000
     rec = recorder(tmp_path, max_bytes=max_bytes, queue_size=submitted)  # drops come from the cap only
-    path = rec.start(tmp_path / "capped.mcap")
+    path = rec.start("capped.mcap")
     rng = np.random.default_rng(0)
     for i in range(submitted):
         rec.submit(tick(i, rng))
@@ -210,7 +215,7 @@ def test_submit_never_blocks_while_the_writer_is_stuck(
     monkeypatch.setattr(telemetry, "_encode_tick", stuck)
     queue_size = 16
     rec = recorder(tmp_path, queue_size=queue_size)
-    path = rec.start(tmp_path / "stuck.mcap")
+    path = rec.start("stuck.mcap")
     rec.submit(tick(0))
     assert entered.wait(30.0)  # the writer holds tick 0 and takes no more
     for i in range(1, queue_size + 101):
@@ -230,7 +235,7 @@ def test_a_failing_writer_still_leaves_a_readable_file(
 
     monkeypatch.setattr(telemetry, "_encode_tick", broken)
     rec = recorder(tmp_path)
-    path = rec.start(tmp_path / "broken.mcap")
+    path = rec.start("broken.mcap")
     rec.submit(tick(0))
     with pytest.raises(RecordingError, match="failed") as err:
         rec.stop()
@@ -249,6 +254,7 @@ def test_submit_when_not_recording_does_nothing(tmp_path: Path) -> None:
         "dropped": 0,
         "bytes": 0,
         "capped": False,
+        "error": None,
     }
     assert not (tmp_path / "rec").exists()
     path = rec.start()
@@ -257,3 +263,197 @@ def test_submit_when_not_recording_does_nothing(tmp_path: Path) -> None:
     rec.submit(tick(2))
     assert rec.status() == {"recording": False, **done} and done["written"] == 1
     assert len(ticks_in(path)) == 1
+
+
+# -- where recordings may go ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("../escape.mcap", "'..'"),
+        ("sub/../../escape.mcap", "'..'"),
+        ("{tmp}/escape.mcap", "recordings go in"),  # absolute, outside the recordings
+        ("calibration.json", "ends in .mcap"),
+        ("", "not a usable recording name"),
+    ],
+)
+def test_recordings_stay_in_their_directory(tmp_path: Path, name: str, fragment: str) -> None:
+    rec = recorder(tmp_path)
+    with pytest.raises(RecordingError, match=fragment.replace(".", r"\.")):
+        rec.start(name.format(tmp=tmp_path))
+    assert rec.status()["recording"] is False and rec.faults() == []
+    assert not (tmp_path / "escape.mcap").exists()
+
+
+def test_a_symlink_out_of_the_directory_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "out").symlink_to(outside)
+    (tmp_path / "rec" / "link.mcap").symlink_to(outside / "target.mcap")
+    rec = recorder(tmp_path)
+    with pytest.raises(RecordingError, match="symbolic link"):
+        rec.start("out/x.mcap")
+    with pytest.raises(RecordingError, match="already exists"):
+        rec.start("link.mcap")  # never written through a link
+    assert list(outside.iterdir()) == []
+
+
+def test_a_path_inside_the_directory_is_made_and_group_readable(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    path = rec.start(str(tmp_path / "rec" / "day1" / "walk.mcap"))
+    rec.stop()
+    assert path == tmp_path / "rec" / "day1" / "walk.mcap"
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert rec.start("day1/run.mcap") == tmp_path / "rec" / "day1" / "run.mcap"
+    rec.close()
+
+
+# -- crashes and full disks ------------------------------------------------------------------
+
+
+def read_unfinished(path: Path) -> list[Any]:
+    """Tick messages of a file that may lack its summary, read by the standard reader."""
+    with path.open("rb") as f:
+        return [m for _, c, m in make_reader(f).iter_messages() if c.topic == "/plend/tick"]
+
+
+def test_the_file_is_readable_while_recording_and_commits_every_half_second(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    path = rec.start("live.mcap")
+    for i in range(40):
+        rec.submit(tick(i))
+    time.sleep(telemetry.COMMIT_PERIOD_S * 3)
+    assert len(read_unfinished(path)) == 40, "committed without waiting for a full chunk or the stop"
+    rec.stop()
+    assert len(ticks_in(path)) == 40
+
+
+_KILLED_WRITER = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from plend.telemetry import Recorder
+from tests.test_telemetry import tick
+rec = Recorder(Path(sys.argv[1]))
+rec.start("killed.mcap")
+i = 0
+while True:
+    rec.submit(tick(i))
+    i += 1
+    if i == 100:
+        print("100", flush=True)
+    time.sleep(0.005)
+"""
+
+
+def test_a_killed_recorder_leaves_a_readable_file(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path), str(root)], stdout=subprocess.PIPE, cwd=root
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"100\n"
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    ticks = read_unfinished(tmp_path / "killed.mcap")
+    assert len(ticks) >= 100, "at most the last commit period is lost"
+    assert [json.loads(m.data)["t"] for m in ticks] == [tick(i).t for i in range(len(ticks))]
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch, after_bytes: int) -> None:
+    """Make the recordings' disk full once ``after_bytes`` have been written."""
+    import errno
+    import os
+
+    from plend import mcapfile
+
+    real = os.pwrite
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        if offset + len(data) > after_bytes:
+            room = max(0, after_bytes - offset)
+            if room == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(fd, bytes(data)[:room], offset)
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(mcapfile.os, "pwrite", pwrite)
+
+
+def test_a_full_disk_ends_the_recording_with_a_fault_and_a_readable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = recorder(tmp_path)
+    path = rec.start("full.mcap")
+    for i in range(20):
+        rec.submit(tick(i))
+    time.sleep(telemetry.COMMIT_PERIOD_S * 3)
+    _full_disk(monkeypatch, path.stat().st_size + 100)
+    for i in range(20, 40):
+        rec.submit(tick(i))
+    deadline = time.monotonic() + 10
+    while rec.recording and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = rec.status()
+    assert status["recording"] is False and status["error"] == "No space left on device"
+    assert [f["code"] for f in rec.faults()] == ["recording"]
+    assert "No space left on device" in rec.faults()[0]["message"]
+    rec.submit(tick(99))  # the loop may still offer ticks: nothing happens
+    assert [json.loads(m.data)["t"] for m in read_unfinished(path)] == [tick(i).t for i in range(20)]
+    with pytest.raises(RecordingError, match="No space left on device"):
+        rec.stop()
+    assert rec.faults() == []
+    monkeypatch.undo()
+    assert rec.start("after.mcap").exists(), "a failed recording does not block the next one"
+    rec.close()
+
+
+def test_starting_on_a_full_disk_is_refused_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _full_disk(monkeypatch, 0)
+    rec = recorder(tmp_path)
+    with pytest.raises(RecordingError, match="No space left on device") as caught:
+        rec.start("none.mcap")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "rec" / "none.mcap").exists()
+    assert rec.status()["recording"] is False
+
+
+def test_a_real_full_disk(tmp_path: Path) -> None:
+    """On a 256 KiB tmpfs (needs root; skipped elsewhere)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    rec = Recorder(disk, queue_size=100_000)
+    try:
+        path = rec.start("fill.mcap")
+        rng = np.random.default_rng(0)
+        for i in range(5000):  # far more than 256 KiB of random, incompressible ticks
+            rec.submit(tick(i, rng))
+        deadline = time.monotonic() + 30
+        while rec.recording and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rec.status()["error"] == "No space left on device"
+        written = len(read_unfinished(path))
+        assert 0 < written < 5000
+        with pytest.raises(RecordingError, match="No space left on device"):
+            rec.stop()
+        assert sorted(p.name for p in disk.iterdir()) == ["fill.mcap"]
+    finally:
+        rec.close()
+        subprocess.run(["umount", str(disk)], check=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,12 @@ class MarkerDetector:
         params.adaptiveThreshWinSizeStep = 10
         params.perspectiveRemovePixelPerCell = 8  # bits of a 30 px marker read reliably
         self._detector = cv2.aruco.ArucoDetector(dictionary(dictionary_name), params)
+        # When those windows miss (noise and blur can break the square's outline in all
+        # three), OpenCV's own sweep gets a second look at the whole frame.
+        thorough = cv2.aruco.DetectorParameters()
+        thorough.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_NONE
+        thorough.perspectiveRemovePixelPerCell = 8
+        self._thorough = cv2.aruco.ArucoDetector(dictionary(dictionary_name), thorough)
         self._bits = marker_bits(dictionary_name)
         self._object = marker_corners(size_m).astype(np.float32)
         self.camera = camera
@@ -168,14 +175,16 @@ class MarkerDetector:
                 self._remember(found + np.array([x0, y0], np.float32), gray.shape)
                 return found + np.array([x0, y0], np.float32)
         found = self._detect(gray, marker_id)
+        if isinstance(found, str) and found.endswith("not found"):
+            found = self._detect(gray, marker_id, self._thorough)
         if isinstance(found, np.ndarray):
             self._remember(found, gray.shape)
         else:
             self._roi = None
         return found
 
-    def _detect(self, gray: np.ndarray, marker_id: int) -> np.ndarray | str:
-        corners, ids, _ = self._detector.detectMarkers(gray)
+    def _detect(self, gray: np.ndarray, marker_id: int, detector: Any = None) -> np.ndarray | str:
+        corners, ids, _ = (detector or self._detector).detectMarkers(gray)
         matches = (
             [] if ids is None else [c for c, i in zip(corners, ids.ravel(), strict=True) if i == marker_id]
         )
