@@ -101,6 +101,21 @@ def test_the_command_reaches_the_observation_and_the_gait_at_its_next_step(steer
     assert behaviour.command == (0.9, 0.3, 0.0), "a refused command changes nothing"
 
 
+def test_a_driver_steers_a_policy_within_the_ranges_it_trained_for(steer: Path, tmp_path: Path) -> None:
+    from plend.drive.lease import steer as drive_steer
+
+    behaviour = PolicyBehaviour(load_runner(steer, 50.0, "sim", None))
+    # A stick pushed past the ranges walks at their edges instead of being refused each update.
+    assert drive_steer(behaviour, {"speed": 1.0, "turn": -1.0, "side": 0.7}) == ["speed", "turn"]
+    assert behaviour.command == (1.0, -0.5, 0.0)
+    assert drive_steer(behaviour, {"speed": -0.4, "turn": 0.2, "side": 0.0}) == ["speed", "turn"]
+    assert behaviour.command == (0.0, 0.2, 0.0)
+    one_speed = save_model(tmp_path / "one.onnx", SPEC, SPEC.observation_size, 12)
+    fixed = PolicyBehaviour(load_runner(one_speed, 50.0, "sim", None))
+    assert drive_steer(fixed, {"speed": 1.0, "turn": 0.5, "side": 0.0}) == []  # it walks as trained
+    assert fixed.command == (0.5, 0.0, 0.0)
+
+
 def test_plend_run_gives_the_policy_its_command_or_refuses_it(steer: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     summary = run(Config(), RunOptions(speed=0.25, turn=0.5, duration_s=4.0, fast=True, policy=steer))
     assert summary["yaw_deg"] > 5 and summary["walked_m"] > 0.02 and not summary["fell"]
