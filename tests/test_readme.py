@@ -269,7 +269,7 @@ def test_the_daemon_and_plenctl_as_the_readme_shows(user: User) -> None:
     assert "every move is refused until 'plenctl reset'" in out
     assert "cannot stand: the e-stop is latched" in done.stderr
     assert "e-stop and faults cleared" in out
-    assert f"walk.onnx                  39   12  residual    50  {user.checkout}/policies/walk.onnx" in out
+    assert f"walk.onnx                  41   12  residual    50  {user.checkout}/policies/walk.onnx" in out
     assert f"loaded {user.checkout}/policies/walk.onnx" in out, done.stderr
     assert "walking on the loaded policy (mode policy)" in out
     assert "policy command speed 0.8, turn -0.3, side +0 from the next step" in out
