@@ -16,78 +16,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from plend.checks import check_bool as _check_bool
+from plend.checks import check_choice as _check_choice
+from plend.checks import check_int as _check_int
+from plend.checks import check_range as _check_range
 from plend.errors import ConfigError
+from plend.sim_world import SimWorld as SimWorld  # the [sim] section, re-exported
 from plend.track.settings import TrackConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/plend/plend.toml")
-
-
-def _check_range(key: str, value: float, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{key} = {value!r} is out of range; use a value in [{lo}, {hi}]")
-
-
-@dataclass(frozen=True)
-class SimWorld:
-    """The simulated world and robot; change these to test the robot's robustness.
-
-    Attributes:
-        friction: ground and sole friction coefficient.
-        mass_scale: every link's mass multiplied by this.
-        mass_jitter: each link's mass also multiplied by a seeded random factor in
-            [1 - jitter, 1 + jitter].
-        actuation_delay_ticks: a command reaches the servos this many ticks late.
-        substeps: physics steps per control tick.
-        solver_iterations: constraint solver iterations per physics step.
-        seed: seeds every random choice of the simulation (jitter, noise).
-        joint_noise_rad: standard deviation of the joint angle readings' noise.
-        gyro_noise_rad_s: standard deviation of the gyro readings' noise.
-        servo_torque_nm: servo stall torque.
-        servo_speed_rad_s: servo no-load speed.
-        servo_armature_kgm2: rotor inertia seen through the gear train, added to each
-            servo-driven link.
-        gui: open the PyBullet window instead of running headless.
-        fixed_base: hang the torso from a fixed stand with the feet clear of the ground,
-            as the robot sits while it is calibrated.
-    """
-
-    friction: float = 0.8
-    mass_scale: float = 1.0
-    mass_jitter: float = 0.0
-    actuation_delay_ticks: int = 0
-    substeps: int = 3
-    solver_iterations: int = 20
-    seed: int = 0
-    joint_noise_rad: float = 0.0
-    gyro_noise_rad_s: float = 0.0
-    servo_torque_nm: float = 0.14
-    servo_speed_rad_s: float = 9.5
-    servo_armature_kgm2: float = 2e-5
-    gui: bool = False
-    fixed_base: bool = False
-
-    def __post_init__(self) -> None:
-        _check_bool("sim.fixed_base", self.fixed_base)
-        _check_range("sim.friction", self.friction, 0.05, 3.0)
-        _check_range("sim.mass_scale", self.mass_scale, 0.2, 5.0)
-        _check_range("sim.mass_jitter", self.mass_jitter, 0.0, 0.5)
-        _check_int("sim.actuation_delay_ticks", self.actuation_delay_ticks, 0, 20)
-        _check_int("sim.substeps", self.substeps, 1, 100)
-        _check_int("sim.solver_iterations", self.solver_iterations, 5, 500)
-        _check_int("sim.seed", self.seed, 0, 2**32 - 1)
-        _check_range("sim.joint_noise_rad", self.joint_noise_rad, 0.0, 0.2)
-        _check_range("sim.gyro_noise_rad_s", self.gyro_noise_rad_s, 0.0, 2.0)
-        _check_range("sim.servo_torque_nm", self.servo_torque_nm, 0.01, 5.0)
-        _check_range("sim.servo_speed_rad_s", self.servo_speed_rad_s, 0.5, 50.0)
-        _check_range("sim.servo_armature_kgm2", self.servo_armature_kgm2, 0.0, 1e-3)
-
-
-def _check_int(key: str, value: int, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    _check_range(key, value, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -116,16 +53,6 @@ class LoopConfig:
         _check_bool("loop.realtime", self.realtime)
         _check_int("loop.rt_priority", self.rt_priority, 1, 90)  # the unit allows up to 90
         _check_range("loop.spin_s", self.spin_s, 0.0, 0.002)
-
-
-def _check_bool(key: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-
-
-def _check_choice(key: str, value: object, choices: tuple[object, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} = {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from plend.hal import make_hal
 from plend.hal.base import Hal
 from plend.loop import ControlLoop, StepClock, WallClock
 from plend.safety import SafetyFilter
+from plend.sim_world import world_dict
 from plend.supervisor import Supervisor
 
 STOP_TIMEOUT_S = 3.0
@@ -154,8 +155,7 @@ def summarise(
     if figures is not None:
         summary.update(figures())
     if config.hal == "sim" or config.hardware.bus == "emulated":
-        summary["world"] = {
-            k: getattr(config.sim, k)
-            for k in ("friction", "mass_scale", "mass_jitter", "actuation_delay_ticks", "seed")
-        }
+        summary["world"] = world_dict(config.sim)
+    if fell:
+        summary["time_to_fall_s"] = round(sim_time, 3)
     return summary

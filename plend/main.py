@@ -10,13 +10,17 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plend import __version__
-from plend.config import Config, as_dict, load, replace_section
+from plend.config import Config, as_dict, from_dict, load, replace_section
 from plend.errors import ConfigError, PlendError
 from plend.hal import backend_names
+
+if TYPE_CHECKING:
+    from plend.headless import RunOptions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,10 +70,66 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--mass-scale", type=float, help="multiply every link mass by this")
     world.add_argument("--mass-jitter", type=float, help="random per-link mass change, e.g. 0.2 for +-20%%")
     world.add_argument("--actuation-delay", type=int, help="ticks between a command and the servos")
+    add_world_options(world)
+    add_world_command(sub)
+    add_evaluate_command(sub)
     from plend.track.cli import add_parser as add_track
 
     add_track(sub)
     return parser
+
+
+def add_evaluate_command(sub: Any) -> None:
+    """``plend evaluate``: a walker on N worlds of the robustness suite."""
+    ev = sub.add_parser(
+        "evaluate", help="walk a gait or policy through N worlds of the robustness suite; table and JSON",
+        description="Walk a gait or a policy (as plend run --fast would) through worlds of the robustness "
+        "suite in parallel processes, and print per world and overall: distance, lateral drift, heading "
+        "change and rate, falls. Every option of plend run --fast also applies (--gait, --speed, --policy, "
+        "--urdf, --friction, --factors A,B to draw only some factors, ...), and so does --config.",
+    )  # fmt: skip
+    ev.add_argument("--worlds", type=int, default=50, help="how many worlds of the suite (default 50)")
+    ev.add_argument("--first", type=int, default=0, help="number of the first world (default 0)")
+    ev.add_argument(
+        "--as-configured", action="store_true", help="only the world as configured, nothing drawn"
+    )
+    ev.add_argument("--seconds", type=float, default=20.0, help="walking time per world (default 20)")
+    ev.add_argument("--jobs", type=int, help="worker processes (default: the cores available)")
+    ev.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the report as JSON here ('-' for stdout)"
+    )
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ev.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a config value for every world, e.g. --set sim.friction=0.6 (TOML value); repeatable",
+    )  # fmt: skip
+
+
+def add_world_options(group: argparse._ArgumentGroup) -> None:
+    """The robot model and the robustness suite's world (``plend run`` and ``plend evaluate``)."""
+    group.add_argument("--urdf", type=Path, help="simulate this URDF of the robot (its 18 joints by name)")
+    group.add_argument(
+        "--world-seed", type=int, metavar="N",
+        help="draw world N of the robustness suite (plend world N prints it as config)",
+    )  # fmt: skip
+    group.add_argument(
+        "--factors",
+        metavar="A,B",
+        help="with --world-seed: draw only these factors (default all; see plend world --help)",
+    )
+
+
+def add_world_command(sub: Any) -> None:
+    """``plend world N``: print world N of the robustness suite as config."""
+    from plend.worlds import FACTORS
+
+    world = sub.add_parser(
+        "world", help="print world N of the robustness suite as the [sim] tables of a config file",
+        description=f"Print world N of the robustness suite as config. Factors: {', '.join(FACTORS)}.",
+    )  # fmt: skip
+    world.add_argument("seed", type=int, metavar="N", help="the world's number")
+    world.add_argument("--factors", metavar="A,B", help="draw only these factors (default all)")
+    world.add_argument("--urdf", type=Path, help="the robot model the world starts from")
 
 
 _WORLD_OPTIONS = {
@@ -82,7 +142,32 @@ _WORLD_OPTIONS = {
 }
 
 
+def apply_world_options(config: Config, args: argparse.Namespace) -> Config:
+    """``--urdf``, ``--world-seed`` and ``--factors`` applied to ``config``'s world."""
+    from plend.worlds import draw_world
+
+    world = config.sim
+    if getattr(args, "urdf", None) is not None:
+        world = replace(world, urdf=str(args.urdf.expanduser().resolve()))
+    factors = getattr(args, "factors", None)
+    if getattr(args, "world_seed", None) is not None:
+        world = draw_world(args.world_seed, world, parse_factors(factors))
+    elif factors is not None:
+        raise ConfigError("--factors needs --world-seed N (which world to draw them for)")
+    return replace(config, sim=world)
+
+
+def parse_factors(text: str | None) -> tuple[str, ...] | None:
+    """``A,B`` -> the factor names, checked; None for all."""
+    from plend.worlds import check_factors
+
+    if text is None:
+        return None
+    return check_factors(name.strip() for name in text.split(",") if name.strip())
+
+
 def _apply_options(config: Config, args: argparse.Namespace) -> Config:
+    config = apply_world_options(config, args)
     changes = {key: getattr(args, opt) for opt, key in _WORLD_OPTIONS.items() if getattr(args, opt)}
     if changes:
         config = replace_section(config, "sim", **changes)
@@ -91,8 +176,6 @@ def _apply_options(config: Config, args: argparse.Namespace) -> Config:
     if args.bus is not None:
         config = replace_section(config, "hardware", bus=args.bus)
     if args.hal is not None:
-        from dataclasses import replace
-
         config = replace(config, hal=args.hal)
     return config
 
@@ -137,16 +220,71 @@ def _cmd_probe(config: Config, args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_world(config: Config, args: argparse.Namespace) -> int:
+    from plend.worlds import world_toml
+
+    args.world_seed = args.seed
+    print(world_toml(apply_world_options(config, args).sim), end="")
+    return 0
+
+
+def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> int:
+    from plend.evaluate import Plan, default_jobs, parse_settings, run_plan, world_seeds
+
+    config = apply_settings(config, parse_settings(args.set))
+    walker = _parser().parse_args(["run", "--fast", *rest])
+    if walker.world_seed is not None or walker.duration is not None:
+        raise ConfigError("plend evaluate picks the worlds and the time: use --first/--worlds and --seconds")
+    factors, walker.factors = parse_factors(walker.factors), None  # drawn per world below
+    config = _apply_options(config, walker)
+    options = replace(batch_options(walker), duration_s=args.seconds)
+    seeds = () if args.as_configured else world_seeds(args.first, args.worlds)
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if not 1 <= jobs <= 256:
+        raise ConfigError(f"--jobs {jobs} is out of range; use 1 to 256")
+    plan = Plan(config, options, seeds, factors)
+    report = run_plan(plan, jobs, progress=not args.no_progress)
+    if args.json is not None:
+        text = json.dumps(report, indent=1)
+        if str(args.json) == "-":
+            print(text)
+        else:
+            args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def apply_settings(config: Config, settings: dict[str, Any]) -> Config:
+    """``config`` with ``settings`` (nested dictionaries, TOML layout) laid over it."""
+    if not settings:
+        return config
+
+    def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in top.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merge(base[key], value) if both else value
+        return out
+
+    return from_dict(merge(as_dict(config), settings))
+
+
+def batch_options(args: argparse.Namespace) -> RunOptions:
+    """What ``plend run --fast`` walks, from its options."""
+    from plend.headless import RunOptions
+
+    duration = 20.0 if args.duration is None else args.duration
+    policy = args.policy.resolve() if args.policy else None
+    return RunOptions(
+        gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy
+    )
+
+
 def _run_batch(config: Config, args: argparse.Namespace) -> int:
-    from plend.headless import RunOptions, run
+    from plend.headless import run
 
     if config.hal != "sim" and config.hardware.bus != "emulated":
         raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
-    duration = 20.0 if args.duration is None else args.duration
-    policy = args.policy.resolve() if args.policy else None
-    options = RunOptions(
-        gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy
-    )
+    options = batch_options(args)
     summary = run(config, options)
     _print_summary(summary, args.summary or "text")
     return 1 if summary["fell"] else 0
@@ -161,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return safe_off(argv[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "evaluate":
+        parser.parse_args(argv)  # reports the unknown options and exits
     if args.command is None and not args.dump_config:
         args = parser.parse_args([*argv, "run"])  # plain `plend` runs the daemon
     try:
@@ -174,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             from plend.track.cli import run as track
 
             return track(config, args)
+        if args.command == "world":
+            return _cmd_world(config, args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(config, args, rest)
         if args.dump_config:
             print(json.dumps(as_dict(config), indent=2))
             return 0

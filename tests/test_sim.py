@@ -16,8 +16,12 @@ from plend.errors import HalError
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal
 from plend.robot import joint_index
+from plend.sim_world import ServoModel
 
 PERIOD = 0.02
+# PyBullet's motor alone, without the hobby servo's delay, lag, dead band and backlash:
+# for checks of what the simulation adds around it (tick delays, contacts).
+IDEAL = ServoModel(delay_ms=0.0, time_constant_ms=0.0, dead_band_deg=0.0, backlash_deg=0.0)
 GRAVITY = 9.81
 R_SHOULDER = joint_index("torso_r_shoulder")
 L_SHOULDER = joint_index("torso_l_shoulder")
@@ -127,7 +131,7 @@ def test_contacts_follow_the_swinging_foot() -> None:
     """Contacts are (right, left): the foot in mid-swing is off the ground."""
     params = GaitParams()
     swing = 1.0 - params.duty
-    rows = run_alone(SimWorld(), walking, 100)
+    rows = run_alone(SimWorld(servo=IDEAL), walking, 100)
     seen = set()
     for k, row in enumerate(rows):
         if k < 25:  # still fading in
@@ -171,7 +175,7 @@ def test_servo_speed_limit(speed: float) -> None:
 
 @pytest.mark.parametrize("delay", [0, 2])
 def test_actuation_delay(delay: int) -> None:
-    world = SimWorld(actuation_delay_ticks=delay)
+    world = SimWorld(actuation_delay_ticks=delay, servo=IDEAL)
     with opened(world) as hal:
         q = stand_pose()
         for _ in range(25):
@@ -189,7 +193,7 @@ def test_actuation_delay(delay: int) -> None:
 
 
 def test_actuation_delay_right_after_open() -> None:
-    with opened(SimWorld(actuation_delay_ticks=2)) as hal:
+    with opened(SimWorld(actuation_delay_ticks=2, servo=IDEAL)) as hal:
         start = hal.read().joint_pos[R_SHOULDER]
         target = stand_pose()
         target[R_SHOULDER] = start + 1.0

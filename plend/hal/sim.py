@@ -13,21 +13,22 @@ import contextlib
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from plend.config import Config, SimWorld
 from plend.errors import HalError, require_package
 from plend.hal.base import ImuReading, Sensors
-from plend.robot import FOOT_LINKS, JOINT_NAMES, NUM_JOINTS, urdf_path
+from plend.hal.servo_model import ServoBank
+from plend.hal.sim_frames import WorldFrames
+from plend.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
+from plend.urdf_model import RobotModel, check_robot_urdf, make_variant
 
 GRAVITY = 9.81
-# Servo position loop stiffness: PyBullet's position gain (fraction of the error
-# corrected per step) and velocity gain. Tuned so a step response settles in ~50 ms.
-_KP = 0.35
-_KD = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,14 @@ def _quat_wxyz(q: tuple[float, ...]) -> tuple[float, float, float, float]:
     return (q[3], q[0], q[1], q[2])
 
 
+def robot_model(world: SimWorld) -> RobotModel:
+    """The robot model ``world`` asks for (its URDF or the packaged one), checked."""
+    return check_robot_urdf(Path(world.urdf).expanduser() if world.urdf else urdf_path())
+
+
 class SimHal:
-    """The robot in PyBullet. Constructing it does nothing; :meth:`open` starts physics."""
+    """The robot in PyBullet. Constructing it does nothing; :meth:`open` starts physics
+    (after checking the robot model, so a model that is not the robot never moves)."""
 
     name = "sim"
 
@@ -89,6 +96,7 @@ class SimHal:
     def open(self, tick_period_s: float) -> None:
         if self._client is not None:
             raise HalError("simulation is already open")
+        self._model = robot_model(self.world)
         pb = _import_pybullet()
         if self.world.gui and sys.platform == "linux" and not os.environ.get("DISPLAY"):
             # PyBullet would exit the whole process without a word.
@@ -102,27 +110,53 @@ class SimHal:
         self._c = {"physicsClientId": self._client}
         self.period = tick_period_s
         self._dt = tick_period_s / self.world.substeps
-        self._build_world()
+        self._frames = WorldFrames(self.world)
+        try:
+            self._build_world()
+        except BaseException:
+            with _quiet_fd(1):
+                pb.disconnect(**self._c)
+            self._client = None
+            raise
 
     def _build_world(self) -> None:
         pb, c, w = self._pb, self._c, self.world
         pb.resetSimulation(**c)
-        pb.setGravity(0, 0, -GRAVITY, **c)
+        pb.setGravity(*self._frames.gravity, **c)  # in the floor's frame: a tilted floor tilts it
         pb.setPhysicsEngineParameter(
             fixedTimeStep=self._dt, numSubSteps=1, numSolverIterations=w.solver_iterations, **c
         )
         self._plane = pb.createMultiBody(0, pb.createCollisionShape(pb.GEOM_PLANE, **c), **c)
-        flags = pb.URDF_USE_INERTIA_FROM_FILE
-        self._robot = pb.loadURDF(str(urdf_path()), [0, 0, 0.3], flags=flags, useFixedBase=w.fixed_base, **c)
+        self._robot = self._load_robot()
         self._index = self._joint_indices()
-        self._foot_links = tuple(self._link_index(FOOT_LINKS[s]) for s in ("right", "left"))
+        self._foot_links = tuple(self._link_index(self._model.feet[s]) for s in ("right", "left"))
+        self._servos = ServoBank(w.servo_table(), self._dt, self._initial)
         self._apply_world()
         self._place_on_ground()
         self._prev_velocity = np.zeros(3)
         self._last_targets = self._initial.copy()
         self._last_powered: np.ndarray | None = None
         self._powered = True
+        self._pushed = False
         self.sim_time = 0.0
+
+    def _load_robot(self) -> int:
+        if not self.world.changes_model():
+            return self._load_urdf(self._model.path)
+        with tempfile.TemporaryDirectory(prefix="plend-model-") as directory:
+            path = make_variant(self._model, self.world, Path(directory))
+            with _quiet_fd(2):  # PyBullet reports each mesh it converts
+                return self._load_urdf(path)
+
+    def _load_urdf(self, path: Path) -> int:
+        pb, c = self._pb, self._c
+        flags = pb.URDF_USE_INERTIA_FROM_FILE
+        try:
+            return int(
+                pb.loadURDF(str(path), [0, 0, 0.3], flags=flags, useFixedBase=self.world.fixed_base, **c)
+            )
+        except pb.error as exc:  # e.g. a mesh file it names is missing
+            raise HalError(f"PyBullet could not load the robot model {self._model.path}: {exc}") from None
 
     def _joint_indices(self) -> list[int]:
         pb, c = self._pb, self._c
@@ -135,11 +169,12 @@ class SimHal:
         for i in range(pb.getNumJoints(self._robot, **c)):
             if pb.getJointInfo(self._robot, i, **c)[12].decode() == link:
                 return i
-        raise HalError(f"link {link!r} not found in {urdf_path()}")
+        raise HalError(f"link {link!r} not found in {self._model.path}")
 
     def _apply_world(self) -> None:
         pb, c, w = self._pb, self._c, self.world
-        pb.changeDynamics(self._plane, -1, lateralFriction=w.friction, **c)
+        rolling = {"rollingFriction": w.rolling_friction, "spinningFriction": w.spinning_friction}
+        pb.changeDynamics(self._plane, -1, lateralFriction=w.friction, **rolling, **c)
         for link in range(-1, pb.getNumJoints(self._robot, **c)):
             mass = pb.getDynamicsInfo(self._robot, link, **c)[0]
             factor = w.mass_scale * self._rng.uniform(1 - w.mass_jitter, 1 + w.mass_jitter)
@@ -147,8 +182,15 @@ class SimHal:
             pb.changeDynamics(self._robot, link, mass=mass * factor, lateralFriction=w.friction, **c)
             if link >= 0:
                 self._add_armature(link)
-        for i in self._index:  # disable the default velocity motors
-            pb.setJointMotorControl2(self._robot, i, pb.VELOCITY_CONTROL, force=0, **c)
+        for link in self._foot_links:
+            pb.changeDynamics(self._robot, link, **rolling, **c)
+        table = self._servos.table
+        for k, i in enumerate(self._index):
+            # The motors' speed cap is set once here and kept by every later command.
+            pb.setJointMotorControl2(
+                self._robot, i, pb.POSITION_CONTROL, targetPosition=float(self._initial[k]),
+                force=0.0, maxVelocity=float(table.speed_rad_s[k]), **c,
+            )  # fmt: skip
 
     def _add_armature(self, link: int) -> None:
         # A servo's gear train multiplies its rotor inertia by the square of the ratio;
@@ -162,7 +204,7 @@ class SimHal:
 
     def _place_on_ground(self) -> None:
         pb, c = self._pb, self._c
-        self.set_joint_angles(self._initial)
+        self.set_joint_angles(self._initial + self._servos.table.offset_rad)
         links = range(-1, pb.getNumJoints(self._robot, **c))
         lowest = min(pb.getAABB(self._robot, link, **c)[0][2] for link in links)
         pos, orn = pb.getBasePositionAndOrientation(self._robot, **c)
@@ -171,6 +213,7 @@ class SimHal:
             self._robot, [pos[0], pos[1], pos[2] - lowest + clearance], orn, **c
         )
         self._command(self._initial)
+        self._servos.reset(self._initial)
 
     def close(self) -> None:
         if self._client is None:
@@ -193,7 +236,7 @@ class SimHal:
     def read(self) -> Sensors:
         self._require()
         states = self._pb.getJointStates(self._robot, self._index, **self._c)
-        q = np.fromiter((s[0] for s in states), float, NUM_JOINTS)
+        q = np.fromiter((s[0] for s in states), float, NUM_JOINTS) - self._servos.table.offset_rad
         if self.world.joint_noise_rad:
             q += self._rng.normal(0.0, self.world.joint_noise_rad, NUM_JOINTS)
         return Sensors(stamp=self.sim_time, joint_pos=q, imu=self._imu(), contacts=self._contacts())
@@ -222,35 +265,42 @@ class SimHal:
             self._command(*applied)
         pb, c = self._pb, self._c
         self._prev_velocity = np.asarray(pb.getBaseVelocity(self._robot, **c)[0])
-        for _ in range(self.world.substeps):
+        servos = self._servos
+        for k in range(self.world.substeps):
+            t = self.sim_time + k * self._dt
+            servos.step(t)
+            links = self._link_angles() if servos.has_backlash else None
+            pb.setJointMotorControlArray(
+                self._robot, self._index, pb.POSITION_CONTROL, **servos.motor_targets(links), **c
+            )
+            self._push(t)
             pb.stepSimulation(**c)
         self.sim_time += self.period
 
+    def _link_angles(self) -> np.ndarray:
+        states = self._pb.getJointStates(self._robot, self._index, **self._c)
+        return np.fromiter((s[0] for s in states), float, NUM_JOINTS)
+
     def _command(self, targets: np.ndarray, powered: np.ndarray | None = None) -> None:
-        pb, c, w, robot = self._pb, self._c, self.world, self._robot
-        mode = pb.POSITION_CONTROL
-        for k, (i, q) in enumerate(zip(self._index, targets.tolist(), strict=True)):
-            if powered is not None and not powered[k]:
-                continue
-            pb.setJointMotorControl2(
-                robot, i, mode, targetPosition=q, force=w.servo_torque_nm,
-                maxVelocity=w.servo_speed_rad_s, positionGain=_KP, velocityGain=_KD, **c,
-            )  # fmt: skip
-        if powered is not None:
-            self._unpower(~powered)
+        mask = np.ones(NUM_JOINTS, bool) if powered is None else powered
+        self._servos.command(self.sim_time, targets, mask, self._link_angles())
         self._last_targets = targets
         self._last_powered = powered
         self._powered = True
 
     def _unpower(self, joints: np.ndarray) -> None:
-        # An unpowered hobby servo still resists through its gear train: a small
-        # velocity-damping torque.
-        index = [i for i, off in zip(self._index, joints.tolist(), strict=True) if off]
-        self._pb.setJointMotorControlArray(
-            self._robot, index, self._pb.VELOCITY_CONTROL,
-            targetVelocities=[0.0] * len(index), forces=[0.002] * len(index), **self._c,
-        )  # fmt: skip
-        self._powered = bool(len(index) < NUM_JOINTS)
+        self._servos.command(self.sim_time, self._last_targets, ~joints, self._link_angles())
+        self._powered = bool(not joints.all())
+
+    def _push(self, t: float) -> None:
+        """The world's push: its whole impulse in the one physics step at its time."""
+        w = self.world
+        if self._pushed or not w.push_impulse_ns or t + 1e-9 < w.push_at_s:
+            return
+        self._pushed = True
+        force = self._frames.push_direction * (w.push_impulse_ns / self._dt)
+        com = self._pb.getBasePositionAndOrientation(self._robot, **self._c)[0]
+        self._pb.applyExternalForce(self._robot, -1, force.tolist(), com, self._pb.WORLD_FRAME, **self._c)
 
     def _require(self) -> None:
         if self._client is None:
@@ -262,15 +312,18 @@ class SimHal:
         pb, c = self._pb, self._c
         _, orn = pb.getBasePositionAndOrientation(self._robot, **c)
         lin, ang = pb.getBaseVelocity(self._robot, **c)
-        rot = np.asarray(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        torso = np.asarray(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        rot = self._frames.imu_in_floor(torso)  # the IMU's axes, in the floor's frame
         gyro = rot.T @ np.asarray(ang)
         if self.world.gyro_noise_rad_s:
             gyro = gyro + self._rng.normal(0.0, self.world.gyro_noise_rad_s, 3)
-        accel_world = (np.asarray(lin) - self._prev_velocity) / self.period if self.period else np.zeros(3)
-        specific = rot.T @ (accel_world + np.array([0.0, 0.0, GRAVITY]))
+        accel = (np.asarray(lin) - self._prev_velocity) / self.period if self.period else np.zeros(3)
+        specific = rot.T @ (accel - self._frames.gravity)
+        # Against true gravity: a tilted floor shows.
+        quat = orn if self._frames.level else self._frames.imu_quaternion(torso)
         return ImuReading(
-            quat=_quat_wxyz(orn),
-            euler=pb.getEulerFromQuaternion(orn),
+            quat=_quat_wxyz(quat),
+            euler=pb.getEulerFromQuaternion(quat),
             gyro=tuple(float(v) for v in gyro),  # type: ignore[arg-type]
             accel=tuple(float(v) for v in specific),  # type: ignore[arg-type]
         )
@@ -299,7 +352,8 @@ class SimHal:
         )
 
     def set_joint_angles(self, angles: np.ndarray) -> None:
-        """Teleport the joints to ``angles`` (for model checks, not for control)."""
+        """Teleport the joints (their links' true angles) to ``angles`` (for model checks,
+        not for control)."""
         self._require()
         for i, q in zip(self._index, np.asarray(angles, float).tolist(), strict=True):
             self._pb.resetJointState(self._robot, i, q, **self._c)
