@@ -20,16 +20,18 @@ import numpy as np
 from plend.checks import check_bool, check_int, check_range, check_vector
 from plend.errors import ConfigError
 
-# What the servo keys mean and their ranges. The defaults model a 9 g analog feedback
-# servo (FS90-FB / SG90 class) at 4.8 V, from datasheet figures (HARDWARE.md, "Servo
-# behaviour"):
+# What the servo keys mean and their ranges. The delay and lag defaults model a 9 g analog
+# feedback servo (FS90-FB / SG90 class) at 4.8 V, from datasheet figures (HARDWARE.md,
+# "Servo behaviour"):
 # - delay: a pulse written to the PCA9685 takes effect at its next 20 ms frame, so 0-20 ms
 #   (10 ms on average) before the servo even sees it; its own reaction adds a little.
 # - time constant: the servo drives its motor in proportion to the error over a band of a
 #   few degrees; with ~10 rad/s no-load speed, a 5 deg band is a first-order lag of about
 #   0.09 rad / 9.5 rad/s ~ 10 ms.
-# - dead band: 5-10 us of pulse is 0.4-0.8 deg at about 12 us per degree; 0.5 deg.
-# - backlash: 1-3 deg with plastic gears; the model's default is the low end.
+# - dead band: 5-10 us of pulse is 0.4-0.8 deg at about 12 us per degree, and
+# - backlash: 1-3 deg with plastic gears; both default to 0 all the same, because the
+#   calibration wizard's feedback checks and the gait's tests were written against a
+#   servo without them (README, "The servo model"); the robustness suite draws them.
 # - speed 9.5 rad/s (0.1 s per 60 deg) and stall torque 0.14 N m are the [sim] keys
 #   servo_speed_rad_s and servo_torque_nm, shared by every joint unless overridden here.
 SERVO_KEYS: dict[str, tuple[float, float]] = {
