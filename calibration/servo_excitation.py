@@ -118,6 +118,17 @@ def excitation(centre: float, low: float, high: float, period_s: float, slew_rad
     return np.asarray(b.targets)
 
 
+def frame_phases(period_s: float, frame_s: float, ticks: int) -> float:
+    """How much of the PCA9685's frame a run's ticks leave unvisited: the widest gap
+    between the phases (within the frame) at which its ticks write, as a share of the
+    frame. The delay a run measures is the average over the phases it visits: near 0 the
+    average over them all; at 50 Hz against 50 Hz frames nearly 1 (one phase, which
+    drifts with the board's oscillator)."""
+    phases = np.sort(np.mod(np.arange(ticks) * period_s, frame_s))
+    gaps = np.diff(np.concatenate([phases, [phases[0] + frame_s]]))
+    return float(gaps.max() / frame_s)
+
+
 def two_runs(centre: float, low: float, high: float, period_s: float, slew_rad_s: float) -> np.ndarray:
     """Two identical runs back to back (for the repeatability), as one sequence; the
     second starts at index ``len(result) // 2``."""

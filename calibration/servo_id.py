@@ -1,45 +1,32 @@
 """Servo identification: the simulation's servo model fitted to recorded responses.
 
-The model is the simulation's own (:mod:`plend.hal.servo_model`, and PyBullet's motor as it
-moves a joint of the robot on its stand), replayed here in numpy, physics step by physics
-step, for many runs and candidate parameter sets at once:
-
-- the target written in tick ``k`` acts ``delay`` after the start of that tick (the start
-  is when the tick read the feedback, so the delay includes the wait for the write and
-  for the PCA9685's next frame);
-- a dead band: the servo holds still while its target moves less than half the band;
-- a first-order lag (``time_constant``);
-- the link follows the servo's output as PyBullet's position motor makes it: a fixed
-  fraction of the gap each physics step, at most ``speed``, and no faster than the
-  motor's torque can accelerate the link;
-- backlash: inside the gear play the link is free; there it stays put (gear friction),
-  or, where its weight pulls it, falls towards the side its load points to. The load is
-  a pendulum's, ``-a * sin(angle - neutral)``, against a friction ``f``.
-
-The motor's acceleration and the load are fitted too, but are not part of the servo
-model: the simulation has its own masses. The fit minimises the rms difference between
+The model is the simulation's own servo as :mod:`calibration.servo_replay` replays it:
+delay (with the PCA9685's frames), dead band, lag, PyBullet's motor following the
+servo's output at its speed and torque, and backlash with a pendulum load inside the
+play. The motor's acceleration and the load are fitted too, but are not part of the
+servo model: the simulation has its own masses. The fit minimises the difference between
 replayed and measured angles (an offset and a slope within 5 % between them are free:
-what the feedback's calibration left) by a pattern search from the best of a few grids.
-The parameters found are those with which the simulation, at the run's loop rate and
-physics substeps, reproduces the run.
+what the feedback's calibration left; a few large misses weigh less, Huber's loss) by a
+pattern search, from every lag of a coarse grid, for every run at once. It is made
+without the excitation's fast swing, which a heavy link's inertia, weight and limp
+neighbours shape more than a one-joint model can follow; the speed, which only the
+swing shows, is fitted afterwards on the whole run. The parameters found are those with
+which the simulation, at the run's loop rate and physics substeps, reproduces the run.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from plend.hal.servo_model import POSITION_GAIN
+from calibration.servo_replay import HIGH, LOW, arrivals, replay
 
 _D = math.radians
-# Parameter vector: delay s, time constant s, dead band rad, backlash rad, speed rad/s,
-# load a rad/s^2, friction f rad/s^2, neutral rad, log10 of the motor's acceleration,
-# phase of the PCA9685's frames s.
-_LOW = np.array([0.0, 0.0, 0.0, 0.0, 0.5, -3000.0, 0.0, -math.pi, 1.5, -np.inf])
-_HIGH = np.array([0.2, 0.2, _D(5.0), _D(5.0), 40.0, 3000.0, 3000.0, math.pi, 6.0, np.inf])
+_LOW, _HIGH = LOW, HIGH  # the parameter vector's bounds (see calibration.servo_replay)
 _STEP = np.array([0.004, 0.004, _D(0.3), _D(0.3), 1.0, 40.0, 10.0, _D(4.0), 0.4, 0.003])
 _MIN_STEP = np.array([0.0002, 0.0002, _D(0.01), _D(0.01), 0.05, 1.0, 0.5, _D(0.2), 0.02, 0.0002])
 MAX_ITERATIONS = 80
@@ -47,6 +34,7 @@ FAST_SPEED_RAD_S = 40.0  # a servo this fast never binds: "speed not reached"
 SKIP_S = 0.3  # the start of a run is not fitted: the play's side is not known there
 FEEDBACK_SCALE = (0.95, 1.05)  # a calibrated feedback's slope is this good
 HUBER_RAD = _D(0.3)
+SWING_S = 0.6  # after the excitation's largest step: its fast swing (see _Batch.calm)
 
 
 @dataclass(frozen=True)
@@ -98,98 +86,6 @@ class RunFit:
     nuisance: tuple[float, ...]
 
 
-def replay(
-    sent: np.ndarray,
-    period_s: float,
-    substeps: int,
-    params: np.ndarray,
-    frame_s: np.ndarray | float | None = None,
-) -> np.ndarray:
-    """The link's angle at the start of every tick, one column per parameter set.
-
-    Args:
-        sent: the angle written each tick (rad), shape (ticks,) for every column or
-            (ticks, N) one column each; the joint rests at the first angle before.
-        period_s: the control period; substeps: physics steps per tick.
-        params: shape (N, 10), rows as the module's parameter vector.
-        frame_s: the PWM frame period, per column or for all; NaN or None: no frames.
-    """
-    p = np.clip(np.atleast_2d(np.asarray(params, float)), _LOW, _HIGH)
-    n = len(p)
-    sent = np.broadcast_to(np.asarray(sent, float).reshape(len(sent), -1), (len(sent), n))
-    dt = period_s / substeps
-    delay, tau, band, play, speed, load, friction, neutral, accel, phase = p.T
-    frames = np.broadcast_to(np.asarray(np.nan if frame_s is None else frame_s, float), (n,))
-    arrive = _arrivals(len(sent), period_s, delay, phase, frames)
-    wanted = _delayed(sent, arrive, np.arange(len(sent) * substeps) * dt, dt)
-    below, above = wanted - band / 2, wanted + band / 2
-    alpha = np.where(tau > 0, -np.expm1(-dt / np.maximum(tau, 1e-12)), 1.0)
-    # Rates as distances per physics step, so the loop multiplies less.
-    reach, kick, drag = speed * dt, 10.0**accel * dt * dt, friction * dt * dt
-    weight = -load * dt * dt
-    half = play / 2
-    inner = half - np.minimum(half / 4, _D(0.2))  # the motor lets go inside this
-    held = sent[0].copy()
-    out, link, move = held.copy(), held.copy(), np.zeros(n)
-    result = np.empty((len(sent), n))
-    for s in range(len(wanted)):
-        if s % substeps == 0:
-            result[s // substeps] = link
-        held = np.minimum(np.maximum(held, below[s]), above[s])
-        out += (held - out) * alpha
-        error = out - link
-        free = np.abs(error) < inner
-        gap = error - np.minimum(np.maximum(error, -half), half)
-        pull = weight * np.sin(link - neutral)
-        want = np.minimum(np.maximum(POSITION_GAIN * gap, -reach), reach)
-        driven = move + pull + np.minimum(np.maximum(want - move - pull, -kick), kick)
-        move = np.where(free, _free_move(move, pull, drag), driven)
-        link = link + move
-        link = np.where(free, np.minimum(np.maximum(link, out - half), out + half), link)
-    return result
-
-
-def _arrivals(
-    ticks: int, period_s: float, delay: np.ndarray, phase: np.ndarray, frames: np.ndarray
-) -> np.ndarray:
-    """When each tick's target starts to act (ticks, N): ``delay`` after the tick, or, with
-    PWM frames, at the next frame after the tick (frames start at ``phase``) and then as
-    much later again that the average over the frame's phases is ``delay``."""
-    start = np.arange(ticks)[:, None] * period_s
-    framed = np.isfinite(frames)
-    period = np.where(framed, frames, 1.0)
-    wait = np.where(framed, np.mod(phase - start, period) - period / 2, 0.0)
-    return start + delay + wait
-
-
-def _delayed(sent: np.ndarray, arrive: np.ndarray, times: np.ndarray, dt: float) -> np.ndarray:
-    """What each column's servo acts on over every physics step (steps, N): the last target
-    to arrive by the step's start; one that arrives within the step counts for the part of
-    the step after it (as :meth:`plend.hal.servo_model.ServoBank._delayed`)."""
-    first = np.empty((len(times), sent.shape[1]), int)
-    last = np.empty_like(first)
-    for column in range(sent.shape[1]):
-        when = np.maximum.accumulate(arrive[:, column])
-        first[:, column] = np.searchsorted(when, times + 1e-9, side="right") - 1
-        last[:, column] = np.searchsorted(when, times + dt - 1e-9, side="right") - 1
-    first, last = np.maximum(first, 0), np.maximum(last, 0)
-    columns = np.arange(sent.shape[1])
-    nxt = arrive[np.minimum(first + 1, len(sent) - 1), columns]
-    before = np.clip((nxt - times[:, None]) / dt, 0.0, 1.0)
-    a, b = sent[first, columns], sent[last, columns]
-    return np.where(last > first, before * a + (1.0 - before) * b, a)
-
-
-def _free_move(move: np.ndarray, pull: np.ndarray, drag: np.ndarray) -> np.ndarray:
-    """The free link's next step: its load's ``pull`` against gear friction ``drag``;
-    friction stops it rather than reverse it, and holds it while the pull is weaker."""
-    moving = move != 0
-    sign = np.sign(np.where(moving, move, pull))
-    acts = moving | (np.abs(pull) > drag)
-    new = move + (pull - drag * sign) * acts
-    return np.where(moving & (new * move < 0), 0.0, new)
-
-
 class _Batch:
     """Runs padded to one length, with the cost of a parameter set per column."""
 
@@ -211,6 +107,19 @@ class _Batch:
         self.robust = True
         if (self.use.sum(axis=0) < 20).any():
             raise ValueError("a run has too few fresh feedback readings to fit")
+
+    def calm(self) -> _Batch:
+        """The same runs without their fastest swing (from the largest step a tick to
+        :data:`SWING_S` after it), which a heavy link's inertia, weight and limp neighbours
+        shape more than its servo: the model's other parameters are fitted without it."""
+        calm = copy.copy(self)
+        calm.measured = self.measured.copy()
+        after = round(SWING_S / self.period)
+        for column in range(self.sent.shape[1]):
+            big = int(np.argmax(np.abs(np.diff(self.sent[:, column]))))
+            calm.measured[max(0, big - 2) : big + after, column] = np.nan
+        calm.use = np.isfinite(calm.measured)
+        return calm if (calm.use.sum(axis=0) >= 20).all() else self
 
     def cost(
         self, runs: np.ndarray, params: np.ndarray, frames: bool = True
@@ -285,24 +194,33 @@ def _best_phase(
 
 
 def _search(
-    batch: _Batch, x: np.ndarray, runs: np.ndarray, rng: np.random.Generator
+    batch: _Batch,
+    x: np.ndarray,
+    runs: np.ndarray,
+    rng: np.random.Generator,
+    only: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pattern search from every starting point ``x[i]`` (of run ``runs[i]``) at once: each
-    round tries, around each point, every coordinate up and down, trades of dead band for
-    backlash and of delay for lag, and a few random moves; a point whose round finds
-    nothing better halves its steps, and stops when they are all at their floor."""
+    round tries, around each point, every coordinate (or ``only`` those) up and down,
+    trades of dead band for backlash and of delay for lag, and a few random moves; a point
+    whose round finds nothing better halves its steps, and stops when they are all at
+    their floor."""
     points, dims = x.shape
-    step = np.tile(_STEP, (points, 1))
+    free = np.zeros(dims, bool)
+    free[list(range(dims) if only is None else only)] = True
+    step = np.tile(np.where(free, _STEP, 0.0), (points, 1))
+    floor = np.where(free, _MIN_STEP, 0.0)
     best = batch.cost(runs, x)[0]
     moves = []
-    for i in range(dims):
+    for i in np.flatnonzero(free):
         for sign in (-1.0, 1.0):
             e = np.zeros(dims)
             e[i] = sign
             moves.append(e)
-    for sign in (-1.0, 1.0):
-        moves.append(np.r_[0, 0, sign, -sign, np.zeros(dims - 4)])
-        moves.append(np.r_[sign, -sign, np.zeros(dims - 2)])
+    if only is None:
+        for sign in (-1.0, 1.0):
+            moves.append(np.r_[0, 0, sign, -sign, np.zeros(dims - 4)])
+            moves.append(np.r_[sign, -sign, np.zeros(dims - 2)])
     active = np.ones(points, bool)
     for iteration in range(MAX_ITERATIONS):
         if iteration % 10 == 9:
@@ -319,10 +237,10 @@ def _search(
             if cost[row, pick[row]] < best[r] - 1e-12:
                 x[r] = np.clip(trials[row * len(shifts) + pick[row]], _LOW, _HIGH)
                 best[r] = cost[row, pick[row]]
-            elif np.all(step[r] <= _MIN_STEP):
+            elif np.all(step[r] <= floor):
                 active[r] = False
             else:
-                step[r] = np.maximum(step[r] / 2, _MIN_STEP)
+                step[r] = np.maximum(step[r] / 2, floor)
     return x, best
 
 
@@ -332,6 +250,23 @@ def _dominated(runs: np.ndarray, best: np.ndarray) -> np.ndarray:
     np.minimum.at(lowest, runs, best)
     floor = lowest[runs]
     return best > np.maximum(1.3 * floor, floor + _D(0.01))
+
+
+def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
+    """``x`` with the speed and the motor's acceleration that fit the whole runs best (the
+    speed shows in the fast swing only), and the delay as the swing has it (a swing of
+    40 deg in a few ticks is timed to the millisecond; the frames' phase drifts), the
+    other parameters as they are."""
+    speeds = np.geomspace(1.0, FAST_SPEED_RAD_S, 24)
+    accels = np.array([2.0, 2.5, 3.0, 3.5, 4.5, 6.0])
+    shifts = np.array([-0.006, -0.003, 0.0, 0.003])
+    grid = np.array([(d, v, a) for d in shifts for v in speeds for a in accels])
+    trials = np.repeat(x, len(grid), axis=0)
+    trials[:, [4, 8]] = np.tile(grid[:, 1:], (len(x), 1))
+    trials[:, 0] += np.tile(grid[:, 0], len(x))
+    cost = batch.cost(np.repeat(np.arange(len(x)), len(grid)), trials)[0].reshape(len(x), -1)
+    best = trials[np.arange(len(x)) * len(grid) + np.argmin(cost, axis=1)]
+    return _search(batch, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
 
 
 def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,15 +285,21 @@ def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray,
     return np.where(reached, x[:, 4], slowest), reached
 
 
-def _swap(batch: _Batch, x: np.ndarray, best: np.ndarray, partners: Sequence[int]) -> np.ndarray:
-    """Runs whose partner's result (at the PWM frames' phase that suits the run best: the
-    phase drifts between runs) fits them better than their own, which is then a search
-    that ended in a worse valley: those, to be searched again from the partner's result."""
-    runs = np.arange(len(x))
-    theirs, cost = _best_phase(batch, x[list(partners)], runs, keep_mean=False)
-    again = np.flatnonzero(cost < best - 1e-12)
-    x[again] = theirs[again]
-    return again
+def _swap(
+    batch: _Batch, x: np.ndarray, best: np.ndarray, partners: Sequence[int], rng: np.random.Generator
+) -> None:
+    """Search again, from its partner's result, each run that fits clearly worse than its
+    partner (its search ended in a worse valley); keep what ends better. The partner's
+    result is first put at the PWM frames' phase that suits the run (it drifts between
+    runs)."""
+    partner = np.asarray(partners)
+    worse = np.flatnonzero(best > 1.5 * best[partner] + _D(0.005))
+    if not len(worse):
+        return
+    theirs, _ = _best_phase(batch, x[partner[worse]], worse, keep_mean=False)
+    again, cost = _search(batch, theirs, worse, rng)
+    better = cost < best[worse]
+    x[worse[better]], best[worse[better]] = again[better], cost[better]
 
 
 def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: int = 0) -> list[RunFit]:
@@ -375,21 +316,23 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     """
     if not runs:
         return []
-    batch = _Batch(runs)
+    full = _Batch(runs)
+    batch = full.calm()
     rng = np.random.default_rng(seed)
     starts, owner = _start(batch, len(runs))
     ends, cost = _search(batch, starts, owner, rng)
     pick = [np.flatnonzero(owner == r)[np.argmin(cost[owner == r])] for r in range(len(runs))]
     x, best = ends[pick], cost[pick]
     if partners is not None:
-        again = _swap(batch, x, best, partners)
-        if len(again):
-            x[again], best[again] = _search(batch, x[again], again, rng)
-    speed, reached = _speeds(batch, x, best)
-    batch.robust = False  # the fit error reported is the plain rms
+        _swap(batch, x, best, partners, rng)
+    full.robust = False  # the speed is in the swing: its every tick counts
+    swing = _fit_speed(full, x.copy())
+    speed, reached = _speeds(full, swing, full.cost(np.arange(len(runs)), swing)[0])
+    x[:, 8] = swing[:, 8]
+    batch.robust = False  # the fit error reported is the plain rms, where the model holds
     best, offset = batch.cost(np.arange(len(runs)), x)
     for i, run in enumerate(runs):  # the delay over the run, whatever the frames' phase did
-        arrive = _arrivals(len(run.sent), run.period_s, x[i, :1], x[i, 9:], batch.frames[i : i + 1])
+        arrive = arrivals(len(run.sent), run.period_s, x[i, :1], x[i, 9:], batch.frames[i : i + 1])
         x[i, 0] = float(np.mean(arrive[:, 0] - np.arange(len(run.sent)) * run.period_s))
     return [
         RunFit(

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from calibration.fit import FeedbackError
 from calibration.servo_checks import Recording, ServoRefusedError, assess, check_feedback
-from calibration.servo_excitation import ExcitationError, choose_centre, two_runs
+from calibration.servo_excitation import RUN_S, ExcitationError, choose_centre, frame_phases, two_runs
 from calibration.servo_id import fit_runs
 from calibration.store import CalibrationRecord, ServoRecord, describe_servos, from_json
 from calibration.wizard import (
@@ -40,6 +40,7 @@ from plend.errors import ConnectionLostError, PlendError
 from plend.robot import joint
 
 RETRIES = 2  # a refused joint may be measured again this often (scripted answers say "retry")
+UNVISITED = 0.25  # of the PWM frame, between the phases a run's ticks write at: say so
 
 
 class ServoWizard(Wizard):
@@ -61,6 +62,7 @@ class ServoWizard(Wizard):
         self.stored = self.calibration
         names = [n for n in self._joints_to_do() if self.joint_info[n]["has_feedback"]]
         self.say(f"Measuring the servos of {info['robot_id']} ({info['hal']}, bus {info['bus']}).")
+        self._frame_note(info)
         self.say(
             "Put the robot on its stand with both feet clear. Each joint alone moves quickly but only a few "
             "degrees (once up to 40 deg), for about 10 s. Ctrl-C stops: the servos relax, nothing is saved."
@@ -121,6 +123,16 @@ class ServoWizard(Wizard):
             self.truths[name] = recording.truth
         self.say(f"  Recorded {len(recording.sent)} ticks.")
         return recording
+
+    def _frame_note(self, info: dict[str, Any]) -> None:
+        frame, rate = info.get("pwm_frame_s"), float(info["rate_hz"])
+        if frame and frame_phases(1.0 / rate, frame, int(RUN_S * rate)) > UNVISITED:
+            self.say(
+                f"Note: at {rate:g} Hz the loop's ticks stay at nearly one phase of the PCA9685's "
+                f"{1000 * frame:.0f} ms frames, which drifts with the board's oscillator: each delay found "
+                "is the one at that moment's phase, up to a frame from their average. For the average, "
+                "measure with the daemon at a rate whose ticks walk through the frames (plend run --rate 60)."
+            )
 
     def _clock(self) -> float:
         """The daemon's clock (runs faster than the wall's on a sped-up simulated robot)."""

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from calibration.servo_excitation import ExcitationError, choose_centre, excitation, two_runs
-from calibration.servo_id import Run, fit_runs, replay
+from calibration.servo_id import Run, fit_runs
+from calibration.servo_replay import replay
 
 PERIOD = 0.02
 FRAME = 4096 * 122 / 25e6  # the PCA9685 at 50 Hz: prescale 121
