@@ -171,8 +171,8 @@ class HardwareHal:
         pca = PCA9685(self.bus, address=self.config.pwm_address)
         pca.frequency = self.config.pwm_frequency_hz  # before any channel: turns auto-increment on
         self._pwm = pca.i2c_device
-        self._counts_per_us = pca.frequency * 4096 / 1e6
         self._pwm_hz = float(pca.frequency)  # what the prescale gives, not what was asked
+        self._counts_per_us = self._pwm_hz * 4096 / 1e6
         self._transfer(self._pwm, bytes([_ALL_LED_OFF_H, _FULL_OFF]))  # servos unpowered until asked
 
     def _set_up_adcs(self) -> None:

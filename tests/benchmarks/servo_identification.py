@@ -5,14 +5,16 @@ mirrored servos, potentiometer gains: ``emulated_miscalibration_seed``) whose se
 their own seeded delay, lag, dead band, backlash and speed (``emulated_servo_seed``, the
 hidden truth), hung on its stand, 8x faster than real time, with a slew limit of 20 rad/s
 so that its servos can be driven past their speed, and its loop at 60 Hz so that the
-ticks walk through the PCA9685's 50 Hz frames (the delay found is their average). ``plenctl calibrate --operator sim``
-calibrates it; then ``plenctl calibrate --servos`` (its wizard, in this process, to read
-the truth the emulation reports) measures every servo. Printed per joint: true and found
-values and their errors; per seed the worst; robot time and fit time.
+ticks walk through the PCA9685's 50 Hz frames (the delay found is their average).
+``plenctl calibrate --operator sim`` calibrates it; then ``plenctl calibrate --servos``
+(its wizard, in this process, to read the truth the emulation reports) measures every
+servo. Printed per joint: true and found values and their errors; per seed the worst;
+robot time and fit time.
 
-Then 10 s of the sine gait's joint targets (speed 0.5) are replayed open loop, on the
-stand, on the emulated robot and in the simulation with the identified servo model, and
-with today's default model: the per-joint rms difference of the measured angles.
+Then 10 s of the sine gait's joint targets (speed 0.5, at 50 Hz) are replayed open loop,
+on the stand, on the emulated robot and in the simulation with the identified, the true
+and today's default servo model: the per-joint rms difference of the measured angles,
+as it is and less its constant part.
 
     .venv/bin/python tests/benchmarks/servo_identification.py [SEED ...]    (default 1 2 3)
 
