@@ -96,3 +96,24 @@ def test_a_bad_wire_is_refused_and_skipped_and_a_killed_wizard_changes_nothing(t
     finally:
         d.stop()
     assert path.read_bytes() == stored, "the stored calibration is untouched"
+
+
+def test_killing_the_daemon_mid_identification_leaves_the_calibration_as_it_was(tmp_path: Path) -> None:
+    d = daemon(tmp_path)
+    path = tmp_path / "calibration.json"
+    stored = path.read_bytes()
+    wizard = [sys.executable, "-m", "plend.plenctl", "--socket", str(d.socket), "calibrate", "--servos"]
+    proc = subprocess.Popen([*wizard, "--joint", SHOULDER, "--operator", "sim"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while d.status()["mode"] != "calibrate":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        d.proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        d.stop()
+    assert proc.returncode != 0 and "nothing saved" in out and "plenctl: error:" in err
+    assert path.read_bytes() == stored
