@@ -69,7 +69,7 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
         with _Outputs(options, hal, loop, supervisor, config) as outputs:  # opened before anything moves
             loop.start()
             if options.policy is not None:
-                _start_policy(supervisor, loop, hal, options.policy, config)
+                _start_policy(supervisor, loop, hal, options, config)
             elif options.gait == "sine":
                 supervisor.handle(
                     "gait", speed=check_speed(options.speed), turn=options.turn, side=options.side
@@ -95,6 +95,7 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     if heading.turned is not None:
         summary["yaw_deg"] = round(math.degrees(heading.turned), 2)
         summary["yaw_rate_deg_s"] = round(math.degrees(heading.turned) / max(summary["duration_s"], 1e-9), 3)
+        summary["walked_m"] = round(heading.walked, 4)
     return summary
 
 
@@ -164,27 +165,42 @@ def describe(supervisor: Supervisor) -> str:
 
 
 class _Heading:
-    """Follows the ground-truth heading every tick, so turns past 180 degrees add up."""
+    """Follows the ground-truth heading every tick, so turns past 180 degrees add up, and
+    the distance walked along the heading tick by tick (a turning walk's path)."""
 
     def __init__(self, hal: Hal):
         self._truth = getattr(hal, "truth", None)
-        self._last = self._truth().euler[2] if self._truth else 0.0
+        start = self._truth() if self._truth else None
+        self._last = start.euler[2] if start else 0.0
+        self._at = start.position[:2] if start else (0.0, 0.0)
         self.turned: float | None = 0.0 if self._truth else None
+        self.walked = 0.0
 
     def observe(self, snapshot: object) -> None:
         if self._truth is None or self.turned is None:
             return
-        yaw = self._truth().euler[2]
-        self.turned += math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
-        self._last = yaw
+        truth = self._truth()
+        yaw = truth.euler[2]
+        step = math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
+        heading = self._last + 0.5 * step
+        dx, dy = truth.position[0] - self._at[0], truth.position[1] - self._at[1]
+        self.walked += dx * math.cos(heading) + dy * math.sin(heading)
+        self.turned += step
+        self._last, self._at = yaw, truth.position[:2]
 
 
-def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, config: Config) -> None:
+def _start_policy(
+    supervisor: Supervisor, loop: ControlLoop, hal: Hal, options: RunOptions, config: Config
+) -> None:
     from policies.runner import make_policy_loader
 
+    assert options.policy is not None
     load = make_policy_loader(hal, config.loop.rate_hz, lambda: loop.sensors)
-    supervisor.handle("policy_load", behaviour=load(path, config))
-    supervisor.handle("policy_start")
+    behaviour = load(options.policy, config)
+    # --speed, --turn and --side are the policy's command: one it was not trained for is refused.
+    command = behaviour.spec.check_command(options.speed, options.turn, options.side)
+    supervisor.handle("policy_load", behaviour=behaviour)
+    supervisor.handle("policy_start", command=command)
 
 
 class _opened:

@@ -287,13 +287,26 @@ class Supervisor:
     def _cmd_policy_load(self, behaviour: Behaviour) -> None:
         self.policy = behaviour
 
-    def _cmd_policy_start(self) -> None:
+    def _cmd_policy_start(self, command: tuple[float, float, float] | None = None) -> None:
         if self.policy is None:
             raise CommandError("no policy is loaded; run 'plenctl policy load FILE' first")
         problem = self._pose_problem(self.policy)
         if problem:
             raise CommandError(f"cannot start the policy: {problem}")
+        if command is not None:
+            self._cmd_policy_command(command)
         self._switch(self.policy)
+
+    def _cmd_policy_command(self, command: tuple[float, float, float]) -> None:
+        """The loaded policy's walking command (speed, turn, side), checked by the policy
+        against the ranges it was trained for; taken at its gait's next step."""
+        set_command = getattr(self.policy, "set_command", None)
+        if set_command is None:
+            raise CommandError("no policy that takes commands is loaded; run 'plenctl policy load' first")
+        try:
+            set_command(*command)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
     def _pose_problem(self, behaviour: Behaviour) -> str | None:
         """Why ``behaviour`` cannot have the camera pose it reads, or None."""
