@@ -12,11 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from gaits.balance import Balance
-from gaits.sine import SpeedMap, stand_pose
+from gaits.sine import SpeedMap
 from gaits.walker import SineGait
 from plend.config import GaitConfig
 from plend.hal.base import Sensors
-from plend.robot import JOINT_NAMES
+from plend.robot import JOINT_NAMES, stand_pose
 from plend.trajectory import Trajectory, TrajectoryError, load_trajectory
 
 # The trajectory file reader lives in plend.trajectory; these names stay importable here.

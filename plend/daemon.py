@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaits.sine import check_command, check_speed, stand_pose
+from gaits.sine import check_command, check_speed
 from gaits.walker import SineGait
 from plend.config import Config
 from plend.controls import Controls
@@ -31,6 +31,7 @@ from plend.hal import make_hal
 from plend.hal.base import Hal
 from plend.loop import ControlLoop, Request, Snapshot, WallClock
 from plend.pose import PoseStore
+from plend.robot import stand_pose
 from plend.safety import SafetyFilter
 from plend.server import ControlServer, Dispatcher, LoopCall
 from plend.service import Notifier, fifo_thread, freeze_gc, make_realtime

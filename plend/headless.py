@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaits.sine import check_command, check_speed, stand_pose
+from gaits.sine import check_command, check_speed
 from plend.config import Config
 from plend.errors import ConfigError
 from plend.hal import make_hal
 from plend.hal.base import Hal
 from plend.loop import ControlLoop, StepClock, WallClock
+from plend.robot import stand_pose
 from plend.safety import SafetyFilter
 from plend.sim_world import world_dict
 from plend.supervisor import Supervisor

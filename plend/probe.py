@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from gaits.sine import stand_pose
 from plend.config import Config
 from plend.errors import HalError
 from plend.hal.hardware import HardwareHal, make_hardware_hal
-from plend.robot import JOINTS
+from plend.robot import JOINTS, stand_pose
 from plend.servo_map import angle_to_code
 
 PERIOD_S = 0.02

@@ -12,9 +12,13 @@ leg mirrors the right one exactly: the CAD figures of the two legs differ by at 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # numpy is imported where it is used: plenctl starts without it
+    import numpy as np
 
 Side = Literal["right", "left"]
 Vec3 = tuple[float, float, float]
@@ -141,6 +145,23 @@ SOLE_OUTWARD = 0.0055
 SOLE_FORWARD = 0.0
 
 
+# The standing pose (rad): the sine gait at rest, its soles 8 mm higher than on straight
+# legs and the shoulders 0.1 rad out (gaits.sine.stand_pose with the default parameters,
+# solved by the leg IK). It is written here as data so that every layer can stand the
+# robot without the gaits; tests/test_robot.py checks that the IK still gives exactly this.
+STAND_POSE: dict[str, float] = {
+    "r_thigh_r_knee": 0.5755259864382865,
+    "r_knee_r_shin": -1.0472204292740939,
+    "r_shin_r_ankle": -0.4716944428358074,
+    "l_thigh_l_knee": -0.5755259864382865,
+    "l_knee_l_shin": 1.0472204292740939,
+    "l_shin_l_ankle": 0.4716944428358074,
+    "r_shoulder_rs_servo": 0.1,
+    "l_shoulder_ls_servo": -0.1,
+}
+"""Joints not named stand at 0."""
+
+
 def joint(name: str) -> Joint:
     """Return the joint called ``name``; an unknown name lists the valid ones."""
     try:
@@ -173,3 +194,33 @@ def urdf_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"packaged URDF missing at {path}; reinstall plend")
     return path
+
+
+@cache
+def _stand() -> np.ndarray:
+    import numpy as np
+
+    pose = np.array([STAND_POSE.get(j.name, 0.0) for j in JOINTS])
+    pose.flags.writeable = False
+    return pose
+
+
+def stand_pose() -> np.ndarray:
+    """The standing pose, 18 angles (rad) in canonical order; a fresh array each call."""
+    return _stand().copy()
+
+
+@cache
+def _limits() -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    lower, upper = np.array([j.lower for j in JOINTS]), np.array([j.upper for j in JOINTS])
+    lower.flags.writeable = upper.flags.writeable = False
+    return lower, upper
+
+
+def joint_limits() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper joint limits (rad) in canonical order, as the joint table has them
+    (``[safety] limits`` may narrow them: see SafetyConfig.joint_limits)."""
+    lower, upper = _limits()
+    return lower.copy(), upper.copy()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plend.config import SafetyConfig
-from plend.robot import JOINTS
+from plend.robot import joint_limits
 
 
 @dataclass
@@ -31,8 +31,8 @@ class SafetyFilter:
 
     period_s: float
     max_speed_rad_s: float = 9.0
-    lower: np.ndarray = field(default_factory=lambda: np.array([j.lower for j in JOINTS]))
-    upper: np.ndarray = field(default_factory=lambda: np.array([j.upper for j in JOINTS]))
+    lower: np.ndarray = field(default_factory=lambda: joint_limits()[0])
+    upper: np.ndarray = field(default_factory=lambda: joint_limits()[1])
     counts: Interventions = field(default_factory=Interventions)
     _last: np.ndarray | None = None
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from gaits.sine import GaitParams, joint_targets, stand_pose
+from gaits.sine import GaitParams, joint_targets
 from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
 from plend.calibration_mode import CalibrationMode
 from plend.config import GaitConfig, SafetyConfig
 from plend.errors import PlendError
 from plend.hal.base import Sensors
-from plend.robot import JOINT_NAMES
+from plend.robot import JOINT_NAMES, stand_pose
 
 log = logging.getLogger("plend.supervisor")
 

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gaits.sine import stand_pose
 from plend.config import LimitsConfig
 from plend.errors import PlendError
 from plend.files import FileRefusedError, read_limited
-from plend.robot import JOINT_NAMES
+from plend.robot import JOINT_NAMES, stand_pose
 
 NPY_MAGIC = b"\x93NUMPY"
 MAX_NPY_HEADER = 10_000

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 
 from plend import robot, urdf
@@ -249,3 +250,22 @@ def test_stall_torque_and_speed_in_urdf_match_the_servos() -> None:
             info = pb.getJointInfo(body, joints[name], physicsClientId=c)
             assert info[10] == pytest.approx(urdf.SERVO_STALL_TORQUE_NM)
             assert info[11] == pytest.approx(urdf.SERVO_MAX_SPEED_RAD_S)
+
+
+def test_the_stand_pose_is_the_gaits_pose_at_rest() -> None:
+    from gaits.sine import GaitParams, joint_targets
+
+    solved = joint_targets(0.0, GaitParams(), 0.0)
+    assert np.array_equal(robot.stand_pose(), solved), (
+        "the gait's stand pose changed: copy joint_targets(0, GaitParams(), 0) into plend.robot.STAND_POSE"
+    )
+
+
+def test_the_stand_pose_and_limits_cannot_be_changed_through_what_callers_get() -> None:
+    pose = robot.stand_pose()
+    pose[:] = 1.0
+    lower, upper = robot.joint_limits()
+    lower[:] = upper[:] = 0.0
+    assert robot.stand_pose()[0] == 0.0 and robot.stand_pose()[13] == 0.1
+    assert robot.joint_limits()[0][1] == -0.15 and robot.joint_limits()[1][1] == 1.50
+    assert all(j.within(q) for j, q in zip(JOINTS, robot.stand_pose(), strict=True))

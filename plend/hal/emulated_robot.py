@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from gaits.sine import stand_pose
 from plend.config import HardwareConfig, SimWorld
 from plend.hal.base import Sensors
 from plend.hal.hardware import HardwareHal
 from plend.hal.sim import SimHal
-from plend.robot import JOINTS
+from plend.robot import JOINTS, stand_pose
 from plend.servo_map import (
     ADC_VOLTS_PER_CODE,
     Calibration,

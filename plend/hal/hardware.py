@@ -24,7 +24,7 @@ import numpy as np
 from plend.config import Config, HardwareConfig
 from plend.errors import HalError
 from plend.hal.base import ImuReading, Sensors
-from plend.robot import JOINTS, NUM_JOINTS
+from plend.robot import JOINTS, NUM_JOINTS, stand_pose
 from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, code_to_angle
 
 log = logging.getLogger("plend.hardware")
@@ -404,7 +404,6 @@ def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) ->
     """The hardware backend on the configured bus, with the stored calibration (or the
     default, with a warning at open)."""
     from calibration.store import load_for_robot, remove_stale_temps
-    from gaits.sine import stand_pose
 
     path = config.calibration_path()
     if path.parent.is_dir():

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gaits.sine import check_speed, stand_pose
+from gaits.sine import check_speed
 from plend.config import Config
 from plend.hal import make_hal
 from plend.loop import ControlLoop, StepClock
+from plend.robot import stand_pose
 from plend.safety import SafetyFilter
 from plend.supervisor import Supervisor
 from plend.track.detect import CameraModel, make_tracker
