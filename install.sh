@@ -413,8 +413,10 @@ else
     warn "32-bit ARM: onnxruntime has no wheels here; policies run on plend's numpy evaluator (no OpenCV either: no camera tracker)"
 fi
 if [ "$on_pi" -eq 0 ]; then
-    # pybullet has no wheels for the Pi: the simulator is for development machines.
-    extras+=(sim)
+    # pybullet has no wheels for the Pi: the simulator is for development machines, and
+    # so are plots of recordings and videos of simulated runs (OpenCV: not on 32-bit ARM).
+    extras+=(sim plot)
+    [ "$arm32" -eq 1 ] || extras+=(video live)
 else
     # The service logs to the journal through systemd-python.
     extras+=(systemd)

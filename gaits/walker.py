@@ -78,6 +78,11 @@ class SineGait:
         return blend(self._from, self._to, self._blend)
 
     @property
+    def stopping(self) -> bool:
+        """True once asked to stop: it walks to the next step boundary, then stands."""
+        return self._stopping
+
+    @property
     def standing(self) -> bool:
         """True once a stop has finished and the output is the stand pose."""
         return self._stopping and self.envelope <= 0.0

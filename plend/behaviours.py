@@ -134,6 +134,10 @@ class Walk:
     def finished(self) -> bool:
         return self.gait.standing
 
+    @property
+    def stopping(self) -> bool:
+        return self.gait.stopping
+
     def report(self) -> dict[str, Any]:
         """The command in effect and what the balance layer is doing, for status."""
         return self.gait.report()

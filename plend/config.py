@@ -18,6 +18,7 @@ from plend.checks import check_bool as _check_bool
 from plend.checks import check_choice as _check_choice
 from plend.checks import check_int as _check_int
 from plend.checks import check_range as _check_range
+from plend.drive.settings import DriveConfig
 from plend.errors import ConfigError
 from plend.locations import DEFAULT_SOCKET_GROUP, DEFAULT_SOCKET_PATH, default_state_dir
 from plend.sim_world import SimWorld as SimWorld  # the [sim] section, re-exported
@@ -381,6 +382,7 @@ class Config:
     sim: SimWorld = field(default_factory=SimWorld)
     track: TrackConfig = field(default_factory=TrackConfig)
     gait: GaitConfig = field(default_factory=GaitConfig)
+    drive: DriveConfig = field(default_factory=DriveConfig)
 
     def calibration_path(self) -> Path:
         """The calibration file of the robot this config drives.

@@ -22,6 +22,8 @@ from plend import __version__
 from plend.behaviours import Behaviour
 from plend.calibration_controls import CalibrationControls
 from plend.config import Config
+from plend.drive.controls import DriveControls
+from plend.drive.motion import motion
 from plend.errors import PlendError
 from plend.files import FileRefusedError, check_regular
 from plend.loop import ControlLoop, Request
@@ -38,7 +40,7 @@ COMMAND_TIMEOUT_S = 2.0
 # A camera pose ("pose") comes 30 times a second and is checked and stored at once.
 INLINE = frozenset({
     "status", "version", "estop", "relax", "stop", "reset", "stand", "gait", "policy_start", "sim_respawn",
-    "pose", "truth",
+    "pose", "truth", "drive",
 })  # fmt: skip
 # Applied before any other command of their tick.
 URGENT = frozenset({"estop", "relax"})
@@ -87,6 +89,7 @@ class Controls:
         self._status_cache: tuple[int, dict[str, Any]] | None = None
         self.calibration = CalibrationControls(loop, supervisor, config)
         self.pose = pose
+        self.drive = DriveControls(loop, config, self._submit, supervisor, pose)
 
     def handlers(self) -> dict[str, Handler]:
         simple = {name: self._simple(name) for name in ("stand", "relax", "stop", "estop", "reset")}
@@ -103,6 +106,7 @@ class Controls:
             "record_start": self.record_start,
             "record_stop": self.record_stop,
             **self.calibration.handlers(),
+            **self.drive.handlers(),
             "pose": self.pose_update,
             "truth": self.truth,
         }
@@ -150,10 +154,15 @@ class Controls:
     def replay(self, args: dict[str, Any]) -> LoopCall:
         path = _absolute_file(args)
         rate = argument(args, "rate_hz", float, required=False)
-        only(args, "path", "rate_hz", command="replay")
+        source = argument(args, "source", str, required=False) or "targets"  # of a recording
+        only(args, "path", "rate_hz", "source", command="replay")
+        if source not in ("targets", "measured"):
+            raise ArgumentError(f"replay source {quote(source, 40)}: choose targets or measured")
         max_speed = self.config.safety.max_speed_rad_s
         try:
-            trajectory = load_trajectory(path, rate, self.lower, self.upper, max_speed, self.config.limits)
+            trajectory = load_trajectory(
+                path, rate, self.lower, self.upper, max_speed, self.config.limits, source=source
+            )
         except TrajectoryError as exc:
             raise ArgumentError(str(exc)) from None
         extra = {"samples": len(trajectory.positions), "duration_s": trajectory.duration_s}
@@ -267,6 +276,7 @@ class Controls:
             "recording": self.recorder.status(),
             "calibration_file": str(self.config.calibration_path()),
             **self._behaviour_status(),
+            "motion": motion(snap, self.pose),
             "urgent_ms": self.loop.urgent_latency.percentiles_ms(),
         }
         if self.pose is not None:

@@ -98,8 +98,9 @@ class Daemon:
             WallClock(config.loop.spin_s, config.loop.time_scale),
         )
         self.recorder = Recorder(
-            config.paths.recordings_path(), config.telemetry.max_bytes, config.telemetry.queue_size
-        )
+            config.paths.recordings_path(), config.telemetry.max_bytes, config.telemetry.queue_size,
+            hal=config.hal, rate_hz=config.loop.rate_hz,
+        )  # fmt: skip
         self.loop.observers.append(self._record)
         self.realtime: list[str] = []
         self.server: ControlServer | None = None
@@ -143,6 +144,7 @@ class Daemon:
         raise_file_limit(2 * self.config.socket.max_connections + 64)
         self.server = ControlServer(self.options.socket, dispatcher, self.config.socket, self._submit)
         self.server.on_disconnect.append(controls.calibration.connection_closed)
+        self.server.on_disconnect.append(controls.drive.connection_closed)
         self.server.on_start = self._socket_thread_priority
         self.server.start()
         log.info("control socket %s", self.options.socket)
@@ -248,20 +250,7 @@ class Daemon:
         if not self.recorder.recording:
             return
         faults = tuple(f.code for f in self.supervisor.faults)
-        self.recorder.submit(
-            TickRecord(
-                t=snap.time,
-                mode=snap.mode,
-                targets=snap.targets,
-                measured=snap.measured,
-                imu=snap.imu,
-                contacts=snap.contacts,
-                compute_ms=snap.compute_s * 1e3,
-                lateness_ms=snap.lateness_s * 1e3,
-                overruns=snap.overruns,
-                faults=faults,
-            )
-        )
+        self.recorder.submit(TickRecord.from_snapshot(snap, faults))
 
     def summary(self) -> dict[str, Any]:
         """Figures of the run so far."""

@@ -38,6 +38,8 @@ class RunOptions:
     policy: Path | None = None
     turn: float = 0.0
     side: float = 0.0
+    video: Any = None  # a plend.video.VideoOptions: film the run
+    record: Path | None = None  # record every tick to this MCAP file
 
     def __post_init__(self) -> None:
         for name in ("speed", "turn", "side"):
@@ -65,32 +67,101 @@ def run(config: Config, options: RunOptions) -> dict[str, Any]:
     clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
     with _opened(hal, period):
         loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
-        loop.start()
-        if options.policy is not None:
-            _start_policy(supervisor, loop, hal, options.policy, config)
-        elif options.gait == "sine":
-            supervisor.handle("gait", speed=check_speed(options.speed), turn=options.turn, side=options.side)
-        elif options.gait == "stand":
-            supervisor.handle("stand")
-        start_pose = _truth(hal)
-        heading = _Heading(hal)
-        loop.observers.append(heading.observe)
-        began = time.perf_counter()
-        fell = _walk(loop, round(options.duration_s / period))
-        report = getattr(supervisor.behaviour, "report", None)
-        balance = report()["balance"] if callable(report) else None
-        if not fell:
-            supervisor.handle("stop")
-            fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
-        wall = time.perf_counter() - began
+        with _Outputs(options, hal, loop, supervisor, config) as outputs:  # opened before anything moves
+            loop.start()
+            if options.policy is not None:
+                _start_policy(supervisor, loop, hal, options.policy, config)
+            elif options.gait == "sine":
+                supervisor.handle(
+                    "gait", speed=check_speed(options.speed), turn=options.turn, side=options.side
+                )
+            elif options.gait == "stand":
+                supervisor.handle("stand")
+            start_pose = _truth(hal)
+            heading = _Heading(hal)
+            loop.observers.append(heading.observe)
+            began = time.perf_counter()
+            fell = _walk(loop, round(options.duration_s / period))
+            report = getattr(supervisor.behaviour, "report", None)
+            balance = report()["balance"] if callable(report) else None
+            if not fell:
+                supervisor.handle("stop")
+                fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
+        wall = time.perf_counter() - began  # finishing the video or the recording included
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
+    summary.update(outputs.figures)
     if options.gait == "sine" and options.policy is None:
         summary["balance"] = balance  # at the end of the walk; None: off (or it fell)
     if heading.turned is not None:
         summary["yaw_deg"] = round(math.degrees(heading.turned), 2)
         summary["yaw_rate_deg_s"] = round(math.degrees(heading.turned) / max(summary["duration_s"], 1e-9), 3)
     return summary
+
+
+class _Outputs:
+    """What a run writes besides its summary (a video), opened before the first tick and
+    finished however the run ends; ``figures`` go into the summary."""
+
+    def __init__(
+        self, options: RunOptions, hal: Hal, loop: ControlLoop, supervisor: Supervisor, config: Config
+    ):
+        self.options, self.hal, self.loop, self.supervisor = options, hal, loop, supervisor
+        self.config = config
+        self.figures: dict[str, Any] = {}
+        self._video: Any = None
+        self._recorder: Any = None
+
+    def __enter__(self) -> _Outputs:
+        if self.options.record is not None:
+            self._start_recording(self.options.record)
+        if self.options.video is not None:
+            from plend.video import VideoRecorder
+
+            self._video = VideoRecorder(self.options.video, self.hal, lambda: describe(self.supervisor))
+            self._video.open()
+            self.loop.observers.append(self._video.observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._video is not None:
+                self.figures["video"] = self._video.close()
+        finally:
+            if self._recorder is not None:
+                self.figures["recording"] = self._recorder.stop()
+
+    def _start_recording(self, path: Path) -> None:
+        """Every tick to ``path``, waiting for the writer rather than dropping a tick (on
+        the simulated clock a batch run outpaces it)."""
+        from plend.telemetry import Recorder, TickRecord
+
+        c = self.config
+        self._recorder = Recorder(
+            path.parent, c.telemetry.max_bytes, c.telemetry.queue_size, hal=c.hal, rate_hz=c.loop.rate_hz,
+            lossless=True,
+        )  # fmt: skip
+        self._recorder.start(path.name)
+        supervisor = self.supervisor
+
+        def record(snap: Any) -> None:
+            faults = tuple(f.code for f in supervisor.faults)
+            self._recorder.submit(TickRecord.from_snapshot(snap, faults))
+
+        self.loop.observers.append(record)
+
+
+def describe(supervisor: Supervisor) -> str:
+    """The command in effect, in a few words (for a video's overlay)."""
+    report = getattr(supervisor.behaviour, "report", None)
+    if not callable(report):
+        return ""
+    r = report()
+    words = f"speed {r['speed']:+.2f}"
+    for key in ("turn", "side"):
+        if r.get(key):
+            words += f" {key} {r[key]:+.2f}"
+    return words + (" stopping" if r.get("stopping") else "")
 
 
 class _Heading:

@@ -19,6 +19,13 @@ from plend.config import Config, as_dict, from_dict, load, replace_section
 from plend.console import reader_went_away
 from plend.errors import ConfigError, PlendError
 from plend.hal import backend_names
+from plend.recording_cli import (
+    add_recording_commands,
+    add_video_options,
+    record_path,
+    run_recording_command,
+    video_options,
+)
 
 if TYPE_CHECKING:
     from plend.headless import RunOptions
@@ -78,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
     )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
+    run.add_argument(
+        "--record", type=Path, metavar="FILE.mcap",
+        help="with --fast: record every tick (and the simulation's ground truth) to this MCAP file",
+    )  # fmt: skip
+    add_video_options(run)
     world = run.add_argument_group("simulated world (sim backend)")
     world.add_argument("--gui", action="store_true", help="show the PyBullet window")
     world.add_argument("--seed", type=int, help="random seed of the simulation")
@@ -88,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     add_world_options(world)
     add_world_command(sub)
     add_evaluate_command(sub)
+    add_recording_commands(sub)
+    from plend.live import add_parser as add_live
+
+    add_live(sub)
     from plend.track.cli import add_parser as add_track
 
     add_track(sub)
@@ -225,6 +241,10 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(
             "--policy runs with --fast; to the daemon say: plenctl policy load FILE, plenctl policy start"
         )
+    if args.video is not None:
+        raise ConfigError("--video films a --fast run (a batch simulation); add --fast")
+    if args.record is not None:
+        raise ConfigError("--record is for --fast runs; to the daemon say: plenctl record start --out NAME")
     from plend.daemon import DaemonOptions, run_daemon
     from plend.service import setup_logging
 
@@ -265,6 +285,10 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
 
     config = apply_settings(config, parse_settings(args.set))
     walker = _parser().parse_args(["run", "--fast", *rest])
+    if walker.video is not None or walker.record is not None:
+        raise ConfigError(
+            "plend evaluate films and records nothing; for one world: plend run --fast --video/--record FILE"
+        )
     if walker.world_seed is not None or walker.duration is not None:
         raise ConfigError("plend evaluate picks the worlds and the time: use --first/--worlds and --seconds")
     factors, walker.factors = parse_factors(walker.factors), None  # drawn per world below
@@ -308,7 +332,7 @@ def batch_options(args: argparse.Namespace) -> RunOptions:
     policy = args.policy.resolve() if args.policy else None
     return RunOptions(
         gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy,
-        turn=args.turn, side=args.side,
+        turn=args.turn, side=args.side, video=video_options(args), record=record_path(args),
     )  # fmt: skip
 
 
@@ -318,6 +342,8 @@ def _run_batch(config: Config, args: argparse.Namespace) -> int:
     if config.hal != "sim" and config.hardware.bus != "emulated":
         raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
     options = batch_options(args)
+    if options.video is not None and config.hal != "sim":
+        raise ConfigError("--video films the simulated robot; run with --hal sim")
     try:
         summary = run(config, options)
     except KeyboardInterrupt:
@@ -355,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_world(config, args)
         if args.command == "evaluate":
             return _cmd_evaluate(config, args, rest)
+        if args.command in ("plot", "export"):
+            return run_recording_command(args)
+        if args.command == "live":
+            from plend.live import run as live
+
+            return live(args)
         if args.dump_config:
             print(json.dumps(_dumped(config), indent=2))
             return 0

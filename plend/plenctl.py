@@ -139,9 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     gait.add_argument("--speed", type=float, default=0.5, help="speed in [-1, 1] (default 0.5)")
     gait.add_argument("--turn", type=float, default=0.0, help="turn in [-1, 1], positive left (default 0)")
     gait.add_argument("--side", type=float, default=0.0, help="step sideways in [-1, 1], positive left")
-    replay = command("replay", "play a recorded joint trajectory (CSV or NPY)")
+    replay = command("replay", "play a joint trajectory (CSV or NPY) or a recording's targets (MCAP)")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
+    replay.add_argument(
+        "--measured", action="store_true", help="of a recording: play its measured angles, not its targets"
+    )
     policy_sub = _actions(command("policy", "ONNX walking policies: load, start, list"))
     load = policy_sub.add_parser(
         "load", parents=[common], help="load and check a policy (the robot carries on)"
@@ -150,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     policy_sub.add_parser("start", parents=[common], help="walk on the loaded policy")
     policy_sub.add_parser("list", parents=[common], help="the policies plend can load by name")
     _add_calibrate(command)
+    _add_drive(command)
     calibration_sub = _actions(command("calibration", "the servo and IMU calibration file"))
     show = calibration_sub.add_parser(
         "show", parents=[common], help="print the stored calibration and what changed"
@@ -170,6 +174,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def _actions(parser: argparse.ArgumentParser) -> Any:
     return parser.add_subparsers(dest="action", metavar="ACTION")
+
+
+def _add_drive(command: Any) -> None:
+    drive = command(
+        "drive", "drive the robot with the keys or a gamepad (it stops when this ends)",
+        description="Drive the sine gait (or, with --policy, the loaded policy) from the keyboard or a "
+        "gamepad. Up/Down or w/s speed, Left/Right or a/d turn, q/e side step, space stop, Enter stand, "
+        "x or Esc e-stop, Ctrl-C quit. The daemon stops the walk at the next step when updates stop "
+        "for drive.lease_s (0.5 s) or this program's connection closes.",
+    )  # fmt: skip
+    drive.add_argument(
+        "--gamepad", nargs="?", const="", metavar="DEVICE",
+        help="read a gamepad through evdev: DEVICE (/dev/input/eventN) or the first one found",
+    )  # fmt: skip
+    drive.add_argument(
+        "--policy",
+        action="store_true",
+        help="moving from standing starts the loaded policy, not the sine gait",
+    )
+    drive.add_argument(
+        "--config",
+        type=Path,
+        help="config file with the [drive] steps and gamepad mapping (default /etc/plend/plend.toml)",
+    )
 
 
 def _add_calibrate(command: Any) -> None:
@@ -202,7 +230,9 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
     if cmd == "gait":
         return client.request("gait", name=args.name, speed=args.speed, turn=args.turn, side=args.side)
     if cmd == "replay":
-        extra = {} if args.rate is None else {"rate_hz": args.rate}
+        extra: dict[str, Any] = {} if args.rate is None else {"rate_hz": args.rate}
+        if args.measured:
+            extra["source"] = "measured"
         return client.request("replay", path=str(args.file.resolve()), **extra)
     if cmd == "policy":
         if args.action == "load":
@@ -261,6 +291,9 @@ def format_status(s: dict[str, Any]) -> str:
             f"R {'down' if contacts['right'] else 'up'}  L {'down' if contacts['left'] else 'up'}"
         )  # fmt: skip
         lines.append(f"imu       roll {roll:+.1f}  pitch {pitch:+.1f}  yaw {yaw:+.1f} deg   feet {feet}")
+    motion = s.get("motion") or {}
+    if motion.get("speed_m_s") is not None:
+        lines.append(f"motion    forward {motion['speed_m_s']:+.3f} m/s ({motion['speed_source']})")
     if "gait" in s:
         lines.extend(_gait_lines(s["gait"]))
     if "hardware" in s:
@@ -396,6 +429,14 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         return 0
 
 
+def _drive(args: argparse.Namespace) -> int:
+    from plend.config import load
+    from plend.drive.client import run
+
+    config = load(args.config).drive
+    return run(args, lambda: Client(_socket_path(args), timeout=2.0), config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plenctl``; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -405,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibration":
             print(_show_calibration(args))
             return 0
+        if args.command == "drive":
+            return _drive(args)
         plan = _calibration_plan(args) if args.command == "calibrate" else None
         client = Client(_socket_path(args))
         try:

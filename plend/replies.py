@@ -42,12 +42,10 @@ def _stop(result: dict[str, Any]) -> str:
 
 def _gait(result: dict[str, Any]) -> str:
     speed = result.get("speed")
-    extra = "".join(
-        f", {key} {result[key]:+g}" for key in ("turn", "side") if result.get(key)
-    )  # only a turn or side step that was asked for
+    steer = "".join(f", {k} {result[k]:+g}" for k in ("turn", "side") if result.get(k))
     if result.get("was_walking"):
-        return f"speed {speed:g}{extra} from the next step"
-    return f"walking on the sine gait at speed {speed:g}{extra} (mode sine)"
+        return f"speed {speed:g}{steer} from the next step"
+    return f"walking on the sine gait at speed {speed:g}{steer} (mode sine)"
 
 
 def _replay(result: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from gaits.sine import GaitParams, joint_targets
 from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
 from plend.calibration_mode import CalibrationMode
 from plend.config import GaitConfig, SafetyConfig
+from plend.drive.lease import ENDS_DRIVE, DriveLease, steer
 from plend.errors import PlendError
 from plend.hal.base import Sensors
 from plend.robot import JOINT_NAMES, stand_pose
@@ -114,6 +116,7 @@ class Supervisor:
         hal: object = None,
         pose: Any = None,
         gait: GaitConfig | None = None,
+        wall_clock: Callable[[], float] = time.monotonic,
     ):
         self.safety = safety
         self.gait = gait or GaitConfig()
@@ -133,6 +136,8 @@ class Supervisor:
         self._on_change = on_change or (lambda mode: None)
         self._hal = hal
         self._pose = pose  # the camera's pose store (plend.pose.PoseStore), on the robot
+        self.drive = DriveLease()  # plenctl drive's session and its dead-man lease
+        self._wall = wall_clock  # the lease runs in real seconds, whatever the loop's time scale
 
     # -- state --------------------------------------------------------------------------
 
@@ -154,6 +159,9 @@ class Supervisor:
     def handle(self, name: str, **args: Any) -> dict[str, Any]:
         """Apply one command; raise :class:`CommandError` to refuse it unchanged."""
         calibrating = isinstance(self.behaviour, CalibrationMode)
+        if name in ENDS_DRIVE:
+            self.drive.end(f"'{name}' was asked")
+            self._clear("drive")
         if name == "estop":
             self._estop()
         elif name == "reset":
@@ -174,6 +182,9 @@ class Supervisor:
             return self.behaviour.handle(**args)
         elif name == "calibrate_apply":
             self._apply_calibration(**args)
+        elif name == "drive_end":
+            if self.drive.session == args["session"]:
+                self._drive_stop(args["reason"])
         elif calibrating:
             raise CommandError(
                 f"cannot {name}: a calibration wizard is running; finish or abort it first "
@@ -181,7 +192,8 @@ class Supervisor:
             )
         else:
             self._check_may_move(name, calibration_ok=name == "calibrate_begin")
-            getattr(self, f"_cmd_{name}")(**args)
+            result = getattr(self, f"_cmd_{name}")(**args)
+            return {"mode": self.mode, **(result or {})}
         return {"mode": self.mode}
 
     def block(self, code: str, message: str) -> None:
@@ -234,6 +246,40 @@ class Supervisor:
             self.behaviour.set_command(speed, turn, side)
         else:
             self._switch(Walk(speed, turn, side, self.gait))
+
+    def _cmd_drive(
+        self, session: str, command: dict[str, float], lease_s: float, walker: str
+    ) -> dict[str, Any]:
+        """A drive update: renew the lease, steer what walks, or start ``walker`` from
+        standing once the command asks for motion."""
+        self.drive.renew(session, self._wall(), lease_s)
+        self._clear("drive")
+        now = self.behaviour
+        if getattr(now, "stopping", False) and not now.finished:  # it stands first, then walks anew
+            return {"walker": None, "took": []}
+        if now is self.policy or (isinstance(now, Walk) and not now.finished):
+            self.drive.walker = now
+            return {"walker": now.name, "took": steer(now, command)}
+        if not isinstance(now, (Stand, Relax)) and not now.finished:  # a walk that just ended is idle
+            raise CommandError(f"cannot drive while {self.mode} runs; stop it first")
+        if not any(command.values()):
+            return {"walker": None, "took": []}
+        if walker == "policy":
+            self._cmd_policy_start()
+        else:
+            self._switch(Walk(command["speed"], command["turn"], command["side"], self.gait))
+        self.drive.walker = self.behaviour
+        return {"walker": walker, "took": steer(self.behaviour, command)}
+
+    def _drive_stop(self, reason: str) -> None:
+        """The dead-man rule: end the session and stop the walk at its next step."""
+        self.drive.end(reason)
+        if self.mode in ("sine", "policy"):
+            self.behaviour.stop()
+        self._fault("drive", f"dead-man: {reason}; the walk stops at its next step", latched=False)
+
+    def _clear(self, code: str) -> None:
+        self.faults = [f for f in self.faults if f.code != code]
 
     def _cmd_replay(self, trajectory: Trajectory) -> None:
         self._switch(Replay(trajectory))
@@ -325,6 +371,9 @@ class Supervisor:
     def update(self, sensors: Sensors, last_targets: np.ndarray | None) -> np.ndarray | None:
         """This tick's targets (None: relax). ``last_targets`` are those last written."""
         self._run_monitors(sensors, last_targets)
+        lapsed = self.drive.check(self._wall(), self.behaviour)
+        if lapsed:
+            self._drive_stop(lapsed)
         if self.estopped:
             return None
         if self.behaviour.finished:

@@ -4,10 +4,10 @@ MCAP is the log format Foxglove Studio and PlotJuggler open. Messages are JSON w
 JSON Schema, so both tools list every field without plend-specific plugins. The control
 thread only enqueues records; a daemon thread encodes and writes them.
 
-Channels: ``/plend/info`` (one message at start: ``joint_names``, the canonical order of
-every joint array) and ``/plend/tick`` (one message a tick, fields as in ``TickRecord``;
-units are rad, rad/s and m/s^2, times in ms where the name says so). Tick timestamps
-follow ``TickRecord.t`` from the first tick, anchored to the wall clock at ``start``.
+Channels and fields are those of plend.recording_format: ``/plend/info`` once, then
+``/plend/tick`` a tick, and ``/plend/truth`` a tick for a simulated robot; joints are
+named and units are in the schemas. Tick timestamps follow ``TickRecord.t`` from the
+first tick, anchored to the wall clock at ``start``.
 
 Files go into the recordings directory only (:mod:`plend.mcapfile` checks the name), and
 chunks are closed and committed at least every :data:`COMMIT_PERIOD_S`, so a killed
@@ -21,12 +21,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,16 @@ import numpy as np
 
 from plend.hal.base import ImuReading
 from plend.mcapfile import CommittedFile, RecordingError, create, recording_path
-from plend.robot import JOINT_NAMES, NUM_JOINTS
+from plend.recording_format import (
+    INFO_SCHEMA,
+    TICK_SCHEMA,
+    TRUTH_SCHEMA,
+    info_message,
+    tick_message,
+    truth_message,
+)
 
-__all__ = ["INFO_SCHEMA", "TICK_SCHEMA", "Recorder", "RecordingError", "TickRecord"]
+__all__ = ["INFO_SCHEMA", "TICK_SCHEMA", "TRUTH_SCHEMA", "Recorder", "RecordingError", "TickRecord"]
 
 log = logging.getLogger("plend.telemetry")
 
@@ -58,34 +64,18 @@ class TickRecord:
     lateness_ms: float
     overruns: int
     faults: tuple[str, ...]
+    torso: Any = None  # a simulated robot's true torso pose (position, euler, velocity)
+    true_joints: np.ndarray | None = None  # the joints' true angles, where the backend knows them
 
+    @classmethod
+    def from_snapshot(cls, snap: Any, faults: tuple[str, ...]) -> TickRecord:
+        """The record of a loop's tick (a plend.loop.Snapshot) and the faults active then."""
+        return cls(
+            t=snap.time, mode=snap.mode, targets=snap.targets, measured=snap.measured, imu=snap.imu,
+            contacts=snap.contacts, compute_ms=snap.compute_s * 1e3, lateness_ms=snap.lateness_s * 1e3,
+            overruns=snap.overruns, faults=faults, torso=snap.torso, true_joints=snap.truth,
+        )  # fmt: skip
 
-def _object(**properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties)}
-
-
-def _numbers(n: int, array_type: str | list[str] = "array") -> dict[str, Any]:
-    # Items may be null: JSON has no NaN, and an unreadable joint must keep its slot.
-    return {"type": array_type, "items": {"type": ["number", "null"]}, "minItems": n, "maxItems": n}
-
-
-_NUMBER, _STRINGS = {"type": "number"}, {"type": "array", "items": {"type": "string"}}
-TICK_SCHEMA: dict[str, Any] = {
-    "title": "plend.Tick",
-    **_object(
-        t=_NUMBER,
-        mode={"type": "string"},
-        targets=_numbers(NUM_JOINTS, ["array", "null"]),
-        measured=_numbers(NUM_JOINTS),
-        imu=_object(quat=_numbers(4), euler=_numbers(3), gyro=_numbers(3), accel=_numbers(3)),
-        contacts=_object(right={"type": "boolean"}, left={"type": "boolean"}),
-        compute_ms=_NUMBER,
-        lateness_ms=_NUMBER,
-        overruns={"type": "integer"},
-        faults=_STRINGS,
-    ),
-}
-INFO_SCHEMA: dict[str, Any] = {"title": "plend.Info", **_object(joint_names=_STRINGS)}
 
 _STOP = object()  # queue sentinel: everything before it is written, then the file is finished
 _RECORD_OVERHEAD = 31 + 16  # message record header plus its message-index entry, bytes
@@ -93,31 +83,13 @@ _CHUNK_OVERHEAD = 256  # chunk header, message-index headers and the chunk's sum
 _SUMMARY_OVERHEAD = 1024  # statistics, channels, offsets, footer, magic (schemas added apart)
 
 
-def _floats(values: Iterable[float]) -> list[float | None]:
-    # JSON has no NaN or infinity; null keeps the array length and reads as a gap in plots.
-    return [v if math.isfinite(v) else None for v in map(float, values)]
-
-
-def _encode_tick(r: TickRecord) -> bytes:
-    msg = {
-        "t": r.t,
-        "mode": r.mode,
-        "targets": None if r.targets is None else _floats(r.targets.tolist()),
-        "measured": _floats(r.measured.tolist()),
-        "imu": {k: _floats(getattr(r.imu, k)) for k in ("quat", "euler", "gyro", "accel")},
-        "contacts": {"right": bool(r.contacts[0]), "left": bool(r.contacts[1])},
-        "compute_ms": float(r.compute_ms),
-        "lateness_ms": float(r.lateness_ms),
-        "overruns": int(r.overruns),
-        "faults": [str(f) for f in r.faults],
-    }
-    return json.dumps(msg, allow_nan=False, separators=(",", ":")).encode()
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+_encode_tick = tick_message  # the tests stand in a stuck or broken encoder here
 
 
 class _Session:
@@ -127,7 +99,7 @@ class _Session:
     rest the writer thread), so no lock is needed to keep them exact.
     """
 
-    def __init__(self, path: Path, fd: int, queue_size: int, max_bytes: int, wall_ns: int):
+    def __init__(self, path: Path, fd: int, queue_size: int, max_bytes: int, wall_ns: int, info: bytes = b""):
         self.path, self.max_bytes, self.wall_ns = path, max_bytes, wall_ns
         self.file = CommittedFile(fd)
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -143,9 +115,13 @@ class _Session:
         self.writer = Writer(self.file, chunk_size=min(256 * 1024, max(4096, max_bytes // 16)))  # type: ignore[arg-type]
         self.writer.start(profile="", library="plend")
         self.reserve = _SUMMARY_OVERHEAD
-        info, self.tick = self._channel("/plend/info", INFO_SCHEMA), self._channel("/plend/tick", TICK_SCHEMA)
-        data = json.dumps({"joint_names": list(JOINT_NAMES)}).encode()
-        self.writer.add_message(info, log_time=wall_ns, data=data, publish_time=wall_ns)
+        channel, self.tick = (
+            self._channel("/plend/info", INFO_SCHEMA),
+            self._channel("/plend/tick", TICK_SCHEMA),
+        )
+        self.truth: int | None = None  # registered with the first tick that has a ground truth
+        data = info or info_message("sim", 50.0)
+        self.writer.add_message(channel, log_time=wall_ns, data=data, publish_time=wall_ns)
         self.writer.flush()  # header, schemas and info: a readable file from the start
         self.file.commit()
         self.open_bytes = 0  # messages in the open chunk, uncompressed
@@ -228,7 +204,8 @@ class _Session:
 
     def _write(self, record: TickRecord) -> None:
         data = _encode_tick(record)
-        size = len(data) + _RECORD_OVERHEAD
+        truth = None if record.torso is None else truth_message(record)
+        size = len(data) + _RECORD_OVERHEAD + (0 if truth is None else len(truth) + _RECORD_OVERHEAD)
         if self.bytes + size + self.reserve + _CHUNK_OVERHEAD * (self.chunks + 1) > self.max_bytes:
             self.capped, self.dropped_late = True, self.dropped_late + 1
             return
@@ -239,6 +216,12 @@ class _Session:
         self.writer.add_message(
             self.tick, log_time=stamp, data=data, publish_time=stamp, sequence=self.written
         )
+        if truth is not None:
+            if self.truth is None:
+                self.truth = self._channel("/plend/truth", TRUTH_SCHEMA)
+            self.writer.add_message(
+                self.truth, log_time=stamp, data=truth, publish_time=stamp, sequence=self.written
+            )
         self.written += 1
         self.open_bytes += size
 
@@ -261,6 +244,9 @@ class Recorder:
         max_bytes: Size cap of one file; ticks past it are dropped and the file finished.
         queue_size: Ticks that may wait for the writer thread before new ones are dropped.
         wall_clock: Seconds since the epoch; names files and anchors message timestamps.
+        hal, rate_hz: What the recording's info says about the robot and the loop.
+        lossless: ``submit`` waits for room instead of dropping a tick (a batch run on the
+            simulated clock, which may outrun the writer; never the real-time daemon).
     """
 
     def __init__(
@@ -269,8 +255,12 @@ class Recorder:
         max_bytes: int = 200 * 2**20,
         queue_size: int = 1024,
         wall_clock: Callable[[], float] = time.time,
+        hal: str = "sim",
+        rate_hz: float = 50.0,
+        lossless: bool = False,
     ):
         self.directory = Path(directory)
+        self.hal, self.rate_hz, self.lossless = hal, rate_hz, lossless
         self.max_bytes = max_bytes
         self.queue_size = queue_size
         self._wall_clock = wall_clock
@@ -301,7 +291,8 @@ class Recorder:
             path = recording_path(self.directory, None if out is None else str(out), now)
             fd = create(self.directory, path)
             try:
-                session = _Session(path, fd, self.queue_size, self.max_bytes, round(now * 1e9))
+                info = info_message(self.hal, self.rate_hz)
+                session = _Session(path, fd, self.queue_size, self.max_bytes, round(now * 1e9), info)
             except Exception as exc:
                 os.close(fd)
                 path.unlink(missing_ok=True)  # a headless stub would only block a retry under this name
@@ -322,7 +313,7 @@ class Recorder:
         if session is None or session.error is not None:
             return
         try:
-            session.queue.put_nowait(record)
+            session.queue.put(record, block=self.lossless, timeout=5.0 if self.lossless else None)
         except queue.Full:
             session.dropped_full += 1
 

@@ -8,7 +8,8 @@ path, the sample and the joint, or the column's position when it is not a joint.
 
 CSV: an optional first line ``# rate_hz: 50``, a header row of joint names, then one row
 of angles (rad) per sample. NPY: a one-dimensional structured array whose fields are
-joint names, each one float per sample.
+joint names, each one float per sample. MCAP: a plend recording, whose targets (or
+measured angles) are played at the rate it was recorded at (plend.recording.trajectory).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from plend.files import FileRefusedError, read_limited
 from plend.robot import JOINT_NAMES, stand_pose
 
 NPY_MAGIC = b"\x93NUMPY"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
 MAX_NPY_HEADER = 10_000
 
 
@@ -73,10 +75,12 @@ def load_trajectory(
     upper: np.ndarray,
     max_speed: float,
     limits: LimitsConfig | None = None,
+    source: str = "targets",
 ) -> Trajectory:
-    """Read a CSV or NPY trajectory and check it is safe to play.
+    """Read a CSV, NPY or MCAP trajectory and check it is safe to play.
 
-    ``rate_hz`` (if given) overrides the file's rate; one is required.
+    ``rate_hz`` (if given) overrides the file's rate; one is required. ``source`` says
+    what of a recording (MCAP) to play: its ``targets`` or its ``measured`` angles.
 
     Raises:
         TrajectoryError: One line naming the path and what is wrong, never the contents.
@@ -89,7 +93,14 @@ def load_trajectory(
         )  # fmt: skip
     except FileRefusedError as exc:
         raise TrajectoryError(str(exc)) from None
-    if data.startswith(NPY_MAGIC):
+    file_rate: float | None
+    if data.startswith(MCAP_MAGIC):
+        joints, positions, file_rate = _read_recording(path, data, source, limits.max_trajectory_samples)
+    elif path.suffix.lower() == ".mcap":
+        raise TrajectoryError(f"{path}: not an MCAP recording (no MCAP header); record with plenctl record")
+    elif source != "targets":
+        raise TrajectoryError(f"{path}: only a recording (.mcap) has measured angles to replay")
+    elif data.startswith(NPY_MAGIC):
         joints, positions, file_rate = _read_npy(path, data, limits.max_trajectory_samples)
     elif path.suffix.lower() == ".npy":
         raise TrajectoryError(f"{path}: not an NPY file (no NPY header); save it with numpy.save")
@@ -106,6 +117,19 @@ def load_trajectory(
         raise TrajectoryError(f"{path}: {exc}") from None
     _check_trajectory(path, traj, lower, upper, max_speed)
     return traj
+
+
+def _read_recording(
+    path: Path, data: bytes, source: str, max_samples: int
+) -> tuple[tuple[str, ...], np.ndarray, float]:
+    from plend.recording import RecordingReadError, read, trajectory
+
+    try:
+        joints, positions, rate, _ = trajectory(read(path, data), source)
+    except RecordingReadError as exc:
+        raise TrajectoryError(str(exc)) from None
+    _check_count(path, len(positions), max_samples)
+    return joints, positions, rate
 
 
 def _check_names(path: Path, names: tuple[str, ...], what: str) -> None:

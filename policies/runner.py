@@ -227,9 +227,12 @@ class PolicyBehaviour:
     name = "policy"
 
     def __init__(
-        self, runner: PolicyRunner, truth: Any = None, needs_pose: bool = False,
+        self,
+        runner: PolicyRunner,
+        truth: Any = None,
+        needs_pose: bool = False,
         balance: BalanceGains | None = None,
-    ):  # fmt: skip
+    ):
         self.runner = runner
         self._balance = balance or BalanceGains()
         self.spec = runner.spec
@@ -270,6 +273,10 @@ class PolicyBehaviour:
     def stop(self) -> None:
         self._stopping = True
         self._gait.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     @property
     def finished(self) -> bool:

@@ -47,7 +47,8 @@ def test_dry_run_on_a_pc_prints_the_venv_steps_only(tmp_path: Path) -> None:
         ["bash", "install.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "would run: .venv/bin/python -m pip install --quiet -e .[onnxruntime,sim,track]" in done.stdout
+    pip = "would run: .venv/bin/python -m pip install --quiet -e .[live,onnxruntime,plot,sim,track,video]"
+    assert pip in done.stdout
     for system_step in ("apt-get", "raspi-config", "systemctl", "sysusers", "config.txt"):
         assert system_step not in done.stdout
     assert list(tmp_path.iterdir()) == []
@@ -130,5 +131,5 @@ def test_on_32_bit_arm_onnxruntime_is_left_out(fake_pc: FakePc, tmp_path: Path) 
     arm32.chmod(0o755)
     done = fake_pc.run("--dry-run", python=str(arm32))
     assert done.returncode == 0, done.stderr
-    assert "pip install --quiet -e .[sim]" in done.stdout
+    assert "pip install --quiet -e .[plot,sim]" in done.stdout
     assert "onnxruntime has no wheels here; policies run on plend's numpy evaluator" in done.stderr

@@ -39,6 +39,7 @@ QUICK_START = [
     ".venv/bin/plend run --hal hardware --bus emulated --fast --gait sine --speed 0.5 --duration 20 --summary json",
     "plend probe --bus emulated",
     "plend run --hal sim --fast --policy policies/walk.onnx --duration 20 --summary json",
+    "plend run --fast --speed 0.5 --turn -1 --summary json",
     ".venv/bin/plend run --friction 9",
 ]
 DAEMON = [
@@ -68,7 +69,22 @@ TOOLS = [
     "plend track --print-marker marker.png --print-floor-marker floor.png --print-board board.png",
     ".venv/bin/plend --config /tmp run",
 ]
+PICTURES = [
+    "plend run --fast --duration 20 --speed 0.5 --video walk.mp4",
+    "plend run --fast --duration 6 --speed 1.0 --video docs/walk.gif --video-size 240x180 --video-fps 10",
+    "plend run --fast --duration 20 --record walk.mcap",
+    "plend plot walk.mcap",
+    "plend plot walk.mcap -o walk-arms.svg --joints arms",
+    "plend export walk.mcap -o walk.csv",
+]
 NOT_RUN = {
+    "plenctl gait sine --speed 0.5 --turn 0.3 --side 0.2": "a running daemon (tests/test_daemon.py walks turning "
+    "and side-stepping)",
+    "plenctl drive": "asks a person at the keyboard (tests/test_drive_e2e.py types into it in tmux)",
+    "plenctl drive --gamepad": "a gamepad (tests/test_drive_e2e.py drives with a fake one)",
+    "plenctl replay walk.mcap": "a running daemon that may read the file (tests/test_replay_recording.py)",
+    "plenctl replay walk.mcap --measured": "as above",
+    "plend live --socket /tmp/plend.sock": "serves until stopped, beside a running daemon (tests/test_live.py)",
     ".venv/bin/plend run --fast --urdf my_plen.urdf": "the reader's own URDF (tests/test_urdf_model.py runs variants)",
     ".venv/bin/plend evaluate --urdf my_plen.urdf --factors servo_backlash,servo_delay": "the reader's own URDF",
     ".venv/bin/plend evaluate --worlds 50 --seconds 20 --speed 0.5 --json report.json": "minutes of simulation (tests/benchmarks/robustness.py; tests/test_evaluate.py runs a small one)",
@@ -110,7 +126,7 @@ def readme_commands() -> list[str]:
 
 
 def test_every_readme_command_is_run_here_or_says_why_not() -> None:
-    covered = set(QUICK_START) | set(DAEMON) | set(REHEARSAL) | set(TOOLS) | set(NOT_RUN)
+    covered = set(QUICK_START) | set(DAEMON) | set(REHEARSAL) | set(TOOLS) | set(PICTURES) | set(NOT_RUN)
     missing = [c for c in readme_commands() if c not in covered]
     assert not missing, f"README commands that tests/test_readme.py neither runs nor explains: {missing}"
     stale = [c for c in covered if c not in readme_commands()]
@@ -284,3 +300,16 @@ def test_the_world_printer_and_the_marker_printer_as_the_readme_shows(user: User
         assert (user.checkout / name).stat().st_size > 1000, name
     bad = user.run(TOOLS[2])
     assert bad.returncode == 2 and "config file /tmp is a directory, not a regular file" in bad.stderr
+
+
+@pytest.mark.slow
+def test_videos_recordings_plots_and_exports_as_the_readme_shows(user: User) -> None:
+    assert user.run("./install.sh").returncode == 0  # puts plend on the user's PATH
+    for command in PICTURES:
+        done = user.run(command)
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+    for name, size in (("walk.mp4", 100_000), ("docs/walk.gif", 100_000), ("walk.mcap", 100_000),
+                       ("walk.png", 50_000), ("walk-arms.svg", 50_000), ("walk.csv", 100_000)):  # fmt: skip
+        assert (user.checkout / name).stat().st_size > size, name
+    gif = (user.checkout / "docs/walk.gif").stat().st_size
+    assert gif < 1_000_000, f"the README's GIF is {gif} bytes; keep it under 1 MB"

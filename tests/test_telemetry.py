@@ -43,19 +43,19 @@ def tick(i: int, rng: np.random.Generator | None = None) -> TickRecord:
 
 
 def expected_json(r: TickRecord) -> dict[str, Any]:
-    def nums(values: Any) -> list[float | None]:
-        return [None if math.isnan(v) else float(v) for v in values]
+    def nums(names: Any, values: Any) -> dict[str, float | None]:
+        return {n: None if math.isnan(v) else float(v) for n, v in zip(names, values, strict=True)}
 
     return {
         "t": r.t,
         "mode": r.mode,
-        "targets": None if r.targets is None else nums(r.targets),
-        "measured": nums(r.measured),
+        "targets": None if r.targets is None else nums(JOINT_NAMES, r.targets),
+        "measured": nums(JOINT_NAMES, r.measured),
         "imu": {
-            "quat": nums(r.imu.quat),
-            "euler": nums(r.imu.euler),
-            "gyro": nums(r.imu.gyro),
-            "accel": nums(r.imu.accel),
+            "quat": nums("wxyz", r.imu.quat),
+            "euler": nums(("roll", "pitch", "yaw"), r.imu.euler),
+            "gyro": nums("xyz", r.imu.gyro),
+            "accel": nums("xyz", r.imu.accel),
         },
         "contacts": {"right": r.contacts[0], "left": r.contacts[1]},
         "compute_ms": r.compute_ms,
@@ -110,7 +110,9 @@ def test_a_recording_reads_back_every_tick_as_submitted(tmp_path: Path) -> None:
         "jsonschema",
         "json",
     )
-    assert json.loads(info.data) == {"joint_names": list(JOINT_NAMES)}
+    info_data = json.loads(info.data)
+    assert info_data["format"] == 2 and info_data["joint_names"] == list(JOINT_NAMES)
+    assert info_data["hal"] == "sim" and info_data["units"]["imu.gyro"] == "rad/s"
     for (schema, channel, message), r in zip(messages[1:], records, strict=True):
         assert (schema.name, schema.encoding, channel.message_encoding) == (
             "plend.Tick",

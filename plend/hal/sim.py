@@ -25,6 +25,7 @@ from plend.errors import HalError, require_package
 from plend.hal.base import ImuReading, Sensors
 from plend.hal.servo_model import ServoBank
 from plend.hal.sim_frames import WorldFrames
+from plend.hal.sim_scene import CameraView, SceneBox, SceneReader, tiny_render
 from plend.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
 from plend.urdf_model import RobotModel, check_robot_urdf, make_variant
 
@@ -138,6 +139,7 @@ class SimHal:
         self._last_powered: np.ndarray | None = None
         self._powered = True
         self._pushed = False
+        self._scene: SceneReader | None = None
         self.sim_time = 0.0
 
     def _load_robot(self) -> int:
@@ -365,6 +367,19 @@ class SimHal:
             euler=pb.getEulerFromQuaternion(orn),
             velocity=tuple(float(v) for v in lin),  # type: ignore[arg-type]
         )
+
+    def scene(self) -> list[SceneBox]:
+        """The robot's boxes in the world frame, for drawing; reads, never steps."""
+        self._require()
+        if self._scene is None:
+            self._scene = SceneReader(self._pb, self._robot, self._c)
+        return self._scene.boxes()
+
+    def render(self, view: CameraView) -> np.ndarray:
+        """The world seen from ``view`` by PyBullet's software renderer (no display needed):
+        RGB, (height, width, 3); reads, never steps."""
+        self._require()
+        return tiny_render(self._pb, self._c, view)
 
     def set_joint_angles(self, angles: np.ndarray) -> None:
         """Teleport the joints (their links' true angles) to ``angles`` (for model checks,
