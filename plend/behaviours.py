@@ -2,12 +2,16 @@
 
 A behaviour is started with the measured pose and then asked once a tick for targets.
 The supervisor blends every switch from the measured pose, so a behaviour may start
-from its own idea of where the joints are.
+from its own idea of where the joints are. Its ``name`` is the daemon's mode while it
+runs (:class:`Mode`). What some behaviours can do besides (take walking commands,
+report figures, read the camera's pose) is a small protocol below, asked for with
+``isinstance``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,15 +25,31 @@ from plend.trajectory import Trajectory, TrajectoryError, load_trajectory
 
 # The trajectory file reader lives in plend.trajectory; these names stay importable here.
 __all__ = [
-    "Behaviour", "Relax", "Replay", "Stand", "Trajectory", "TrajectoryError", "Walk",
-    "load_trajectory", "min_jerk",
+    "Behaviour", "Mode", "ReadsPose", "Relax", "Replay", "Reporting", "RunsPolicy", "Stand", "Steerable",
+    "Stepping", "Trajectory",
+    "TrajectoryError", "Walk", "load_trajectory", "min_jerk",
 ]  # fmt: skip
+
+
+class Mode(StrEnum):
+    """What the daemon is doing: the running behaviour's name, or the e-stop."""
+
+    RELAX = "relax"
+    STAND = "stand"
+    CROUCH = "crouch"  # standing low after a fall ([safety] fall_action = "crouch")
+    SINE = "sine"
+    REPLAY = "replay"
+    POLICY = "policy"
+    CALIBRATE = "calibrate"
+    ESTOP = "estop"
 
 
 class Behaviour(Protocol):
     """One thing the robot can do."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """What it is called: the daemon's mode while it runs (a :class:`Mode` value)."""
 
     def start(self, measured: np.ndarray) -> None:
         """Begin from the measured pose (finite everywhere)."""
@@ -45,6 +65,50 @@ class Behaviour(Protocol):
         """True once the behaviour has nothing more to do (the supervisor then stands)."""
 
 
+@runtime_checkable
+class Steerable(Protocol):
+    """A walk that takes walking commands as it goes (the sine gait, a policy trained on
+    commands); it takes the keywords its ``set_command`` names, of speed, turn and side."""
+
+    def set_command(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+        """Walk at this command from the next step on."""
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    """A behaviour with figures of its own for status (walking: the command in effect and
+    the balance layer)."""
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+
+
+@runtime_checkable
+class Stepping(Protocol):
+    """A walk told to stop finishes its step first."""
+
+    @property
+    def stopping(self) -> bool:
+        """True from ``stop`` until the walk stands."""
+
+
+@runtime_checkable
+class ReadsPose(Protocol):
+    """A behaviour that reads the camera's torso pose (a policy on the robot): the
+    supervisor stands the robot when the pose goes stale."""
+
+    needs_pose: bool
+    needs_orientation: bool
+
+
+@runtime_checkable
+class RunsPolicy(Protocol):
+    """A behaviour that runs an ONNX policy (policies.runner.PolicyBehaviour); status
+    shows its ``runner``'s file, engine and timings."""
+
+    runner: Any
+
+
 def min_jerk(s: float) -> float:
     """Minimum-jerk progress for ``s`` in [0, 1]: zero speed and acceleration at both ends."""
     s = min(1.0, max(0.0, s))
@@ -54,7 +118,7 @@ def min_jerk(s: float) -> float:
 class Relax:
     """Servos unpowered."""
 
-    name = "relax"
+    name = Mode.RELAX
     finished = False
 
     def start(self, measured: np.ndarray) -> None:
@@ -70,7 +134,7 @@ class Relax:
 class Stand:
     """Moves to a pose (the stand pose by default) over ``duration_s`` and holds it."""
 
-    def __init__(self, pose: np.ndarray | None = None, duration_s: float = 1.0, name: str = "stand"):
+    def __init__(self, pose: np.ndarray | None = None, duration_s: float = 1.0, name: str = Mode.STAND):
         self.name = name
         self.pose = stand_pose() if pose is None else np.asarray(pose, float)
         self.duration_s = duration_s
@@ -110,7 +174,7 @@ def make_gait(
 class Walk:
     """The sine gait; ``stop`` comes back to the stand pose at the next step boundary."""
 
-    name = "sine"
+    name = Mode.SINE
 
     def __init__(self, speed: float, turn: float = 0.0, side: float = 0.0, config: GaitConfig | None = None):
         self.gait = make_gait(speed, turn, side, config)
@@ -146,7 +210,7 @@ class Walk:
 class Replay:
     """Plays a trajectory, interpolating linearly between its samples."""
 
-    name = "replay"
+    name = Mode.REPLAY
 
     def __init__(self, trajectory: Trajectory):
         self.trajectory = trajectory

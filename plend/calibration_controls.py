@@ -16,16 +16,17 @@ import threading
 from typing import Any
 
 from calibration import store
+from plend.behaviours import Mode
 from plend.calibration_mode import (
     FILTER_SPEED_RAD_S,
     JOG_WINDOW_DEG,
     MOVE_SPEED_RAD_S,
     SAFE_MARGIN_DEG,
     CalibrationMode,
-    supports_calibration,
 )
 from plend.config import Config
 from plend.errors import PlendError
+from plend.hal.base import Calibratable, JointTruth
 from plend.loop import ControlLoop, Request
 from plend.protocol import only
 from plend.robot import JOINTS
@@ -97,7 +98,7 @@ class CalibrationControls:
         return self.loop.submit(Request(name, **args)).wait(COMMAND_TIMEOUT_S)
 
     def _session_live(self) -> bool:
-        return self._owner is not None and self.supervisor.mode == "calibrate"
+        return self._owner is not None and self.supervisor.mode == Mode.CALIBRATE
 
     def _require_owner(self) -> None:
         if not self._session_live():
@@ -114,7 +115,7 @@ class CalibrationControls:
         if args:
             raise ArgumentError(f"calibrate_begin takes no arguments, got {sorted(args)}")
         hal = self.loop.hal
-        if not supports_calibration(hal):
+        if not isinstance(hal, Calibratable):
             raise CalibrationUnavailableError(
                 f"the {self.config.hal} backend has nothing to calibrate: calibration needs the hardware "
                 "backend (on a PC rehearse with 'plend run --hal hardware --bus emulated')"
@@ -124,8 +125,8 @@ class CalibrationControls:
                 raise CalibrationUnavailableError(
                     "another 'plenctl calibrate' is running; finish it there (or 'plenctl relax' ends it)"
                 )
-            truth = getattr(hal, "true_joint_angles", None)
-            mode = CalibrationMode(hal, self.loop.safety, self.config.safety.joint_limits(), truth)  # type: ignore[arg-type]
+            truth = hal.true_joint_angles if isinstance(hal, JointTruth) else None
+            mode = CalibrationMode(hal, self.loop.safety, self.config.safety.joint_limits(), truth)
             self._submit("calibrate_begin", mode=mode)
             self._owner = current_connection()
         log.info("calibration wizard started")
@@ -149,7 +150,7 @@ class CalibrationControls:
                 "lower": float(lo), "upper": float(hi), "has_feedback": j.adc is not None,
                 "working": dataclasses.asdict(mode.working[j.name]),
             })  # fmt: skip
-        hal_calibration = self.loop.hal.calibration  # type: ignore[attr-defined]
+        hal_calibration = mode.hal.calibration
         return {
             "robot_id": self.robot_id,
             "path": str(self.path),

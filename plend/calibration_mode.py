@@ -22,12 +22,12 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from plend.errors import PlendError
-from plend.hal.base import Sensors
+from plend.hal.base import Calibratable, Sensors
 from plend.robot import JOINTS, NUM_JOINTS, joint
 from plend.safety import SafetyFilter
 from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, pulse_us_to_angle
@@ -51,22 +51,6 @@ STALL_MIN_CODES = 60.0
 SETTABLE = {f.name for f in dataclasses.fields(JointCalibration)}
 
 
-class CalibrationHal(Protocol):
-    """What calibration needs from a backend beyond the HAL: the hardware backend."""
-
-    calibration: Calibration
-
-    def raw_code(self, index: int) -> float: ...
-
-    def pulse_us(self, index: int, angle_rad: float) -> float: ...
-
-    def set_calibration(self, calibration: Calibration) -> None: ...
-
-    def imu_calibration_status(self) -> int | None: ...
-
-    def read_imu_offsets(self) -> tuple[int, ...]: ...
-
-
 class CalibrationCommandError(PlendError, ValueError):
     """A calibration command cannot be carried out; the robot stays as it was."""
 
@@ -75,11 +59,6 @@ class JointBlockedError(CalibrationCommandError):
     """The move would push a joint further into what stopped it (socket error "blocked")."""
 
     error_code = "blocked"
-
-
-def supports_calibration(hal: object) -> bool:
-    """True when ``hal`` drives pulses and reads raw feedback: the hardware backend."""
-    return all(hasattr(hal, name) for name in ("raw_code", "pulse_us", "set_calibration", "read_imu_offsets"))
 
 
 @dataclass
@@ -157,7 +136,7 @@ class CalibrationMode:
 
     def __init__(
         self,
-        hal: CalibrationHal,
+        hal: Calibratable,
         safety: SafetyFilter,
         limits: tuple[np.ndarray, np.ndarray],
         truth: Callable[[], np.ndarray] | None = None,
@@ -182,18 +161,18 @@ class CalibrationMode:
         self._now = 0.0
         self._last_command = 0.0
         self._idle_relaxed = False
-        self._saved_filter = (safety.lower.copy(), safety.upper.copy(), safety.max_speed_rad_s)
         self._closed = False
+        self._ops: dict[str, Callable[..., dict[str, Any]]] = {
+            "move": self._op_move, "relax": self._op_relax, "set": self._op_set, "sweep": self._op_sweep,
+            "state": self._op_state, "imu_offsets": self._op_imu_offsets,
+        }  # fmt: skip
 
     # -- behaviour -----------------------------------------------------------------------
 
     def start(self, measured: np.ndarray) -> None:
         self._measured = np.asarray(measured, float).copy()
         self.target = self._measured.copy()
-        self.safety.max_speed_rad_s = FILTER_SPEED_RAD_S
-        for j in JOINTS:
-            lo, hi = self.safe_range(j.index)
-            self.safety.lower[j.index], self.safety.upper[j.index] = lo, hi
+        self.safety.override(FILTER_SPEED_RAD_S, {j.index: self.safe_range(j.index) for j in JOINTS})
         log.info("calibration mode: servos relaxed; only the wizard moves joints")
 
     def update(self, sensors: Sensors, dt: float) -> np.ndarray | None:
@@ -255,8 +234,7 @@ class CalibrationMode:
             return
         self._closed = True
         self.active, self.sweep = None, None
-        lower, upper, speed = self._saved_filter
-        self.safety.lower[:], self.safety.upper[:], self.safety.max_speed_rad_s = lower, upper, speed
+        self.safety.restore()
         if not self.applied:
             self.hal.set_calibration(self.stored)
         log.info(
@@ -281,11 +259,10 @@ class CalibrationMode:
         if self._closed:
             raise CalibrationCommandError("the calibration session has ended")
         self._last_command = self._now
-        handler = getattr(self, f"_op_{op}", None)
+        handler = self._ops.get(op)
         if handler is None:
             raise CalibrationCommandError(f"unknown calibration command {op!r}")
-        result: dict[str, Any] = handler(**args)
-        return result
+        return handler(**args)
 
     def _joint_index(self, name: str) -> int:
         try:
@@ -363,7 +340,7 @@ class CalibrationMode:
         if confirmed:
             self.confirmed.add(index)
         lo, hi = self.safe_range(index)
-        self.safety.lower[index], self.safety.upper[index] = lo, hi
+        self.safety.override(limits={index: (lo, hi)})
         self.hal.set_calibration(self._working_calibration())
         return {"joint": joint, "calibration": dataclasses.asdict(new), "safe_range": [lo, hi]}
 

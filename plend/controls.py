@@ -19,13 +19,14 @@ import numpy as np
 
 from gaits.sine import GaitError, check_command
 from plend import __version__
-from plend.behaviours import Behaviour
+from plend.behaviours import Behaviour, Mode, Reporting, RunsPolicy, Walk
 from plend.calibration_controls import CalibrationControls
 from plend.config import Config
 from plend.drive.controls import DriveControls
 from plend.drive.motion import motion
 from plend.errors import PlendError
 from plend.files import FileRefusedError, check_regular
+from plend.hal.base import StatusReport
 from plend.loop import ControlLoop, Request
 from plend.pose import PoseStore
 from plend.protocol import check_may_wait, only, quote
@@ -147,7 +148,7 @@ class Controls:
             checked = {key: check_command(key, value) for key, value in command.items()}
         except GaitError as exc:
             raise ArgumentError(str(exc)) from None
-        was_walking = self.supervisor.mode == "sine"
+        was_walking = self.supervisor.mode == Mode.SINE
         extra = {**checked, "was_walking": was_walking}
         return self._call("gait", then=lambda result: {**result, **extra}, **checked)
 
@@ -187,9 +188,9 @@ class Controls:
         except FileRefusedError as exc:
             raise ArgumentError(str(exc)) from None
         behaviour = self.policy_loader(path, self.config)
-        runner = getattr(behaviour, "runner", None)
         extra = {}
-        if runner is not None:
+        if isinstance(behaviour, RunsPolicy):
+            runner = behaviour.runner
             spec = runner.spec
             extra = {
                 "loaded": str(runner.path), "inference_ms": runner.inference_ms, "rate_hz": spec.rate_hz,
@@ -281,12 +282,10 @@ class Controls:
         }
         if self.pose is not None:
             status["pose"] = self.pose.status()
-        report = getattr(sup.behaviour, "report", None)
-        if callable(report):  # walking: the command in effect and the balance layer
-            status["gait"] = report()
-        hal_status = getattr(self.loop.hal, "status", None)
-        if hal_status is not None:
-            status["hardware"] = hal_status()
+        if isinstance(sup.behaviour, Reporting):  # walking: the command in effect and the balance layer
+            status["gait"] = sup.behaviour.report()
+        if isinstance(self.loop.hal, StatusReport):
+            status["hardware"] = self.loop.hal.status()
         sensors = self.loop.sensors
         if sensors is not None and sensors.faults:
             status["sensor_faults"] = list(sensors.faults)
@@ -311,15 +310,15 @@ class Controls:
         """The walking speed (while walking) and the loaded policy, with its file."""
         sup = self.supervisor
         out: dict[str, Any] = {}
-        gait = getattr(sup.behaviour, "gait", None)
-        if gait is not None and sup.mode == "sine":
+        if isinstance(sup.behaviour, Walk) and sup.mode == Mode.SINE:
+            gait = sup.behaviour.gait
             out["walk"] = {
                 "speed": gait.speed,
                 "turn": gait.turn,
                 "side": gait.side,
                 "next": gait.next_command(),
             }
-        runner = getattr(sup.policy, "runner", None)
+        runner = sup.policy.runner if isinstance(sup.policy, RunsPolicy) else None
         out["policy"] = None if runner is None else {
             "name": runner.path.name, "file": str(runner.path), "engine": runner.engine,
             "running": sup.policy is sup.behaviour and not sup.estopped,

@@ -22,20 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaits.sine import check_command, check_speed
-from gaits.walker import SineGait
+from plend.behaviours import Mode
 from plend.config import Config
-from plend.controls import Controls
+from plend.controls import Controls, PolicyLoader
 from plend.errors import ConfigError
-from plend.hal import make_hal
 from plend.hal.base import Hal
-from plend.loop import ControlLoop, Request, Snapshot, WallClock
-from plend.pose import PoseStore
-from plend.robot import stand_pose
-from plend.safety import SafetyFilter
+from plend.loop import Request, Snapshot
+from plend.runtime import RuntimeOptions, Start, build_runtime
 from plend.server import ControlServer, Dispatcher, LoopCall
 from plend.service import Notifier, fifo_thread, freeze_gc, make_realtime
-from plend.supervisor import CommandError, Supervisor
+from plend.supervisor import CommandError
 from plend.telemetry import Recorder, TickRecord
 
 log = logging.getLogger("plend")
@@ -55,15 +51,13 @@ class DaemonOptions:
     side: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.start not in ("relax", "stand", "sine"):
-            raise ConfigError(f"cannot start with {self.start!r}; choose relax, stand or sine")
+        self.behaviour()  # checks the start
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ConfigError(f"duration {self.duration_s!r} s must be a positive number of seconds")
-        for name in ("speed", "turn", "side"):
-            try:
-                check_command(name, getattr(self, name))
-            except ValueError as exc:
-                raise ConfigError(f"--{name}: {exc}") from None
+
+    def behaviour(self) -> Start:
+        """What the robot starts doing."""
+        return Start(self.start, self.speed, self.turn, self.side)
 
 
 class Daemon:
@@ -72,31 +66,10 @@ class Daemon:
     def __init__(self, config: Config, options: DaemonOptions, hal: Hal | None = None):
         self.config, self.options = config, options
         self.period = 1.0 / config.loop.rate_hz
-        if config.loop.time_scale != 1.0 and config.hal == "hardware" and config.hardware.bus != "emulated":
-            raise ConfigError("loop.time_scale must be 1 on a real robot; it is for simulated ones")
-        self.hal = hal or make_hal(config.hal, config, initial_pose=stand_pose())
         self.notifier = Notifier()
-        SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
-        self.pose = PoseStore(config.track)
-        self.supervisor = Supervisor(
-            config.safety,
-            self.period,
-            on_change=self._mode_changed,
-            hal=self.hal,
-            pose=self.pose,
-            gait=config.gait,
-        )
-        problem = getattr(getattr(self.hal, "calibration", None), "problem", None)
-        if problem:
-            self.supervisor.block("calibration", problem)
-        safety = SafetyFilter.from_config(config.safety, self.period)
-        self.loop = ControlLoop(
-            self.hal,
-            self.supervisor,
-            self.period,
-            safety,
-            WallClock(config.loop.spin_s, config.loop.time_scale),
-        )
+        self.runtime = build_runtime(config, RuntimeOptions(hal=hal, pose=True, on_change=self._mode_changed))
+        self.hal, self.supervisor, self.loop = self.runtime.hal, self.runtime.supervisor, self.runtime.loop
+        self.pose = self.runtime.pose
         self.recorder = Recorder(
             config.paths.recordings_path(), config.telemetry.max_bytes, config.telemetry.queue_size,
             hal=config.hal, rate_hz=config.loop.rate_hz,
@@ -163,18 +136,12 @@ class Daemon:
         request.received = received
         return self.loop.submit(request, urgent=call.urgent)
 
-    def _policy_loader(self) -> Any:
-        try:
-            from policies.runner import make_policy_loader
-        except ImportError:  # an install without the policy runner
-            from plend.controls import no_policy_runner
-
-            return no_policy_runner
+    def _policy_loader(self) -> PolicyLoader:
         # Imported now, before the loop runs: importing it holds the interpreter for tens of
         # milliseconds, which during a first 'policy load' made the loop miss ticks.
         with contextlib.suppress(ImportError):
             importlib.import_module("onnxruntime")
-        return make_policy_loader(self.hal, self.config.loop.rate_hz, lambda: self.loop.sensors, self.pose)
+        return self.runtime.policy_loader()
 
     def _wait(self, thread: threading.Thread) -> None:
         deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s
@@ -205,7 +172,6 @@ class Daemon:
         try:
             if self.config.loop.realtime:
                 self.realtime.extend(make_realtime(self.config.loop.rt_priority))
-            self.loop.start()
             self._start_behaviour()
             self.loop.tick()
             self.started.set()
@@ -223,21 +189,16 @@ class Daemon:
             log.info("stopped: servos relaxed")
 
     def _start_behaviour(self) -> None:
-        start = self.options.start
         try:
-            if start == "sine":
-                opts = self.options
-                self.supervisor.handle("gait", speed=check_speed(opts.speed), turn=opts.turn, side=opts.side)
-            elif start == "stand":
-                self.supervisor.handle("stand")
+            self.runtime.start(self.options.behaviour())
         except CommandError as exc:
-            log.error("not starting %s: %s", start, exc)
+            log.error("not starting %s: %s", self.options.start, exc)
 
     def _safe_stop(self) -> None:
         """Stop walking at the next safe point, stand, then relax."""
         self.supervisor.handle("stop")  # always allowed; a no-op unless something moves
         deadline = time.monotonic() + SAFE_STOP_S
-        settled = ("stand", "relax", "estop", "calibrate")  # calibration has nothing to finish
+        settled = (Mode.STAND, Mode.RELAX, Mode.ESTOP, Mode.CALIBRATE)  # calibration has nothing to finish
         while self.supervisor.mode not in settled and time.monotonic() < deadline:
             self.loop.tick()
         self.supervisor.handle("relax")

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaits.sine import check_command, check_speed
+from plend.behaviours import Mode, Walk
 from plend.config import Config
 from plend.errors import ConfigError
-from plend.hal import make_hal
-from plend.hal.base import Hal
-from plend.loop import ControlLoop, StepClock, WallClock
-from plend.robot import stand_pose
-from plend.safety import SafetyFilter
+from plend.hal.base import BusFigures, GroundTruth, Hal
+from plend.loop import ControlLoop
+from plend.runtime import RuntimeOptions, Start, build_runtime
+from plend.sensors import TorsoTruth
 from plend.sim_world import world_dict
 from plend.supervisor import Supervisor
 
@@ -42,51 +41,35 @@ class RunOptions:
     record: Path | None = None  # record every tick to this MCAP file
 
     def __post_init__(self) -> None:
-        for name in ("speed", "turn", "side"):
-            try:
-                check_command(name, getattr(self, name))
-            except ValueError as exc:
-                raise ConfigError(f"--{name}: {exc}") from None
-        if self.gait not in GAITS:
-            raise ConfigError(f"unknown gait {self.gait!r}; choose one of: {', '.join(GAITS)}")
+        self.behaviour()  # checks the start
         if not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
             raise ConfigError(f"duration {self.duration_s!r} s is out of range; use (0, 86400]")
 
+    def behaviour(self) -> Start:
+        """What the robot starts doing."""
+        return Start(self.gait, self.speed, self.turn, self.side, self.policy)
 
-GAITS = ("sine", "stand", "relax")
 
-
-def run(config: Config, options: RunOptions) -> dict[str, Any]:
-    """Run and return the summary (see :func:`summarise`)."""
-    period = 1.0 / config.loop.rate_hz
-    hal = make_hal(config.hal, config, initial_pose=stand_pose())
-    problem = getattr(getattr(hal, "calibration", None), "problem", None)
-    if problem:
-        raise ConfigError(problem)  # a batch run has no wizard to fix it with
-    supervisor = Supervisor(config.safety, period, gait=config.gait)
-    clock = StepClock() if options.fast else WallClock(config.loop.spin_s)
+def run(config: Config, options: RunOptions, hal: Hal | None = None) -> dict[str, Any]:
+    """Run and return the summary (see :func:`summarise`); ``hal``: a backend built
+    elsewhere instead of the config's."""
+    runtime = build_runtime(config, RuntimeOptions(batch=options.fast, hal=hal))
+    if runtime.calibration is not None and runtime.calibration.problem:
+        raise ConfigError(runtime.calibration.problem)  # a batch run has no wizard to fix it with
+    hal, supervisor, loop, period = runtime.hal, runtime.supervisor, runtime.loop, runtime.period
     with _opened(hal, period):
-        loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), clock)
         with _Outputs(options, hal, loop, supervisor, config) as outputs:  # opened before anything moves
-            loop.start()
-            if options.policy is not None:
-                _start_policy(supervisor, loop, hal, options.policy, config)
-            elif options.gait == "sine":
-                supervisor.handle(
-                    "gait", speed=check_speed(options.speed), turn=options.turn, side=options.side
-                )
-            elif options.gait == "stand":
-                supervisor.handle("stand")
+            runtime.start(options.behaviour())
             start_pose = _truth(hal)
             heading = _Heading(hal)
             loop.observers.append(heading.observe)
             began = time.perf_counter()
             fell = _walk(loop, round(options.duration_s / period))
-            report = getattr(supervisor.behaviour, "report", None)
-            balance = report()["balance"] if callable(report) else None
+            walk = supervisor.behaviour
+            balance = walk.report()["balance"] if isinstance(walk, Walk) else None
             if not fell:
                 supervisor.handle("stop")
-                fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == "stand")
+                fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == Mode.STAND)
         wall = time.perf_counter() - began  # finishing the video or the recording included
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
@@ -168,7 +151,7 @@ class _Heading:
     """Follows the ground-truth heading every tick, so turns past 180 degrees add up."""
 
     def __init__(self, hal: Hal):
-        self._truth = getattr(hal, "truth", None)
+        self._truth = hal.truth if isinstance(hal, GroundTruth) else None
         self._last = self._truth().euler[2] if self._truth else 0.0
         self.turned: float | None = 0.0 if self._truth else None
 
@@ -178,14 +161,6 @@ class _Heading:
         yaw = self._truth().euler[2]
         self.turned += math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
         self._last = yaw
-
-
-def _start_policy(supervisor: Supervisor, loop: ControlLoop, hal: Hal, path: Path, config: Config) -> None:
-    from policies.runner import make_policy_loader
-
-    load = make_policy_loader(hal, config.loop.rate_hz, lambda: loop.sensors)
-    supervisor.handle("policy_load", behaviour=load(path, config))
-    supervisor.handle("policy_start")
 
 
 class _opened:
@@ -215,9 +190,8 @@ def _walk(loop: ControlLoop, ticks: int, done: Any = lambda: False) -> bool:
     return False
 
 
-def _truth(hal: Hal) -> Any:
-    truth = getattr(hal, "truth", None)
-    return truth() if truth else None
+def _truth(hal: Hal) -> TorsoTruth | None:
+    return hal.truth() if isinstance(hal, GroundTruth) else None
 
 
 def summarise(
@@ -258,9 +232,8 @@ def summarise(
             lateral_m=round(-dx * math.sin(heading) + dy * math.cos(heading), 4),
             yaw_deg=round(yaw, 2),
         )
-    figures = getattr(loop.hal, "bus_figures", None)
-    if figures is not None:
-        summary.update(figures())
+    if isinstance(loop.hal, BusFigures):
+        summary.update(loop.hal.bus_figures())
     if config.hal == "sim" or config.hardware.bus == "emulated":
         summary["world"] = world_dict(config.sim)
     if fell:

@@ -17,10 +17,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from plend.clock import Clock, StepClock, WallClock
 from plend.errors import PlendError
-from plend.hal.base import Hal, ImuReading, Sensors
+from plend.hal.base import GroundTruth, Hal, ImuReading, JointTruth, Sensors, TorsoTruth
 from plend.robot import NUM_JOINTS
 from plend.safety import SafetyFilter
+
+__all__ = [
+    "MAX_COMMANDS_PER_TICK", "Clock", "ControlLoop", "Decider", "LoopStalledError", "LoopStats", "Request",
+    "RingStats", "Snapshot", "StepClock", "WallClock",
+]  # fmt: skip
 
 
 class Decider(Protocol):
@@ -38,65 +44,8 @@ class Decider(Protocol):
     def handle(self, name: str, **args: Any) -> dict[str, Any]:
         """Apply a command between ticks."""
 
-
-class Clock(Protocol):
-    """Where the loop gets its time and how it waits."""
-
-    def now(self) -> float:
-        """Seconds, monotonic."""
-
-    def sleep_until(self, deadline: float) -> None:
-        """Return at or after ``deadline``."""
-
-
-class WallClock:
-    """The monotonic clock; sleeps to ``spin_s`` before a deadline, then spins to it.
-
-    With ``scale`` above 1 the clock runs that many times faster than real time (a
-    simulated robot only: rehearsals and tests).
-    """
-
-    def __init__(self, spin_s: float = 0.0, scale: float = 1.0):
-        self.spin_s = spin_s
-        self.scale = scale
-        self._origin = time.monotonic()
-
-    def now(self) -> float:
-        if self.scale == 1.0:
-            return time.monotonic()
-        return self._origin + (time.monotonic() - self._origin) * self.scale
-
-    def sleep_until(self, deadline: float) -> None:
-        delay = (deadline - self.now()) / self.scale - self.spin_s
-        if delay > 0:
-            time.sleep(delay)
-        while self.now() < deadline:
-            pass
-
-    def wait_until(self, deadline: float, wake: threading.Event) -> None:
-        """Like :meth:`sleep_until`, but return as soon as ``wake`` is set."""
-        delay = (deadline - self.now()) / self.scale - self.spin_s
-        if delay > 0 and wake.wait(delay):
-            return
-        while self.now() < deadline and not wake.is_set():
-            pass
-
-
-class StepClock:
-    """A clock that jumps to each deadline at once: runs as fast as the machine allows."""
-
-    def __init__(self, start: float = 0.0):
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep_until(self, deadline: float) -> None:
-        self.t = max(self.t, deadline)
-
-    def wait_until(self, deadline: float, wake: threading.Event) -> None:
-        if not wake.is_set():
-            self.t = max(self.t, deadline)
+    def powered_mask(self) -> np.ndarray | None:
+        """Which joints to power this tick when not all (calibration powers one); None: all."""
 
 
 class RingStats:
@@ -155,7 +104,7 @@ class Snapshot:
     overruns: int
     truth: np.ndarray | None = None  # a simulated robot's actual joint angles
     powered: np.ndarray | None = None  # which joints' servos were driven (None: none)
-    torso: Any = None  # a simulated robot's true torso pose (position, euler, velocity)
+    torso: TorsoTruth | None = None  # a simulated robot's true torso pose
 
 
 # Commands applied per tick beyond the urgent ones; more wait for the next tick, so a
@@ -252,10 +201,8 @@ class ControlLoop:
         self._moved = False  # a command moved the robot itself this tick (a respawn)
         self.observers: list[Callable[[Snapshot], None]] = []
         self._next = 0.0
-        self._truth: Callable[[], np.ndarray] | None = getattr(hal, "true_joint_angles", None)
-        self._torso: Callable[[], Any] | None = getattr(hal, "truth", None)
-        # Which joints the decider wants powered this tick when not all (calibration).
-        self._powered_mask: Callable[[], np.ndarray | None] = getattr(decider, "powered_mask", lambda: None)
+        self._truth = hal.true_joint_angles if isinstance(hal, JointTruth) else None
+        self._torso = hal.truth if isinstance(hal, GroundTruth) else None
 
     def start(self) -> None:
         """Read the robot once and start slewing from its measured pose."""
@@ -292,7 +239,7 @@ class ControlLoop:
             self.decider.sense(sensors)
             self.safety.reset(sensors.joint_pos)
         targets = self.decider.update(sensors, self.last_targets)
-        powered = self._powered_mask()
+        powered = self.decider.powered_mask()
         if targets is None or (powered is not None and not powered.any()):
             self.hal.relax()
             self.safety.reset(sensors.joint_pos)
@@ -317,15 +264,14 @@ class ControlLoop:
         """Sleep until the next deadline. An urgent command ends the sleep early, but not
         before half a period has passed since the last tick began: a tick may come early,
         never an extra one, so the rate holds however many e-stops arrive."""
-        wait_until = getattr(self.clock, "wait_until", None)
         earliest = self._last_start + self.period / 2
-        if wait_until is None or earliest >= self._next:
+        if earliest >= self._next:
             self.clock.sleep_until(self._next)
             return
         self.clock.sleep_until(earliest)
         self._wake.clear()
         if self.urgent.empty():
-            wait_until(self._next, self._wake)
+            self.clock.wait_until(self._next, self._wake)
 
     def _drain(self, requests: queue.SimpleQueue[Request], limit: int | None) -> list[Request]:
         """Apply queued commands (at most ``limit``). With no limit, the handled requests

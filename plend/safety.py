@@ -35,6 +35,7 @@ class SafetyFilter:
     upper: np.ndarray = field(default_factory=lambda: joint_limits()[1])
     counts: Interventions = field(default_factory=Interventions)
     _last: np.ndarray | None = None
+    _configured: tuple[np.ndarray, np.ndarray, float] | None = None  # kept while overridden
 
     @classmethod
     def from_config(cls, config: SafetyConfig, period_s: float) -> SafetyFilter:
@@ -46,6 +47,33 @@ class SafetyFilter:
         """Start slewing from the measured pose (bumpless start)."""
         finite = np.where(np.isfinite(measured), measured, 0.0)
         self._last = np.clip(finite, self.lower, self.upper)
+
+    def override(
+        self, max_speed_rad_s: float | None = None, limits: dict[int, tuple[float, float]] | None = None
+    ) -> None:
+        """Replace the slew limit and some joints' limits (joint index -> lower, upper) until
+        :meth:`restore`; the configured values are kept. Calibration mode does this: a joint
+        not yet calibrated has no true angle, so its table limits mean nothing; it may only
+        move in a window around its assumed zero, slowly."""
+        if self._configured is None:
+            self._configured = (self.lower.copy(), self.upper.copy(), self.max_speed_rad_s)
+        if max_speed_rad_s is not None:
+            self.max_speed_rad_s = max_speed_rad_s
+        for index, (lower, upper) in (limits or {}).items():
+            self.lower[index], self.upper[index] = lower, upper
+
+    @property
+    def overridden(self) -> bool:
+        """True between :meth:`override` and :meth:`restore`."""
+        return self._configured is not None
+
+    def restore(self) -> None:
+        """Back to the configured limits and slew limit (nothing to do when not overridden)."""
+        if self._configured is None:
+            return
+        lower, upper, speed = self._configured
+        self.lower[:], self.upper[:], self.max_speed_rad_s = lower, upper, speed
+        self._configured = None
 
     def rebase(self, index: int, value: float) -> None:
         """Say that joint ``index``'s last target is now called ``value``: its calibration

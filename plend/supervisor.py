@@ -13,19 +13,30 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from gaits.sine import GaitParams, joint_targets
-from plend.behaviours import Behaviour, Relax, Replay, Stand, Trajectory, Walk, min_jerk
+from plend.behaviours import (
+    Behaviour,
+    Mode,
+    ReadsPose,
+    Relax,
+    Replay,
+    Stand,
+    Stepping,
+    Trajectory,
+    Walk,
+    min_jerk,
+)  # fmt: skip
 from plend.calibration_mode import CalibrationMode
 from plend.config import GaitConfig, SafetyConfig
 from plend.drive.lease import ENDS_DRIVE, DriveLease, steer
 from plend.errors import PlendError
-from plend.hal.base import Sensors
-from plend.robot import JOINT_NAMES, stand_pose
+from plend.hal.base import Calibratable, PoseSource, Respawn, Sensors
+from plend.monitors import Fault, MonitorCounts, Monitors, crouch_pose
+from plend.robot import stand_pose
+from plend.servo_map import Calibration
 
 log = logging.getLogger("plend.supervisor")
 
@@ -38,75 +49,23 @@ class CommandError(PlendError, RuntimeError):
     """A command cannot be carried out in the robot's current state."""
 
 
-@dataclass
-class Fault:
-    """A safety event. Latched faults stay until ``reset``."""
-
-    code: str
-    message: str
-    since: float
-    latched: bool = True
-    resettable: bool = True  # False: only a fix clears it (a new calibration), not reset
-
-
-@dataclass
-class MonitorCounts:
-    """How often each monitor acted."""
-
-    falls: int = 0
-    stale: int = 0
-    tracking: int = 0
-    estops: int = 0
-
-
-def crouch_pose() -> np.ndarray:
-    """A low, wide pose to fall into."""
-    return joint_targets(0.0, GaitParams(crouch_m=0.014), 0.0)
-
-
-@dataclass
-class _Monitors:
-    config: SafetyConfig
-    period: float
-    tilted_ticks: int = 0
-    tracking_since: np.ndarray | None = None
-    counts: MonitorCounts = field(default_factory=MonitorCounts)
-
-    def fall(self, sensors: Sensors) -> bool:
-        roll, pitch, _ = sensors.imu.euler
-        tilt = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch)))))
-        self.tilted_ticks = self.tilted_ticks + 1 if tilt > self.config.fall_tilt_deg else 0
-        return self.tilted_ticks >= self.config.fall_ticks
-
-    def stale(self, sensors: Sensors) -> str | None:
-        limit = self.config.stale_timeout_s
-        if sensors.joint_age() > limit:
-            return f"joint readings are {sensors.joint_age():.2f} s old"
-        if sensors.imu_age() > limit:
-            return f"IMU readings are {sensors.imu_age():.2f} s old"
-        return None
-
-    def tracking(self, sensors: Sensors, targets: np.ndarray | None, now: float) -> str | None:
-        if targets is None:
-            self.tracking_since = None
-            return None
-        error = np.abs(targets - sensors.joint_pos)
-        off = np.nan_to_num(error, nan=0.0) > self.config.tracking_error_rad
-        if self.tracking_since is None:
-            self.tracking_since = np.full(len(error), np.inf)
-        self.tracking_since = np.where(off, np.minimum(self.tracking_since, now), np.inf)
-        stuck = np.flatnonzero(now - self.tracking_since >= self.config.tracking_time_s)
-        if stuck.size == 0:
-            return None
-        j = int(stuck[0])
-        return (
-            f"{JOINT_NAMES[j]} is {error[j]:.2f} rad from its target for "
-            f"{self.config.tracking_time_s} s (blocked, disconnected or miscalibrated servo?)"
-        )
+Reply = dict[str, Any] | None  # a command's answer; None: the mode alone
 
 
 class Supervisor:
-    """Chooses this tick's targets from the active behaviour, the faults and the e-stop."""
+    """Chooses this tick's targets from the active behaviour, the faults and the e-stop.
+
+    Args:
+        safety: the ``[safety]`` config its monitors judge by.
+        period_s: the control period.
+        on_change: called with the new mode whenever it changes.
+        hal: the backend, for what it can do besides moving: stand a fallen simulated
+            robot up (:class:`~plend.hal.base.Respawn`), take a new calibration
+            (:class:`~plend.hal.base.Calibratable`). The supervisor keeps no handle to it.
+        pose: the camera's poses, for behaviours that read them.
+        gait: the ``[gait]`` config walks are made with.
+        wall_clock: real seconds, for the drive lease.
+    """
 
     def __init__(
         self,
@@ -114,7 +73,7 @@ class Supervisor:
         period_s: float,
         on_change: Callable[[str], None] | None = None,
         hal: object = None,
-        pose: Any = None,
+        pose: PoseSource | None = None,
         gait: GaitConfig | None = None,
         wall_clock: Callable[[], float] = time.monotonic,
     ):
@@ -126,7 +85,7 @@ class Supervisor:
         self.estopped = False
         self.faults: list[Fault] = []
         self.history: list[Fault] = []
-        self._monitors = _Monitors(safety, period_s)
+        self._monitors = Monitors(safety, period_s)
         self._blend_from: np.ndarray | None = None
         self._blend_t = 0.0
         self._blend_s = MIN_BLEND_S
@@ -134,17 +93,33 @@ class Supervisor:
         self._now = 0.0
         self._tilt_deg = 0.0
         self._on_change = on_change or (lambda mode: None)
-        self._hal = hal
+        self._respawn_robot = hal.respawn if isinstance(hal, Respawn) else None
+        self._set_calibration = hal.set_calibration if isinstance(hal, Calibratable) else None
         self._pose = pose  # the camera's pose store (plend.pose.PoseStore), on the robot
+        self._session: CalibrationMode | None = None  # the calibration wizard's, while it runs
         self.drive = DriveLease()  # plenctl drive's session and its dead-man lease
         self._wall = wall_clock  # the lease runs in real seconds, whatever the loop's time scale
+        # Taken whatever runs, a calibration session included.
+        self._anytime: dict[str, Callable[..., Reply]] = {
+            "estop": self._cmd_estop, "reset": self._cmd_reset, "sim_respawn": self._cmd_sim_respawn,
+            "relax": self._cmd_relax, "calibrate_end": self._cmd_relax, "stop": self._cmd_stop,
+            "calibrate": self._cmd_calibrate, "calibrate_apply": self._cmd_calibrate_apply,
+            "drive_end": self._cmd_drive_end,
+        }  # fmt: skip
+        # Taken only when the robot may move and no calibration session runs.
+        self._moves: dict[str, Callable[..., Reply]] = {
+            "stand": self._cmd_stand, "gait": self._cmd_gait, "replay": self._cmd_replay,
+            "policy_load": self._cmd_policy_load, "policy_start": self._cmd_policy_start,
+            "drive": self._cmd_drive, "calibrate_begin": self._cmd_calibrate_begin,
+        }  # fmt: skip
 
     # -- state --------------------------------------------------------------------------
 
     @property
     def mode(self) -> str:
+        """The running behaviour's name (a :class:`~plend.behaviours.Mode`), or "estop"."""
         if self.estopped:
-            return "estop"
+            return Mode.ESTOP
         return self.behaviour.name
 
     @property
@@ -156,60 +131,70 @@ class Supervisor:
 
     # -- commands (control thread, between ticks) ----------------------------------------
 
+    def commands(self) -> frozenset[str]:
+        """The names :meth:`handle` takes."""
+        return frozenset(self._anytime) | frozenset(self._moves)
+
     def handle(self, name: str, **args: Any) -> dict[str, Any]:
         """Apply one command; raise :class:`CommandError` to refuse it unchanged."""
-        calibrating = isinstance(self.behaviour, CalibrationMode)
         if name in ENDS_DRIVE:
             self.drive.end(f"'{name}' was asked")
             self._clear("drive")
-        if name == "estop":
-            self._estop()
-        elif name == "reset":
-            if self._reset():
-                return {"mode": self.mode, "respawned": True}
-        elif name == "sim_respawn":
-            self._check_may_move("respawn the robot")
-            self._respawn()
-            return {"mode": self.mode, "respawned": True}
-        elif name in ("relax", "calibrate_end"):
-            self._switch(Relax())
-        elif name == "stop":
-            self._cmd_stop()
-        elif name == "calibrate":
-            if not calibrating or self.estopped:
-                raise CommandError("the calibration session has ended (the daemon relaxed or was e-stopped)")
-            assert isinstance(self.behaviour, CalibrationMode)
-            return self.behaviour.handle(**args)
-        elif name == "calibrate_apply":
-            self._apply_calibration(**args)
-        elif name == "drive_end":
-            if self.drive.session == args["session"]:
-                self._drive_stop(args["reason"])
-        elif calibrating:
-            raise CommandError(
-                f"cannot {name}: a calibration wizard is running; finish or abort it first "
-                "(or 'plenctl relax' ends it)"
-            )
-        else:
+        handler = self._anytime.get(name)
+        if handler is None:
+            handler = self._moves.get(name)
+            if handler is None:
+                raise CommandError(f"unknown command {name!r}")
+            if self._session is not None:
+                raise CommandError(
+                    f"cannot {name}: a calibration wizard is running; finish or abort it first "
+                    "(or 'plenctl relax' ends it)"
+                )
             self._check_may_move(name, calibration_ok=name == "calibrate_begin")
-            result = getattr(self, f"_cmd_{name}")(**args)
-            return {"mode": self.mode, **(result or {})}
-        return {"mode": self.mode}
+        reply = handler(**args)
+        return {"mode": self.mode} if reply is None else reply
 
     def block(self, code: str, message: str) -> None:
         """Refuse to move (a fault that ``reset`` does not clear); for code "calibration",
         applying a new calibration clears it."""
         self._fault(code, message, latched=True, resettable=False)
 
-    def _apply_calibration(self, calibration: Any) -> None:
-        if isinstance(self.behaviour, CalibrationMode):
-            self.behaviour.apply(calibration)
+    def _cmd_estop(self) -> Reply:
+        self._estop()
+        return None
+
+    def _cmd_reset(self) -> Reply:
+        return {"mode": self.mode, "respawned": True} if self._reset() else None
+
+    def _cmd_sim_respawn(self) -> Reply:
+        self._check_may_move("respawn the robot")
+        self._respawn()
+        return {"mode": self.mode, "respawned": True}
+
+    def _cmd_relax(self) -> Reply:
+        self._switch(Relax())
+        return None
+
+    def _cmd_calibrate(self, **args: Any) -> Reply:
+        """One calibration wizard command, answered by the session (its reply as it is)."""
+        if self._session is None or self.estopped:
+            raise CommandError("the calibration session has ended (the daemon relaxed or was e-stopped)")
+        return self._session.handle(**args)
+
+    def _cmd_calibrate_apply(self, calibration: Calibration) -> Reply:
+        if self._session is not None:
+            self._session.apply(calibration)
+        elif self._set_calibration is not None:
+            self._set_calibration(calibration)
         else:
-            apply = getattr(self._hal, "set_calibration", None)
-            if apply is None:
-                raise CommandError("this backend has no calibration to apply")
-            apply(calibration)
-        self.faults = [f for f in self.faults if f.code != "calibration"]
+            raise CommandError("this backend has no calibration to apply")
+        self._clear("calibration")
+        return None
+
+    def _cmd_drive_end(self, session: str, reason: str) -> Reply:
+        if self.drive.session == session:
+            self._drive_stop(reason)
+        return None
 
     def _check_may_move(self, name: str, calibration_ok: bool = False) -> None:
         if self.estopped:
@@ -221,41 +206,46 @@ class Supervisor:
                 + ("run 'plenctl reset' first" if latched[0].resettable else "run 'plenctl calibrate'")
             )
 
-    def _cmd_calibrate_begin(self, mode: CalibrationMode) -> None:
+    def _cmd_calibrate_begin(self, mode: CalibrationMode) -> Reply:
         if not isinstance(self.behaviour, Relax):
             # Calibration starts limp: a standing robot would fall. The wizard asks first.
             raise CommandError(
                 f"cannot calibrate while in {self.mode}: put the robot on its stand, run 'plenctl relax', "
                 "then calibrate"
             )
+        self._session = mode
         self._switch(mode)
+        return None
 
-    def _cmd_stand(self) -> None:
-        if self._tilt_deg > self.safety.fall_tilt_deg and hasattr(self._hal, "respawn"):
+    def _cmd_stand(self) -> Reply:
+        if self._tilt_deg > self.safety.fall_tilt_deg and self._respawn_robot is not None:
             self._respawn()  # a simulated robot lying on the floor is stood up, not driven
-            return
+            return None
         self._switch(Stand())
+        return None
 
-    def _cmd_stop(self) -> None:
-        if isinstance(self.behaviour, (Relax, Stand)):
-            return
-        self.behaviour.stop()
+    def _cmd_stop(self) -> Reply:
+        if not isinstance(self.behaviour, (Relax, Stand)):
+            self.behaviour.stop()
+        return None
 
-    def _cmd_gait(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+    def _cmd_gait(self, speed: float, turn: float = 0.0, side: float = 0.0) -> Reply:
         if isinstance(self.behaviour, Walk) and not self.behaviour.finished:
             self.behaviour.set_command(speed, turn, side)
         else:
             self._switch(Walk(speed, turn, side, self.gait))
+        return None
 
-    def _cmd_drive(
-        self, session: str, command: dict[str, float], lease_s: float, walker: str
-    ) -> dict[str, Any]:
+    def _cmd_drive(self, session: str, command: dict[str, float], lease_s: float, walker: str) -> Reply:
         """A drive update: renew the lease, steer what walks, or start ``walker`` from
         standing once the command asks for motion."""
+        return {"mode": self.mode, **self._drive(session, command, lease_s, walker)}
+
+    def _drive(self, session: str, command: dict[str, float], lease_s: float, walker: str) -> dict[str, Any]:
         self.drive.renew(session, self._wall(), lease_s)
         self._clear("drive")
         now = self.behaviour
-        if getattr(now, "stopping", False) and not now.finished:  # it stands first, then walks anew
+        if isinstance(now, Stepping) and now.stopping and not now.finished:  # stands first, walks anew
             return {"walker": None, "took": []}
         if now is self.policy or (isinstance(now, Walk) and not now.finished):
             self.drive.walker = now
@@ -274,35 +264,37 @@ class Supervisor:
     def _drive_stop(self, reason: str) -> None:
         """The dead-man rule: end the session and stop the walk at its next step."""
         self.drive.end(reason)
-        if self.mode in ("sine", "policy"):
+        if self.mode in (Mode.SINE, Mode.POLICY):
             self.behaviour.stop()
         self._fault("drive", f"dead-man: {reason}; the walk stops at its next step", latched=False)
 
     def _clear(self, code: str) -> None:
         self.faults = [f for f in self.faults if f.code != code]
 
-    def _cmd_replay(self, trajectory: Trajectory) -> None:
+    def _cmd_replay(self, trajectory: Trajectory) -> Reply:
         self._switch(Replay(trajectory))
+        return None
 
-    def _cmd_policy_load(self, behaviour: Behaviour) -> None:
+    def _cmd_policy_load(self, behaviour: Behaviour) -> Reply:
         self.policy = behaviour
+        return None
 
-    def _cmd_policy_start(self) -> None:
+    def _cmd_policy_start(self) -> Reply:
         if self.policy is None:
             raise CommandError("no policy is loaded; run 'plenctl policy load FILE' first")
         problem = self._pose_problem(self.policy)
         if problem:
             raise CommandError(f"cannot start the policy: {problem}")
         self._switch(self.policy)
+        return None
 
     def _pose_problem(self, behaviour: Behaviour) -> str | None:
         """Why ``behaviour`` cannot have the camera pose it reads, or None."""
-        if not getattr(behaviour, "needs_pose", False):
+        if not (isinstance(behaviour, ReadsPose) and behaviour.needs_pose):
             return None
         if self._pose is None:
             return "this daemon has no camera pose source"
-        problem: str | None = self._pose.problem(getattr(behaviour, "needs_orientation", False))
-        return problem
+        return self._pose.problem(behaviour.needs_orientation)
 
     def _estop(self) -> None:
         if not self.estopped:
@@ -318,18 +310,17 @@ class Supervisor:
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
         self.faults = [f for f in self.faults if not f.latched or not f.resettable]
-        if self._tilt_deg > self.safety.fall_tilt_deg and hasattr(self._hal, "respawn"):
+        if self._tilt_deg > self.safety.fall_tilt_deg and self._respawn_robot is not None:
             self._respawn()
             return True
         self._switch(Relax())
         return False
 
     def _respawn(self) -> None:
-        respawn = getattr(self._hal, "respawn", None)
-        if respawn is None:
+        if self._respawn_robot is None:
             raise CommandError("only a simulated robot can be respawned; stand a real one up by hand")
         pose = stand_pose()
-        respawn(pose)
+        self._respawn_robot(pose)
         self._measured = pose.copy()  # the stand starts from where the joints now are
         self._tilt_deg = 0.0
         self._monitors.tilted_ticks = 0
@@ -338,13 +329,14 @@ class Supervisor:
 
     def _switch(self, behaviour: Behaviour) -> None:
         previous = self.mode
-        if isinstance(self.behaviour, CalibrationMode) and behaviour is not self.behaviour:
-            self.behaviour.close()
+        if self._session is not None and behaviour is not self._session:
+            self._session.close()  # leaving calibration: joints unpowered, limits restored
+            self._session = None
         behaviour.start(self._measured)
         self.behaviour = behaviour
         # Stand and calibration move from the measured pose by themselves; the others hold
         # their first pose while the blend brings the joints to it.
-        own_pace = isinstance(behaviour, (Relax, Stand, CalibrationMode))
+        own_pace = isinstance(behaviour, (Relax, Stand)) or behaviour is self._session
         self._blend_from = None if own_pace else self._measured.copy()
         self._blend_t = 0.0
         self._blend_s = MIN_BLEND_S
@@ -356,8 +348,8 @@ class Supervisor:
 
     def powered_mask(self) -> np.ndarray | None:
         """Joints to power this tick when not all (calibration powers one); None: all."""
-        if isinstance(self.behaviour, CalibrationMode) and not self.estopped:
-            return self.behaviour.powered()
+        if self._session is not None and not self.estopped:
+            return self._session.powered()
         return None
 
     def sense(self, sensors: Sensors) -> None:
@@ -407,12 +399,12 @@ class Supervisor:
         m = self._monitors
         # On its calibration stand the robot may lie at any angle, and its joints are not
         # calibrated yet, so the fall and tracking monitors have nothing to judge by.
-        calibrating = isinstance(self.behaviour, CalibrationMode)
-        if self.mode not in ("relax", "estop", "calibrate") and m.fall(sensors):
+        calibrating = self._session is not None
+        if self.mode not in (Mode.RELAX, Mode.ESTOP, Mode.CALIBRATE) and m.fall(sensors):
             m.counts.falls += 1
             self._fault("fall", f"torso tilted past {self.safety.fall_tilt_deg} degrees", latched=True)
             self._switch(
-                Relax() if self.safety.fall_action == "relax" else Stand(crouch_pose(), 0.3, "crouch")
+                Relax() if self.safety.fall_action == "relax" else Stand(crouch_pose(), 0.3, Mode.CROUCH)
             )
         stale = m.stale(sensors)
         active = any(f.code == "stale_sensors" for f in self.faults)

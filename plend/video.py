@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from plend.errors import ConfigError, PlendError, require_package
+from plend.hal.base import Filmable
 from plend.hal.sim_scene import CameraView
 
 RENDERERS = ("boxes", "pybullet")
@@ -87,7 +88,7 @@ class VideoRecorder:
         self.render_s = 0.0
 
     def open(self) -> None:
-        if not callable(getattr(self.hal, "scene", None)):
+        if not isinstance(self.hal, Filmable):
             raise ConfigError("--video films the simulated robot; run with --hal sim")
         require_package("cv2", "video")
         path = self.options.path

@@ -55,8 +55,8 @@ the gait starts from standing. With ``randomise`` the world is drawn from the en
 of 0 or 1 tick, and joint and gyro noise.
 
 Ground truth (torso pose, foot link orientation) feeds only the reward and the fall
-check; the default observation uses nothing a real robot lacks. The foot orientation is
-read from PyBullet through the SimHal's internals, acceptable in a training environment.
+check; the default observation uses nothing a real robot lacks. The foot orientation and
+the joints' true angles come from the simulation's state (plend.hal.base.SimulationState).
 """
 
 from __future__ import annotations
@@ -273,10 +273,6 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self._hal = hal
         self._safety = SafetyFilter.from_config(SafetyConfig(), self.period)
         self._safety.reset(hal.read().joint_pos)
-        pb, robot = hal._pb, hal._robot
-        self._pb_states = lambda: pb.getLinkStates(robot, list(hal._foot_links), **hal._c)
-        pitch_index = [hal._index[i] for i in _PITCH]
-        self._pb_joints = lambda: pb.getJointStates(robot, pitch_index, **hal._c)
 
     def _observe(self, sensors: Sensors, truth: TorsoTruth) -> np.ndarray:
         """Advance the gait as PolicyBehaviour does and build the observation after it."""
@@ -286,7 +282,8 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         return self._builder.build(ctx)[0]
 
     def _pitch_angles(self) -> np.ndarray:
-        return np.fromiter((s[0] for s in self._pb_joints()), float, 6) * _MIRROR
+        assert self._hal is not None
+        return self._hal.link_angles()[_PITCH] * _MIRROR
 
     def _reward_terms(
         self, a: np.ndarray, previous: np.ndarray, phase: float, sensors: Sensors, truth: TorsoTruth
@@ -347,5 +344,6 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
     def _foot_tilt(self, contacts: tuple[bool, bool]) -> float:
         if not (contacts[0] or contacts[1]):
             return 0.0
-        states = self._pb_states()
-        return sum(_tilt_of(s[5]) for s, down in zip(states, contacts, strict=True) if down)
+        assert self._hal is not None
+        feet = self._hal.foot_orientations()
+        return sum(_tilt_of(quat) for quat, down in zip(feet, contacts, strict=True) if down)

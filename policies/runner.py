@@ -21,7 +21,7 @@ from gaits.balance import Balance, BalanceGains
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
 from plend.errors import PlendError, require_package
-from plend.hal.base import ImuReading, Sensors
+from plend.hal.base import GroundTruth, ImuReading, Sensors
 from plend.robot import JOINT_NAMES
 from policies.contract import (
     METADATA_KEY,
@@ -306,7 +306,7 @@ def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) 
         runner = load_runner(path, rate_hz, hal.name, sample(), pose)
         gains = config.gait.balance_gains() if config is not None else None
         if hal.name == "sim":
-            return PolicyBehaviour(runner, getattr(hal, "truth", None), balance=gains)
+            return PolicyBehaviour(runner, hal.truth if isinstance(hal, GroundTruth) else None, balance=gains)
         uses_pose = any(n in pose_sources() for n, _ in runner.spec.observation)
         truth = camera_pose(pose) if uses_pose else None
         return PolicyBehaviour(runner, truth, needs_pose=uses_pose, balance=gains)

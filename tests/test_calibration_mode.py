@@ -18,10 +18,10 @@ from plend.calibration_mode import (
     CalibrationMode,
 )
 from plend.config import Config, replace_section
-from plend.hal.emulated_robot import EmulatedHardwareHal
-from plend.hal.hardware import make_hardware_hal
+from plend.hal.emulated_robot import EmulatedHardwareHal, make_emulated_hardware_hal
 from plend.loop import ControlLoop, StepClock
 from plend.robot import JOINTS, joint
+from plend.runtime import robot_calibration
 from plend.safety import SafetyFilter
 from plend.supervisor import CommandError, Supervisor
 
@@ -63,7 +63,7 @@ def rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
     config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=3)
     config = replace_section(config, "sim", fixed_base=True)
-    hal = make_hardware_hal(config)
+    hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
     hal.open(PERIOD)
     supervisor = Supervisor(config.safety, PERIOD, hal=hal)

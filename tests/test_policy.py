@@ -15,7 +15,9 @@ pytest.importorskip("pybullet")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from plend.clock import StepClock  # noqa: E402
 from plend.config import Config, GaitConfig  # noqa: E402
+from plend.hal.fake import FakeHal  # noqa: E402
 from plend.headless import RunOptions, run  # noqa: E402
 from plend.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec, legacy_spec  # noqa: E402
@@ -195,15 +197,14 @@ class NaNAfter:
         return action * np.nan if self.calls < 0 else action
 
 
-def test_non_finite_actions_at_run_time_make_the_robot_stand(zero_policy: Path) -> None:
-    from gaits.sine import stand_pose
-    from plend.loop import ControlLoop, StepClock
+def test_non_finite_actions_at_run_time_make_the_robot_stand(
+    zero_policy: Path, clock: StepClock, fake_robot: FakeHal
+) -> None:
+    from plend.loop import ControlLoop
     from plend.safety import SafetyFilter
     from plend.supervisor import Supervisor
-    from tests.test_supervisor import FakeRobot
 
-    clock = StepClock()
-    robot = FakeRobot(clock, stand_pose())
+    robot = fake_robot
     supervisor = Supervisor(Config().safety, 0.02)
     loop = ControlLoop(robot, supervisor, 0.02, SafetyFilter(0.02), clock)
     loop.start()

@@ -14,53 +14,20 @@ from hypothesis.extra.numpy import arrays
 from gaits.sine import stand_pose
 from plend.behaviours import Trajectory
 from plend.config import SafetyConfig
-from plend.hal.base import ImuReading, Sensors
+from plend.hal.fake import FakeHal
 from plend.loop import ControlLoop, StepClock
-from plend.robot import JOINT_NAMES, JOINTS, NUM_JOINTS
+from plend.robot import JOINT_NAMES, NUM_JOINTS, joint_limits
 from plend.safety import SafetyFilter
 from plend.supervisor import CommandError, Supervisor
 
 DT = 0.02
-LOWER = np.array([j.lower for j in JOINTS])
-UPPER = np.array([j.upper for j in JOINTS])
+LOWER, UPPER = joint_limits()
 SLEW = 9.0 * DT
 
 
-class FakeRobot:
-    """Joints follow the last command exactly; the IMU tilt and sensor ages are settable."""
-
-    name = "fake"
-
-    def __init__(self, clock: StepClock, pose: np.ndarray | None = None):
-        self.clock = clock
-        self.q = stand_pose() if pose is None else pose.copy()
-        self.tilt_rad = 0.0
-        self.joint_age = 0.0
-        self.offset = np.zeros(NUM_JOINTS)  # measured minus commanded (a blocked servo)
-        self.writes: list[np.ndarray | None] = []
-
-    def open(self, tick_period_s: float) -> None: ...
-
-    def read(self) -> Sensors:
-        t = self.clock.now()
-        imu = ImuReading((1, 0, 0, 0), (self.tilt_rad, 0.0, 0.0), (0, 0, 0), (0, 0, 9.81))
-        return Sensors(
-            t, self.q + self.offset, imu, (True, True), joint_stamp=t - self.joint_age, imu_stamp=t
-        )
-
-    def write(self, targets: np.ndarray) -> None:
-        self.writes.append(targets.copy())
-        self.q = targets.copy()
-
-    def relax(self) -> None:
-        self.writes.append(None)
-
-    def close(self) -> None: ...
-
-
-def make(pose: np.ndarray | None = None, **safety: object) -> tuple[ControlLoop, Supervisor, FakeRobot]:
+def make(pose: np.ndarray | None = None, **safety: object) -> tuple[ControlLoop, Supervisor, FakeHal]:
     clock = StepClock()
-    robot = FakeRobot(clock, pose)
+    robot = FakeHal(clock, pose)
     config = SafetyConfig(**safety)  # type: ignore[arg-type]
     supervisor = Supervisor(config, DT)
     loop = ControlLoop(robot, supervisor, DT, SafetyFilter.from_config(config, DT), clock)

@@ -10,12 +10,11 @@ its calibration (horn offsets, mirrored servos, potentiometer gains) through
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from plend.config import HardwareConfig, SimWorld
-from plend.hal.base import Sensors
+from plend.config import Config, HardwareConfig, SimWorld
+from plend.errors import HalError
+from plend.hal.base import BusFigures, GroundTruth, JointTruth, Sensors, TorsoTruth
 from plend.hal.hardware import HardwareHal
 from plend.hal.sim import SimHal
 from plend.robot import JOINTS, stand_pose
@@ -184,7 +183,7 @@ class EmulatedRobot:
             self._sim_open = False
 
 
-class EmulatedHardwareHal(HardwareHal):
+class EmulatedHardwareHal(HardwareHal, GroundTruth, JointTruth, BusFigures):
     """:class:`HardwareHal` on the emulated bus, stepping the simulation each tick."""
 
     def __init__(self, hardware: HardwareConfig, calibration: Calibration, robot: EmulatedRobot):
@@ -235,12 +234,16 @@ class EmulatedHardwareHal(HardwareHal):
         finally:
             self.robot.close()
 
-    def truth(self) -> Any:
+    def truth(self) -> TorsoTruth:
         return self.robot.sim.truth()
 
     def true_joint_angles(self) -> np.ndarray:
         """The simulated joints' actual angles at the last read, whatever the calibration says."""
         return self.robot.angles.copy()
+
+    def bus_time(self) -> float:
+        """The emulated bus's clock (s): how long the transfers would take on the robot."""
+        return float(self.robot.bus.now)
 
     def bus_figures(self) -> dict[str, float]:
         """Per-tick bus figures since open: transactions, bytes and busy milliseconds."""
@@ -252,3 +255,18 @@ class EmulatedHardwareHal(HardwareHal):
             "bus_bytes_per_tick": round((s.bytes - b0) / ticks, 1),
             "bus_ms_per_tick": round(1000.0 * self._busy_s / ticks, 3),
         }
+
+
+def make_emulated_hardware_hal(
+    config: Config, calibration: Calibration | None = None, initial_pose: np.ndarray | None = None
+) -> EmulatedHardwareHal:
+    """The hardware backend on emulated chips that drive the simulation (``[hardware] bus =
+    "emulated"``), read through ``calibration`` like the real robot; the robot itself is
+    exact or miscalibrated as ``emulated_miscalibration_seed`` says."""
+    if calibration is None:
+        raise HalError("the hardware backend needs the robot's calibration (plend.runtime.robot_calibration)")
+    hardware = config.hardware
+    pose = stand_pose() if initial_pose is None else initial_pose
+    seed = hardware.emulated_miscalibration_seed
+    truth = Calibration() if seed is None else miscalibrated(seed, hardware.feedback_polarity)
+    return EmulatedHardwareHal(hardware, calibration, EmulatedRobot(hardware, config.sim, truth, pose))
