@@ -148,7 +148,7 @@ class CalibrationControls:
             joints.append({
                 "name": j.name, "role": j.role, "side": j.side, "limb": j.limb,
                 "lower": float(lo), "upper": float(hi), "has_feedback": j.adc is not None,
-                "working": dataclasses.asdict(mode.working[j.name]),
+                "working": mode.working[j.name].servo(),
             })  # fmt: skip
         hal_calibration = mode.hal.calibration
         return {

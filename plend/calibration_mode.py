@@ -30,7 +30,7 @@ from plend.errors import PlendError
 from plend.hal.base import Calibratable, Sensors
 from plend.robot import JOINTS, NUM_JOINTS, joint
 from plend.safety import SafetyFilter
-from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, pulse_us_to_angle
+from plend.servo_map import SERVO_FIELDS, Calibration, angle_to_pulse_us, pulse_us_to_angle
 
 log = logging.getLogger("plend.calibration")
 
@@ -48,7 +48,7 @@ IDLE_RELAX_S = 120.0
 STALL_TRAVEL_DEG = 4.0
 POWER_ON_S = 0.2  # a servo jumps to its first pulse: hold that long before moving on
 STALL_MIN_CODES = 60.0
-SETTABLE = {f.name for f in dataclasses.fields(JointCalibration)}
+SETTABLE = set(SERVO_FIELDS)
 
 
 class CalibrationCommandError(PlendError, ValueError):
@@ -342,7 +342,7 @@ class CalibrationMode:
         lo, hi = self.safe_range(index)
         self.safety.override(limits={index: (lo, hi)})
         self.hal.set_calibration(self._working_calibration())
-        return {"joint": joint, "calibration": dataclasses.asdict(new), "safe_range": [lo, hi]}
+        return {"joint": joint, "calibration": new.servo(), "safe_range": [lo, hi]}
 
     def _working_calibration(self) -> Calibration:
         return Calibration(
