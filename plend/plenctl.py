@@ -392,7 +392,7 @@ def _calibration_files(args: argparse.Namespace) -> list[Path]:
 
 def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     """The wizard's operator and options from the command line, checked before connecting."""
-    from calibration import wizard
+    from calibration import operators, wizard
     from plend.robot import JOINTS
 
     if args.imu_only and args.joint:
@@ -403,18 +403,20 @@ def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
         raise ClientError(f"no servo joint {', '.join(unknown)}; joints: {', '.join(wired)}")
     answers: dict[str, Any] = {}
     if args.answers is not None:
-        answers = wizard.ScriptedOperator.from_file(args.answers).answers
+        answers = operators.ScriptedOperator.from_file(args.answers).answers
     if args.yes:
         answers = {"resume": True, "horns": False, "imu": True, "save": True, **answers}
-    operator: wizard.Operator
+    operator: operators.Operator
     if args.operator == "sim":
-        operator = wizard.SimulatedOperator(answers)
+        from plend.hal.emulated.operator import SimulatedOperator
+
+        operator = SimulatedOperator(answers)
     elif args.answers is not None or args.yes:
-        operator = wizard.ScriptedOperator(answers)
+        operator = operators.ScriptedOperator(answers)
     elif not sys.stdin.isatty():
         raise ClientError("the wizard needs a terminal; unattended, give --answers FILE (or --operator sim)")
     else:
-        operator = wizard.KeyboardOperator()
+        operator = operators.KeyboardOperator()
     return operator, wizard.Options(joints=tuple(args.joint), imu=args.imu, imu_only=args.imu_only)
 
 

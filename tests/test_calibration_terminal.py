@@ -278,7 +278,7 @@ def test_a_yes_no_answer_consumes_its_whole_line(keys: list[str], answer: str) -
     import io
     import threading
 
-    from calibration.wizard import KeyboardOperator
+    from calibration.operators import KeyboardOperator
 
     master, slave = pty.openpty()
     out = io.StringIO()
