@@ -239,7 +239,8 @@ class Supervisor:
     def _cmd_drive(self, session: str, command: dict[str, float], lease_s: float, walker: str) -> Reply:
         """A drive update: renew the lease, steer what walks, or start ``walker`` from
         standing once the command asks for motion."""
-        return {"mode": self.mode, **self._drive(session, command, lease_s, walker)}
+        result = self._drive(session, command, lease_s, walker)
+        return {"mode": self.mode, **result}  # the mode after the update: a walk may have started
 
     def _drive(self, session: str, command: dict[str, float], lease_s: float, walker: str) -> dict[str, Any]:
         self.drive.renew(session, self._wall(), lease_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ commands = st.one_of(
 
 @settings(max_examples=80, deadline=None)
 @given(steps=st.lists(st.tuples(commands, st.integers(0, 40)), min_size=1, max_size=8))
-def test_any_command_sequence_keeps_targets_inside_limits_and_slew(steps: list) -> None:
+def test_any_command_sequence_keeps_targets_inside_limits_and_slew(steps: list[Any]) -> None:
     loop, supervisor, robot = make()
     for (name, args), ticks in steps:
         with contextlib.suppress(CommandError):  # refusals are part of the test
@@ -72,7 +73,7 @@ def test_switches_start_from_the_measured_pose() -> None:
     loop, supervisor, robot = make(pose=sagged)
     supervisor.handle("gait", speed=0.5)
     loop.tick()
-    assert np.max(np.abs(robot.writes[-1] - sagged)) < 0.05, "no jump toward a stale target"
+    assert np.max(np.abs(robot.last() - sagged)) < 0.05, "no jump toward a stale target"
     loop.run(200)
     assert supervisor.mode == "sine"
 
@@ -172,14 +173,14 @@ def test_replay_plays_then_stands() -> None:
     supervisor.handle("replay", trajectory=Trajectory(("torso_r_shoulder",), positions, 10.0))
     loop.run(15)  # blend
     assert supervisor.mode == "replay"
-    seen = []
+    seen: list[float] = []
     for _ in range(20):
         loop.tick()
-        seen.append(robot.writes[-1][column])
+        seen.append(robot.last()[column])
     assert max(seen) == pytest.approx(0.3, abs=1e-6)
     loop.run(60)
     assert supervisor.mode == "stand"
-    assert robot.writes[-1][column] == pytest.approx(pose[column], abs=1e-6)
+    assert robot.last()[column] == pytest.approx(pose[column], abs=1e-6)
 
 
 def test_policy_start_without_a_policy_is_refused() -> None:

@@ -97,6 +97,12 @@ class FakeHal(Hal):
     def close(self) -> None:
         self.closed = True
 
+    def last(self) -> np.ndarray:
+        """The targets of the last write (raises AssertionError when the last command relaxed)."""
+        targets = self.writes[-1]
+        assert targets is not None, "the last command relaxed the servos"
+        return targets
+
     def _record(self, targets: np.ndarray | None, powered: np.ndarray) -> None:
         self.times.append(self.clock.now())
         self.writes.append(targets)
