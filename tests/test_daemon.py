@@ -198,7 +198,12 @@ def test_telemetry_recording(daemon: Daemon, tmp_path: Path) -> None:
 
 
 def test_many_status_clients_do_not_slow_the_loop(daemon: Daemon) -> None:
-    before = daemon.status()["overruns"]
+    # Fifty clients in this very process share the machine's cores with the
+    # daemon, so the operating system may now and then hold the control thread
+    # past one tick; what must not happen is the loop falling behind because
+    # it serves them. The loop keeps its rate and misses almost no ticks.
+    start = daemon.status()
+    began = time.monotonic()
     stop = threading.Event()
     counts = []
 
@@ -218,8 +223,12 @@ def test_many_status_clients_do_not_slow_the_loop(daemon: Daemon) -> None:
     stop.set()
     for t in threads:
         t.join()
+    elapsed = time.monotonic() - began
+    end = daemon.status()
     assert sum(counts) > 100
-    assert daemon.status()["overruns"] == before
+    ticks = end["ticks"] - start["ticks"]
+    assert ticks >= 0.8 * elapsed * end["rate_hz"]["configured"]
+    assert end["overruns"] - start["overruns"] <= max(1, ticks // 100)
 
 
 def test_not_running_is_reported_with_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -300,8 +309,10 @@ def test_watchdog_pings_stop_when_the_loop_stalls(tmp_path: Path, monkeypatch: p
         return got
 
     try:
+        started = time.monotonic()
+        while not any("READY=1" in m for m in collect(0.1)):  # start-up may take a while on a busy machine
+            assert time.monotonic() - started < 20, "no READY=1"
         before = collect(1.0)
-        assert any("READY=1" in m for m in before)
         assert sum("WATCHDOG=1" in m for m in before) >= 5
         hal.stalled.set()
         collect(0.2)  # a ping may already be on its way
