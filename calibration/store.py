@@ -1,9 +1,11 @@
 """The calibration file: typed, versioned, validated on load and saved atomically.
 
 Only the calibration wizard writes it; the hardware backend reads it through
-:func:`load_servo_calibration`. A file that is corrupt, from another robot or holds an
-implausible value is refused with one line naming the file and the next step, so the
-daemon never drives servos from numbers it cannot trust.
+:func:`load_servo_calibration`, and the simulation may take its ``servos`` section (the
+servos as identified, see :mod:`calibration.servo_id`) as its servo model. A file that is
+corrupt, from another robot or holds an implausible value is refused with one line
+naming the file and the next step, so the daemon never drives servos from numbers it
+cannot trust.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import math
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,19 @@ from plend.servo_map import (  # re-exported: the file's limits and errors are t
     Calibration,
     CalibrationError,
     JointCalibration,
+    _number,
     _timestamp,
 )
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: the "servos" section (servo identification); 1 is read as 2
+READABLE_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 16 << 20  # a calibration file is a few kilobytes; this only bounds a bad one
 FILE_MODE = 0o640  # the daemon writes it; group plend (operators) may read it
 IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
 
 __all__ = [
     "MAX_CODES_PER_RAD", "MAX_ERROR_DEG", "MAX_OFFSET_DEG", "MIN_CODES_PER_RAD", "MIN_PULSE_SPAN_US",
-    "CalibrationError", "CalibrationRecord", "Draft", "JointRecord",
+    "CalibrationError", "CalibrationRecord", "Draft", "JointRecord", "ServoRecord",
 ]  # fmt: skip
 
 
@@ -56,6 +60,60 @@ JointRecord = JointCalibration
 
 
 @dataclass(frozen=True)
+class ServoRecord:
+    """One joint's servo as identified: the simulation's servo model for it, and how well
+    it was measured.
+
+    Attributes:
+        delay_ms, time_constant_ms, dead_band_deg, backlash_deg, speed_rad_s: the model's
+            keys (``[sim.servo.joints]``); the delay counts from the start of the tick that
+            wrote a pulse, as the simulation applies it.
+        speed_reached: False when the excitation never drove the servo at its speed limit:
+            then ``speed_rad_s`` is only the slowest speed that fits its response.
+        fit_error_deg: rms difference between the model's and the measured response.
+        spread: each key's difference between the two runs (the repeatability).
+        rate_hz, substeps: the loop rate and physics substeps the parameters are for.
+        identified_at: when, ISO 8601.
+    """
+
+    delay_ms: float
+    time_constant_ms: float
+    dead_band_deg: float
+    backlash_deg: float
+    speed_rad_s: float
+    speed_reached: bool
+    fit_error_deg: float
+    spread: dict[str, float]
+    rate_hz: float
+    substeps: int
+    identified_at: str
+
+    def __post_init__(self) -> None:
+        from plend.sim_world import SERVO_KEYS
+
+        for key in SERVO_MODEL_KEYS:
+            lo, hi = SERVO_KEYS[key]
+            if not lo <= _number(key, getattr(self, key)) <= hi:
+                raise CalibrationError(f"{key} {getattr(self, key)} is outside {lo:g}..{hi:g}")
+        if not isinstance(self.speed_reached, bool):
+            raise CalibrationError(f"speed_reached must be true or false, got {self.speed_reached!r}")
+        if not 0.0 <= _number("fit_error_deg", self.fit_error_deg) <= MAX_ERROR_DEG:
+            raise CalibrationError(f"fit_error_deg {self.fit_error_deg} is outside 0..{MAX_ERROR_DEG:g}")
+        if not isinstance(self.spread, dict) or set(self.spread) != set(SERVO_MODEL_KEYS):
+            raise CalibrationError(f"spread must give {', '.join(SERVO_MODEL_KEYS)}, got {self.spread!r}")
+        for key, value in self.spread.items():
+            if _number(f"spread.{key}", value) < 0:
+                raise CalibrationError(f"spread.{key} {value} is negative")
+        if not 5.0 <= _number("rate_hz", self.rate_hz) <= 200.0:
+            raise CalibrationError(f"rate_hz {self.rate_hz} is outside 5..200")
+        _integer("substeps", self.substeps, 1, 100)
+        _timestamp("identified_at", self.identified_at)
+
+
+SERVO_MODEL_KEYS = ("delay_ms", "time_constant_ms", "dead_band_deg", "backlash_deg", "speed_rad_s")
+
+
+@dataclass(frozen=True)
 class CalibrationRecord:
     """The whole calibration file.
 
@@ -66,6 +124,8 @@ class CalibrationRecord:
         joints: One record per wired joint, by joint name.
         imu_offsets: The BNO055's 22 offset bytes, or None when the IMU is not calibrated.
         imu_calib_status: The BNO055's CALIB_STAT byte when the offsets were read, or None.
+        servos: The servos as identified, by joint name (any of the wired joints; none in
+            a file written before servo identification).
     """
 
     version: int
@@ -74,6 +134,7 @@ class CalibrationRecord:
     joints: dict[str, JointRecord]
     imu_offsets: tuple[int, ...] | None = None
     imu_calib_status: int | None = None
+    servos: dict[str, ServoRecord] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.version, bool) or self.version != CALIBRATION_VERSION:
@@ -86,6 +147,10 @@ class CalibrationRecord:
         ):
             raise CalibrationError("joints must map joint names to joint records")
         object.__setattr__(self, "imu_offsets", _checked_imu(self.imu_offsets, self.imu_calib_status))
+        if not isinstance(self.servos, dict) or not all(
+            k in wired_joint_names() and isinstance(v, ServoRecord) for k, v in self.servos.items()
+        ):
+            raise CalibrationError("servos must map wired joint names to servo records")
 
 
 def _checked_imu(offsets: object, status: object) -> tuple[int, ...] | None:
@@ -141,18 +206,32 @@ def _measured(values: dict[str, Any]) -> JointRecord:
     return joint
 
 
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A file's parsed JSON brought to :data:`CALIBRATION_VERSION`: version 1 had no
+    ``servos`` section (nothing identified yet); its joints and IMU stay as they were."""
+    if data.get("version") == 1 and "servos" not in data:
+        return {**data, "version": CALIBRATION_VERSION, "servos": {}}
+    return data
+
+
+def _records(cls: type, table: object, what: str, make: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise CalibrationError(f"{what}s must be a JSON object")
+    out = {}
+    for name, values in table.items():
+        try:
+            out[name] = make(_fields_of(cls, values, f"{what} {name}"))
+        except CalibrationError as exc:
+            raise CalibrationError(f"{what} {name}: {exc}") from None
+    return out
+
+
 def from_json(data: object) -> CalibrationRecord:
     """A record from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
     top = _fields_of(CalibrationRecord, data, "the file")
-    if not isinstance(top["joints"], dict):
-        raise CalibrationError("joints must be a JSON object")
-    joints = {}
-    for name, values in top["joints"].items():
-        try:
-            joints[name] = _measured(_fields_of(JointRecord, values, f"joint {name}"))
-        except CalibrationError as exc:
-            raise CalibrationError(f"joint {name}: {exc}") from None
-    return CalibrationRecord(**{**top, "joints": joints})
+    joints = _records(JointRecord, top["joints"], "joint", _measured)
+    servos = _records(ServoRecord, top["servos"], "servo", lambda values: ServoRecord(**values))
+    return CalibrationRecord(**{**top, "joints": joints, "servos": servos})
 
 
 def _check_joints(record: CalibrationRecord, expected: Iterable[str] | None) -> None:
@@ -198,11 +277,12 @@ def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> Cali
     if not isinstance(data, dict):
         raise _refuse(path, "does not hold a JSON object")
     version = data.get("version")
-    if isinstance(version, bool) or version != CALIBRATION_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         found = f"format version {version!r}" if "version" in data else "no format version"
-        raise _refuse(path, f"has {found}, this plend reads version {CALIBRATION_VERSION}")
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        raise _refuse(path, f"has {found}, this plend reads versions {readable}")
     try:
-        record = from_json(data)
+        record = from_json(migrate(data))
         _check_joints(record, joints_expected)
     except CalibrationError as exc:
         raise _refuse(path, str(exc)) from None
@@ -251,7 +331,7 @@ def draft_to_json(draft: Draft) -> str:
 
 def draft_from_json(data: object) -> Draft:
     """A draft from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
-    if not isinstance(data, dict) or data.get("version") != CALIBRATION_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
         raise CalibrationError("not a calibration draft of this version")
     data = {k: v for k, v in data.items() if k != "version"}
     top = _fields_of(Draft, data, "the draft")
@@ -460,4 +540,30 @@ def describe(record: CalibrationRecord, previous: CalibrationRecord | None = Non
     if previous is not None:
         dropped = sorted(previous.joints.keys() - record.joints.keys())
         lines += [f"{name:<20} (only in the previous calibration)" for name in dropped]
+    lines += describe_servos(record.servos, order)
     return "\n".join(lines)
+
+
+def describe_servos(servos: dict[str, ServoRecord], order: dict[str, int] | None = None) -> list[str]:
+    """The identified servos as a table (no lines when there are none): each value, then
+    in brackets its difference between the two runs; speed ">=" where it was not reached."""
+    if not servos:
+        return []
+    order = order or {j.name: i for i, j in enumerate(JOINTS)}
+    first = next(iter(servos.values()))
+    lines = [
+        "",
+        f"servos as identified (for the simulation at {first.rate_hz:g} Hz, {first.substeps} substeps; "
+        "[difference between the two runs]):",
+        f"{'joint':<20} {'delay ms':>13} {'lag ms':>13} {'dead band deg':>14} {'backlash deg':>14}"
+        f" {'speed rad/s':>15} {'fit deg':>7}",
+    ]
+    for name in sorted(servos, key=lambda n: (order.get(n, len(order)), n)):
+        s, d = servos[name], servos[name].spread
+        speed = f"{'' if s.speed_reached else '>='}{s.speed_rad_s:.1f} [{d['speed_rad_s']:.1f}]"
+        lines.append(
+            f"{name:<20} {s.delay_ms:>5.1f} [{d['delay_ms']:>4.1f}] {s.time_constant_ms:>5.1f} "
+            f"[{d['time_constant_ms']:>4.1f}] {s.dead_band_deg:>6.2f} [{d['dead_band_deg']:.2f}] "
+            f"{s.backlash_deg:>6.2f} [{d['backlash_deg']:.2f}] {speed:>15} {s.fit_error_deg:>7.2f}"
+        )
+    return lines

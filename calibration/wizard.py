@@ -272,6 +272,7 @@ class Wizard:
             joints=joints,
             imu_offsets=self.stored.imu_offsets if keep_imu and self.stored else self.imu_offsets,
             imu_calib_status=self.stored.imu_calib_status if keep_imu and self.stored else self.imu_status,
+            servos=dict(self.stored.servos) if self.stored else {},  # a servo's dynamics stay its own
         )  # fmt: skip
         self.say("")
         self.say("== Review ==")

@@ -47,6 +47,7 @@ _OPS: dict[str, dict[str, tuple[type, bool]]] = {
     },
     "sweep": {"joint": (str, True), "low": (float, True), "high": (float, True), "points": (int, True)},
     "state": {"imu": (bool, False)},
+    "identify": {"joint": (str, True), "targets": (list, True), "runs": (int, False)},
     "imu_offsets": {},
 }  # fmt: skip
 
@@ -167,7 +168,13 @@ class CalibrationControls:
                 "safe_margin_deg": SAFE_MARGIN_DEG,
                 "move_speed_rad_s": MOVE_SPEED_RAD_S,
                 "filter_speed_rad_s": FILTER_SPEED_RAD_S,
+                "identify_speed_rad_s": self.config.safety.max_speed_rad_s,
             },
+            # What servo identification needs to know of the loop and of the simulation
+            # its parameters are for.
+            "rate_hz": self.config.loop.rate_hz,
+            "sim_substeps": self.config.sim.substeps,
+            "pwm_frame_s": mode.hal.pwm_frame_s,
         }
 
     def _op(self, op: str) -> Handler:

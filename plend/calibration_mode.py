@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from plend.errors import PlendError
-from plend.hal.base import Calibratable, Sensors
+from plend.hal.base import Calibratable, Sensors, ServoTruth
 from plend.robot import JOINTS, NUM_JOINTS, joint
 from plend.safety import SafetyFilter
 from plend.servo_map import SERVO_FIELDS, Calibration, angle_to_pulse_us, pulse_us_to_angle
+from plend.servo_recording import ExcitationError, ExcitationRecord, check_targets
 
 log = logging.getLogger("plend.calibration")
 
@@ -41,11 +42,16 @@ FILTER_SPEED_RAD_S = 1.0  # the safety filter's cap for the session
 SETTLE_S = 0.3
 SAMPLES = 5
 MAX_SWEEP_POINTS = 41
+STALL_GRACE_S = 0.2  # servo identification: a joint that has not followed this long is stopped
 IDLE_RELAX_S = 120.0
 # A joint whose feedback code moves less than this while its target travels this far has
 # stopped following: a hard stop, an obstacle, or a loose feedback wire. A working
 # potentiometer gives about 250 codes over that travel.
 STALL_TRAVEL_DEG = 4.0
+# While servo identification plays its excitation a joint reverses often, and a reversal
+# moves the link only once the servo's dead band and the gears' play are crossed (up to
+# 5 deg, see calibration.fit.MAX_HYSTERESIS_DEG): the guard then waits for more travel.
+IDENTIFY_STALL_TRAVEL_DEG = 8.0
 POWER_ON_S = 0.2  # a servo jumps to its first pulse: hold that long before moving on
 STALL_MIN_CODES = 60.0
 SETTABLE = set(SERVO_FIELDS)
@@ -76,14 +82,15 @@ class StallGuard:
     code: float
     free_way: float = 0.0
     armed: bool = False
+    travel_deg: float = STALL_TRAVEL_DEG
 
     def __post_init__(self) -> None:
         self.low = self.high = self.code
         self.moved_target, self.moved_code = self.target, self.code  # last seen moving
 
     def stalled(self, target: float, code: float) -> bool:
-        """True when the target travelled :data:`STALL_TRAVEL_DEG` while every feedback
-        code stayed within :data:`STALL_MIN_CODES` (a noisy wire is not still)."""
+        """True when the target travelled ``travel_deg`` while every feedback code stayed
+        within :data:`STALL_MIN_CODES` (a noisy wire is not still)."""
         if not math.isfinite(code):
             return False
         if not math.isfinite(self.code):
@@ -95,11 +102,11 @@ class StallGuard:
             self.moved_target, self.moved_code = target, code
         travel = target - self.target
         if self.high - self.low >= STALL_MIN_CODES:  # it follows: judge from here on
-            if abs(travel) >= math.radians(STALL_TRAVEL_DEG) or self.free_way or not self.armed:
+            if abs(travel) >= math.radians(self.travel_deg) or self.free_way or not self.armed:
                 self.target, self.code, self.low, self.high, self.free_way = target, code, code, code, 0.0
                 self.armed = True
             return False
-        if not self.armed or abs(travel) < math.radians(STALL_TRAVEL_DEG):
+        if not self.armed or abs(travel) < math.radians(self.travel_deg):
             return False
         return not (self.free_way and math.copysign(1.0, travel) == self.free_way)
 
@@ -164,8 +171,12 @@ class CalibrationMode:
         self._closed = False
         self._ops: dict[str, Callable[..., dict[str, Any]]] = {
             "move": self._op_move, "relax": self._op_relax, "set": self._op_set, "sweep": self._op_sweep,
-            "state": self._op_state, "imu_offsets": self._op_imu_offsets,
+            "state": self._op_state, "imu_offsets": self._op_imu_offsets, "identify": self._op_identify,
         }  # fmt: skip
+        self.excitation: ExcitationRecord | None = None  # servo identification's, while it plays
+        self._servo_truth = hal.true_servo if isinstance(hal, ServoTruth) else None  # hidden servos
+        self._stamps_seen = np.full(NUM_JOINTS, -np.inf)
+        self._stalled_ticks = 0
 
     # -- behaviour -----------------------------------------------------------------------
 
@@ -184,6 +195,7 @@ class CalibrationMode:
             log.info("calibration: %s relaxed after %.0f s without a command", JOINTS[self.active].name,
                      IDLE_RELAX_S)  # fmt: skip
             self.active, self.sweep, self._idle_relaxed = None, None, True
+            self._end_excitation()
             return None
         j = self.active
         if self._power_on_s > 0:  # let the servo reach its first pulse before judging it
@@ -191,26 +203,37 @@ class CalibrationMode:
             return self.target.copy()
         if self.sweep is not None and not self.sweep.done:
             self._sweep_tick(self.sweep, dt)
-        self._watch_stall(j)
+        record = self.excitation
+        if record is not None and not record.done:
+            self._excitation_tick(record, sensors, dt)
+        playing = record is not None and record.started and not record.done
+        self._watch_stall(j, round(STALL_GRACE_S / dt) if playing else 0)
         step = MOVE_SPEED_RAD_S * dt
         self.target[j] += max(-step, min(step, self.goal - self.target[j]))
         self.settled_s = self.settled_s + dt if self.target[j] == self.goal else 0.0
         return self.target.copy()
 
-    def _watch_stall(self, j: int) -> None:
+    def _watch_stall(self, j: int, patience: int = 0) -> None:
         """Stop a joint that no longer follows (pushing on a hard stop heats and strips the
-        servo): send it back to where its feedback last moved and refuse to go further."""
+        servo): send it back to where its feedback last moved and refuse to go further.
+        With ``patience`` (servo identification's fast steps) the joint is judged with more
+        travel, and stopped only when it has not followed for that many ticks in a row."""
         code, target = self.hal.raw_code(j), float(self.target[j])
         if self.guard is None:
-            self.guard = StallGuard(target, code)
+            travel = IDENTIFY_STALL_TRAVEL_DEG if patience else STALL_TRAVEL_DEG
+            self.guard, self._stalled_ticks = StallGuard(target, code, travel_deg=travel), 0
             return
         if not self.guard.stalled(target, code):
+            self._stalled_ticks = 0
+            return
+        self._stalled_ticks += 1
+        if self._stalled_ticks <= patience:
             return
         where, way = self.guard.moved_target, math.copysign(1.0, target - self.guard.target)
         why = (
             f"{JOINTS[j].name} stopped following near {math.degrees(where):+.1f} deg: its feedback did not "
-            f"change over {STALL_TRAVEL_DEG:.0f} deg of travel. It is against a hard stop or an obstacle, "
-            "or its feedback wire is loose; it went back to where it last moved"
+            f"change over {self.guard.travel_deg:.0f} deg of travel. It is against a hard stop or an "
+            "obstacle, or its feedback wire is loose; it went back to where it last moved"
         )
         log.warning("calibration: %s", why)
         self.blocked = (j, where, way, why)
@@ -218,6 +241,9 @@ class CalibrationMode:
         self.guard = StallGuard(where, code, free_way=-way, armed=True)
         if self.sweep is not None and not self.sweep.done:
             self.sweep.error, self.sweep.done = why, True
+        if self.excitation is not None and not self.excitation.done:
+            self.excitation.error, self.excitation.done = why, True
+            self.safety.override(FILTER_SPEED_RAD_S)
 
     def powered(self) -> np.ndarray:
         mask = np.zeros(NUM_JOINTS, bool)
@@ -227,6 +253,7 @@ class CalibrationMode:
 
     def stop(self) -> None:
         self.active, self.sweep = None, None
+        self._end_excitation()
 
     def close(self) -> None:
         """Leave the mode: joints unpowered, safety filter and stored calibration restored."""
@@ -289,7 +316,9 @@ class CalibrationMode:
             if (angle - where) * way > 1e-9:
                 raise JointBlockedError(f"{why}; move it the other way")
             self.blocked = None
-        if self.sweep is not None and not self.sweep.done:
+        if (self.sweep is not None and not self.sweep.done) or (
+            self.excitation is not None and not self.excitation.done
+        ):
             raise CalibrationCommandError("a feedback sweep is running; wait for it or relax the joint")
         self._power(index)
         self.goal = float(angle)
@@ -307,11 +336,13 @@ class CalibrationMode:
             self.safety.rebase(index, self.target[index])
             self.active = index
             self.sweep, self.guard, self.blocked = None, None, None
+            self._end_excitation()
             self._power_on_s = POWER_ON_S
         self._idle_relaxed = False
 
     def _op_relax(self) -> dict[str, Any]:
         self.active, self.sweep, self.blocked = None, None, None
+        self._end_excitation()
         return {"relaxed": True}
 
     def _op_set(self, joint: str, confirmed: bool = False, **changes: Any) -> dict[str, Any]:
@@ -393,7 +424,8 @@ class CalibrationMode:
         return pulse_us_to_angle(self.hal.pulse_us(index, angle), self.working[JOINTS[index].name])
 
     def _op_state(self, imu: bool = False) -> dict[str, Any]:
-        state: dict[str, Any] = {"active": None if self.active is None else JOINTS[self.active].name}
+        state: dict[str, Any] = {"active": None if self.active is None else JOINTS[self.active].name,
+                                 "now": self._now}  # fmt: skip
         if self.active is not None:
             j = self.active
             target = float(self.target[j])
@@ -412,6 +444,8 @@ class CalibrationMode:
                 "angles": s.actual if s.done else s.angles.tolist(),
                 "up": s.up, "down": list(reversed(s.down)),
             }  # fmt: skip
+        if self.excitation is not None:
+            state["identify"] = {"joint": JOINTS[self.excitation.joint].name, **self.excitation.state()}
         if self._idle_relaxed:
             state["idle_relaxed"] = True
         if self.blocked is not None and self.blocked[0] == self.active:
@@ -427,9 +461,71 @@ class CalibrationMode:
             raise CalibrationCommandError(str(exc)) from None
         return {"offsets": list(offsets), "calib_status": self.hal.imu_calibration_status()}
 
+    # -- servo identification ------------------------------------------------------------
+
+    def _op_identify(self, joint: str, targets: list[float], runs: int = 1) -> dict[str, Any]:
+        """Play one excitation of a calibrated joint (see :mod:`plend.servo_recording`)."""
+        index = self._joint_index(joint)
+        if JOINTS[index].adc is None:
+            raise CalibrationCommandError(f"{joint} has no feedback wire: nothing to measure")
+        self._confirm_stored(index)
+        if index not in self.confirmed:
+            raise CalibrationCommandError(
+                f"{joint} is not calibrated: calibrate it before measuring its servo"
+            )
+        if self.sweep is not None and not self.sweep.done:
+            raise CalibrationCommandError("a feedback sweep is running; wait for it or relax the joint")
+        lo, hi = self.safe_range(index)
+        step = self.safety.configured_speed_rad_s * self.safety.period_s  # the robot's own slew limit
+        try:
+            values = check_targets(targets, lo, hi, step, self.safety.period_s, joint)
+        except ExcitationError as exc:
+            raise CalibrationCommandError(str(exc)) from None
+        if not 1 <= runs <= 4 or len(values) % runs:
+            raise CalibrationCommandError(f"runs must be 1..4 and divide the {len(values)} targets")
+        self._power(index)
+        self.goal, self.settled_s = float(values[0]), 0.0
+        self.excitation = ExcitationRecord(index, values, runs)
+        return {"joint": joint, "ticks": len(values), "seconds": len(values) * self.safety.period_s}
+
+    def _confirm_stored(self, index: int) -> None:
+        """A joint of a measured calibration, not changed in this session, may move within
+        its joint limits (less the margin): its zero and direction are known."""
+        name = JOINTS[index].name
+        if self.stored.measured and self.working[name] == self.stored.joints.get(name):
+            self.confirmed.add(index)
+            self.safety.override(limits={index: self.safe_range(index)})
+
+    def _excitation_tick(self, record: ExcitationRecord, sensors: Sensors, dt: float) -> None:
+        j = record.joint
+        if not record.started:  # first settle where it starts, then play at the robot's slew limit
+            if self.target[j] != self.goal or self.settled_s < SETTLE_S:
+                return
+            record.started = True
+            self.safety.override(self.safety.configured_speed_rad_s)
+            self.guard = None  # judged from here on against the delayed target, with more travel
+        target = float(record.targets[record.tick])
+        stamp = self.hal.feedback_stamp(j)
+        fresh, self._stamps_seen[j] = bool(stamp > self._stamps_seen[j]), stamp
+        sent = self._sent_angle(j, target)
+        self.target[j] = self.goal = record.record(
+            float(sensors.joint_pos[j]), self.hal.raw_code(j), fresh, sensors.stamp, sent, dt
+        )
+        if record.done:
+            self.safety.override(FILTER_SPEED_RAD_S)
+            self.guard = None
+            if self._servo_truth is not None:
+                record.truth = [self._servo_truth(j, a, b) for a, b in record.run_bounds()]
+
+    def _end_excitation(self) -> None:
+        if self.excitation is not None and not self.excitation.done:
+            self.safety.override(FILTER_SPEED_RAD_S)
+        self.excitation = None
+
     def apply(self, calibration: Calibration) -> None:
         """Use ``calibration`` (just saved) from now on, also after the session."""
         self.active, self.sweep = None, None  # relaxed: nothing to re-express
+        self._end_excitation()
         self.stored = calibration
         self.working = dict(calibration.joints)
         self.confirmed = {j.index for j in JOINTS if j.wired}

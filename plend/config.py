@@ -259,6 +259,11 @@ class HardwareConfig:
             the default calibration.
         emulated_feedback_faults: on the emulated bus, joint name -> "stuck", "noisy" or
             "reversed": a bad feedback wire on that joint.
+        emulated_servo_seed: on the emulated bus, give every servo its own seeded "true"
+            delay, lag, dead band, backlash and speed (the hidden truth that servo
+            identification must find), and let a new pulse reach a servo only at the
+            PCA9685's next 20 ms frame. None: the servos are the simulation's
+            ([sim.servo]) and act on a pulse at once.
     """
 
     bus: str = "i2c"
@@ -273,6 +278,7 @@ class HardwareConfig:
     robot_id: str = ""
     emulated_miscalibration_seed: int | None = None
     emulated_feedback_faults: dict[str, str] = field(default_factory=dict)
+    emulated_servo_seed: int | None = None
 
     def __post_init__(self) -> None:
         from plend.robot import JOINT_NAMES
@@ -289,6 +295,8 @@ class HardwareConfig:
             _check_int(
                 "hardware.emulated_miscalibration_seed", self.emulated_miscalibration_seed, 0, 2**32 - 1
             )
+        if self.emulated_servo_seed is not None:
+            _check_int("hardware.emulated_servo_seed", self.emulated_servo_seed, 0, 2**32 - 1)
         _check_choice("hardware.bus", self.bus, ("i2c", "emulated"))
         _check_int("hardware.i2c_frequency_hz", self.i2c_frequency_hz, 10_000, 3_400_000)
         _check_int("hardware.pwm_address", self.pwm_address, 0x03, 0x77)

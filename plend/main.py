@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--mass-scale", type=float, help="multiply every link mass by this")
     world.add_argument("--mass-jitter", type=float, help="random per-link mass change, e.g. 0.2 for +-20%%")
     world.add_argument("--actuation-delay", type=int, help="ticks between a command and the servos")
+    world.add_argument(
+        "--servo-model", type=Path, metavar="FILE",
+        help="drive the simulated servos as identified on the robot: a calibration file from "
+        "'plenctl calibrate --servos' ([sim] servo_model)",
+    )  # fmt: skip
     add_world_options(world)
     add_world_command(sub)
     add_evaluate_command(sub)
@@ -198,6 +203,11 @@ def parse_factors(text: str | None) -> tuple[str, ...] | None:
 
 
 def _apply_options(config: Config, args: argparse.Namespace) -> Config:
+    from plend.servo_source import apply_servo_model
+
+    if getattr(args, "servo_model", None) is not None:
+        config = replace_section(config, "sim", servo_model=str(args.servo_model))
+    config = apply_servo_model(config)
     config = apply_world_options(config, args)
     # "is not None": 0 is a value (--seed 0, --actuation-delay 0); --gui is False unless given.
     changes = {

@@ -219,6 +219,10 @@ def _add_calibrate(command: Any) -> None:
     imu.add_argument("--imu", dest="imu", action="store_true", default=None, help="calibrate the IMU too")
     imu.add_argument("--no-imu", dest="imu", action="store_false", help="leave the IMU as it is")
     imu.add_argument("--imu-only", action="store_true", help="only the IMU; the joints stay as stored")
+    calibrate.add_argument(
+        "--servos", action="store_true",
+        help="measure each servo's response (delay, lag, dead band, backlash, speed) on a calibrated robot",
+    )  # fmt: skip
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -397,6 +401,8 @@ def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
 
     if args.imu_only and args.joint:
         raise ClientError("--imu-only calibrates no joint; drop --joint, or drop --imu-only")
+    if args.servos and (args.imu_only or args.imu is not None):
+        raise ClientError("--servos measures the servos only; run the IMU's calibration on its own")
     wired = [j.name for j in JOINTS if j.wired]
     unknown = [name for name in args.joint if name not in wired]
     if unknown:
@@ -455,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "status" and args.watch:
                 return _watch(client, args)
+            if plan is not None and args.servos:
+                from calibration.servo_wizard import run as run_servo_wizard
+
+                return run_servo_wizard(client, *plan)
             if plan is not None:
                 from calibration.wizard import run as run_wizard
 

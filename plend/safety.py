@@ -63,6 +63,11 @@ class SafetyFilter:
             self.lower[index], self.upper[index] = lower, upper
 
     @property
+    def configured_speed_rad_s(self) -> float:
+        """The configured slew limit, also while :meth:`override` replaces it."""
+        return self.max_speed_rad_s if self._configured is None else self._configured[2]
+
+    @property
     def overridden(self) -> bool:
         """True between :meth:`override` and :meth:`restore`."""
         return self._configured is not None

@@ -134,6 +134,10 @@ class SimWorld:
         push_direction_deg: ...towards this direction (0 forward, 90 left), horizontal.
         actuation_delay_ticks: a command reaches the servos this many ticks late.
         servo: the servo model (``[sim.servo]``).
+        servo_model: where the servos come from besides ``[sim.servo]``: "" none;
+            "calibration" the servos identified on the robot (``plenctl calibrate
+            --servos``), from the calibration file in the state directory; or the path of
+            such a calibration file. Its joints replace those keys of ``[sim.servo]``.
         urdf: the robot model: a URDF file of the robot with its 18 joints by name; empty
             for the packaged model.
         substeps: physics steps per control tick.
@@ -168,6 +172,7 @@ class SimWorld:
     push_direction_deg: float = 0.0
     actuation_delay_ticks: int = 0
     servo: ServoModel = field(default_factory=ServoModel)
+    servo_model: str = ""
     urdf: str = ""
     substeps: int = 3
     solver_iterations: int = 20
@@ -195,6 +200,11 @@ class SimWorld:
         )
         if not isinstance(self.servo, ServoModel):
             raise ConfigError(f"sim.servo must be a table of servo keys, got {self.servo!r}")
+        if not isinstance(self.servo_model, str):
+            raise ConfigError(
+                'sim.servo_model must be "calibration" or the path of a calibration file, '
+                f"got {self.servo_model!r}"
+            )
         if not isinstance(self.urdf, str):
             raise ConfigError(
                 f"sim.urdf must be a file path (or empty for the packaged model), got {self.urdf!r}"

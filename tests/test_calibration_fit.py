@@ -108,8 +108,8 @@ def test_a_clean_sweep_reports_its_quality() -> None:
     fit = fit_feedback(ANGLES, up, down)
     assert isinstance(fit, FeedbackFit)
     assert fit.hysteresis_deg == pytest.approx(0.8, abs=0.05)
-    assert fit.fit_error_deg == pytest.approx(0.4, abs=0.05), "the line runs mid-way through the hysteresis"
-    assert fit.residual_std_deg == pytest.approx(0.4, abs=0.05)
+    assert fit.fit_error_deg < 0.05, "the line runs mid-way through the hysteresis, which is not fit error"
+    assert fit.residual_std_deg < 0.05
     assert fit.noise_deg < 0.05
     assert fit.range_rad == (-0.6, 0.6)
     assert fit.code_at_zero == pytest.approx(16000.0 + NOMINAL_CODES_PER_RAD * math.radians(5.0), abs=5.0)
@@ -164,16 +164,22 @@ def test_feedback_that_runs_backwards_is_refused() -> None:
     assert fit_feedback(ANGLES, up, down, expected_sign=-1).codes_per_rad < 0
 
 
-def test_large_hysteresis_is_refused_by_the_fit_error() -> None:
+def test_a_servos_usual_play_is_hysteresis_not_fit_error() -> None:
     up, down = Servo(0.0, 1, 1.0, 0.0).sweep(0.0, 1, hysteresis_deg=3.0)
-    _refused(up, down, r"fit error 1\.\d\d deg is over 1 deg \(hysteresis 3\.\d\d deg\)")
+    fit = fit_feedback(ANGLES, up, down)
+    assert fit.hysteresis_deg == pytest.approx(3.0, abs=0.15) and fit.fit_error_deg < 0.1
+
+
+def test_more_play_than_a_servo_has_is_refused() -> None:
+    up, down = Servo(0.0, 1, 1.0, 0.0).sweep(0.0, 1, hysteresis_deg=6.0)
+    _refused(up, down, r"hysteresis 6\.\d\d deg is over 5 deg, more play than a servo of this kind has")
 
 
 def test_a_joint_hitting_a_stop_is_refused_by_the_fit_error() -> None:
     up, down = Servo(0.0, 1, 1.0, 0.0).sweep(0.0, 1)
     stop = float(up[ANGLES <= 0.3].max())
     _refused(
-        np.minimum(up, stop), np.minimum(down, stop), r"fit error \d+\.\d\d deg is over 1 deg.*may hit a stop"
+        np.minimum(up, stop), np.minimum(down, stop), r"fit error \d+\.\d\d deg is over 2 deg.*may hit a stop"
     )
 
 

@@ -81,7 +81,7 @@ def test_the_file_is_sorted_indented_json(path: Path) -> None:
     save(path, make_record())
     text = path.read_text()
     assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
-    assert '\n  "version": 1' in text
+    assert '\n  "version": 2' in text
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -168,11 +168,11 @@ def test_a_crash_before_any_file_existed_leaves_none(path: Path, monkeypatch: py
 
 _SAVER = """
 import sys
-from calibration.store import CalibrationRecord, JointRecord, save
+from calibration.store import CALIBRATION_VERSION, CalibrationRecord, JointRecord, save
 names = [f"j{i}" for i in range(int(sys.argv[2]))]
 def record(robot_id):
     joint = JointRecord(9.0, 1, 600.0, 2800.0, 12000.0, 5093.0, 0.3, 0.4, (-0.8, 1.2), "2025-05-01")
-    return CalibrationRecord(1, robot_id, "2025-05-01", {n: joint for n in names})
+    return CalibrationRecord(CALIBRATION_VERSION, robot_id, "2025-05-01", {n: joint for n in names})
 records = [record("A" * 1000), record("B" * 1000)]
 i = 0
 while True:
@@ -211,7 +211,7 @@ BAD_FILES: list[tuple[str, Mutation | str, str]] = [
     ("empty", "", "is not JSON"),
     ("a list", "[]", "does not hold a JSON object"),
     ("NaN", to_json(make_record()).replace('"offset_deg": -5.0', '"offset_deg": NaN'), "not a finite number"),
-    ("newer version", lambda d: d.update(version=2), "format version 2"),
+    ("newer version", lambda d: d.update(version=3), "format version 3"),
     ("no version", lambda d: d.pop("version"), "no format version"),
     ("unknown joint", lambda d: d["joints"].update(re_servo_r_elbow=_joint(d)), "unknown: re_servo_r_elbow"),
     ("missing joint", lambda d: d["joints"].pop("r_knee_r_shin"), "missing: r_knee_r_shin"),

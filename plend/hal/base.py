@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BusFigures", "Calibratable", "Diagnostics", "Filmable", "GroundTruth", "Hal", "ImuReading", "JointTruth",
-    "PoseSource", "Respawn", "Sensors", "SimulationState", "StatusReport", "TorsoTruth",
+    "PoseSource", "Respawn", "Sensors", "ServoTruth", "SimulationState", "StatusReport", "TorsoTruth",
 ]  # fmt: skip
 
 
@@ -105,6 +105,23 @@ class Calibratable(Protocol):
 
     def read_imu_offsets(self) -> tuple[int, ...]:
         """The IMU's calibration offsets; raises HalError when it does not answer."""
+
+    def feedback_stamp(self, index: int) -> float:
+        """When joint ``index``'s feedback was last read (-inf before the first read)."""
+
+    @property
+    def pwm_frame_s(self) -> float | None:
+        """The PWM chip's frame period: a pulse written now reaches the servos at the start
+        of the next frame (None where a pulse acts at once, or before set-up)."""
+
+
+@runtime_checkable
+class ServoTruth(Protocol):
+    """A simulated robot whose servos are hidden from the software that measures them
+    (the emulated robot's): what servo identification should find, to check it."""
+
+    def true_servo(self, index: int, since: float, until: float = ...) -> dict[str, float]:
+        """Joint ``index``'s true servo model over the ticks stamped ``since`` to ``until``."""
 
 
 @runtime_checkable

@@ -10,11 +10,15 @@ its calibration (horn offsets, mirrored servos, potentiometer gains) through
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import math
+
 import numpy as np
 
 from plend.config import Config, HardwareConfig, SimWorld
 from plend.errors import HalError
-from plend.hal.base import BusFigures, GroundTruth, JointTruth, Sensors, TorsoTruth
+from plend.hal.base import BusFigures, GroundTruth, JointTruth, Sensors, ServoTruth, TorsoTruth
 from plend.hal.hardware import HardwareHal
 from plend.hal.sim import SimHal
 from plend.robot import JOINTS, stand_pose
@@ -52,6 +56,55 @@ def miscalibrated(seed: int, feedback_polarity: int = 1) -> Calibration:
     return Calibration(joints, measured=True, source=f"emulated robot, miscalibration seed {seed}")
 
 
+# The hidden truth of a robot's servos (``[hardware] emulated_servo_seed``), drawn per joint
+# from these ranges; each differs from the simulation's defaults (HARDWARE.md, "Servo
+# behaviour"). The delay is the servo's own reaction to a pulse it has seen; the wait for the
+# PCA9685's next frame comes on top (modelled separately). A servo under the robot's own
+# load and at the battery's voltage is slower than the 9.5 rad/s no-load figure.
+SERVO_TRUTH_RANGES: dict[str, tuple[float, float]] = {
+    "delay_ms": (1.0, 8.0),
+    "time_constant_ms": (5.0, 25.0),
+    "dead_band_deg": (0.2, 1.0),
+    "backlash_deg": (0.5, 2.5),
+    "speed_rad_s": (5.5, 10.5),
+}
+
+
+def true_servos(seed: int) -> dict[str, dict[str, float]]:
+    """The seeded "true" servo of every wired joint: ``[sim.servo.joints]`` tables."""
+    rng = np.random.default_rng([seed, 0x5E7])
+    return {
+        j.name: {key: round(float(rng.uniform(lo, hi)), 3) for key, (lo, hi) in SERVO_TRUTH_RANGES.items()}
+        for j in JOINTS
+        if j.wired
+    }
+
+
+def with_true_servos(world: SimWorld, seed: int) -> SimWorld:
+    """``world`` whose wired joints have the servos of :func:`true_servos` (``seed``)."""
+    joints = {name: dict(table) for name, table in world.servo.joints.items()}
+    for name, table in true_servos(seed).items():
+        joints[name] = {**joints.get(name, {}), **table}
+    return dataclasses.replace(world, servo=dataclasses.replace(world.servo, joints=joints))
+
+
+class PwmFrames:
+    """When a servo sees a new pulse: the PCA9685 starts a frame every ``1 / frequency``
+    seconds and a pulse written during one frame goes out from the start of the next.
+
+    Args:
+        phase_s: when a frame starts, on the bus's clock.
+    """
+
+    def __init__(self, phase_s: float):
+        self.phase_s = phase_s
+
+    def next_frame(self, written_at: float, frequency_hz: float) -> float:
+        """The start of the first frame at or after ``written_at``."""
+        period = 1.0 / frequency_hz
+        return self.phase_s + math.ceil((written_at - self.phase_s) / period - 1e-9) * period
+
+
 FULL_SCALE_CODE = 3.3 / ADC_VOLTS_PER_CODE  # the potentiometer's supply, in codes
 NOISY_WIRE_CODES = 400.0  # a loose contact: about 2-3 degrees of noise
 
@@ -79,6 +132,16 @@ class EmulatedRobot:
         from plend.hal.emulated import EmulatedADS1115, EmulatedBNO055, EmulatedI2C, EmulatedPCA9685
 
         self.truth = truth
+        servo_seed = hardware.emulated_servo_seed
+        if servo_seed is not None:
+            world = with_true_servos(world, servo_seed)
+        # A robot with its own servos also has a PCA9685 whose frames run on their own clock.
+        phase = float(np.random.default_rng(servo_seed or 0).uniform(0.0, 0.02))
+        self.frames = None if servo_seed is None else PwmFrames(phase)
+        # Per tick: its readings' stamp, its PWM write's and its frame's time after its start.
+        self._waits: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=100_000)
+        self._tick_bus = 0.0
+        self.tick_stamp = 0.0  # the stamp of the tick's sensor reading
         self.sim = SimHal(world, initial_pose)
         self.bus = EmulatedI2C(frequency_hz=hardware.i2c_frequency_hz, seed=world.seed)
         self.pca = EmulatedPCA9685(hardware.pwm_address)
@@ -132,6 +195,7 @@ class EmulatedRobot:
     def refresh(self) -> None:
         """Push the simulated robot's state into the chips' inputs."""
         reading: Sensors = self.sim.read()
+        self._tick_bus = self.bus.now  # the tick starts here: the ADCs sample this state
         self._angles = reading.joint_pos
         self.imu.set_motion(reading.imu.quat, reading.imu.gyro, reading.imu.accel)
         if self._imu_learns:
@@ -167,15 +231,36 @@ class EmulatedRobot:
                 powered[j.index] = True
                 targets[j.index] = pulse_us_to_angle(pulse, self.truth.joints[j.name])
         wired = np.array([j.wired for j in JOINTS])
+        after = self._frame_wait() if powered.any() else 0.0
         if powered[wired].all():
-            self.sim.write(targets)
+            self.sim.write(targets, after)
         elif powered.any():
-            self.sim.write_some(targets, powered | ~wired)
+            self.sim.write_some(targets, powered | ~wired, after)
         else:
             self.sim.relax()
         behind = self.sim.sim_time - self.bus.now
         if behind > 0:
             self.bus.advance(behind)  # the rest of the period, as far as the bus knows
+
+    def _frame_wait(self) -> float:
+        """How long after the tick began the servos see this tick's pulses (0 without a
+        frame model): the next PCA9685 frame after the write."""
+        if self.frames is None:
+            return 0.0
+        written = max(self.pca.written_at, self._tick_bus)
+        wait = self.frames.next_frame(written, self.pca.frequency_hz) - self._tick_bus
+        self._waits.append((self.tick_stamp, written - self._tick_bus, wait))
+        return wait
+
+    def pwm_latency(self, since: float, until: float = math.inf) -> tuple[float, float]:
+        """Over the ticks whose readings are stamped from ``since`` to ``until``, the mean
+        time from a tick's start to its PWM write, and the mean time from its start to the
+        frame that took the write up, s (both 0 without a frame model)."""
+        ticks = [(written, wait) for t, written, wait in self._waits if since <= t < until]
+        if not ticks:
+            return 0.0, 0.0
+        written, wait = np.mean(ticks, axis=0)
+        return float(written), float(wait)
 
     def close(self) -> None:
         if self._sim_open:
@@ -183,7 +268,7 @@ class EmulatedRobot:
             self._sim_open = False
 
 
-class EmulatedHardwareHal(HardwareHal, GroundTruth, JointTruth, BusFigures):
+class EmulatedHardwareHal(HardwareHal, GroundTruth, JointTruth, BusFigures, ServoTruth):
     """:class:`HardwareHal` on the emulated bus, stepping the simulation each tick."""
 
     def __init__(self, hardware: HardwareConfig, calibration: Calibration, robot: EmulatedRobot):
@@ -206,6 +291,7 @@ class EmulatedHardwareHal(HardwareHal, GroundTruth, JointTruth, BusFigures):
         started = self.robot.bus.now
         sensors = super().read()
         self._busy_s += self.robot.bus.now - started
+        self.robot.tick_stamp = sensors.stamp
         return sensors
 
     def write(self, targets: np.ndarray) -> None:
@@ -236,6 +322,29 @@ class EmulatedHardwareHal(HardwareHal, GroundTruth, JointTruth, BusFigures):
 
     def truth(self) -> TorsoTruth:
         return self.robot.sim.truth()
+
+    @property
+    def pwm_frame_s(self) -> float | None:
+        """The PCA9685's frame period, where the emulation makes a pulse wait for the next
+        frame (``[hardware] emulated_servo_seed``); None where a pulse acts at once."""
+        return super().pwm_frame_s if self.robot.frames is not None else None
+
+    def true_servo(self, index: int, since: float, until: float = math.inf) -> dict[str, float]:
+        """Joint ``index``'s true servo, as identification should find it from the ticks
+        whose readings are stamped from ``since`` to ``until``. Its delay counts from the
+        start of the tick that wrote a pulse: the write's time in the tick and the wait for
+        the PCA9685's next frame (``pwm_ms``, their mean over those ticks), then the
+        servo's own reaction (``own_delay_ms``)."""
+        table = self.robot.sim.world.servo_table()
+        _, wait = self.robot.pwm_latency(since, until)
+        own_ms = 1000.0 * float(table.delay_s[index])
+        return {
+            "delay_ms": own_ms + 1000.0 * wait, "own_delay_ms": own_ms, "pwm_ms": 1000.0 * wait,
+            "time_constant_ms": 1000.0 * float(table.time_constant_s[index]),
+            "dead_band_deg": math.degrees(float(table.dead_band_rad[index])),
+            "backlash_deg": math.degrees(float(table.backlash_rad[index])),
+            "speed_rad_s": float(table.speed_rad_s[index]),
+        }  # fmt: skip
 
     def true_joint_angles(self) -> np.ndarray:
         """The simulated joints' actual angles at the last read, whatever the calibration says."""

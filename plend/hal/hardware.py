@@ -172,7 +172,8 @@ class HardwareHal(Hal, Calibratable, StatusReport, Diagnostics):
         pca = PCA9685(self.bus, address=self.config.pwm_address)
         pca.frequency = self.config.pwm_frequency_hz  # before any channel: turns auto-increment on
         self._pwm = pca.i2c_device
-        self._counts_per_us = pca.frequency * 4096 / 1e6
+        self._pwm_hz = float(pca.frequency)  # what the prescale gives, not what was asked
+        self._counts_per_us = self._pwm_hz * 4096 / 1e6
         self._transfer(self._pwm, bytes([_ALL_LED_OFF_H, _FULL_OFF]))  # servos unpowered until asked
 
     def _set_up_adcs(self) -> None:
@@ -317,6 +318,17 @@ class HardwareHal(Hal, Calibratable, StatusReport, Diagnostics):
     def raw_code(self, index: int) -> float:
         """The last feedback ADC code of joint ``index`` (NaN before the first read)."""
         return float(self._codes[index])
+
+    def feedback_stamp(self, index: int) -> float:
+        """When joint ``index``'s feedback was last read (-inf before the first read)."""
+        return float(self._joint_stamp[index])
+
+    @property
+    def pwm_frame_s(self) -> float | None:
+        """The PCA9685's frame period: a pulse written now reaches the servos at the start
+        of the next frame (None before the chip is set up)."""
+        hz = getattr(self, "_pwm_hz", None)
+        return None if hz is None else 1.0 / hz
 
     def pulse_us(self, index: int, angle_rad: float) -> float:
         """The pulse the PCA9685 actually produces for ``angle_rad`` (whole counts)."""

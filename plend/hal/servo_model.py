@@ -2,8 +2,10 @@
 
 A hobby feedback servo is not PyBullet's ideal position motor. Per joint, and for every
 physics step, :class:`ServoBank` takes the command written ``delay`` ago (transport
-delay), holds it still while it moves less than the dead band (a play operator: the servo
-stops as soon as its error is inside the band), and moves the servo's output towards it
+delay; one that arrives within a physics step counts for the rest of that step, so the
+delay is kept exactly, not rounded up to the next step), holds it still while it moves
+less than the dead band (a play operator: the servo stops as soon as its error is
+inside the band), and moves the servo's output towards it
 as a first-order lag. PyBullet's motor then moves the link to that output at no more
 than the servo's no-load speed (its velocity cap, set once per joint when the world is
 built) and with no more than its stall torque, so the link sags under load.
@@ -61,9 +63,14 @@ class ServoBank:
         self.output = q.copy()  # the servo's output shaft (as the robot believes it)
         self.powered = np.ones(q.shape, bool)
 
-    def command(self, t: float, targets: np.ndarray, powered: np.ndarray, link_angles: np.ndarray) -> None:
+    def command(
+        self, t: float, targets: np.ndarray, powered: np.ndarray, link_angles: np.ndarray,
+        at: float | None = None,
+    ) -> None:  # fmt: skip
         """Targets (rad) written at time ``t``; ``powered`` joints are driven, the others
-        let go. A servo powered again starts from where its link is (``link_angles``)."""
+        let go. A servo powered again starts from where its link is (``link_angles``).
+        With ``at`` (at or after ``t``) the targets reach the servos only then, as a
+        PCA9685 applies a new pulse at its next frame; the delay counts from there."""
         woken = powered & ~self.powered
         if woken.any():
             start = link_angles - self.table.offset_rad
@@ -73,14 +80,26 @@ class ServoBank:
         horizon = t - float(self.table.delay_s.max()) - self.dt
         while len(self._times) > 1 and self._times[1] <= horizon:
             del self._times[0], self._commands[0]
-        self._times.append(t)
+        self._times.append(t if at is None else max(at, t, self._times[-1]))
         self._commands.append(np.asarray(targets, float).copy())
         self._history = (np.asarray(self._times), np.asarray(self._commands))
 
     def _delayed(self, t: float) -> np.ndarray:
+        """The command each servo acts on over the step from ``t``: the one that reached it
+        ``delay`` after it was written; one that reaches it within the step counts for the
+        part of the step after that, so a delay is kept exactly, not rounded to a step."""
         times, commands = self._history
-        index = np.searchsorted(times, t - self.table.delay_s + 1e-9, side="right") - 1
-        return commands[index, self._columns]
+        start = t - self.table.delay_s
+        first = np.searchsorted(times, start + 1e-9, side="right") - 1
+        last = np.searchsorted(times, start + self.dt - 1e-9, side="right") - 1
+        wanted = commands[first, self._columns]
+        switching = last > first
+        if switching.any():
+            arrives = times[np.minimum(first + 1, len(times) - 1)]
+            before = np.clip((arrives - start) / self.dt, 0.0, 1.0)
+            mixed = before * wanted + (1.0 - before) * commands[last, self._columns]
+            wanted = np.where(switching, mixed, wanted)
+        return wanted
 
     def step(self, t: float) -> None:
         """Advance the servos' outputs over the physics step starting at ``t``."""

@@ -70,7 +70,8 @@ class SimHal(Hal, Filmable, Respawn, SimulationState):
         self._initial = np.zeros(NUM_JOINTS) if initial_pose is None else np.asarray(initial_pose, float)
         self._client = None
         self._rng = np.random.default_rng(self.world.seed)
-        self._pending: collections.deque[tuple[np.ndarray, np.ndarray | None] | None] = collections.deque()
+        self._pending: collections.deque[tuple[np.ndarray, np.ndarray | None, float] | None]
+        self._pending = collections.deque()
         self.sim_time = 0.0
         self.period = 0.0
 
@@ -240,22 +241,24 @@ class SimHal(Hal, Filmable, Respawn, SimulationState):
             q += self._rng.normal(0.0, self.world.joint_noise_rad, NUM_JOINTS)
         return Sensors(stamp=self.sim_time, joint_pos=q, imu=self._imu(), contacts=self._contacts())
 
-    def write(self, targets: np.ndarray) -> None:
+    def write(self, targets: np.ndarray, after_s: float = 0.0) -> None:
+        """Drive every joint to ``targets`` and advance one period. ``after_s``: the
+        servos get the targets only that long after the period starts (a PCA9685 frame)."""
         self._require()
-        self._advance((np.asarray(targets, float).copy(), None))
+        self._advance((np.asarray(targets, float).copy(), None, after_s))
 
-    def write_some(self, targets: np.ndarray, powered: np.ndarray) -> None:
+    def write_some(self, targets: np.ndarray, powered: np.ndarray, after_s: float = 0.0) -> None:
         self._require()
-        self._advance((np.asarray(targets, float).copy(), np.asarray(powered, bool).copy()))
+        self._advance((np.asarray(targets, float).copy(), np.asarray(powered, bool).copy(), after_s))
 
     def relax(self) -> None:
         if self._client is not None:
             self._advance(None)
 
-    def _advance(self, command: tuple[np.ndarray, np.ndarray | None] | None) -> None:
+    def _advance(self, command: tuple[np.ndarray, np.ndarray | None, float] | None) -> None:
         self._pending.append(command)
         if len(self._pending) <= self.world.actuation_delay_ticks:
-            applied = (self._last_targets, self._last_powered) if self._powered else None
+            applied = (self._last_targets, self._last_powered, 0.0) if self._powered else None
         else:
             applied = self._pending.popleft()
         if applied is None:
@@ -282,9 +285,10 @@ class SimHal(Hal, Filmable, Respawn, SimulationState):
         states = self._pb.getJointStates(self._robot, self._index, **self._c)
         return np.fromiter((s[0] for s in states), float, NUM_JOINTS)
 
-    def _command(self, targets: np.ndarray, powered: np.ndarray | None = None) -> None:
+    def _command(self, targets: np.ndarray, powered: np.ndarray | None = None, after_s: float = 0.0) -> None:
         mask = np.ones(NUM_JOINTS, bool) if powered is None else powered
-        self._servos.command(self.sim_time, targets, mask, self.link_angles())
+        at = self.sim_time + after_s if after_s > 0 else None
+        self._servos.command(self.sim_time, targets, mask, self.link_angles(), at)
         self._last_targets = targets
         self._last_powered = powered
         self._powered = True

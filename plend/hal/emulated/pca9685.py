@@ -19,7 +19,8 @@ Not modelled: the 500 us oscillator start-up before RESTART (the Adafruit driver
 for it with a real-time sleep the emulated clock cannot see), EXTCLK, MODE2 output
 inversion and drive, the sub-addresses and the ALLCALL address 0x70 (the emulated chip
 answers at its own address only), and the frame-synchronous output update (``pulse_us``
-reports the registers as they are now).
+reports the registers as they are now; the emulated robot models when a servo sees a
+new pulse, from :attr:`EmulatedPCA9685.written_at`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class EmulatedPCA9685(EmulatedChip):
     Attributes:
         registers: The 256 register bytes (ALL_LED registers hold what was last written
             to them, although the bus reads them as zero).
+        written_at: Emulated time of the last write that reached an LED register (the
+            end of that transaction), for a model of when the outputs take it up.
         writes: Every write payload the chip received, in order, the register-pointer
             byte of a write-then-read included, for exact-byte assertions.
     """
@@ -72,6 +75,7 @@ class EmulatedPCA9685(EmulatedChip):
         self.registers = _power_on_registers()
         self.writes: list[bytes] = []
         self.pointer = 0
+        self.written_at = 0.0
         self._halted = False  # RESTART pending: awake but outputs held off
 
     @property
@@ -115,6 +119,8 @@ class EmulatedPCA9685(EmulatedChip):
         if not data:
             return
         self.pointer = data[0]
+        if len(data) > 1 and LED0_ON_L <= self.pointer <= ALL_LED_OFF_H:
+            self.written_at = now
         for value in data[1:]:
             self._store(self.pointer, value)
             self._step()

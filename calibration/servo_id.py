@@ -1,0 +1,350 @@
+"""Servo identification: the simulation's servo model fitted to recorded responses.
+
+The model is the simulation's own servo as :mod:`calibration.servo_replay` replays it:
+delay (with the PCA9685's frames), dead band, lag, PyBullet's motor following the
+servo's output at its speed and torque, and backlash with a pendulum load inside the
+play. The motor's acceleration and the load are fitted too, but are not part of the
+servo model: the simulation has its own masses. The fit minimises the difference between
+replayed and measured angles (an offset and a slope within 5 % between them are free:
+what the feedback's calibration left; a few large misses weigh less, Huber's loss) by a
+pattern search, from every lag of a coarse grid, for every run at once. It is made
+without the excitation's fast swing, which a heavy link's inertia, weight and limp
+neighbours shape more than a one-joint model can follow; the speed, which only the
+swing shows, is fitted afterwards on the whole run. The parameters found are those with
+which the simulation, at the run's loop rate and physics substeps, reproduces the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.servo_replay import HIGH, LOW, arrivals, replay
+
+_D = math.radians
+_LOW, _HIGH = LOW, HIGH  # the parameter vector's bounds (see calibration.servo_replay)
+_STEP = np.array([0.004, 0.004, _D(0.3), _D(0.3), 1.0, 40.0, 10.0, _D(4.0), 0.4, 0.003])
+_MIN_STEP = np.array([0.0002, 0.0002, _D(0.01), _D(0.01), 0.05, 1.0, 0.5, _D(0.2), 0.02, 0.0002])
+MAX_ITERATIONS = 80
+FAST_SPEED_RAD_S = 40.0  # a servo this fast never binds: "speed not reached"
+SKIP_S = 0.3  # the start of a run is not fitted: the play's side is not known there
+FEEDBACK_SCALE = (0.95, 1.05)  # a calibrated feedback's slope is this good
+HUBER_RAD = _D(0.3)
+SWING_S = 0.6  # after the excitation's largest step: its fast swing (see _Batch.calm)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded run of one joint.
+
+    Attributes:
+        sent: the angle each tick's pulse commanded (rad, as the servo got it).
+        measured: the feedback angle read at the start of each tick (rad); NaN where the
+            tick took no fresh reading.
+        period_s: the control period; substeps: physics steps per tick of the simulation
+            the parameters are for.
+        frame_s: the PCA9685's frame period: a pulse written in a tick reaches the servo
+            at the start of the next frame; None where a pulse acts at once.
+    """
+
+    sent: np.ndarray
+    measured: np.ndarray
+    period_s: float
+    substeps: int = 3
+    frame_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFit:
+    """The servo model fitted to one run.
+
+    Attributes:
+        delay_s: from the start of the tick that wrote a target to the servo acting on it,
+            on average over the run (what the simulation's delay is). With PWM frames it
+            changes with the frames' phase, which drifts against the loop's ticks.
+        time_constant_s, dead_band_rad, backlash_rad, speed_rad_s: the servo model.
+        speed_reached: False when the run never drove the servo at its speed limit: then
+            ``speed_rad_s`` is only the slowest speed that fits (the servo may be faster).
+        fit_error_rad: rms of replayed minus measured angles.
+        offset_rad: measured minus commanded angle where they settle (calibration's residual).
+        nuisance: the load ``a``, friction ``f``, neutral angle, log10 of the motor's
+            acceleration and the PWM frames' phase the fit used (not part of the model).
+    """
+
+    delay_s: float
+    time_constant_s: float
+    dead_band_rad: float
+    backlash_rad: float
+    speed_rad_s: float
+    speed_reached: bool
+    fit_error_rad: float
+    offset_rad: float
+    nuisance: tuple[float, ...]
+
+
+class _Batch:
+    """Runs padded to one length, with the cost of a parameter set per column."""
+
+    def __init__(self, runs: Sequence[Run]):
+        self.period, self.substeps = runs[0].period_s, runs[0].substeps
+        if any(r.period_s != self.period or r.substeps != self.substeps for r in runs):
+            raise ValueError("runs fitted together must share the period and substeps")
+        ticks = max(len(r.sent) for r in runs)
+        self.frames = np.array([np.nan if r.frame_s is None else r.frame_s for r in runs])
+        self.sent = np.empty((ticks, len(runs)))
+        self.measured = np.full((ticks, len(runs)), np.nan)
+        skip = round(SKIP_S / self.period)
+        for i, r in enumerate(runs):
+            if len(r.sent) != len(r.measured):
+                raise ValueError("a run needs one measured angle per sent angle")
+            self.sent[:, i] = np.concatenate([r.sent, np.full(ticks - len(r.sent), r.sent[-1])])
+            self.measured[skip : len(r.measured), i] = r.measured[skip:]
+        self.use = np.isfinite(self.measured)
+        self.robust = True
+        if (self.use.sum(axis=0) < 20).any():
+            raise ValueError("a run has too few fresh feedback readings to fit")
+
+    def calm(self) -> _Batch:
+        """The same runs without their fastest swing (from the largest step a tick to
+        :data:`SWING_S` after it), which a heavy link's inertia, weight and limp neighbours
+        shape more than its servo: the model's other parameters are fitted without it."""
+        calm = copy.copy(self)
+        calm.measured = self.measured.copy()
+        after = round(SWING_S / self.period)
+        for column in range(self.sent.shape[1]):
+            big = int(np.argmax(np.abs(np.diff(self.sent[:, column]))))
+            calm.measured[max(0, big - 2) : big + after, column] = np.nan
+        calm.use = np.isfinite(calm.measured)
+        return calm if (calm.use.sum(axis=0) >= 20).all() else self
+
+    def cost(
+        self, runs: np.ndarray, params: np.ndarray, frames: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """rms error and offset (rad) of ``params[i]`` on run ``runs[i]`` (without its PWM
+        frames: a delay that does not depend on the frame's phase). The measured angles
+        may differ from the replayed ones by an offset and a scale within
+        :data:`FEEDBACK_SCALE` (what the feedback's calibration left): both are solved for."""
+        frame = self.frames[runs] if frames else np.nan
+        predicted = replay(self.sent[:, runs], self.period, self.substeps, params, frame)
+        use = self.use[:, runs]
+        count = use.sum(axis=0)
+        p_mean = np.where(use, predicted, 0.0).sum(axis=0) / count
+        m_mean = np.where(use, self.measured[:, runs], 0.0).sum(axis=0) / count
+        p, m = np.where(use, predicted - p_mean, 0.0), np.where(use, self.measured[:, runs] - m_mean, 0.0)
+        scale = np.clip((p * m).sum(axis=0) / np.maximum((p * p).sum(axis=0), 1e-18), *FEEDBACK_SCALE)
+        error = np.where(use, m - scale * p, 0.0)
+        offset = m_mean - scale * p_mean
+        if not self.robust:
+            return np.sqrt((error**2).sum(axis=0) / count), offset
+        # Huber's loss: a few ticks the model cannot follow (a heavy link's fast swing)
+        # weigh like a fixed slope, not like their square, so they do not bend the rest.
+        size = np.abs(error)
+        loss = np.where(size <= HUBER_RAD, error**2, 2 * HUBER_RAD * size - HUBER_RAD**2)
+        return np.sqrt(loss.sum(axis=0) / count), offset
+
+
+def _start(batch: _Batch, runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starting points of the search: per run and per time constant of a coarse grid, the
+    best delay, play and load (the delay taken as fixed), then the best phase of the PWM
+    frames. The fit's worst valleys trade lag for delay, so each run is searched from
+    every lag."""
+    cell = batch.period / batch.substeps
+    centre = np.nanmedian(batch.sent, axis=0)
+    shapes = ((0.4, 1.2, 0.0, 0.0, 6.0), (0.4, 1.2, 300.0, 20.0, 3.0), (1.0, 0.3, 0.0, 0.0, 6.0))
+    lags = (0.004, 0.01, 0.02, 0.04)
+    grid = np.array([[d, t, _D(b), _D(p), 10.0, a, f, 0.0, accel, 0.0]
+                     for t in lags for d in np.arange(0.5 * cell, 0.15, cell)
+                     for b, p, a, f, accel in shapes])  # fmt: skip
+    trials = np.tile(grid, (runs, 1))
+    trials[:, 7] = np.repeat(centre, len(grid))
+    cost = batch.cost(np.repeat(np.arange(runs), len(grid)), trials, frames=False)[0]
+    pick = np.argmin(cost.reshape(runs, len(lags), -1), axis=2)  # (runs, lags)
+    per_lag = len(grid) // len(lags)
+    x = np.array(
+        [trials[r * len(grid) + k * per_lag + pick[r, k]] for r in range(runs) for k in range(len(lags))]
+    )
+    owner = np.repeat(np.arange(runs), len(lags))
+    return _best_phase(batch, x, owner, keep_mean=True)[0], owner
+
+
+def _best_phase(
+    batch: _Batch, x: np.ndarray, owner: np.ndarray, keep_mean: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` with, for each point whose run has PWM frames, the best of 16 phases of the
+    frames; with ``keep_mean`` the delay is moved with the phase so that its mean over the
+    run stays ``x[0]`` (a delay found without frames), else it is kept as it is."""
+    phases = np.arange(16) / 16
+    frames = batch.frames[owner]
+    framed = np.isfinite(frames)
+    trials = np.repeat(x, len(phases), axis=0)
+    trials[:, 9] = (np.where(framed, frames, 0.0)[:, None] * phases[None]).ravel()
+    if keep_mean:
+        ticks = np.arange(len(batch.sent))[:, None] * batch.period
+        period = np.repeat(np.where(framed, frames, 1.0), len(phases))
+        mean_wait = np.mod(trials[:, 9][None] - ticks, period[None]).mean(axis=0)
+        shift = np.where(np.repeat(framed, len(phases)), period / 2 - mean_wait, 0.0)
+        trials[:, 0] = np.clip(trials[:, 0] + shift, _LOW[0], _HIGH[0])
+    cost = batch.cost(np.repeat(owner, len(phases)), trials)[0].reshape(len(x), -1)
+    pick = np.argmin(cost, axis=1)
+    return trials[np.arange(len(x)) * len(phases) + pick], cost[np.arange(len(x)), pick]
+
+
+def _search(
+    batch: _Batch,
+    x: np.ndarray,
+    runs: np.ndarray,
+    rng: np.random.Generator,
+    only: tuple[int, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pattern search from every starting point ``x[i]`` (of run ``runs[i]``) at once: each
+    round tries, around each point, every coordinate (or ``only`` those) up and down,
+    trades of dead band for backlash and of delay for lag, and a few random moves; a point
+    whose round finds nothing better halves its steps, and stops when they are all at
+    their floor."""
+    points, dims = x.shape
+    free = np.zeros(dims, bool)
+    free[list(range(dims) if only is None else only)] = True
+    step = np.tile(np.where(free, _STEP, 0.0), (points, 1))
+    floor = np.where(free, _MIN_STEP, 0.0)
+    best = batch.cost(runs, x)[0]
+    moves = []
+    for i in np.flatnonzero(free):
+        for sign in (-1.0, 1.0):
+            e = np.zeros(dims)
+            e[i] = sign
+            moves.append(e)
+    if only is None:
+        for sign in (-1.0, 1.0):
+            moves.append(np.r_[0, 0, sign, -sign, np.zeros(dims - 4)])
+            moves.append(np.r_[sign, -sign, np.zeros(dims - 2)])
+    active = np.ones(points, bool)
+    for iteration in range(MAX_ITERATIONS):
+        if iteration % 10 == 9:
+            active &= ~_dominated(runs, best)
+        live = np.flatnonzero(active)
+        if not len(live):
+            break
+        shifts = np.concatenate([np.array(moves), rng.normal(0.0, 0.7, (4, dims))])
+        trials = (x[live, None, :] + shifts[None] * step[live, None, :]).reshape(-1, dims)
+        cost, _ = batch.cost(np.repeat(runs[live], len(shifts)), np.clip(trials, _LOW, _HIGH))
+        cost = cost.reshape(len(live), len(shifts))
+        pick = np.argmin(cost, axis=1)
+        for row, r in enumerate(live):
+            if cost[row, pick[row]] < best[r] - 1e-12:
+                x[r] = np.clip(trials[row * len(shifts) + pick[row]], _LOW, _HIGH)
+                best[r] = cost[row, pick[row]]
+            elif np.all(step[r] <= floor):
+                active[r] = False
+            else:
+                step[r] = np.maximum(step[r] / 2, floor)
+    return x, best
+
+
+def _dominated(runs: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Points far worse than the best point of their run: not worth searching on."""
+    lowest = np.full(runs.max() + 1, np.inf)
+    np.minimum.at(lowest, runs, best)
+    floor = lowest[runs]
+    return best > np.maximum(1.3 * floor, floor + _D(0.01))
+
+
+def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
+    """``x`` with the speed and the motor's acceleration that fit the whole runs best (the
+    speed shows in the fast swing only), and the delay as the swing has it (a swing of
+    40 deg in a few ticks is timed to the millisecond; the frames' phase drifts), the
+    other parameters as they are."""
+    speeds = np.geomspace(1.0, FAST_SPEED_RAD_S, 24)
+    accels = np.array([2.0, 2.5, 3.0, 3.5, 4.5, 6.0])
+    shifts = np.array([-0.006, -0.003, 0.0, 0.003])
+    grid = np.array([(d, v, a) for d in shifts for v in speeds for a in accels])
+    trials = np.repeat(x, len(grid), axis=0)
+    trials[:, [4, 8]] = np.tile(grid[:, 1:], (len(x), 1))
+    trials[:, 0] += np.tile(grid[:, 0], len(x))
+    cost = batch.cost(np.repeat(np.arange(len(x)), len(grid)), trials)[0].reshape(len(x), -1)
+    best = trials[np.arange(len(x)) * len(grid) + np.argmin(cost, axis=1)]
+    return _search(batch, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
+
+
+def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per run the speed to report and whether the run reached it: when a servo far faster
+    fits as well, the run never drove this one at its limit, and only the slowest speed
+    that still fits is known."""
+    runs = len(x)
+    speeds = np.linspace(0.0, 1.0, 24)
+    trials = np.repeat(x, len(speeds), axis=0)
+    trials[:, 4] = (x[:, 4, None] + (FAST_SPEED_RAD_S - x[:, 4, None]) * speeds[None]).ravel()
+    cost = batch.cost(np.repeat(np.arange(runs), len(speeds)), trials)[0].reshape(runs, -1)
+    tolerance = np.maximum(0.02 * best, _D(0.002))
+    fits = cost <= (best + tolerance)[:, None]
+    reached = ~fits[:, -1]
+    slowest = np.array([trials[r * len(speeds) + int(np.argmax(fits[r])), 4] for r in range(runs)])
+    return np.where(reached, x[:, 4], slowest), reached
+
+
+def _swap(
+    batch: _Batch, x: np.ndarray, best: np.ndarray, partners: Sequence[int], rng: np.random.Generator
+) -> None:
+    """Search again, from its partner's result, each run that fits clearly worse than its
+    partner (its search ended in a worse valley); keep what ends better. The partner's
+    result is first put at the PWM frames' phase that suits the run (it drifts between
+    runs)."""
+    partner = np.asarray(partners)
+    worse = np.flatnonzero(best > 1.5 * best[partner] + _D(0.005))
+    if not len(worse):
+        return
+    theirs, _ = _best_phase(batch, x[partner[worse]], worse, keep_mean=False)
+    again, cost = _search(batch, theirs, worse, rng)
+    better = cost < best[worse]
+    x[worse[better]], best[worse[better]] = again[better], cost[better]
+
+
+def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: int = 0) -> list[RunFit]:
+    """Fit the servo model to each run (all at once: numpy's cost is per step, not per run).
+
+    Args:
+        runs: the runs.
+        partners: for each run, the index of another run of the same servo (its repeat);
+            a run that its partner's result fits better is searched again from there.
+        seed: of the search's random moves.
+
+    Raises:
+        ValueError: a run is malformed, has too few readings, or the runs differ in period.
+    """
+    if not runs:
+        return []
+    full = _Batch(runs)
+    batch = full.calm()
+    rng = np.random.default_rng(seed)
+    starts, owner = _start(batch, len(runs))
+    ends, cost = _search(batch, starts, owner, rng)
+    pick = [np.flatnonzero(owner == r)[np.argmin(cost[owner == r])] for r in range(len(runs))]
+    x, best = ends[pick], cost[pick]
+    if partners is not None:
+        _swap(batch, x, best, partners, rng)
+    full.robust = False  # the speed is in the swing: its every tick counts
+    swing = _fit_speed(full, x.copy())
+    speed, reached = _speeds(full, swing, full.cost(np.arange(len(runs)), swing)[0])
+    x[:, 8] = swing[:, 8]
+    batch.robust = False  # the fit error reported is the plain rms, where the model holds
+    best, offset = batch.cost(np.arange(len(runs)), x)
+    for i, run in enumerate(runs):  # the delay over the run, whatever the frames' phase did
+        arrive = arrivals(len(run.sent), run.period_s, x[i, :1], x[i, 9:], batch.frames[i : i + 1])
+        x[i, 0] = float(np.mean(arrive[:, 0] - np.arange(len(run.sent)) * run.period_s))
+    return [
+        RunFit(
+            delay_s=float(p[0]),
+            time_constant_s=float(p[1]),
+            dead_band_rad=float(p[2]),
+            backlash_rad=float(p[3]),
+            speed_rad_s=float(v),
+            speed_reached=bool(ok),
+            fit_error_rad=float(e),
+            offset_rad=float(o),
+            nuisance=tuple(float(v) for v in p[5:]),
+        )
+        for p, v, ok, e, o in zip(x, speed, reached, best, offset, strict=True)
+    ]

@@ -1,0 +1,238 @@
+"""How well servo identification finds an emulated robot's hidden servos, and what it buys.
+
+For each seed, a daemon runs the emulated hardware of a robot as built (horn offsets,
+mirrored servos, potentiometer gains: ``emulated_miscalibration_seed``) whose servos have
+their own seeded delay, lag, dead band, backlash and speed (``emulated_servo_seed``, the
+hidden truth), hung on its stand, 8x faster than real time, with a slew limit of 20 rad/s
+so that its servos can be driven past their speed, and its loop at 60 Hz so that the
+ticks walk through the PCA9685's 50 Hz frames (the delay found is their average).
+``plenctl calibrate --operator sim`` calibrates it; then ``plenctl calibrate --servos``
+(its wizard, in this process, to read the truth the emulation reports) measures every
+servo. Printed per joint: true and found values and their errors; per seed the worst;
+robot time and fit time.
+
+Then 10 s of the sine gait's joint targets (speed 0.5, at 50 Hz) are replayed open loop,
+on the stand, on the emulated robot and in the simulation with the identified, the true
+and today's default servo model: the per-joint rms difference of the measured angles,
+as it is and less its constant part.
+
+    .venv/bin/python tests/benchmarks/servo_identification.py [SEED ...]    (default 1 2 3)
+
+The last line: ``worst: delay X ms, time constant Y %, backlash Z deg, speed W %``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' daemon helper
+from calibration import servo_wizard
+from calibration.store import SERVO_MODEL_KEYS, ServoRecord, load
+from calibration.wizard import Options, SimulatedOperator
+from gaits.sine import stand_pose
+from gaits.walker import SineGait
+from plend.config import Config, replace_section
+from plend.config import load as load_config
+from plend.hal.emulated_robot import with_true_servos
+from plend.hal.hardware import make_hardware_hal
+from plend.hal.sim import SimHal
+from plend.plenctl import Client
+from plend.robot import JOINTS
+from plend.servo_source import apply_servo_model
+from tests.support import Daemon
+
+PERIOD = 0.02
+UNITS = {"delay_ms": "ms", "time_constant_ms": "%", "dead_band_deg": "deg", "backlash_deg": "deg",
+         "speed_rad_s": "%"}  # fmt: skip
+TARGETS = {
+    "delay_ms": 5.0,
+    "time_constant_ms": 15.0,
+    "dead_band_deg": 0.3,
+    "backlash_deg": 0.3,
+    "speed_rad_s": 15.0,
+}
+
+
+def config_text(seed: int) -> str:
+    return (
+        'hal = "hardware"\n[loop]\ntime_scale = 8.0\nrealtime = false\nrate_hz = 60.0\n'
+        "[safety]\nmax_speed_rad_s = 20.0\n"
+        f'[hardware]\nbus = "emulated"\nemulated_miscalibration_seed = {seed}\nemulated_servo_seed = {seed}\n'
+        "[sim]\nfixed_base = true\n"
+    )
+
+
+def identify(seed: int, tmp: Path) -> servo_wizard.ServoWizard:
+    d = Daemon(tmp, config=config_text(seed))
+    try:
+        wizard = ["plend.plenctl", "--socket", str(d.socket), "calibrate", "--operator", "sim"]
+        for attempt in (1, 2):  # a second run resumes where the first stopped, as a person would
+            done = subprocess.run([sys.executable, "-m", *wizard], capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+            stopped = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+            print(f"seed {seed}: calibration attempt {attempt} stopped ({stopped})")
+        else:
+            print(done.stdout[-3000:], done.stderr)
+            raise SystemExit(f"seed {seed}: the calibration wizard failed")
+        client = Client(d.socket, timeout=10.0)
+        out = io.StringIO()
+        try:
+            found = servo_wizard.identify(client, SimulatedOperator({}), Options(), out)
+        finally:
+            client.close()
+        if found.exit_code != 0:
+            print(out.getvalue()[-3000:])
+            raise SystemExit(f"seed {seed}: servo identification failed")
+        return found
+    finally:
+        d.stop()
+
+
+def error(key: str, true: float, found: float) -> float:
+    return 100.0 * (found / true - 1.0) if UNITS[key] == "%" else found - true
+
+
+def table(
+    seed: int, found: dict[str, ServoRecord], truths: dict[str, list[dict[str, float]]]
+) -> dict[str, float]:
+    print(f"seed {seed}: true / found (error)")
+    print(f"{'joint':<20}" + "".join(f"{k:>24}" for k in SERVO_MODEL_KEYS) + f"{'fit deg':>9}")
+    worst = dict.fromkeys(SERVO_MODEL_KEYS, 0.0)
+    for name in (j.name for j in JOINTS if j.name in found):
+        servo, runs = found[name], truths[name]
+        row = f"{name:<20}"
+        for key in SERVO_MODEL_KEYS:
+            true = float(np.mean([r[key] for r in runs]))
+            value = getattr(servo, key)
+            e = error(key, true, value)
+            worst[key] = max(worst[key], abs(e))
+            mark = "" if abs(e) <= TARGETS[key] else "!"
+            speed_mark = ">=" if key == "speed_rad_s" and not servo.speed_reached else ""
+            row += f"{true:>8.2f} /{speed_mark}{value:>7.2f} ({e:+6.2f}){mark:1}"
+        print(row + f"{servo.fit_error_deg:>9.2f}")
+    print("worst: " + ", ".join(f"{k} {v:.2f} {UNITS[k]}" for k, v in worst.items()))
+    return worst
+
+
+def gait_targets(seconds: float) -> np.ndarray:
+    gait = SineGait(0.5)
+    return np.array([gait.update(None, PERIOD) for _ in range(round(seconds / PERIOD))])
+
+
+def replay_emulated(config: Config, targets: np.ndarray) -> tuple[np.ndarray, float]:
+    """The emulated robot's measured angles, and the mean time from a tick's start to its
+    PWM write (s)."""
+    hal = make_hardware_hal(config, stand_pose())
+    hal.open(PERIOD)
+    try:
+        measured = _replay(hal, targets)
+        return measured, hal.robot.pwm_latency(-math.inf)[0]  # type: ignore[attr-defined]
+    finally:
+        hal.close()
+
+
+def replay_sim(config: Config, targets: np.ndarray) -> np.ndarray:
+    hal = SimHal(config.sim, stand_pose())
+    hal.open(PERIOD)
+    try:
+        return _replay(hal, targets)
+    finally:
+        hal.close()
+
+
+def _replay(hal: object, targets: np.ndarray) -> np.ndarray:
+    for _ in range(75):  # stand 1.5 s
+        hal.read()  # type: ignore[attr-defined]
+        hal.write(stand_pose())  # type: ignore[attr-defined]
+    measured = []
+    for q in targets:
+        measured.append(hal.read().joint_pos.copy())  # type: ignore[attr-defined]
+        hal.write(q)  # type: ignore[attr-defined]
+    return np.array(measured)
+
+
+def true_model(config: Config, seed: int, write_s: float) -> Config:
+    """The simulation with the robot's true servos, each delay as the simulation means it:
+    from the tick's start, the write and half a PWM frame (the average wait) included."""
+    world = with_true_servos(config.sim, seed)
+    extra = 1000.0 * write_s + 500.0 / config.hardware.pwm_frequency_hz
+    joints = {n: {**t, "delay_ms": t["delay_ms"] + extra} for n, t in world.servo.joints.items()}
+    servo = dataclasses.replace(world.servo, joints=joints)
+    return dataclasses.replace(config, sim=dataclasses.replace(world, servo=servo))
+
+
+def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float]]:
+    """Per model (identified, true, default): the worst per-joint rms difference (deg) of
+    the simulation's measured angles from the emulated robot's over 10 s of the sine gait,
+    as they are and less each joint's constant difference (the feedback calibration's
+    residual, which no servo model can show)."""
+    path = tmp / "replay.toml"
+    path.write_text(config_text(seed) + f'[paths]\nstate_dir = "{tmp}"\n')
+    config = load_config(path)
+    targets = gait_targets(10.0)
+    robot, write_s = replay_emulated(config, targets)
+    plain = replace_section(config, "hardware", emulated_servo_seed=None)
+    models = {
+        "identified": apply_servo_model(replace_section(plain, "sim", servo_model="calibration")),
+        "true": true_model(plain, seed, write_s),
+        "default": plain,
+    }
+    wired = [j.index for j in JOINTS if j.wired]
+    out = {}
+    for label, model in models.items():
+        difference = (replay_sim(model, targets) - robot)[:, wired]
+        raw = np.degrees(np.sqrt(np.mean(difference**2, axis=0)))
+        moving = np.degrees(np.std(difference, axis=0))
+        out[label] = (float(raw.max()), float(moving.max()))
+        print(f"  replay, {label:>10} model, rms per joint (deg), as is / less its constant difference:")
+        print(
+            "    "
+            + " ".join(
+                f"{JOINTS[i].name}={r:.2f}/{m:.2f}" for i, r, m in zip(wired, raw, moving, strict=True)
+            )
+        )
+    return out
+
+
+def main(seeds: list[int]) -> None:
+    overall = dict.fromkeys(SERVO_MODEL_KEYS, 0.0)
+    replays: list[dict[str, tuple[float, float]]] = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            began = time.perf_counter()
+            found = identify(seed, Path(tmp))
+            wall = time.perf_counter() - began
+            worst = table(seed, found.servos, found.truths)
+            print(
+                f"seed {seed}: robot time {found.robot_time_s:.0f} s for {len(found.servos)} servos "
+                f"(moves and excitations); fit {found.fit_s:.0f} s; wall {wall:.0f} s (8x real time)"
+            )
+            assert load(Path(tmp) / "calibration.json").servos, "nothing was saved"
+            replays.append(replay(seed, Path(tmp)))
+            line = ", ".join(f"{k} {raw:.2f} / {moving:.2f}" for k, (raw, moving) in replays[-1].items())
+            print(f"seed {seed}: replay, worst joint rms as is / less its constant difference (deg): {line}")
+        for key in overall:
+            overall[key] = max(overall[key], worst[key])
+    line = ", ".join(
+        f"{k} {max(r[k][0] for r in replays):.2f} / {max(r[k][1] for r in replays):.2f}" for k in replays[0]
+    )
+    print(f"replay over the seeds, worst joint rms as is / less its constant difference (deg): {line}")
+    print(
+        f"worst: delay {overall['delay_ms']:.1f} ms, time constant {overall['time_constant_ms']:.0f} %, "
+        f"backlash {overall['backlash_deg']:.2f} deg, speed {overall['speed_rad_s']:.0f} % "
+        f"(dead band {overall['dead_band_deg']:.2f} deg)"
+    )
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [1, 2, 3])
