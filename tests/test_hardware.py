@@ -136,7 +136,7 @@ def test_io_errors_are_retried_counted_and_never_stop_the_loop(tmp_path: Path) -
         set_up(period)
         hal.robot.bus.faults.io_error_rate = 0.01  # from the first tick on
 
-    hal.open = open_then_fail  # type: ignore[method-assign]
+    hal.open = open_then_fail  # type: ignore[method-assign,assignment]
     summary = run(config, RunOptions(speed=0.5, duration_s=60.0, fast=True), hal=hal)
     counters = hal.counters
     assert summary["ticks"] >= 3000 and summary["fell"] is False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,7 +153,8 @@ def test_zero_pose_target_gives_zero_angles() -> None:
 
 def test_knee_flexes_the_documented_way() -> None:
     # Crouching 10 mm flexes the right knee negative and the left knee positive.
-    for side, sign in (("right", -1.0), ("left", 1.0)):
+    sides: tuple[tuple[Side, float], ...] = (("right", -1.0), ("left", 1.0))
+    for side, sign in sides:
         target = np.array(sole_zero_position(side)) + np.array([0.0, 0.0, 0.010])
         q = leg_ik(side, target)
         assert sign * q[3] > 0.2
@@ -261,7 +263,7 @@ def _quat_matrix(q: tuple[float, float, float, float]) -> np.ndarray:
 
 
 @contextmanager
-def _fixed_model() -> Iterator[tuple[object, int, int, dict[str, int], dict[str, int]]]:
+def _fixed_model() -> Iterator[tuple[Any, int, int, dict[str, int], dict[str, int]]]:
     import pybullet as pb
 
     c = pb.connect(pb.DIRECT)

@@ -44,7 +44,8 @@ def save_model(path: Path, spec: PolicySpec | None, inputs: int, outputs: int, w
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if spec is not None or metadata is not None:
-        helper.set_model_props(model, {METADATA_KEY: metadata if metadata is not None else spec.to_json()})
+        text = metadata if metadata is not None else spec.to_json()  # type: ignore[union-attr]
+        helper.set_model_props(model, {METADATA_KEY: text})
     onnx.save(model, path)
     return path
 

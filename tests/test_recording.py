@@ -56,8 +56,9 @@ def test_the_messages_name_every_field_and_the_schemas_give_units(walk: tuple[Pa
     path, _ = walk
     with path.open("rb") as f:
         reader = make_reader(f)
-        schemas = {c.topic: json.loads(reader.get_summary().schemas[c.schema_id].data)
-                   for c in reader.get_summary().channels.values()}  # fmt: skip
+        summary = reader.get_summary()
+        assert summary is not None
+        schemas = {c.topic: json.loads(summary.schemas[c.schema_id].data) for c in summary.channels.values()}
         tick = next(json.loads(m.data) for _, c, m in reader.iter_messages(topics=["/plend/tick"]))
     assert set(schemas) == {"/plend/info", "/plend/tick", "/plend/truth"}
     assert set(tick["measured"]) == set(JOINT_NAMES) and set(tick["imu"]["gyro"]) == {"x", "y", "z"}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_urdf_path_works_from_another_directory(tmp_path) -> None:  # type: igno
 
 
 @contextmanager
-def _bullet() -> Iterator[tuple[object, int]]:
+def _bullet() -> Iterator[tuple[Any, int]]:
     import pybullet as pb
 
     client = pb.connect(pb.DIRECT)

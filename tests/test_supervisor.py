@@ -40,7 +40,7 @@ def hostile_trajectory(values: np.ndarray) -> Trajectory:
     return Trajectory(JOINT_NAMES, values, 50.0)
 
 
-commands = st.one_of(
+commands: st.SearchStrategy[tuple[str, dict[str, Any]]] = st.one_of(
     st.sampled_from(["stand", "relax", "stop", "estop", "reset", "policy_start"]).map(lambda n: (n, {})),
     st.floats(-1, 1).map(lambda s: ("gait", {"speed": s})),
     arrays(float, (5, NUM_JOINTS), elements=st.floats(-10, 10)).map(
@@ -86,7 +86,7 @@ def test_stop_ends_walking_at_a_safe_point_and_stands() -> None:
     assert supervisor.mode == "sine", "stop waits for the next step boundary"
     loop.run(150)
     assert supervisor.mode == "stand"
-    assert np.allclose(robot.writes[-1], stand_pose(), atol=1e-6)
+    assert np.allclose(robot.last(), stand_pose(), atol=1e-6)
 
 
 def test_estop_relaxes_at_once_and_latches_until_reset() -> None:

@@ -141,9 +141,9 @@ def test_rounded_soles_replace_the_box_with_a_mesh(tmp_path: Path) -> None:
         assert mesh is not None and Path(mesh.get("filename", "")).is_file()
     # A model whose foot is not one box cannot be rounded: told so.
     root2 = ET.fromstring(PACKAGED)
-    foot = root2.find("link[@name='r_foot']")
-    assert foot is not None
-    foot.append(ET.fromstring('<collision><geometry><sphere radius="0.01"/></geometry></collision>'))
+    foot_link = root2.find("link[@name='r_foot']")
+    assert foot_link is not None
+    foot_link.append(ET.fromstring('<collision><geometry><sphere radius="0.01"/></geometry></collision>'))
     path = write(tmp_path, ET.tostring(root2, encoding="unicode"), "two_shapes.urdf")
     with pytest.raises(
         ConfigError, match="rounded or convex soles need the foot link r_foot to collide as one box"

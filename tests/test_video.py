@@ -28,7 +28,7 @@ def figures(summary: dict[str, object]) -> dict[str, object]:
 
 def frames_of(path: Path) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[np.ndarray] = []
     while True:
         ok, frame = capture.read()
         if not ok:
