@@ -62,7 +62,7 @@ class ServoModel:
             ``[sim.servo.joints.r_knee_r_shin] backlash_deg = 2.0``.
     """
 
-    delay_ms: float = 10.0
+    delay_ms: float = 40.0 / 3.0  # the mean wait for a 20 ms PWM frame and ~3 ms of reaction
     time_constant_ms: float = 10.0
     dead_band_deg: float = 0.0
     backlash_deg: float = 0.0

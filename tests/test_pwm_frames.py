@@ -84,7 +84,7 @@ def test_a_pulse_waits_for_the_next_frame_only_on_a_robot_with_its_own_servos(se
         hal.close()
     if seed is None:
         assert hal.pwm_frame_s is None and (written, wait) == (0.0, 0.0)  # type: ignore[attr-defined]
-        assert truth["delay_ms"] == pytest.approx(10.0)  # the simulation's default servo
+        assert truth["delay_ms"] == pytest.approx(40.0 / 3.0)  # the simulation's default servo
     else:
         assert hal.pwm_frame_s == pytest.approx(0.02, rel=0.01)  # type: ignore[attr-defined]
         assert written < wait < written + 0.02 + 1e-9, "after the write, within one frame"

@@ -109,6 +109,15 @@ NOT_RUN = {
     "sudo systemctl start plend": "a Pi with the service installed",
     "sudo usermod -aG plend $USER": "a Pi with the plend group",
     "journalctl -u plend -f": "a Pi with the service's journal",
+    "plenctl calibrate --servos": "a calibrated robot on its stand (tests/test_servo_wizard.py measures "
+    "emulated servos)",
+    "plenctl calibrate --servos --joint r_knee_r_shin": "as above, one joint",
+    "plend run --servo-model /var/lib/plend/calibration.json": "a robot's measured servos; "
+    "tests/test_servo_store.py runs the simulation with a calibration file's servos",
+    ".venv/bin/plend --config rehearsal.toml run --socket /tmp/plend.sock &": "the servo rehearsal "
+    "takes minutes; tests/benchmarks/servo_identification.py runs it, tests/test_servo_wizard.py a few joints",
+    ".venv/bin/plenctl --socket /tmp/plend.sock calibrate --operator sim": "as above",
+    ".venv/bin/plenctl --socket /tmp/plend.sock calibrate --servos --operator sim": "as above",
 }
 
 
@@ -285,7 +294,7 @@ def test_the_calibration_rehearsal_needs_no_root_and_keeps_its_own_file(user: Us
     done = user.run(_session(REHEARSAL), timeout=600)
     saved = user.home / ".local/state/plend/emulated/seed-11/calibration.json"
     assert f"Saved {saved}." in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
-    assert f"{saved}\ncalibration v1 of emulated robot (seed 11)" in done.stdout
+    assert f"{saved}\ncalibration v2 of emulated robot (seed 11)" in done.stdout
     assert re.findall(r"^rc=(\d+)$", done.stdout, re.M) == ["0", "0"]
     # The README's emulated robot still runs afterwards: the rehearsal did not block it.
     after = user.run(QUICK_START[4])
