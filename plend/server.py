@@ -3,11 +3,11 @@
 One thread serves every connection with non-blocking sockets (a selector), so no client
 can hold a thread: a connection that sends half a line, never reads its replies, or
 just stays open costs a buffer, and is closed after ``socket.request_timeout_s`` (an
-unfinished line) or ``socket.idle_timeout_s`` (silence). Quick commands (status, estop,
-relax, gait ...) are answered on this thread; commands that read files run on a few
-worker threads, and a full pool is answered ``busy`` at once. Commands for the control
-loop are submitted by this thread and answered when the loop has applied them; e-stop
-and relax go through the loop's urgent channel, ahead of everything else.
+unfinished line) or ``socket.idle_timeout_s`` (silence). Each complete request line goes to
+plend.server_requests, which runs it: quick commands (status, estop, relax, gait ...)
+on this thread, commands that read files on a few worker threads, commands for the
+control loop answered when the loop has applied them; e-stop and relax go through the
+loop's urgent channel, ahead of everything else.
 
 Past ``socket.max_connections`` a connection is still taken, but may only ask estop,
 relax, status or version once; anything else is told the daemon is busy.
@@ -20,72 +20,40 @@ import contextlib
 import errno
 import json
 import logging
-import queue
 import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from plend import socketfile
 from plend.config import SocketConfig
 from plend.connection import MAX_OUT_BYTES, Connection
 from plend.protocol import (  # re-exported: handlers import them from here
     PROTOCOL_VERSION,
-    Args,
     ArgumentError,
     BusyError,
     Dispatcher,
     Handler,
     LoopCall,
     RequestError,
-    SlowRequestError,
     UnknownCommandError,
     argument,
     current_connection,
-    decode,
     mark_socket_thread,
-    set_current_connection,
 )
+from plend.server_requests import WORKER_BACKLOG, Pending, Requests, Submit, busy_error
 
 __all__ = [
-    "PROTOCOL_VERSION", "ArgumentError", "ControlServer", "Dispatcher", "Handler", "LoopCall",
-    "RequestError", "UnknownCommandError", "argument", "current_connection",
+    "PROTOCOL_VERSION", "WORKER_BACKLOG", "ArgumentError", "ControlServer", "Dispatcher", "Handler",
+    "LoopCall", "Pending", "RequestError", "Submit", "UnknownCommandError", "argument", "current_connection",
 ]  # fmt: skip
 
 log = logging.getLogger("plend.server")
 
-LOOP_TIMEOUT_S = 2.0  # a loop command not applied by then is answered loop_stalled
-WORKER_BACKLOG = 8  # slow requests that may wait for a worker
 _TICK_S = 0.1  # how often timeouts are checked
-
-
-class Pending(Protocol):
-    """A loop command in flight (``plend.loop.Request``)."""
-
-    result: dict[str, Any] | None
-    error: BaseException | None
-
-    def add_done_callback(self, callback: Callable[[Any], None]) -> None: ...
-
-
-Submit = Callable[[LoopCall, float], Pending]
-
-
-@dataclass(eq=False)
-class _Work:
-    """A request on a worker (``job``) or in the loop (``call``), with its deadline."""
-
-    conn: Connection
-    name: str
-    deadline: float
-    args: Args | None = None
-    call: LoopCall | None = None
-    request: Pending | None = None
-    over: bool = False  # answered (or given up): a late outcome is dropped
 
 
 class ControlServer:
@@ -98,15 +66,12 @@ class ControlServer:
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, Connection] = {}
         self._overflow: dict[int, Connection] = {}  # past the cap, oldest first
-        self._work: set[_Work] = set()
-        self._slow = 0  # requests handed to the workers and not finished there, timed out or not
+        self._requests = Requests(dispatcher, settings, submit, self._reply, self._process, self._post)
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._stopping = False
         self._accept_paused_until = 0.0
         self._next_check = 0.0
         self._thread: threading.Thread | None = None
-        self._workers: list[threading.Thread] = []
         self._listener, self._identity = socketfile.bind(path, settings)
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -117,10 +82,7 @@ class ControlServer:
     # -- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        for n in range(self.settings.workers):
-            worker = threading.Thread(target=self._worker, name=f"plend-worker-{n}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        self._requests.start()
         self._thread = threading.Thread(target=self._serve, name="plend-socket", daemon=True)
         self._thread.start()
 
@@ -131,8 +93,7 @@ class ControlServer:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
-        for _ in self._workers:
-            self._jobs.put(None)
+        self._requests.close()
         for conn in list(self._conns.values()):
             self._close(conn, notify=False)
         with contextlib.suppress(OSError):
@@ -225,10 +186,7 @@ class ControlServer:
         self._accept_paused_until = time.monotonic() + 0.1
 
     def _busy(self) -> BusyError:
-        return BusyError(
-            f"plend is busy: {self.settings.max_connections} clients are connected (socket.max_connections); "
-            "only estop, relax and status are served; try again later"
-        )
+        return busy_error(self.settings)
 
     def _add(self, conn: Connection) -> None:
         self._conns[conn.id] = conn
@@ -281,134 +239,17 @@ class ControlServer:
                 too_large = RequestError(f"request is larger than {limit} bytes; send less")
                 self._reply(conn, self.dispatcher.error_reply(too_large))
             elif line.strip():
-                self._handle(conn, line)
+                self._requests.handle(conn, line)
         done = conn.eof or (conn.priority_only and conn.served)
         if not conn.closed and not conn.busy and not conn.lines and done:
             conn.closing = True
             self._flush(conn)
         self._interest(conn)
 
-    def _handle(self, conn: Connection, line: bytes) -> None:
-        received = time.perf_counter()
-        conn.served += 1
-        try:
-            name, args = decode(line)
-            self.dispatcher.check_command(name)
-            if conn.priority_only and name not in self.dispatcher.priority:
-                raise self._busy()
-        except Exception as exc:
-            self._reply(conn, self.dispatcher.error_reply(exc))
-            return
-        if name in self.dispatcher.inline:
-            self._run_inline(conn, name, args, received)
-            return
-        if self._slow >= self.settings.workers + WORKER_BACKLOG:  # running, queued or stuck
-            self._reply(conn, self.dispatcher.error_reply(BusyError(
-                f"plend is busy with slow requests (file reads); try {name} again in a moment"
-            )))  # fmt: skip
-            return
-        work = _Work(conn, name, time.monotonic() + self.settings.slow_request_timeout_s, args)
-        conn.busy = True
-        self._work.add(work)
-        self._slow += 1
-        self._jobs.put(lambda: self._run_job(work, received))
-
-    def _run_inline(self, conn: Connection, name: str, args: Args, received: float) -> None:
-        set_current_connection(conn.id)
-        try:
-            outcome = self.dispatcher.run(name, args)
-        except Exception as exc:
-            self._reply(conn, self.dispatcher.error_reply(exc))
-            return
-        finally:
-            set_current_connection(None)
-        self._deliver(conn, name, outcome, received)
-
-    def _deliver(self, conn: Connection, name: str, outcome: Any, received: float) -> None:
-        """Reply with a handler's result, or submit its loop call and reply once applied."""
-        if not isinstance(outcome, LoopCall):
-            self._reply(conn, self.dispatcher.ok_reply(outcome))
-            return
-        try:
-            request = self._submit(outcome, received)
-        except Exception as exc:
-            self._reply(conn, self.dispatcher.error_reply(exc))
-            return
-        work = _Work(conn, name, time.monotonic() + LOOP_TIMEOUT_S, call=outcome, request=request)
-        conn.busy = True
-        self._work.add(work)
-        request.add_done_callback(lambda _: self._post(lambda: self._applied(work)))
-
-    def _applied(self, work: _Work) -> None:
-        if work.over:
-            return
-        self._end(work)
-        request, call = work.request, work.call
-        assert request is not None and call is not None
-        try:
-            if request.error is not None:
-                raise request.error
-            result = request.result if call.then is None else call.then(request.result or {})
-            reply = self.dispatcher.ok_reply(result)
-        except Exception as exc:
-            reply = self.dispatcher.error_reply(exc)
-        self._reply(work.conn, reply)
-        self._process(work.conn)
-
-    def _end(self, work: _Work) -> None:
-        work.over = True
-        work.conn.busy = False
-        self._work.discard(work)
-
-    # -- workers ----------------------------------------------------------------------------
-
-    def _worker(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                job()
-            except Exception:
-                log.exception("control socket worker: unexpected error")
-
-    def _run_job(self, work: _Work, received: float) -> None:
-        set_current_connection(work.conn.id)
-        try:
-            assert work.args is not None
-            outcome: Any = self.dispatcher.run(work.name, work.args)
-            failed = False
-        except Exception as exc:
-            outcome, failed = exc, True
-        finally:
-            set_current_connection(None)
-        self._post(lambda: self._job_done(work, outcome, failed, received))
-
-    def _job_done(self, work: _Work, outcome: Any, failed: bool, received: float) -> None:
-        self._slow -= 1
-        if work.over:
-            if isinstance(outcome, LoopCall):
-                log.info("%s finished after its client was told it timed out; not carried out", work.name)
-            return
-        self._end(work)
-        conn = work.conn
-        if failed:
-            self._reply(conn, self.dispatcher.error_reply(outcome))
-        else:
-            self._deliver(conn, work.name, outcome, received)
-        self._process(conn)
-
     # -- timeouts ---------------------------------------------------------------------------
 
     def _check_timeouts(self, now: float) -> None:
-        for work in [w for w in self._work if now > w.deadline]:
-            self._end(work)
-            if work.call is not None:
-                error: Exception = _stalled(work.name)
-            else:
-                error = SlowRequestError(
-                    f"{work.name} did not finish within {self.settings.slow_request_timeout_s:g} s "
-                    "(a slow disk?); it was abandoned"
-                )
-            self._reply(work.conn, self.dispatcher.error_reply(error))
-            self._process(work.conn)
+        self._requests.check_timeouts(now)
         s = self.settings
         for conn in list(self._conns.values()):
             quiet = conn.quiet_for(now)
@@ -470,7 +311,7 @@ class ControlServer:
         del self._conns[conn.id]
         self._overflow.pop(conn.id, None)
         if notify and self.on_disconnect:
-            self._jobs.put(lambda: self._disconnected(conn.id))
+            self._requests.defer(lambda: self._disconnected(conn.id))
 
     def _disconnected(self, connection: int) -> None:
         for callback in self.on_disconnect:
@@ -478,9 +319,3 @@ class ControlServer:
                 callback(connection)
             except Exception:  # one failing callback must not hide the others
                 log.exception("error while closing a connection")
-
-
-def _stalled(name: str) -> Exception:
-    from plend.loop import LoopStalledError
-
-    return LoopStalledError(f"the control loop did not take '{name}' within {LOOP_TIMEOUT_S} s")

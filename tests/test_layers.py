@@ -48,7 +48,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "policies.library",
     ),
     "daemon": (
-        "plend.server", "plend.connection", "plend.protocol", "plend.socketfile", "plend.controls",
+        "plend.server", "plend.server_requests", "plend.connection", "plend.protocol", "plend.socketfile",
+        "plend.controls",
         "plend.calibration_controls", "plend.drive", "plend.drive.controls", "plend.drive.motion",
         "plend.pose", "plend.runtime", "plend.daemon", "plend.headless", "plend.service",
         "plend.render", "plend.video",
