@@ -142,7 +142,9 @@ def test_the_simulation_drives_each_joint_with_its_identified_servo(tmp_path: Pa
     }  # fmt: skip
     table = config.sim.servo_table()
     knee = joint_index(KNEE)
-    assert table.delay_s[knee] == pytest.approx(0.0245) and table.delay_s[0] == pytest.approx(0.010)
+    assert table.delay_s[knee] == pytest.approx(0.0245) and table.delay_s[0] == pytest.approx(
+        config.sim.servo.delay_ms / 1000
+    )
 
 
 def test_a_servo_model_that_cannot_be_used_is_one_line_naming_the_file(tmp_path: Path) -> None:
