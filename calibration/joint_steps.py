@@ -19,7 +19,7 @@ from calibration.operators import JOG_KEYS, JogView, KnowsZeros, Operator
 from calibration.poses import positive_move, reference_pose
 from calibration.session import MOVE_TIMEOUT_S, Aborted, Blocked, Session
 from calibration.store import JointRecord
-from plend.robot import joint
+from plend.model.robot import joint
 
 CHECK_DEG = 5.0  # the direction check's move
 SWEEP_HALF_RANGE_DEG = 30.0

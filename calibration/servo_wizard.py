@@ -29,8 +29,8 @@ from calibration.servo_id import fit_runs
 from calibration.session import Aborted, Link, Session, WizardError
 from calibration.store import CalibrationRecord, ServoRecord, describe_servos, from_json
 from calibration.wizard import Options, Wizard
-from plend.errors import ConnectionLostError, PlendError
-from plend.robot import joint
+from plend.core.errors import ConnectionLostError, PlendError
+from plend.model.robot import joint
 
 RETRIES = 2  # a refused joint may be measured again this often (scripted answers say "retry")
 UNVISITED = 0.25  # of the PWM frame, between the phases a run's ticks write at: say so

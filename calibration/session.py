@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 
 MOVE_TIMEOUT_S = 30.0  # wall clock, for one move or one sweep point
 POLL_S = 0.03

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from plend.files import FileRefusedError, read_limited
-from plend.robot import JOINTS
-from plend.servo_map import (  # re-exported: the file's limits and errors are the calibration's
+from plend.core.files import FileRefusedError, read_limited
+from plend.model.robot import JOINTS
+from plend.model.servo_map import (  # re-exported: the file's limits and errors are the calibration's
     MAX_CODES_PER_RAD,
     MAX_ERROR_DEG,
     MAX_OFFSET_DEG,
@@ -56,7 +56,7 @@ def _integer(name: str, value: object, lo: int, hi: int) -> int:
 
 JointRecord = JointCalibration
 """One joint's calibration as the file holds it: the same type the hardware backend uses
-(plend.servo_map.JointCalibration); a file's joints must all be measured."""
+(plend.model.servo_map.JointCalibration); a file's joints must all be measured."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class ServoRecord:
     identified_at: str
 
     def __post_init__(self) -> None:
-        from plend.sim_world import SERVO_KEYS
+        from plend.model.sim_world import SERVO_KEYS
 
         for key in SERVO_MODEL_KEYS:
             lo, hi = SERVO_KEYS[key]
@@ -468,7 +468,7 @@ def _is_regular(path: Path) -> bool:
 
 
 def to_servo_calibration(record: CalibrationRecord, source: str | Path = "calibration record") -> Calibration:
-    """The record as the hardware backend's :class:`~plend.servo_map.Calibration` (its joints as they are)."""
+    """The record as the hardware backend's :class:`~plend.model.servo_map.Calibration` (its joints as they are)."""
     return Calibration(dict(record.joints), measured=True, source=str(source), imu_offsets=record.imu_offsets)
 
 

@@ -37,8 +37,8 @@ from calibration.store import (
     describe,
     from_json,
 )
-from plend.errors import ConnectionLostError, PlendError
-from plend.robot import joint
+from plend.core.errors import ConnectionLostError, PlendError
+from plend.model.robot import joint
 
 IMU_TIMEOUT_S = 300.0
 

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.console import reader_went_away
-from plend.errors import ConnectionLostError, PlendError
-from plend.locations import DEFAULT_SOCKET_PATH
-from plend.replies import sentence
+from plend.core.console import reader_went_away
+from plend.core.errors import ConnectionLostError, PlendError
+from plend.core.locations import DEFAULT_SOCKET_PATH
+from plend.core.replies import sentence
 
 TIMEOUT_S = 5.0
 
@@ -60,7 +60,7 @@ class Client:
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
-        from plend.server import PROTOCOL_VERSION
+        from plend.daemon.server import PROTOCOL_VERSION
 
         line = json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, "args": args}).encode() + b"\n"
         try:
@@ -386,8 +386,8 @@ def _calibration_files(args: argparse.Namespace) -> list[Path]:
             client.close()
         if known:
             return [Path(known)]
-    from plend.config import load
-    from plend.locations import SYSTEM_STATE_DIR
+    from plend.core.config import load
+    from plend.core.locations import SYSTEM_STATE_DIR
 
     mine = load(None).calibration_path()
     robots = Path(SYSTEM_STATE_DIR) / "calibration.json"
@@ -397,7 +397,7 @@ def _calibration_files(args: argparse.Namespace) -> list[Path]:
 def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     """The wizard's operator and options from the command line, checked before connecting."""
     from calibration import operators, wizard
-    from plend.robot import JOINTS
+    from plend.model.robot import JOINTS
 
     if args.imu_only and args.joint:
         raise ClientError("--imu-only calibrates no joint; drop --joint, or drop --imu-only")
@@ -438,7 +438,7 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
 
 
 def _drive(args: argparse.Namespace) -> int:
-    from plend.config import load
+    from plend.core.config import load
     from plend.drive.client import run
 
     config = load(args.config).drive

@@ -1,7 +1,7 @@
 """A gymnasium environment for learning to walk: the daemon's own robot, filter and observations.
 
 :class:`WalkEnv` steps the same :class:`~plend.hal.sim.SimHal`, joint table,
-:class:`~plend.safety.SafetyFilter` and :class:`~policies.contract.ObservationBuilder` the
+:class:`~plend.control.safety.SafetyFilter` and :class:`~policies.contract.ObservationBuilder` the
 daemon uses, and turns an action into joint targets exactly as
 :class:`~policies.runner.PolicyBehaviour` does: in residual mode (the default) the targets
 are the sine gait's plus ``action_scale * action`` on the action joints. A policy trained
@@ -69,11 +69,11 @@ import gymnasium as gym
 import numpy as np
 
 from gaits.sine import stand_pose
-from plend.config import SafetyConfig, SimWorld
+from plend.control.safety import SafetyFilter
+from plend.core.config import SafetyConfig, SimWorld
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal, TorsoTruth
-from plend.robot import JOINT_NAMES, LEG_JOINT_NAMES
-from plend.safety import SafetyFilter
+from plend.model.robot import JOINT_NAMES, LEG_JOINT_NAMES
 from policies.contract import LEGACY_LAYOUT, ObsContext, ObservationBuilder, PolicySpec
 from policies.runner import policy_gait
 

@@ -1,6 +1,6 @@
 """Evaluate a policy file the way the daemon would run it, against the sine gait.
 
-``python -m policies.evaluate FILE`` walks the policy through :func:`plend.headless.run`
+``python -m policies.evaluate FILE`` walks the policy through :func:`plend.daemon.headless.run`
 (the daemon's loop, supervisor, safety filter and :class:`~policies.runner.PolicyBehaviour`,
 in fast mode) on the nominal world and on randomised ones (friction, masses, actuation
 delay, sensor noise, drawn as in training), then walks the sine gait at the policy's
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from plend.config import Config, SimWorld, replace_section
-from plend.errors import PlendError, require_package
-from plend.headless import RunOptions, run
+from plend.core.config import Config, SimWorld, replace_section
+from plend.core.errors import PlendError, require_package
+from plend.daemon.headless import RunOptions, run
 
 
 def build_parser() -> argparse.ArgumentParser:

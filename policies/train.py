@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from plend.errors import PlendError, require_package
+from plend.core.errors import PlendError, require_package
 
 DEFAULT_OUT = Path("policies/walk.onnx")
 EVAL_SEEDS = (101, 102)  # the randomised worlds of the periodic evaluation

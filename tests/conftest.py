@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from plend.clock import StepClock
+from plend.core.clock import StepClock
 from plend.hal.fake import FakeHal
 
 

@@ -10,20 +10,20 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from plend import calibration_mode
-from plend.calibration_mode import (
+from plend.control import calibration_mode
+from plend.control.calibration_mode import (
     MOVE_SPEED_RAD_S,
     STALL_TRAVEL_DEG,
     CalibrationCommandError,
     CalibrationMode,
 )
-from plend.config import Config, replace_section
-from plend.hal.emulated_robot import EmulatedHardwareHal, make_emulated_hardware_hal
-from plend.loop import ControlLoop, StepClock
-from plend.robot import JOINTS, joint
-from plend.runtime import robot_calibration
-from plend.safety import SafetyFilter
-from plend.supervisor import CommandError, Supervisor
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import CommandError, Supervisor
+from plend.core.config import Config, replace_section
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
+from plend.model.robot import JOINTS, joint
 
 pytest.importorskip("pybullet")
 

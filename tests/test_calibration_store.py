@@ -33,8 +33,8 @@ from calibration.store import (
     to_servo_calibration,
     wired_joint_names,
 )
-from plend.errors import ConfigError, PlendError
-from plend.servo_map import SERVO_FIELDS, JointCalibration, angle_to_pulse_us, code_to_angle
+from plend.core.errors import ConfigError, PlendError
+from plend.model.servo_map import SERVO_FIELDS, JointCalibration, angle_to_pulse_us, code_to_angle
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEN = "2025-05-01T12:00:00+00:00"

@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 
 from calibration.store import CALIBRATION_VERSION, CalibrationRecord, JointRecord, backup_path, load, save
-from plend.hal.emulated_robot import miscalibrated
+from plend.hal.emulated.robot import miscalibrated
+from plend.model.robot import JOINTS
 from plend.plenctl import Client
-from plend.robot import JOINTS
 
 pytest.importorskip("pybullet")
 

@@ -281,9 +281,9 @@ class StallingSim:
 
 
 def test_watchdog_pings_stop_when_the_loop_stalls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plend.config import Config, LoopConfig, PathsConfig
-    from plend.daemon import Daemon as InProcess
-    from plend.daemon import DaemonOptions
+    from plend.core.config import Config, LoopConfig, PathsConfig
+    from plend.daemon.daemon import Daemon as InProcess
+    from plend.daemon.daemon import DaemonOptions
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(tmp_path / "notify.sock"))

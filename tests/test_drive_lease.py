@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from gaits.sine import stand_pose
-from plend.behaviours import Trajectory
-from plend.config import SafetyConfig
+from plend.control.behaviours import Trajectory
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import CommandError, Supervisor
+from plend.core.config import SafetyConfig
 from plend.drive.lease import DriveLease, DriveRefusedError, steer
 from plend.hal.base import Sensors
 from plend.hal.fake import FakeHal
-from plend.loop import ControlLoop, StepClock
-from plend.safety import SafetyFilter
-from plend.supervisor import CommandError, Supervisor
 
 DT = 0.02
 LEASE = 0.5

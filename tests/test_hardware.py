@@ -15,13 +15,13 @@ pytest.importorskip("adafruit_pca9685")
 pytest.importorskip("pybullet")
 
 from gaits.sine import stand_pose
-from plend.config import Config, replace_section
-from plend.errors import HalError
-from plend.hal.emulated_robot import EmulatedHardwareHal, make_emulated_hardware_hal
+from plend.core.config import Config, replace_section
+from plend.core.errors import HalError
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
 from plend.main import main
-from plend.robot import JOINTS
-from plend.runtime import robot_calibration
-from plend.servo_map import JointCalibration, angle_to_pulse_us
+from plend.model.robot import JOINTS
+from plend.model.servo_map import JointCalibration, angle_to_pulse_us
 
 RAD_PER_CODE = math.pi / 16000
 
@@ -125,7 +125,7 @@ def test_close_turns_every_output_off(tmp_path: Path) -> None:
 
 
 def test_io_errors_are_retried_counted_and_never_stop_the_loop(tmp_path: Path) -> None:
-    from plend.headless import RunOptions, run
+    from plend.daemon.headless import RunOptions, run
 
     config = replace_section(Config(hal="hardware"), "hardware", bus="emulated")
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
@@ -170,7 +170,7 @@ def test_probe_on_the_emulated_bus(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_nothing_imports_drivers_or_board_until_opened() -> None:
     code = (
-        "import sys, plend.main, plend.hal.hardware, plend.hal.emulated_robot, plend.probe, plend.daemon;"
+        "import sys, plend.main, plend.hal.hardware, plend.hal.emulated.robot, plend.cli.probe, plend.daemon.daemon;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('board', 'busio', 'adafruit_pca9685',"
         " 'adafruit_ads1x15', 'adafruit_bno055', 'pybullet')];"
         "assert not bad, bad"
@@ -235,7 +235,7 @@ def test_no_bus_on_a_pc_is_one_clear_line(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_a_miscalibrated_robot_reads_wrong_until_given_its_calibration(tmp_path: Path) -> None:
-    from plend.hal.emulated_robot import miscalibrated
+    from plend.hal.emulated.robot import miscalibrated
 
     truth = miscalibrated(7)
     assert any(c.direction == -1 for c in truth.joints.values())

@@ -1,6 +1,6 @@
 """Leg inverse kinematics: round trips, refusals and agreement with the URDF model.
 
-Sign conventions (HARDWARE.md, plend.robot): the right knee flexes to negative angles
+Sign conventions (HARDWARE.md, plend.model.robot): the right knee flexes to negative angles
 and the left one to positive angles. The sole stays level when the pitch rotations about
 the three parallel pitch axes cancel and the two roll rotations cancel; the helper below
 derives the ankle angles for that from the joint axes, not from the IK.
@@ -19,8 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gaits.ik import IKError, leg_fk, leg_ik
-from plend.errors import PlendError
-from plend.robot import FOOT_LINKS, LEG_JOINT_NAMES, Side, joint, sole_offset, sole_zero_position, urdf_path
+from plend.core.errors import PlendError
+from plend.model.robot import (
+    FOOT_LINKS,
+    LEG_JOINT_NAMES,
+    Side,
+    joint,
+    sole_offset,
+    sole_zero_position,
+    urdf_path,
+)
 
 SIDES: tuple[Side, Side] = ("right", "left")
 TOL_M = 1e-4  # 0.1 mm

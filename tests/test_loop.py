@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
 from plend.hal.base import Sensors
 from plend.hal.fake import FakeHal
-from plend.loop import ControlLoop, StepClock
-from plend.robot import NUM_JOINTS, joint_limits
-from plend.safety import SafetyFilter
+from plend.model.robot import NUM_JOINTS, joint_limits
 
 LOWER, UPPER = joint_limits()
 
@@ -72,7 +72,7 @@ def test_overrun_is_counted_and_the_schedule_rebased_without_a_burst() -> None:
 
 
 def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() -> None:
-    from plend.loop import Request
+    from plend.control.loop import Request
 
     loop, _ = _loop(cost=0.0)
     ok = loop.submit(Request("stand"))
@@ -87,7 +87,7 @@ def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() ->
 
 
 def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
-    from plend.loop import MAX_COMMANDS_PER_TICK, Request
+    from plend.control.loop import MAX_COMMANDS_PER_TICK, Request
 
     loop, _ = _loop(cost=0.0)
     decider = loop.decider
@@ -109,7 +109,7 @@ def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
 
 
 def test_an_urgent_command_brings_the_next_tick_forward_without_adding_one() -> None:
-    from plend.loop import Request
+    from plend.control.loop import Request
 
     loop, hal = _loop(cost=0.0)
     loop.run(3)
@@ -123,7 +123,7 @@ def test_an_urgent_command_brings_the_next_tick_forward_without_adding_one() -> 
 
 
 def test_a_stalled_loop_is_reported_to_the_caller() -> None:
-    from plend.loop import LoopStalledError, Request
+    from plend.control.loop import LoopStalledError, Request
 
     loop, _ = _loop(cost=0.0)
     with pytest.raises(LoopStalledError, match="stand"):

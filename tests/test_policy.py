@@ -15,11 +15,11 @@ pytest.importorskip("pybullet")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plend.clock import StepClock  # noqa: E402
-from plend.config import Config, GaitConfig  # noqa: E402
+from plend.core.clock import StepClock  # noqa: E402
+from plend.core.config import Config, GaitConfig  # noqa: E402
+from plend.daemon.headless import RunOptions, run  # noqa: E402
 from plend.hal.fake import FakeHal  # noqa: E402
-from plend.headless import RunOptions, run  # noqa: E402
-from plend.robot import LEG_JOINT_NAMES  # noqa: E402
+from plend.model.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec, legacy_spec  # noqa: E402
 from policies.runner import PolicyBehaviour, PolicyRunner, load_runner  # noqa: E402
 
@@ -201,9 +201,9 @@ class NaNAfter:
 def test_non_finite_actions_at_run_time_make_the_robot_stand(
     zero_policy: Path, clock: StepClock, fake_robot: FakeHal
 ) -> None:
-    from plend.loop import ControlLoop
-    from plend.safety import SafetyFilter
-    from plend.supervisor import Supervisor
+    from plend.control.loop import ControlLoop
+    from plend.control.safety import SafetyFilter
+    from plend.control.supervisor import Supervisor
 
     robot = fake_robot
     supervisor = Supervisor(Config().safety, 0.02)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from plend.cli.recording import RecordingReadError, read, trajectory
 from plend.main import main as plend
-from plend.recording import RecordingReadError, read, trajectory
-from plend.robot import JOINT_NAMES
+from plend.model.robot import JOINT_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +206,8 @@ def test_plot_refuses_in_one_line(
 def test_export_writes_the_replay_format_the_daemon_reads(
     walk: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from plend.config import SafetyConfig
-    from plend.trajectory import load_trajectory
+    from plend.control.trajectory import load_trajectory
+    from plend.core.config import SafetyConfig
 
     path, summary = walk
     lower, upper = SafetyConfig().joint_limits()
@@ -226,8 +226,8 @@ def test_export_writes_the_replay_format_the_daemon_reads(
 
 
 def test_replay_files_are_told_apart(tmp_path: Path) -> None:
-    from plend.config import SafetyConfig
-    from plend.trajectory import TrajectoryError, load_trajectory
+    from plend.control.trajectory import TrajectoryError, load_trajectory
+    from plend.core.config import SafetyConfig
 
     lower, upper = SafetyConfig().joint_limits()
     fake = tmp_path / "walk.mcap"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from gaits.sine import stand_pose
-from plend.config import Config
+from plend.control.loop import ControlLoop, Request, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import Supervisor
+from plend.core.config import Config
 from plend.hal import make_hal
 from plend.hal.base import GroundTruth
-from plend.loop import ControlLoop, Request, StepClock
-from plend.safety import SafetyFilter
-from plend.supervisor import Supervisor
 
 pytest.importorskip("pybullet")
 PERIOD = 0.02

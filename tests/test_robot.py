@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plend import robot, urdf
-from plend.robot import JOINT_NAMES, JOINTS, AdcInput
+from plend.model import robot, urdf
+from plend.model.robot import JOINT_NAMES, JOINTS, AdcInput
 
 # Free coordinates (along the axis) are None: only the coordinates across the axis matter.
 # index, name, role, axis, point (mm), lower, upper, pwm channel, adc (address, channel)
@@ -135,12 +135,12 @@ def test_packaged_urdf_is_the_generated_one() -> None:
     path = robot.urdf_path()
     assert path.is_absolute() and path.is_file()
     assert path.read_text(encoding="utf-8") == urdf.build_urdf(), (
-        "plend/data/plen2.urdf is stale; run: python -m plend.urdf > plend/data/plen2.urdf"
+        "plend/data/plen2.urdf is stale; run: python -m plend.model.urdf > plend/data/plen2.urdf"
     )
 
 
 def test_urdf_path_works_from_another_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    code = "from plend.robot import urdf_path; p = urdf_path(); print(p.is_absolute(), p.is_file()); print(p)"
+    code = "from plend.model.robot import urdf_path; p = urdf_path(); print(p.is_absolute(), p.is_file()); print(p)"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
@@ -258,7 +258,7 @@ def test_the_stand_pose_is_the_gaits_pose_at_rest() -> None:
 
     solved = joint_targets(0.0, GaitParams(), 0.0)
     assert np.array_equal(robot.stand_pose(), solved), (
-        "the gait's stand pose changed: copy joint_targets(0, GaitParams(), 0) into plend.robot.STAND_POSE"
+        "the gait's stand pose changed: copy joint_targets(0, GaitParams(), 0) into plend.model.robot.STAND_POSE"
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from gaits.sine import stand_pose
 from plend.hal.servo_model import GEAR_FRICTION_NM, ServoBank
-from plend.robot import NUM_JOINTS, joint_index
-from plend.sim_world import ServoModel, SimWorld
+from plend.model.robot import NUM_JOINTS, joint_index
+from plend.model.sim_world import ServoModel, SimWorld
 
 DT = 0.02 / 3
 ON = np.ones(NUM_JOINTS, bool)

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gaits.sine import stand_pose
-from plend.behaviours import Trajectory
-from plend.config import SafetyConfig
+from plend.control.behaviours import Trajectory
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import CommandError, Supervisor
+from plend.core.config import SafetyConfig
 from plend.hal.fake import FakeHal
-from plend.loop import ControlLoop, StepClock
-from plend.robot import JOINT_NAMES, NUM_JOINTS, joint_limits
-from plend.safety import SafetyFilter
-from plend.supervisor import CommandError, Supervisor
+from plend.model.robot import JOINT_NAMES, NUM_JOINTS, joint_limits
 
 DT = 0.02
 LOWER, UPPER = joint_limits()

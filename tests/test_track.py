@@ -21,7 +21,7 @@ from calibration.camera import (  # noqa: E402
     measure_floor,
     save,
 )
-from plend.config import Config, from_dict  # noqa: E402
+from plend.core.config import Config, from_dict  # noqa: E402
 from plend.main import main  # noqa: E402
 from plend.track.detect import Lost, Measurement, make_tracker  # noqa: E402
 from plend.track.emulated import EmulatedCamera  # noqa: E402

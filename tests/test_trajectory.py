@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plend.config import LimitsConfig, SafetyConfig
-from plend.trajectory import Trajectory, TrajectoryError, load_trajectory
+from plend.control.trajectory import Trajectory, TrajectoryError, load_trajectory
+from plend.core.config import LimitsConfig, SafetyConfig
 
 LOWER, UPPER = SafetyConfig().joint_limits()
 SECRET = "hunter2-SECRET"

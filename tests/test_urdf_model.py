@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plend.errors import ConfigError
+from plend.core.errors import ConfigError
 from plend.main import main
-from plend.robot import urdf_path
-from plend.sim_world import SimWorld
-from plend.urdf_model import check_robot_urdf, make_variant, sole_points
+from plend.model.robot import urdf_path
+from plend.model.sim_world import SimWorld
+from plend.model.urdf_model import check_robot_urdf, make_variant, sole_points
 
 PACKAGED = urdf_path().read_text()
 
@@ -170,7 +170,7 @@ def test_a_model_pybullet_cannot_load_is_one_line_and_leaves_nothing_open(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("pybullet")
-    from plend.errors import HalError
+    from plend.core.errors import HalError
     from plend.hal.sim import SimHal
 
     # It passes the joint check, but names a mesh that is not there.

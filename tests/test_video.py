@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from gaits.sine import stand_pose
-from plend.config import Config
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions, run
+from plend.daemon.render import SKY, Camera, render
+from plend.daemon.video import VideoOptions
 from plend.hal.sim import SimHal
 from plend.hal.sim_scene import CameraView
-from plend.headless import RunOptions, run
 from plend.main import main as plend
-from plend.render import SKY, Camera, render
-from plend.video import VideoOptions
 
 cv2 = pytest.importorskip("cv2")
 TIMING = {"wall_s", "sim_realtime_factor", "tick_compute_ms", "rate_hz", "video"}

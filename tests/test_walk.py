@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plend.config import Config, GaitConfig, SimWorld
-from plend.headless import RunOptions, run
+from plend.core.config import Config, GaitConfig, SimWorld
+from plend.daemon.headless import RunOptions, run
 
 pytest.importorskip("pybullet")
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from plend.errors import ConfigError
+from plend.core.errors import ConfigError
 from plend.hal.base import Hal, ImuReading, Sensors
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from plend.servo_map import Calibration
+    from plend.model.servo_map import Calibration
 
 _BACKENDS = {
     "sim": ("plend.hal.sim", "make_sim_hal"),
     "hardware": ("plend.hal.hardware", "make_hardware_hal"),
 }
 # The hardware backend on ``[hardware] bus = "emulated"``: emulated chips driving the simulation.
-_EMULATED = ("plend.hal.emulated_robot", "make_emulated_hardware_hal")
+_EMULATED = ("plend.hal.emulated.robot", "make_emulated_hardware_hal")
 
 
 def backend_names() -> tuple[str, ...]:
@@ -33,7 +33,7 @@ def make_hal(
 
     Args:
         name: "sim" or "hardware".
-        config: the whole configuration (plend.config.Config).
+        config: the whole configuration (plend.core.config.Config).
         calibration: the servo calibration the hardware backend drives and reads through
             (the start-up code loads it); the simulation has none.
         initial_pose: where the simulated robot's joints start (default: the stand pose).

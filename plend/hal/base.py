@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from plend.sensors import ImuReading, Sensors, TorsoTruth
-from plend.servo_map import Calibration
+from plend.model.sensors import ImuReading, Sensors, TorsoTruth
+from plend.model.servo_map import Calibration
 
 if TYPE_CHECKING:
     from plend.hal.sim_scene import CameraView, SceneBox
@@ -173,7 +173,7 @@ class SimulationState(Protocol):
 
 @runtime_checkable
 class Filmable(GroundTruth, Protocol):
-    """A simulated robot that can be drawn: videos of batch runs (plend.video)."""
+    """A simulated robot that can be drawn: videos of batch runs (plend.daemon.video)."""
 
     def scene(self) -> list[SceneBox]:
         """The robot's boxes in the world frame; reads, never steps."""
@@ -185,7 +185,7 @@ class Filmable(GroundTruth, Protocol):
 @runtime_checkable
 class PoseSource(Protocol):
     """The torso's pose measured from outside the robot (the camera tracker's poses as
-    the daemon keeps them: plend.pose.PoseStore)."""
+    the daemon keeps them: plend.daemon.pose.PoseStore)."""
 
     def problem(self, needs_orientation: bool = False) -> str | None:
         """Why the latest pose cannot be used now (none yet, too old, no orientation), or None."""

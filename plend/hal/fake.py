@@ -4,15 +4,15 @@ Like gpiozero's mock pins, :class:`FakeHal` implements the whole HAL interface w
 hardware and no physics: every joint goes exactly where it was last sent, and what a
 test needs to provoke is a plain attribute (the torso's tilt, how old the readings are,
 a joint that is held away from its target). Every command is recorded. Run it with a
-:class:`~plend.clock.StepClock`, shared with the loop, and a test runs as fast as the
+:class:`~plend.core.clock.StepClock`, shared with the loop, and a test runs as fast as the
 machine allows::
 
-    from plend.clock import StepClock
-    from plend.config import SafetyConfig
+    from plend.core.clock import StepClock
+    from plend.core.config import SafetyConfig
     from plend.hal.fake import FakeHal
-    from plend.loop import ControlLoop
-    from plend.safety import SafetyFilter
-    from plend.supervisor import Supervisor
+    from plend.control.loop import ControlLoop
+    from plend.control.safety import SafetyFilter
+    from plend.control.supervisor import Supervisor
 
     clock = StepClock()
     robot = FakeHal(clock)
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from plend.clock import StepClock
+from plend.core.clock import StepClock
 from plend.hal.base import Hal, ImuReading, Sensors
-from plend.robot import NUM_JOINTS, stand_pose
+from plend.model.robot import NUM_JOINTS, stand_pose
 
 
 class FakeHal(Hal):

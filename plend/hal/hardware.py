@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from plend.config import Config, HardwareConfig
-from plend.errors import HalError
+from plend.core.config import Config, HardwareConfig
+from plend.core.errors import HalError
 from plend.hal.base import Calibratable, Diagnostics, Hal, ImuReading, Sensors, StatusReport
-from plend.robot import JOINTS, NUM_JOINTS, stand_pose
-from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, code_to_angle
+from plend.model.robot import JOINTS, NUM_JOINTS, stand_pose
+from plend.model.servo_map import Calibration, JointCalibration, angle_to_pulse_us, code_to_angle
 
 log = logging.getLogger("plend.hardware")
 
@@ -444,9 +444,9 @@ def make_hardware_hal(
     config: Config, calibration: Calibration | None = None, initial_pose: np.ndarray | None = None
 ) -> HardwareHal:
     """The hardware backend on the robot's I2C bus, driving and reading the servos through
-    ``calibration`` (the start-up code loads it: plend.runtime.robot_calibration)."""
+    ``calibration`` (the start-up code loads it: plend.daemon.runtime.robot_calibration)."""
     from plend.hal.i2c_bus import make_i2c_bus
 
     if calibration is None:
-        raise HalError("the hardware backend needs the robot's calibration (plend.runtime.robot_calibration)")
+        raise HalError("the hardware backend needs the robot's calibration (plend.daemon.runtime.robot_calibration)")
     return HardwareHal(config.hardware, calibration, make_i2c_bus)

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from plend.config import Config, SimWorld
-from plend.errors import HalError, require_package
+from plend.core.config import Config, SimWorld
+from plend.core.errors import HalError, require_package
 from plend.hal.base import Filmable, Hal, ImuReading, Respawn, Sensors, SimulationState, TorsoTruth
 from plend.hal.servo_model import ServoBank
 from plend.hal.sim_frames import WorldFrames
 from plend.hal.sim_scene import CameraView, SceneBox, SceneReader, tiny_render
-from plend.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
-from plend.urdf_model import RobotModel, check_robot_urdf, make_variant
+from plend.model.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
+from plend.model.urdf_model import RobotModel, check_robot_urdf, make_variant
 
 GRAVITY = 9.81
 

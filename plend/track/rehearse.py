@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from plend.behaviours import Mode
-from plend.config import Config
+from plend.control.behaviours import Mode
+from plend.core.config import Config
+from plend.daemon.runtime import RuntimeOptions, Start, build_runtime
 from plend.hal.base import GroundTruth
-from plend.runtime import RuntimeOptions, Start, build_runtime
 from plend.track.detect import CameraModel, make_tracker
 from plend.track.emulated import EmulatedCamera
 from plend.track.geometry import Pose

@@ -17,10 +17,10 @@ from collections.abc import Callable
 import numpy as np
 
 from gaits.sine import stand_pose
-from plend.config import Config, replace_section
-from plend.hal.emulated_robot import EmulatedHardwareHal, make_emulated_hardware_hal
-from plend.robot import JOINTS
-from plend.runtime import robot_calibration
+from plend.core.config import Config, replace_section
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
+from plend.model.robot import JOINTS
 
 
 def measure(hal: EmulatedHardwareHal, tick: Callable[[], None], ticks: int) -> dict[str, float]:

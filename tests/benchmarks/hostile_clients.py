@@ -306,7 +306,7 @@ def bench_files() -> None:
 def _largest_csv(path: Path) -> None:
     """A CSV of all 18 joints just under the size limit (16 MiB): about 120 000 samples."""
     from gaits.sine import stand_pose
-    from plend.robot import JOINT_NAMES
+    from plend.model.robot import JOINT_NAMES
 
     pose = stand_pose()
     with path.open("w") as f:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plend.config import Config
-from plend.headless import RunOptions, run
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions, run
 from policies.runner import load_runner
 
 REPEATS = 2000

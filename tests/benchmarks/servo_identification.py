@@ -40,15 +40,15 @@ from calibration.store import SERVO_MODEL_KEYS, ServoRecord, load
 from calibration.wizard import Options
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
-from plend.config import Config, replace_section
-from plend.config import load as load_config
+from plend.core.config import Config, replace_section
+from plend.core.config import load as load_config
+from plend.core.servo_source import apply_servo_model
+from plend.daemon.runtime import robot_calibration
 from plend.hal.emulated.operator import SimulatedOperator
-from plend.hal.emulated_robot import make_emulated_hardware_hal, with_true_servos
+from plend.hal.emulated.robot import make_emulated_hardware_hal, with_true_servos
 from plend.hal.sim import SimHal
+from plend.model.robot import JOINTS
 from plend.plenctl import Client
-from plend.robot import JOINTS
-from plend.runtime import robot_calibration
-from plend.servo_source import apply_servo_model
 from tests.support import Daemon
 
 PERIOD = 0.02
