@@ -468,7 +468,8 @@ def _is_regular(path: Path) -> bool:
 
 
 def to_servo_calibration(record: CalibrationRecord, source: str | Path = "calibration record") -> Calibration:
-    """The record as the hardware backend's :class:`~plend.model.servo_map.Calibration` (its joints as they are)."""
+    """The record as the hardware backend's :class:`~plend.model.servo_map.Calibration`
+    (its joints as they are)."""
     return Calibration(dict(record.joints), measured=True, source=str(source), imu_offsets=record.imu_offsets)
 
 

@@ -32,31 +32,18 @@ PACKAGES = ("plend", "gaits", "policies", "calibration")
 # that matches a module places it. A module no rule matches fails the test: place it.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
-        "plend", "plend.errors", "plend.robot", "plend.sensors", "plend.clock", "plend.checks",
-        "plend.files", "plend.servo_map", "plend.locations", "plend.urdf", "plend.sim_world",
-        "plend.worlds", "plend.config", "plend.console", "plend.replies", "plend.recording_format",
-        "plend.mcapfile", "plend.drive.settings", "plend.track.settings", "plend.servo_source",
+        "plend", "plend.core.*", "plend.model.*", "plend.drive.settings", "plend.track.settings",
         "calibration.store",
     ),
     "gaits": ("gaits.*",),
-    "hal": ("plend.hal.*", "plend.urdf_model"),
+    "hal": ("plend.hal.*",),
     "control": (
-        "plend.safety", "plend.monitors", "plend.behaviours", "plend.trajectory", "plend.calibration_mode",
-        "plend.supervisor", "plend.loop", "plend.telemetry", "plend.drive.lease", "plend.servo_recording",
-        "policies",
-        "policies.contract", "policies.runner", "policies.onnx_file", "policies.numpy_onnx",
-        "policies.library",
+        "plend.control.*", "plend.drive.lease", "policies", "policies.contract", "policies.runner",
+        "policies.onnx_file", "policies.numpy_onnx", "policies.library",
     ),
-    "daemon": (
-        "plend.server", "plend.server_requests", "plend.connection", "plend.protocol", "plend.socketfile",
-        "plend.controls",
-        "plend.calibration_controls", "plend.drive", "plend.drive.controls", "plend.drive.motion",
-        "plend.pose", "plend.runtime", "plend.daemon", "plend.headless", "plend.service",
-        "plend.render", "plend.video",
-    ),
+    "daemon": ("plend.daemon.*", "plend.drive", "plend.drive.controls", "plend.drive.motion"),
     "tools": (
-        "plend.main", "plend.plenctl", "plend.evaluate", "plend.recording", "plend.recording_cli",
-        "plend.plot", "plend.live", "plend.probe", "plend.pwm_off", "plend.drive.*", "plend.track.*",
+        "plend.main", "plend.plenctl", "plend.pwm_off", "plend.cli.*", "plend.drive.*", "plend.track.*",
         "plend.hal.emulated.operator", "calibration.*", "policies.*",
     ),
 }  # fmt: skip

@@ -175,7 +175,8 @@ def test_the_daemon_never_imports_opencv() -> None:
     import sys
 
     code = (
-        "import sys, plend.main, plend.daemon.daemon, plend.daemon.controls, plend.daemon.pose, policies.runner\n"
+        "import sys, plend.main, plend.daemon.daemon, plend.daemon.controls, plend.daemon.pose\n"
+        "import policies.runner\n"
         "from plend.core.config import Config\n"
         "plend.main._parser()\n"
         "print('cv2' in sys.modules)"

@@ -181,7 +181,7 @@ def test_runs_with_the_standard_library_only(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['plend', 'plend.core.errors', 'plend.pwm_off']"
+    assert done.stdout.strip() == "['plend', 'plend.core', 'plend.core.errors', 'plend.pwm_off']"
 
     bus = str(tmp_path / "no-such-bus")
     done = subprocess.run(

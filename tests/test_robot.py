@@ -140,7 +140,10 @@ def test_packaged_urdf_is_the_generated_one() -> None:
 
 
 def test_urdf_path_works_from_another_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    code = "from plend.model.robot import urdf_path; p = urdf_path(); print(p.is_absolute(), p.is_file()); print(p)"
+    code = (
+        "from plend.model.robot import urdf_path; p = urdf_path(); "
+        "print(p.is_absolute(), p.is_file()); print(p)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
@@ -258,7 +261,8 @@ def test_the_stand_pose_is_the_gaits_pose_at_rest() -> None:
 
     solved = joint_targets(0.0, GaitParams(), 0.0)
     assert np.array_equal(robot.stand_pose(), solved), (
-        "the gait's stand pose changed: copy joint_targets(0, GaitParams(), 0) into plend.model.robot.STAND_POSE"
+        "the gait's stand pose changed: copy joint_targets(0, GaitParams(), 0) into "
+        "plend.model.robot.STAND_POSE"
     )
 
 

@@ -448,5 +448,7 @@ def make_hardware_hal(
     from plend.hal.i2c_bus import make_i2c_bus
 
     if calibration is None:
-        raise HalError("the hardware backend needs the robot's calibration (plend.daemon.runtime.robot_calibration)")
+        raise HalError(
+            "the hardware backend needs the robot's calibration (plend.daemon.runtime.robot_calibration)"
+        )
     return HardwareHal(config.hardware, calibration, make_i2c_bus)

@@ -373,7 +373,9 @@ def make_emulated_hardware_hal(
     "emulated"``), read through ``calibration`` like the real robot; the robot itself is
     exact or miscalibrated as ``emulated_miscalibration_seed`` says."""
     if calibration is None:
-        raise HalError("the hardware backend needs the robot's calibration (plend.daemon.runtime.robot_calibration)")
+        raise HalError(
+            "the hardware backend needs the robot's calibration (plend.daemon.runtime.robot_calibration)"
+        )
     hardware = config.hardware
     pose = stand_pose() if initial_pose is None else initial_pose
     seed = hardware.emulated_miscalibration_seed
