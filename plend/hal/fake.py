@@ -7,12 +7,12 @@ a joint that is held away from its target). Every command is recorded. Run it wi
 :class:`~plend.core.clock.StepClock`, shared with the loop, and a test runs as fast as the
 machine allows::
 
-    from plend.core.clock import StepClock
-    from plend.core.config import SafetyConfig
-    from plend.hal.fake import FakeHal
     from plend.control.loop import ControlLoop
     from plend.control.safety import SafetyFilter
     from plend.control.supervisor import Supervisor
+    from plend.core.clock import StepClock
+    from plend.core.config import SafetyConfig
+    from plend.hal.fake import FakeHal
 
     clock = StepClock()
     robot = FakeHal(clock)
