@@ -93,7 +93,7 @@ class Client:
 
 # Commands that need an action word, and what to say when it is missing.
 ACTIONS = {
-    "policy": "load NAME|FILE (a name from 'plenctl policy list', or a path), start, list",
+    "policy": "load NAME|FILE (a name from 'plenctl policy list', or a path), start, command, list",
     "record": "start [--out NAME], stop",
     "calibration": "show [--file FILE]",
     "sim": "respawn",
@@ -145,12 +145,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--measured", action="store_true", help="of a recording: play its measured angles, not its targets"
     )
-    policy_sub = _actions(command("policy", "ONNX walking policies: load, start, list"))
+    policy_sub = _actions(command("policy", "ONNX walking policies: load, start, command, list"))
     load = policy_sub.add_parser(
         "load", parents=[common], help="load and check a policy (the robot carries on)"
     )
     load.add_argument("policy", metavar="NAME|FILE", help="a name from 'plenctl policy list', or a path")
-    policy_sub.add_parser("start", parents=[common], help="walk on the loaded policy")
+    start = policy_sub.add_parser("start", parents=[common], help="walk on the loaded policy")
+    steer = policy_sub.add_parser(
+        "command", parents=[common], help="change the walking policy's speed, turn or side step now"
+    )
+    for parser in (start, steer):  # not given: as it was (the policy's default at first)
+        parser.add_argument("--speed", type=float, help="forward speed in [-1, 1], within the policy's range")
+        parser.add_argument("--turn", type=float, help="turn in [-1, 1], positive left")
+        parser.add_argument("--side", type=float, help="side step in [-1, 1], positive left")
     policy_sub.add_parser("list", parents=[common], help="the policies plend can load by name")
     _add_calibrate(command)
     _add_drive(command)
@@ -241,6 +248,9 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
     if cmd == "policy":
         if args.action == "load":
             return client.request("policy_load", **_policy_argument(args.policy))
+        if args.action in ("start", "command"):
+            given = {k: getattr(args, k) for k in ("speed", "turn", "side") if getattr(args, k) is not None}
+            return client.request(f"policy_{args.action}", **given)
         return client.request(f"policy_{args.action}")
     if cmd == "record":
         if args.action == "start":

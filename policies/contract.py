@@ -41,6 +41,8 @@ class ObsContext:
     # The torso's pose: ground truth in simulation, the camera's estimate on the robot
     # (plend.daemon.pose.PoseEstimate); either way position, euler and velocity in the floor frame.
     truth: Any = None
+    # The walking command (speed, turn, side), each in [-1, 1] as for the sine gait.
+    command: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def _gravity(ctx: ObsContext) -> np.ndarray:
@@ -74,6 +76,7 @@ SOURCES: dict[str, tuple[int | None, str, bool, Callable[[ObsContext], np.ndarra
     "last_action": (None, "1", False, lambda c: c.last_action),
     "gait_phase": (2, "1", False, lambda c: _phase(c.gait_phase)),
     "command_speed": (1, "1", False, lambda c: np.array([c.speed])),
+    "command": (3, "1", False, lambda c: np.asarray(c.command)),
     "torso_height": (1, "m", True, _truth(lambda t: t.position[2])),
     "forward_velocity": (1, "m/s", True, _truth(lambda t: t.velocity[0])),
     "lateral_position": (1, "m", True, _truth(lambda t: t.position[1])),
@@ -90,6 +93,10 @@ LEGACY_LAYOUT = (
 )
 """The original 26-value observation: 18 joint angles, torso height, forward velocity,
 roll, pitch, yaw, lateral position, right and left contact."""
+
+COMMANDS = ("speed", "turn", "side")
+"""The walking command a policy takes, in the sine gait's units: each in [-1, 1],
+positive forward and to the left."""
 
 
 def sources_without_truth() -> frozenset[str]:
@@ -116,6 +123,11 @@ class PolicySpec:
         rate_hz: the control rate it was trained at.
         gait_balance: in residual mode, the sine gait under the policy runs with its
             balance layer (gaits.balance), as it did in training.
+        commands: the range (low, high) of each command (speed, turn, side) the policy
+            was trained for; a command it does not name is fixed: the speed at
+            ``gait_speed``, turn and side at 0.
+        gait_heading: the heading hold of the gait it trained on: (gain, bias gain,
+            largest steering in rad per step); empty: the gait's original (0.5, 0, 0.12).
     """
 
     observation: tuple[tuple[str, int], ...]
@@ -126,6 +138,8 @@ class PolicySpec:
     rate_hz: float = 50.0
     gait_speed: float = 0.5
     gait_balance: bool = False
+    commands: dict[str, tuple[float, float]] = field(default_factory=dict)
+    gait_heading: tuple[float, ...] = ()
     format_version: int = FORMAT_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -146,6 +160,10 @@ class PolicySpec:
             "gait_balance": self.gait_balance,
             "notes": self.notes,
         }  # fmt: skip
+        if self.commands:
+            data["commands"] = {k: list(v) for k, v in self.commands.items()}
+        if self.gait_heading:
+            data["gait_heading"] = list(self.gait_heading)
         return json.dumps(data)
 
     @classmethod
@@ -160,6 +178,8 @@ class PolicySpec:
                 action_offset=tuple(float(v) for v in action.get("offset", ())),
                 rate_hz=float(data["rate_hz"]), gait_speed=float(data.get("gait_speed", 0.5)),
                 gait_balance=data.get("gait_balance", False),
+                commands={str(k): (float(v[0]), float(v[1])) for k, v in data.get("commands", {}).items()},
+                gait_heading=tuple(float(v) for v in data.get("gait_heading", ())),
                 format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
@@ -197,6 +217,48 @@ class PolicySpec:
             raise PolicyError(f"gait_balance must be true or false, got {self.gait_balance!r}")
         if not (math.isfinite(self.rate_hz) and 5.0 <= self.rate_hz <= 200.0):
             raise PolicyError(f"policy rate {self.rate_hz} Hz is outside what the loop can run (5-200 Hz)")
+        self._validate_commands()
+
+    def _validate_commands(self) -> None:
+        for name, bounds in self.commands.items():
+            if name not in COMMANDS:
+                raise PolicyError(f"unknown command {name!r} in its metadata; known: {', '.join(COMMANDS)}")
+            low, high = bounds
+            if not (math.isfinite(low) and math.isfinite(high) and -1.0 <= low <= high <= 1.0):
+                raise PolicyError(f"command range {name} {list(bounds)} must lie within [-1, 1], low first")
+        if self.commands and self.action_mode != "residual":
+            raise PolicyError("commands need a residual policy (the sine gait under it takes them)")
+        heading = self.gait_heading
+        if heading and not (len(heading) == 3 and all(math.isfinite(v) and 0 <= v <= 2 for v in heading)):
+            raise PolicyError(
+                f"gait_heading {list(heading)} must be [gain, bias gain, max turn rad], each in [0, 2]"
+            )
+
+    def command_range(self, name: str) -> tuple[float, float]:
+        """The range of command ``name`` the policy was trained for."""
+        if name in self.commands:
+            return self.commands[name]
+        fixed = self.gait_speed if name == "speed" else 0.0
+        return (fixed, fixed)
+
+    def default_command(self) -> tuple[float, float, float]:
+        """What the policy walks on when started without a command: its gait speed (within
+        its range), no turn, no side step."""
+        low, high = self.command_range("speed")
+        speed = min(max(self.gait_speed, low), high)
+        turn, side = (min(max(0.0, lo), hi) for lo, hi in map(self.command_range, COMMANDS[1:]))
+        return (speed, turn, side)
+
+    def check_command(self, speed: float, turn: float, side: float) -> tuple[float, float, float]:
+        """The command, checked against the ranges the policy was trained for; a value
+        outside its range (or not finite) raises :class:`PolicyError` naming the range."""
+        for name, value in zip(COMMANDS, (speed, turn, side), strict=True):
+            low, high = self.command_range(name)
+            number = isinstance(value, (int, float)) and math.isfinite(value)
+            if not (number and low - 1e-9 <= value <= high + 1e-9):
+                trained = f"[{low:g}, {high:g}]" if low != high else f"only {low:g}"
+                raise PolicyError(f"{name} {value!r} is outside what this policy was trained for: {trained}")
+        return (float(speed), float(turn), float(side))
 
 
 class ObservationBuilder:

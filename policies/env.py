@@ -4,55 +4,28 @@
 :class:`~plend.control.safety.SafetyFilter` and :class:`~policies.contract.ObservationBuilder` the
 daemon uses, and turns an action into joint targets exactly as
 :class:`~policies.runner.PolicyBehaviour` does: in residual mode (the default) the targets
-are the sine gait's plus ``action_scale * action`` on the action joints. A policy trained
+are the sine gait's plus ``action_scale * action`` on the action joints, the gait walking
+on the policy's command (with its balance layer when the spec says so). A policy trained
 here therefore sees on the robot what it saw in training.
 
-Reward: the biologically inspired terms of the original PLEN TD3 work, with its defects
-fixed. Per 50 Hz tick, with weights from :class:`RewardWeights`:
+Commands: each episode draws a schedule (:class:`~policies.commands.CommandSampler`): a
+command at the start and a new one every 3-6 s, from the ranges in the spec. The
+observation carries the command; the gait takes it at its next step, as on the robot.
 
-========================  ======  ============================================================
-term                      weight  what it measures
-========================  ======  ============================================================
-``forward``               20      torso displacement along its starting heading over the tick,
-                                  divided by the tick (m/s, ground truth), clipped to +-0.1 m/s;
-                                  linear, so walking backwards is penalised (the original
-                                  rewarded it). The clip (over 3x the sine gait's speed) keeps
-                                  a lunge or a fall forward, which moves the torso fast, from
-                                  paying more than walking.
-``drift``                 -10     sideways drift: the torso's displacement across its starting
-                                  heading over the last gait period, divided by the period
-                                  (m/s, ground truth), absolute. Over a whole period the
-                                  gait's side-to-side sway cancels, so only walking off
-                                  course costs.
-``alive``                 0.2     for every tick not fallen, so ending an episode early by
-                                  falling never pays.
-``upright``               -2      roll^2 + pitch^2 of the torso (rad^2, ground truth).
-``symmetry``              0.2     left/right similarity of the hip pitch, knee and ankle pitch
-                                  histories half a gait period apart, exp(-(rms/0.1 rad)^2):
-                                  bounded in [0, 1] and finite on flat or zero histories (the
-                                  original's cosine similarity divided by a zero norm).
-``contact``               0.2     the right foot alone on the ground in the half period where
-                                  the left foot swings, and the left alone in the other half.
-``double_support``        -0.3    each tick both feet have been down longer than a third of
-                                  the gait period.
-``frozen``                -0.2    fraction of the six sagittal leg joints that did not move
-                                  (less than 2e-4 rad) since the last tick.
-``flat_feet``             -0.5    tilt (rad) of each foot that touches the ground.
-``action``                -0.5    mean squared action: a residual must pay for itself.
-``action_rate``           -0.05   mean squared change of the action since the last tick.
-``fall``                  -50     once, when the episode ends in a fall: more than a lunge
-                                  forward can earn before the fall is detected.
-========================  ======  ============================================================
+Reward: command tracking and the bio-inspired terms of the original PLEN TD3 work, with
+its defects fixed (see :mod:`policies.reward` for every term and weight).
 
 An episode ends in a fall when the torso tilts more than 50 degrees from upright in any
-direction (forward, backward or sideways: the original checked only one side) or its
-origin drops below 0.09 m. It is truncated after ``max_episode_steps`` ticks.
+direction or its origin drops below 0.09 m, or when the gait cannot go on (the balance
+layer asked for a foot out of reach: the daemon would stop walking with a fault); either
+costs the fall penalty. It is truncated after ``max_episode_steps``.
 
 On reset the simulation is reopened with the robot standing (the old one is closed
 first), held in the stand pose for ``settle_ticks`` ticks as the daemon's blend does, and
-the gait starts from standing. With ``randomise`` the world is drawn from the env's
-``np_random``: friction in [0.5, 1.0], per-link mass jitter up to 20 %, an actuation delay
-of 0 or 1 tick, and joint and gyro noise.
+the gait starts from standing. With ``randomise`` the world is world N of the robustness
+suite (:func:`plend.model.worlds.draw_world`, every factor) for an N drawn from the env's
+``np_random`` above the numbers evaluations use; a share of episodes (``nominal_share``)
+walk the nominal world.
 
 Ground truth (torso pose, foot link orientation) feeds only the reward and the fall
 check; the default observation uses nothing a real robot lacks. The foot orientation and
@@ -62,29 +35,41 @@ the joints' true angles come from the simulation's state (plend.hal.base.Simulat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from gaits.sine import stand_pose
+from gaits.sine import SpeedMap, stand_pose
 from plend.control.safety import SafetyFilter
-from plend.core.config import SafetyConfig, SimWorld
+from plend.core.config import GaitConfig, SafetyConfig, SimWorld
+from plend.core.errors import PlendError
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal, TorsoTruth
 from plend.model.robot import JOINT_NAMES, LEG_JOINT_NAMES
+from plend.model.worlds import draw_world
+from policies.commands import CommandSampler, Schedule, command_at, sine_reference
 from policies.contract import LEGACY_LAYOUT, ObsContext, ObservationBuilder, PolicySpec
+from policies.reward import (
+    RewardWeights,
+    Tracking,
+    fall_direction,
+    leg_similarity,
+    tracking_terms,
+    wrap,
+)
 from policies.runner import policy_gait
+
+__all__ = ["RewardWeights", "WalkEnv", "fall_direction", "leg_similarity", "make_spec", "random_world"]
 
 LEG_JOINTS: tuple[str, ...] = LEG_JOINT_NAMES["right"] + LEG_JOINT_NAMES["left"]
 DEFAULT_OBSERVATION: tuple[tuple[str, int], ...] = (
     ("joint_pos", 18), ("projected_gravity", 3), ("gyro", 3),
-    ("last_action", len(LEG_JOINTS)), ("gait_phase", 2), ("command_speed", 1),
+    ("last_action", len(LEG_JOINTS)), ("gait_phase", 2), ("command", 3),
 )  # fmt: skip
-FALL_TILT_RAD = math.radians(50.0)
-FALL_HEIGHT_M = 0.09
+DEFAULT_COMMANDS: dict[str, tuple[float, float]] = {"speed": (0.0, 1.0), "turn": (-0.5, 0.5)}
 SETTLE_TICKS = 15  # the supervisor's minimum blend: 0.3 s at 50 Hz
+TRAINING_WORLDS = (1000, 2**31)  # suite numbers training draws from; evaluations use others
 
 # Hip pitch, knee, ankle pitch of each leg. Their axes mirror between the legs, so the
 # left angles are negated to compare them with the right ones.
@@ -93,70 +78,35 @@ _MIRROR = np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
 
 
 def make_spec(
-    legacy_obs: bool = False, speed: float = 0.5, rate_hz: float = 50.0, balance: bool = False
+    legacy_obs: bool = False,
+    speed: float = 0.5,
+    rate_hz: float = 50.0,
+    balance: bool = False,
+    commands: dict[str, tuple[float, float]] | None = None,
 ) -> PolicySpec:
-    """The default training spec: 12 leg residuals of 0.1 rad on the sine gait at ``speed``.
+    """The default training spec: 12 leg residuals of 0.1 rad on the sine gait, taking the
+    command (speed, turn, side) within ``commands`` (default :data:`DEFAULT_COMMANDS`).
 
     With ``legacy_obs`` the observation is the original 26-value layout (it needs ground
-    truth, so such a policy runs in simulation only); with ``balance`` the gait under the
-    residuals runs its balance layer (and so will it on the robot).
+    truth, so such a policy runs in simulation only) and the gait walks at ``speed``; with
+    ``balance`` the gait under the residuals runs its balance layer (and so will it on the
+    robot).
     """
+    gait = GaitConfig()  # the daemon's heading hold, recorded: the policy runs on it wherever it goes
     return PolicySpec(
         observation=LEGACY_LAYOUT if legacy_obs else DEFAULT_OBSERVATION,
         action_joints=LEG_JOINTS, action_mode="residual", action_scale=(0.1,) * len(LEG_JOINTS),
         rate_hz=rate_hz, gait_speed=speed, gait_balance=balance,
+        commands={} if legacy_obs else dict(DEFAULT_COMMANDS if commands is None else commands),
+        gait_heading=(gait.heading_gain, gait.heading_bias_gain, SpeedMap().max_turn_rad),
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RewardWeights:
-    """Weights of the reward terms (see the module docstring); penalties are negative."""
-
-    forward: float = 20.0
-    max_speed_m_s: float = 0.1  # the forward term's clip
-    drift: float = -10.0
-    alive: float = 0.2
-    upright: float = -2.0
-    symmetry: float = 0.2
-    contact: float = 0.2
-    double_support: float = -0.3
-    frozen: float = -0.2
-    flat_feet: float = -0.5
-    action: float = -0.5
-    action_rate: float = -0.05
-    fall: float = -50.0
-
-
-def leg_similarity(right: np.ndarray, left: np.ndarray, scale_rad: float = 0.1) -> float:
-    """Similarity in [0, 1] of two equally shaped joint histories: exp(-(rms / scale)^2).
-
-    Identical histories (zeros included) give 1; never NaN, whatever the norms.
-    """
-    diff = np.asarray(right, float) - np.asarray(left, float)
-    if diff.size == 0 or not np.all(np.isfinite(diff)):
-        return 0.0
-    return float(np.exp(-np.mean(diff * diff) / (scale_rad * scale_rad)))
-
-
-def fall_direction(truth: TorsoTruth) -> str | None:
-    """How the torso has fallen ("forward", "backward", "left", "right", "down"), or None."""
-    roll, pitch, _ = truth.euler
-    if truth.tilt > FALL_TILT_RAD:
-        if abs(pitch) >= abs(roll):
-            return "forward" if pitch > 0 else "backward"  # +pitch dips the x (forward) axis
-        return "right" if roll > 0 else "left"  # +roll lifts the left (+y) side
-    if truth.position[2] < FALL_HEIGHT_M:
-        return "down"
-    return None
-
-
-def random_world(rng: np.random.Generator) -> SimWorld:
-    """A world drawn for domain randomisation."""
-    return SimWorld(
-        friction=float(rng.uniform(0.5, 1.0)), mass_jitter=float(rng.uniform(0.0, 0.2)),
-        actuation_delay_ticks=int(rng.integers(0, 2)), seed=int(rng.integers(0, 2**31)),
-        joint_noise_rad=float(rng.uniform(0.0, 0.01)), gyro_noise_rad_s=float(rng.uniform(0.0, 0.05)),
-    )  # fmt: skip
+def random_world(rng: np.random.Generator, nominal_share: float = 0.0) -> SimWorld:
+    """A training world: world N of the robustness suite for a random N (or, with
+    probability ``nominal_share``, the nominal world)."""
+    n = int(rng.integers(*TRAINING_WORLDS))
+    return SimWorld(seed=n) if rng.uniform() < nominal_share else draw_world(n)
 
 
 def _tilt_of(quat_xyzw: tuple[float, ...]) -> float:
@@ -171,11 +121,15 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
     Args:
         spec: the policy contract (default :func:`make_spec`).
         legacy_obs: with no ``spec``, use the original 26-value observation.
-        randomise: draw a new world on every reset; otherwise use ``world``.
+        randomise: draw a world of the suite on every reset; otherwise use ``world``.
         world: the world when not randomising (default: the nominal one).
-        max_episode_steps: ticks before truncation (500 = 10 s at 50 Hz).
+        max_episode_steps: ticks before truncation (600 = 12 s at 50 Hz).
         settle_ticks: ticks holding the stand pose before the gait starts.
         weights: reward weights.
+        nominal_share: with ``randomise``, the share of episodes on the nominal world.
+
+    ``reset(options={"world": SimWorld, "schedule": ((t, (speed, turn, side)), ...)})``
+    walks a given world and command schedule (evaluations do).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's convention)
@@ -187,9 +141,10 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         legacy_obs: bool = False,
         randomise: bool = True,
         world: SimWorld | None = None,
-        max_episode_steps: int = 500,
+        max_episode_steps: int = 600,
         settle_ticks: int = SETTLE_TICKS,
         weights: RewardWeights | None = None,
+        nominal_share: float = 0.1,
     ):
         spec = self.policy_spec = spec or make_spec(legacy_obs)
         spec.validate()
@@ -198,6 +153,8 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self.max_episode_steps = max_episode_steps
         self.settle_ticks = settle_ticks
         self.weights = weights or RewardWeights()
+        self.nominal_share = nominal_share
+        self.sampler = CommandSampler(spec.commands)
         self.period = 1.0 / spec.rate_hz
         n = len(spec.action_joints)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
@@ -215,12 +172,17 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, Any]:
         super().reset(seed=seed)
-        world = random_world(self.np_random) if self.randomise else self.world
+        options = options or {}
+        world = options.get("world") or (
+            random_world(self.np_random, self.nominal_share) if self.randomise else self.world
+        )
+        self._schedule: Schedule = options.get("schedule") or self._draw_schedule()
         self._open(world)
         assert self._hal is not None
         for _ in range(self.settle_ticks):
             self._hal.write(self._safety.apply(stand_pose()))
-        self._gait = policy_gait(self.policy_spec)
+        self._command = command_at(self._schedule, 0.0)
+        self._gait = policy_gait(self.policy_spec, None, self._command)
         self._last = np.zeros(len(self._columns))
         self._ticks = 0
         self._double = 0
@@ -230,10 +192,9 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self._heading = truth.euler[2]
         self._forward = np.array([math.cos(self._heading), math.sin(self._heading)])
         self._start = np.asarray(truth.position[:2])
-        self._position = self._start.copy()
-        self._lateral: list[float] = []
-        obs = self._observe(self._hal.read(), truth)
-        return obs, {"world": world}
+        self._tracking = Tracking(truth, self.period)
+        obs = self._obs = self._observe(self._hal.read(), truth)
+        return obs, {"world": world, "schedule": self._schedule}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         assert self._hal is not None, "call reset() first"
@@ -250,13 +211,16 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         sensors, truth = self._hal.read(), self._hal.truth()
         fell = fall_direction(truth)
         terms = self._reward_terms(a, previous, phase, sensors, truth)
+        self._follow_schedule()
+        try:
+            obs = self._obs = self._observe(sensors, truth)
+        except PlendError:  # the gait cannot go on (a foot out of reach): on the robot the walk ends
+            obs, fell = self._obs, fell or "gait fault"
         if fell:
             terms["fall"] = self.weights.fall
         reward = float(sum(terms.values()))
-        obs = self._observe(sensors, truth)
         truncated = not fell and self._ticks >= self.max_episode_steps
-        distance = float((self._position - self._start) @ self._forward)
-        info = {"terms": terms, "fell": fell, "distance_m": distance, "ticks": self._ticks}
+        info = {"terms": terms, "fell": fell, "ticks": self._ticks, **self._progress(truth)}
         return obs, reward, fell is not None, truncated, info
 
     def close(self) -> None:
@@ -264,7 +228,31 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
             self._hal.close()
             self._hal = None
 
+    def velocity(self) -> tuple[float, float, float]:
+        """Forward and sideways speed (m/s) and yaw rate (rad/s) over the last gait period
+        (ground truth), as the reward measures them."""
+        return self._tracking.velocity(2 * self._half_period_ticks())
+
     # -- internals --------------------------------------------------------------------
+
+    def _draw_schedule(self) -> Schedule:
+        if not self.policy_spec.commands:
+            return ((0.0, self.policy_spec.default_command()),)
+        return self.sampler.draw(self.np_random, self.max_episode_steps * self.period)
+
+    def _follow_schedule(self) -> None:
+        command = command_at(self._schedule, self._ticks * self.period)
+        if command != self._command:
+            self._command = command
+            if self._residual:
+                self._gait.set_command(*command)
+
+    def _progress(self, truth: TorsoTruth) -> dict[str, float]:
+        moved = np.asarray(truth.position[:2]) - self._start
+        across = np.array([-self._forward[1], self._forward[0]])
+        yaw = math.degrees(wrap(truth.euler[2] - self._heading))
+        return {"distance_m": float(moved @ self._forward), "lateral_m": float(moved @ across),
+                "yaw_deg": yaw}  # fmt: skip
 
     def _open(self, world: SimWorld) -> None:
         self.close()
@@ -278,7 +266,7 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         """Advance the gait as PolicyBehaviour does and build the observation after it."""
         gait = self._gait.update(sensors, self.period)
         self._base = gait if self._residual else stand_pose()
-        ctx = ObsContext(sensors, self._last, self._gait.phase, self.policy_spec.gait_speed, truth)
+        ctx = ObsContext(sensors, self._last, self._gait.phase, self._command[0], truth, self._command)
         return self._builder.build(ctx)[0]
 
     def _pitch_angles(self) -> np.ndarray:
@@ -289,17 +277,15 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self, a: np.ndarray, previous: np.ndarray, phase: float, sensors: Sensors, truth: TorsoTruth
     ) -> dict[str, float]:
         w = self.weights
-        position = np.asarray(truth.position[:2])
-        velocity = float((position - self._position) @ self._forward) / self.period
-        velocity = max(-w.max_speed_m_s, min(w.max_speed_m_s, velocity))
-        self._position = position
+        gait = self._gait
+        self._tracking.update(truth, turning=gait.turn != 0.0)
+        reference = sine_reference(gait.speed, gait.turn, gait.side)  # the command in effect
         roll, pitch, _ = truth.euler
         pitch_now = self._pitch_angles()
         frozen = float(np.mean(np.abs(pitch_now - self._pitch) < 2e-4))
         self._pitch = pitch_now
         return {
-            "forward": w.forward * velocity,
-            "drift": w.drift * self._drift(position),
+            **tracking_terms(w, self._tracking, reference, 2 * self._half_period_ticks()),
             "alive": w.alive,
             "upright": w.upright * (roll * roll + pitch * pitch),
             "symmetry": w.symmetry * self._symmetry(pitch_now),
@@ -309,15 +295,6 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
             "action": w.action * float(np.mean(a * a)),
             "action_rate": w.action_rate * float(np.mean((a - previous) ** 2)),
         }
-
-    def _drift(self, position: np.ndarray) -> float:
-        """Sideways speed over the last gait period (0 until a period is walked)."""
-        across = np.array([-self._forward[1], self._forward[0]])
-        period = 2 * self._half_period_ticks()
-        self._lateral = [*self._lateral[-period:], float((position - self._start) @ across)]
-        if len(self._lateral) <= period:
-            return 0.0
-        return abs(self._lateral[-1] - self._lateral[0]) / (period * self.period)
 
     def _half_period_ticks(self) -> int:
         return max(1, round(0.5 * self._gait.params.period_s / self.period))

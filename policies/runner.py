@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gaits.balance import Balance, BalanceGains
+from gaits.balance import Balance
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
+from plend.core.config import GaitConfig
 from plend.core.errors import PlendError, require_package
 from plend.hal.base import GroundTruth, ImuReading, Sensors
 from plend.model.robot import JOINT_NAMES
 from policies.contract import (
+    COMMANDS,
     METADATA_KEY,
     SOURCES,
     ObsContext,
@@ -33,6 +34,7 @@ from policies.contract import (
     pose_sources,
     sources_without_truth,
 )
+from policies.timing import time_inference
 
 BUDGET_FRACTION = 0.25  # of the tick period
 
@@ -193,32 +195,41 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
         imu = ImuReading((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 9.81))
         sample = Sensors(0.0, stand_pose(), imu, (True, True))
     n = len(runner.spec.action_joints)
-    ctx = ObsContext(sample, np.zeros(n), 0.0, runner.spec.gait_speed, _Zero())
+    command = runner.spec.default_command()
+    ctx = ObsContext(sample, np.zeros(n), 0.0, command[0], _Zero(), command)
     observation = runner.builder.build(ctx)
-    times = []
-    for _ in range(50):
-        began = time.perf_counter()
-        try:
-            action = runner.act(observation)
-        except Exception as exc:  # a graph that cannot run on the observation: say so, at load
-            raise PolicyError(f"{runner.path}: the dry run failed ({type(exc).__name__}: {exc})") from None
-        times.append(time.perf_counter() - began)
+    try:
+        action = runner.act(observation)
+    except Exception as exc:  # a graph that cannot run on the observation: say so, at load
+        raise PolicyError(f"{runner.path}: the dry run failed ({type(exc).__name__}: {exc})") from None
     if not np.all(np.isfinite(action)):
         raise PolicyError(f"{runner.path}: the dry run gave non-finite actions")
-    p50, p99 = (float(v) * 1000 for v in np.percentile(times, [50, 99]))
-    runner.inference_ms = {"p50": round(p50, 4), "p99": round(p99, 4)}
-    if p99 / 1000 > BUDGET_FRACTION * period:
+    timing = time_inference(lambda: runner.act(observation), BUDGET_FRACTION * period * 1000)
+    runner.inference_ms = timing.as_dict()
+    if not timing.fits:
         raise PolicyError(
-            f"{runner.path}: inference takes {p99:.2f} ms (p99), over the "
-            f"{BUDGET_FRACTION * period * 1000:.1f} ms "
-            "budget of a tick; use a smaller network or a lower rate"
+            f"{runner.path}: inference takes {timing.cpu_p50:.2f} ms of CPU at the median of {timing.runs} "
+            f"runs, over the {timing.budget:.1f} ms budget of a tick (a quarter); use a smaller network "
+            "or a lower rate"
         )
 
 
-def policy_gait(spec: PolicySpec, gains: BalanceGains | None = None) -> SineGait:
-    """The sine gait under a residual policy: with the balance layer if it trained with it."""
-    balance = Balance(gains or BalanceGains()) if spec.gait_balance else None
-    return SineGait(spec.gait_speed, balance=balance)
+LEGACY_HEADING = (0.5, 0.0, 0.12)  # the sine gait's heading hold before it was configurable
+
+
+def policy_gait(
+    spec: PolicySpec, config: GaitConfig | None = None, command: tuple[float, float, float] | None = None
+) -> SineGait:
+    """The sine gait a residual policy trained on, walking ``command`` (default: the
+    policy's default command): its heading hold as the policy's metadata records it, and
+    the balance layer, with ``config``'s gains (``[gait]``), if the policy trained with it."""
+    balance = Balance((config or GaitConfig()).balance_gains()) if spec.gait_balance else None
+    gain, bias, max_turn = spec.gait_heading or LEGACY_HEADING
+    speed, turn, side = command or spec.default_command()
+    return SineGait(
+        speed, turn=turn, side=side, balance=balance, heading_gain=gain, heading_bias_gain=bias,
+        max_turn_rad=max_turn,
+    )  # fmt: skip
 
 
 class PolicyBehaviour:
@@ -231,10 +242,10 @@ class PolicyBehaviour:
         runner: PolicyRunner,
         truth: Any = None,
         needs_pose: bool = False,
-        balance: BalanceGains | None = None,
+        gait: GaitConfig | None = None,
     ):
         self.runner = runner
-        self._balance = balance or BalanceGains()
+        self._gait_config = gait
         self.spec = runner.spec
         self._truth = truth
         # The supervisor stands the robot when the camera's pose goes stale.
@@ -244,10 +255,33 @@ class PolicyBehaviour:
         self._scale = np.asarray(self.spec.action_scale, float)
         self._offset = np.asarray(self.spec.action_offset or np.zeros(len(self._columns)), float)
         self._stopping = False
+        self.command = self.spec.default_command()
         self.start(stand_pose())
 
+    def set_command(self, speed: float, turn: float = 0.0, side: float = 0.0) -> None:
+        """Walk on ``(speed, turn, side)`` from the gait's next step on; refused with the
+        range (:class:`PolicyError`) if the policy was not trained for it, changing nothing."""
+        command = self.spec.check_command(speed, turn, side)
+        if self.spec.action_mode == "residual":
+            self._gait.set_command(*command)
+        self.command = command
+
+    def steer(self, command: dict[str, float]) -> list[str]:
+        """A driver's ``command`` (speed, turn, side), each part held to the range the
+        policy trained for, so a stick pushed past it walks at the range's edge instead of
+        being refused every update. Returns the parts it can change (a range, not a value)."""
+        ranges = [self.spec.command_range(k) for k in COMMANDS]
+        wanted = [command.get(k, now) for k, now in zip(COMMANDS, self.command, strict=True)]
+        self.set_command(*(min(max(v, lo), hi) for v, (lo, hi) in zip(wanted, ranges, strict=True)))
+        return [k for k, (lo, hi) in zip(COMMANDS, ranges, strict=True) if hi > lo]
+
+    def report(self) -> dict[str, Any]:
+        """The command the policy walks on, and its gait's state (see SineGait.report)."""
+        speed, turn, side = self.command
+        return {**self._gait.report(), "command": {"speed": speed, "turn": turn, "side": side}}
+
     def start(self, measured: np.ndarray) -> None:
-        self._gait = policy_gait(self.spec, self._balance)
+        self._gait = policy_gait(self.spec, self._gait_config, self.command)
         self._last = np.zeros(len(self._columns))
         self._stopping = False
         self._t = 0.0
@@ -258,7 +292,7 @@ class PolicyBehaviour:
         if dt == 0.0 or (self._stopping and self.spec.action_mode == "residual"):
             return base  # while blending in, and while the gait winds down, no policy output
         truth = self._truth() if self._truth is not None else None
-        ctx = ObsContext(sensors, self._last, self._gait.phase, self.spec.gait_speed, truth)
+        ctx = ObsContext(sensors, self._last, self._gait.phase, self.command[0], truth, self.command)
         action = self.runner.act(self.runner.builder.build(ctx))
         if action.shape != self._last.shape or not np.all(np.isfinite(action)):
             raise PolicyOutputError(f"policy {self.runner.path.name} gave a non-finite action")
@@ -304,11 +338,11 @@ def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) 
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
         runner = load_runner(path, rate_hz, hal.name, sample(), pose)
-        gains = config.gait.balance_gains() if config is not None else None
+        gait = config.gait if config is not None else None
         if hal.name == "sim":
-            return PolicyBehaviour(runner, hal.truth if isinstance(hal, GroundTruth) else None, balance=gains)
+            return PolicyBehaviour(runner, hal.truth if isinstance(hal, GroundTruth) else None, gait=gait)
         uses_pose = any(n in pose_sources() for n, _ in runner.spec.observation)
         truth = camera_pose(pose) if uses_pose else None
-        return PolicyBehaviour(runner, truth, needs_pose=uses_pose, balance=gains)
+        return PolicyBehaviour(runner, truth, needs_pose=uses_pose, gait=gait)
 
     return load

@@ -1,24 +1,31 @@
 """Train a walking policy with TD3 in simulation and export it for the daemon.
 
 Run ``python -m policies.train --help`` for the options. The policy learns residuals on
-the sine gait (see :mod:`policies.env` for the observation, the reward and the domain
-randomisation). Three things keep TD3 from wrecking the gait it starts from: the actor's
-output layer starts near zero (the untrained policy is the sine gait), the critics learn
-alone for a while before the actor moves, and the actor learns ten times slower than
-the critics. Every ``--eval-every`` steps the deterministic policy walks the nominal world
-and two randomised ones; the best of those actors (farthest without a fall) is exported
-with :func:`policies.export.export_actor`, and the script prints the command, the steps
-and the wall time. Check the result with ``python -m policies.evaluate FILE``.
+the balanced sine gait, takes the walking command (speed, turn, side) as an observation,
+and is rewarded for tracking it, on worlds of the robustness suite (see
+:mod:`policies.env` and :mod:`policies.reward`). Three things keep TD3 from wrecking the
+gait it starts from: the actor's output layer starts near zero (the untrained policy is
+the sine gait), the critics learn alone for a while before the actor moves, and the actor
+learns ten times slower than the critics.
+
+The simulations run in worker processes while the main process learns
+(:mod:`policies.learner`). Every ``--eval-every`` steps a copy of the deterministic
+policy walks fixed worlds and commands in another process; the best actor so far is
+written to ``--out`` (with :func:`policies.export.export_actor`) whenever it improves, so
+Ctrl-C (or SIGTERM) leaves the best actor so far and exits cleanly. The shipped policies
+are never overwritten: copy a result into ``policies/`` after measuring it
+(``python -m policies.evaluate FILE``, ``tests/benchmarks/policy_targets.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
+import functools
 import os
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,45 +34,56 @@ import numpy as np
 
 from plend.core.errors import PlendError, require_package
 
-DEFAULT_OUT = Path("policies/walk.onnx")
-EVAL_SEEDS = (101, 102)  # the randomised worlds of the periodic evaluation
+SHIPPED = Path(__file__).resolve().parent  # the shipped policies live here
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m policies.train",
-        description="Train a TD3 walking policy (residuals on the sine gait) in the PyBullet "
-        "simulation and export it as an ONNX policy file for plend.",
+        description="Train a TD3 walking policy (residuals on the balanced sine gait, taking speed, turn "
+        "and side commands) on worlds of the robustness suite, and export it as an ONNX policy for plend.",
     )
     add = parser.add_argument
-    add("--steps", type=int, default=150_000, help="environment steps to train (default 150000)")
+    add("--steps", type=int, default=2_000_000, help="environment steps to train (default 2000000)")
     add("--seed", type=int, default=0, help="random seed of the agent and the worlds (default 0)")
-    add("--out", type=Path, default=DEFAULT_OUT, help=f"policy file to write (default {DEFAULT_OUT})")
-    add("--log-dir", type=Path, help="write monitor.csv (episodes), evaluations.csv and model.zip here")
-    add("--no-randomise", action="store_true", help="train on the nominal world only (default: a random "
-        "world each episode: friction, masses, actuation delay, sensor noise)")  # fmt: skip
+    add("--out", type=Path, help="policy file to write (default runs/walk-TIME/walk.onnx; never a "
+        "shipped policy)")  # fmt: skip
+    add("--log-dir", type=Path, help="evaluations.csv and model.zip go here (default: beside --out)")
+    add("--envs", type=int, default=4, help="simulations in worker processes (default 4)")
+    add("--updates-per-step", type=float, default=0.25, help="gradient steps per environment step "
+        "(default 0.25; TD3's usual 1 learns 3-4x slower per step on a CPU)")  # fmt: skip
+    add("--batch-size", type=int, default=256, help="samples per gradient step (default 256)")
+    add("--buffer-size", type=int, default=1_000_000, help="replay buffer size (default 1000000)")
+    add("--no-randomise", action="store_true", help="train on the nominal world only (default: a world "
+        "of the robustness suite each episode)")  # fmt: skip
+    add("--nominal-share", type=float, default=0.1, help="share of episodes on the nominal world "
+        "(default 0.1)")  # fmt: skip
     add("--legacy-obs", action="store_true", help="observe the original 26-value layout (it needs ground "
-        "truth, so the policy runs in simulation only)")  # fmt: skip
-    add("--balance", action="store_true", help="learn on top of the sine gait with its balance layer "
-        "(gaits.balance); the policy file says so and the robot runs it the same way")  # fmt: skip
+        "truth, so the policy runs in simulation only; no commands)")  # fmt: skip
+    add("--no-balance", action="store_true", help="learn on the open-loop sine gait (default: on the gait "
+        "with its balance layer, gaits.balance; the policy file says which)")  # fmt: skip
+    add("--speed-range", default="0,1", help="speed commands trained for (default 0,1)")
+    add("--turn-range", default="-0.5,0.5", help="turn commands trained for (default -0.5,0.5)")
+    add("--side-range", default="0", help="side-step commands trained for (default 0: none)")
     add("--learning-starts", type=int, default=5000, help="steps of uniformly random actions before "
         "learning (default 5000)")  # fmt: skip
-    add("--critic-warmup", type=int, default=5000, help="steps after --learning-starts in which only the "
-        "critics learn, from the near-zero policy's walks (default 5000)")  # fmt: skip
+    add("--critic-warmup", type=int, default=20_000, help="steps after --learning-starts in which only the "
+        "critics learn (default 20000)")  # fmt: skip
+    add("--residual-weight", type=float, default=0.4, help="pull of the actor toward action 0 (the gait) "
+        "against the critic's normalised value (default 0.4; see policies.td3)")  # fmt: skip
     add("--learning-rate", type=float, default=1e-3, help="Adam learning rate of the critics (default 1e-3)")
     add("--actor-lr", type=float, default=1e-4, help="Adam learning rate of the actor (default 1e-4)")
     add("--gamma", type=float, default=0.99, help="discount factor (default 0.99)")
     add("--noise", type=float, default=0.2, help="exploration noise sigma in action units (default 0.2)")
-    add("--net-arch", default="128,128", help="hidden layers of actor and critics (default 128,128; "
-        "256,256 trains ~40%% slower on a CPU)")  # fmt: skip
-    add("--episode-steps", type=int, default=500, help="ticks per episode (default 500 = 10 s)")
+    add("--net-arch", default="128,128", help="hidden layers of actor and critics (default 128,128)")
+    add("--episode-steps", type=int, default=600, help="ticks per episode (default 600 = 12 s)")
     add("--reward", action="append", default=[], metavar="TERM=WEIGHT", help="set one reward weight "
-        "(policies.env.RewardWeights), e.g. --reward action=-0.5; repeatable")  # fmt: skip
-    add("--eval-every", type=int, default=10_000, help="steps between evaluations; the best actor is "
-        "exported (default 10000; 0: export the last actor)")  # fmt: skip
+        "(policies.reward.RewardWeights), e.g. --reward action=-0.5; repeatable")  # fmt: skip
+    add("--eval-every", type=int, default=25_000, help="steps between evaluations; the best actor is "
+        "exported (default 25000; 0: export the last actor)")  # fmt: skip
     add("--device", default="cpu", help="torch device (default cpu)")
-    add("--threads", type=int, default=2, help="torch threads (default 2)")
-    add("--no-progress", action="store_true", help="hide the progress bar")
+    add("--threads", type=int, default=1, help="torch threads of the learner (default 1)")
+    add("--no-progress", action="store_true", help="no progress line every minute")
     return parser
 
 
@@ -81,7 +99,7 @@ def _net_arch(text: str) -> list[int]:
 
 def reward_weights(changes: list[str]) -> Any:
     """RewardWeights with ``TERM=WEIGHT`` changes applied."""
-    from policies.env import RewardWeights
+    from policies.reward import RewardWeights
 
     names = [f.name for f in dataclasses.fields(RewardWeights)]
     values: dict[str, float] = {}
@@ -98,24 +116,71 @@ def reward_weights(changes: list[str]) -> Any:
     return RewardWeights(**values)
 
 
-def make_model(args: argparse.Namespace, env: Any) -> Any:
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad options before anything starts; fill in the default output."""
+    checks = [
+        ("--steps", args.steps >= 1), ("--envs", 1 <= args.envs <= 64),
+        ("--updates-per-step", 0 < args.updates_per_step <= 8), ("--batch-size", args.batch_size >= 1),
+        ("--episode-steps", args.episode_steps >= 10), ("--eval-every", args.eval_every >= 0),
+        ("--nominal-share", 0 <= args.nominal_share <= 1), ("--threads", args.threads >= 1),
+        ("--buffer-size", args.buffer_size >= args.batch_size),
+        ("--residual-weight", args.residual_weight >= 0),
+    ]  # fmt: skip
+    for name, ok in checks:
+        if not ok:
+            raise PlendError(f"{name} {getattr(args, name[2:].replace('-', '_'))} is out of range")
+    if args.out is None:
+        args.out = Path("runs") / time.strftime("walk-%Y%m%d-%H%M%S") / "walk.onnx"
+    if args.out.resolve().parent == SHIPPED:
+        raise PlendError(
+            f"--out {args.out} is where the shipped policies live; write elsewhere (e.g. runs/), measure "
+            "it, then copy it there"
+        )
+    args.log_dir = args.log_dir or args.out.parent
+
+
+def make_spec(args: argparse.Namespace) -> Any:
+    from policies.commands import parse_range
+    from policies.env import make_spec as env_spec
+
+    ranges = {name: parse_range(name, getattr(args, f"{name}_range")) for name in ("speed", "turn", "side")}
+    commands = {name: r for name, r in ranges.items() if r != (0.0, 0.0) or name == "speed"}
+    return env_spec(args.legacy_obs, balance=not args.no_balance, commands=commands)
+
+
+def make_env(spec: Any, args: argparse.Namespace, randomise: bool) -> Any:
+    """A training (or, without ``randomise``, evaluation) environment; in a worker
+    process it leaves Ctrl-C to the main process."""
+    from policies.env import WalkEnv
+    from policies.learner import ignore_interrupts
+
+    ignore_interrupts() if randomise else None
+    return WalkEnv(spec, randomise=randomise and not args.no_randomise, max_episode_steps=args.episode_steps,
+                   weights=reward_weights(args.reward), nominal_share=args.nominal_share)  # fmt: skip
+
+
+def make_model(args: argparse.Namespace, venv: Any) -> Any:
     """The TD3 agent the options describe, its actor starting near zero."""
     from stable_baselines3 import TD3
-    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.logger import Logger
 
-    class TD3WithActorRate(TD3):  # type: ignore[misc]
+    from policies.td3 import regularised_update
+
+    class ResidualTD3(TD3):  # type: ignore[misc]
         def _update_learning_rate(self, optimizers: Any) -> None:
             super()._update_learning_rate(optimizers)
             for group in self.actor.optimizer.param_groups:
                 group["lr"] = args.actor_lr
 
-    n = env.action_space.shape[0]
-    noise = NormalActionNoise(np.zeros(n), np.full(n, args.noise))
-    model = TD3WithActorRate(
-        "MlpPolicy", env, action_noise=noise, learning_starts=args.learning_starts, seed=args.seed,
-        learning_rate=args.learning_rate, gamma=args.gamma,
+        def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+            regularised_update(self, gradient_steps, batch_size, args.residual_weight)
+
+    model = ResidualTD3(
+        "MlpPolicy", venv, learning_starts=args.learning_starts, seed=args.seed, buffer_size=args.buffer_size,
+        learning_rate=args.learning_rate, gamma=args.gamma, batch_size=args.batch_size,
         policy_kwargs={"net_arch": _net_arch(args.net_arch)}, device=args.device, verbose=0,
     )  # fmt: skip
+    model.set_logger(Logger(None, []))
     start_near_zero(model)
     return model
 
@@ -135,110 +200,74 @@ def start_near_zero(model: Any, gain: float = 0.01) -> None:
     model.actor_target.load_state_dict(model.actor.state_dict())
 
 
-def walk_once(actor: Any, env: Any, seed: int) -> tuple[float, bool]:
-    """One deterministic episode of ``actor`` on ``env``: distance (m) and whether it fell."""
-    import torch
-
-    obs, _ = env.reset(seed=seed)
-    info: dict[str, Any] = {"distance_m": 0.0, "fell": None}
-    done = False
-    while not done:
-        with torch.no_grad():
-            action = actor(torch.as_tensor(obs[None, :])).numpy()[0]
-        obs, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-    return float(info["distance_m"]), info["fell"] is not None
-
-
-def make_callback(model: Any, args: argparse.Namespace, spec: Any) -> Any:
-    """Holds the actor still during the critic warm-up; evaluates and keeps the best actor."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from policies.env import WalkEnv
-
-    release = args.learning_starts + args.critic_warmup
-
-    class Callback(BaseCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.best: tuple[float, int, Any] | None = None
-            self.rows: list[str] = []
-
-        def _on_training_start(self) -> None:
-            self.held = release > 0
-            model.actor.requires_grad_(not self.held)  # the actor's updates then change nothing
-
-        def _on_step(self) -> bool:
-            if self.held and self.num_timesteps >= release:
-                model.actor.requires_grad_(True)
-                self.held = False
-            if args.eval_every and self.num_timesteps % args.eval_every == 0:
-                self.evaluate()
-            return True
-
-        def evaluate(self) -> None:
-            steps = args.episode_steps
-            worlds = [
-                WalkEnv(spec, randomise=r, max_episode_steps=steps)
-                for r in (False, *(True for _ in EVAL_SEEDS))
-            ]
-            walks = [
-                walk_once(model.actor, env, seed) for env, seed in zip(worlds, (0, *EVAL_SEEDS), strict=True)
-            ]
-            for env in worlds:
-                env.close()
-            score = float(np.mean([d for d, _ in walks])) - sum(fell for _, fell in walks)
-            self.rows.append(
-                f"{self.num_timesteps},{score:.4f}," + ",".join(f"{d:.4f},{int(f)}" for d, f in walks)
-            )
-            if self.best is None or score > self.best[0]:
-                self.best = (score, self.num_timesteps, copy.deepcopy(model.actor).cpu())
-
-    return Callback()
-
-
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Train and export as ``args`` say; return what was done."""
     for module in ("torch", "stable_baselines3", "gymnasium", "onnx"):
         require_package(module, "train")
     import torch
-    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecMonitor
 
-    from policies.env import WalkEnv
-    from policies.export import export_actor
+    from policies.learner import Learner, LearnSettings, stop_on_signals, stop_workers
 
+    check_args(args)
     torch.set_num_threads(args.threads)
-    from policies.env import make_spec
-
-    env = WalkEnv(
-        make_spec(args.legacy_obs, balance=args.balance), randomise=not args.no_randomise,
-        max_episode_steps=args.episode_steps, weights=reward_weights(args.reward),
+    spec = make_spec(args)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    venv = VecMonitor(SubprocVecEnv([functools.partial(make_env, spec, args, True)] * args.envs))
+    venv.seed(args.seed)
+    model = make_model(args, venv)
+    settings = LearnSettings(
+        steps=args.steps, learning_starts=args.learning_starts, critic_warmup=args.critic_warmup,
+        updates_per_step=args.updates_per_step, batch_size=args.batch_size, noise=args.noise,
+        eval_every=args.eval_every, log_every_s=float("inf") if args.no_progress else 60.0,
     )  # fmt: skip
-    if args.log_dir is not None:
-        args.log_dir.mkdir(parents=True, exist_ok=True)
-    log = str(args.log_dir / "monitor.csv") if args.log_dir else None
-    monitored = Monitor(env, log, info_keywords=("distance_m",))
-    model = make_model(args, monitored)
-    callback = make_callback(model, args, env.policy_spec)
+    stop = threading.Event()
+    restore = stop_on_signals(stop)
+    command = shlex.join([Path(sys.executable).name, "-m", "policies.train", *args.argv])
+    exporter = _Exporter(spec, args, command)
     began = time.perf_counter()
     try:
-        model.learn(total_timesteps=args.steps, callback=callback, progress_bar=not args.no_progress)
+        learner = Learner(model, venv, settings, functools.partial(make_env, spec, args, False), stop)
+        learner.on_best = exporter.export
+        progress = learner.run()
     finally:
-        monitored.close()
+        stop_workers(venv)
+        restore()
     wall = time.perf_counter() - began
-    if args.log_dir is not None:
-        model.save(str(args.log_dir / "model.zip"))
-        header = "step,score,nominal_m,nominal_fell," + ",".join(f"w{s}_m,w{s}_fell" for s in EVAL_SEEDS)
-        (args.log_dir / "evaluations.csv").write_text("\n".join([header, *callback.rows]) + "\n")
-    command = shlex.join([Path(sys.executable).name, "-m", "policies.train", *args.argv])
-    _, step, actor = callback.best or (0.0, args.steps, model.actor)
-    notes = {"trained_with": command, "steps": args.steps, "exported_step": step, "seed": args.seed,
-             "randomised": not args.no_randomise}  # fmt: skip
-    export_actor(actor, dataclasses.replace(env.policy_spec, notes=notes), args.out)
-    rewards = monitored.get_episode_rewards()
-    return {"command": command, "steps": args.steps, "wall_s": wall, "out": args.out,
-            "exported_step": step, "evaluations": callback.rows, "episodes": len(rewards),
-            "last_rewards": rewards[-10:]}  # fmt: skip
+    _, step, actor = progress.best  # type: ignore[misc]
+    exporter.export(step, actor, progress.steps, wall)
+    model.save(str(args.log_dir / "model.zip"), exclude=["replay_buffer"])
+    _write_evaluations(args.log_dir / "evaluations.csv", progress.evaluations)
+    return {"command": command, "steps": progress.steps, "wall_s": wall, "out": args.out,
+            "exported_step": step, "evaluations": progress.evaluations, "episodes": progress.episodes,
+            "last_returns": list(progress.returns)[-10:], "stopped": progress.stopped,
+            "interrupted": stop.is_set()}  # fmt: skip
+
+
+class _Exporter:
+    """Writes an actor to ``--out`` with the spec and how it was trained in its notes."""
+
+    def __init__(self, spec: Any, args: argparse.Namespace, command: str):
+        self.spec, self.args, self.command = spec, args, command
+        self.began = time.perf_counter()
+
+    def export(self, step: int, actor: Any, steps: int | None = None, wall: float | None = None) -> None:
+        from policies.export import export_actor
+
+        wall = time.perf_counter() - self.began if wall is None else wall
+        notes = {"trained_with": self.command, "steps": step if steps is None else steps,
+                 "exported_step": step, "seed": self.args.seed, "wall_s": round(wall, 1),
+                 "worlds": "nominal" if self.args.no_randomise else "robustness suite",
+                 "finished": steps is not None}  # fmt: skip
+        export_actor(actor, dataclasses.replace(self.spec, notes=notes), self.args.out)
+
+
+def _write_evaluations(path: Path, evaluations: list[dict[str, Any]]) -> None:
+    rows = ["step,score," + ",".join(f"walk{i}_m,walk{i}_yaw_deg,walk{i}_fell" for i in range(5))]
+    for e in evaluations:
+        walks = ",".join(f"{w['distance_m']:.4f},{w['yaw_deg']:.2f},{int(w['fell'])}" for w in e["walks"])
+        rows.append(f"{e['step']},{e['score']:.3f},{walks}")
+    path.write_text("\n".join(rows) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,19 +281,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"policies.train: error: {exc}", file=sys.stderr)
         return 1
-    recent = done["last_rewards"]
-    mean = sum(recent) / len(recent) if recent else float("nan")
-    if done["evaluations"]:
-        print(
-            "evaluations (step, score, then metres and fell per world: nominal, then seeds", EVAL_SEEDS, "):"
-        )
-        print("\n".join(f"  {row}" for row in done["evaluations"]))
+    recent = done["last_returns"]
+    mean = float(np.mean(recent)) if recent else float("nan")
     print(f"command: {done['command']}")
-    rate = done["steps"] / done["wall_s"]
+    rate = done["steps"] / max(done["wall_s"], 1e-9)
     print(f"steps: {done['steps']}  wall: {done['wall_s']:.1f} s  ({rate:.0f} steps/s)")
-    print(f"episodes: {done['episodes']}  mean reward of the last {len(recent)}: {mean:.1f}")
+    print(f"episodes: {done['episodes']}  mean return of the last {len(recent)}: {mean:.1f}")
+    if done["stopped"]:
+        print(
+            f"{done['stopped']}: wrote the best actor so far",
+            file=sys.stdout if done["interrupted"] else sys.stderr,
+        )
     print(f"wrote {done['out']} (actor of step {done['exported_step']}); "
           f"check it with: python -m policies.evaluate {done['out']}")  # fmt: skip
+    if done["stopped"]:
+        return 130 if done["interrupted"] else 1
     return 0
 
 

@@ -175,10 +175,38 @@ def test_policy_load_and_start(daemon: Daemon, tmp_path: Path, capsys: pytest.Ca
     assert "input has size" in capsys.readouterr().err
     good = save_model(tmp_path / "zero.onnx", SPEC, SPEC.observation_size, 12)
     assert daemon.ctl("policy", "load", str(good)) == 0
-    assert "12 actions (residual) at 50 Hz, inference p99" in capsys.readouterr().out
+    assert "12 actions (residual) at 50 Hz, inference median" in capsys.readouterr().out
     assert daemon.status()["mode"] == "stand", "loading does not start it"
     assert daemon.ctl("policy", "start") == 0
     wait_for_mode(daemon, "policy")
+    assert daemon.ctl("stop") == 0
+    wait_for_mode(daemon, "stand")
+
+
+def test_a_policy_walks_on_the_command_it_is_given_and_refuses_others(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnx")
+    from tests.test_policy import COMMAND_SPEC, save_model
+
+    wait_for_mode(daemon, "stand")
+    path = save_model(tmp_path / "steer.onnx", COMMAND_SPEC, COMMAND_SPEC.observation_size, 12)
+    assert daemon.ctl("policy", "load", str(path)) == 0
+    assert "it takes speed 0..1, turn -0.5..0.5" in capsys.readouterr().out
+    assert daemon.ctl("policy", "start", "--speed", "0.8", "--turn", "0.2") == 0
+    wait_for_mode(daemon, "policy")
+    assert daemon.status()["gait"]["command"] == {"speed": 0.8, "turn": 0.2, "side": 0.0}
+    capsys.readouterr()
+    assert daemon.ctl("policy", "command", "--speed", "1.5") == 1
+    assert "speed 1.5 is outside what this policy was trained for: [0, 1]" in capsys.readouterr().err
+    assert daemon.ctl("policy", "command", "--side", "0.1") == 1
+    assert "side 0.1 is outside what this policy was trained for: only 0" in capsys.readouterr().err
+    assert daemon.status()["mode"] == "policy", "a refused command changes nothing"
+    assert daemon.ctl("policy", "command", "--turn", "-0.3") == 0
+    assert (
+        capsys.readouterr().out.strip() == "policy command speed 0.8, turn -0.3, side +0 from the next step"
+    )
+    assert daemon.status()["gait"]["command"] == {"speed": 0.8, "turn": -0.3, "side": 0.0}
     assert daemon.ctl("stop") == 0
     wait_for_mode(daemon, "stand")
 

@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WALK = ROOT / "policies" / "walk.onnx"
+WALK_INPUTS = 41  # the shipped policy's observation: joints, IMU, last action, phase, command
 TOLERANCE = 1e-5
 
 
@@ -42,7 +43,7 @@ def observations(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_shipped_policy_gives_onnxruntimes_actions() -> None:
-    got, want = both(WALK, observations(512, 39))
+    got, want = both(WALK, observations(512, WALK_INPUTS))
     assert got.dtype == want.dtype == np.float32 and got.shape == want.shape == (512, 12)
     assert float(np.max(np.abs(got - want))) <= TOLERANCE
 
@@ -55,7 +56,7 @@ def test_the_shipped_policy_reads_the_same_as_with_onnx() -> None:
         np.testing.assert_array_equal(ours.graph.initializers[tensor.name], numpy_helper.to_array(tensor))
     session = NumpySession(WALK)
     assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [
-        ("observation", "tensor(float)", ("batch", 39))
+        ("observation", "tensor(float)", ("batch", WALK_INPUTS))
     ]
 
 

@@ -69,7 +69,7 @@ def test_a_command_without_its_action_names_the_actions(capsys: pytest.CaptureFi
     err = capsys.readouterr().err.strip()
     assert err == (
         "plenctl: error: say what to do: plenctl policy load NAME|FILE "
-        "(a name from 'plenctl policy list', or a path), start, list"
+        "(a name from 'plenctl policy list', or a path), start, command, list"
     )
 
 
@@ -83,7 +83,7 @@ def test_policies_load_by_name_and_are_listed(daemon: Daemon, capsys: pytest.Cap
     assert "broken.onnx" in table and "not a plend policy" in table
     assert f"looked in: {ROOT / 'policies'}, {mine}" in table
     loaded = said(daemon, capsys, "policy", "load", "walk")  # the bare name people type
-    assert loaded.startswith(f"loaded {ROOT / 'policies' / 'walk.onnx'}: 39 observations -> 12 actions")
+    assert loaded.startswith(f"loaded {ROOT / 'policies' / 'walk.onnx'}: 41 observations -> 12 actions")
     assert "my-walk.onnx" in said(daemon, capsys, "policy", "load", "my-walk.onnx")
     status = said(daemon, capsys, "status")
     assert f"policy    my-walk.onnx ({mine / 'my-walk.onnx'}) on " in status and ", loaded" in status

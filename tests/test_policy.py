@@ -32,6 +32,11 @@ SPEC = PolicySpec(
 )  # fmt: skip
 
 
+COMMAND_SPEC = dataclasses.replace(
+    SPEC, observation=(*SPEC.observation, ("command", 3)), commands={"speed": (0.0, 1.0), "turn": (-0.5, 0.5)}
+)
+
+
 def save_model(path: Path, spec: PolicySpec | None, inputs: int, outputs: int, weight: float = 0.0,
                dtype: int = TensorProto.FLOAT, metadata: str | None = None) -> Path:  # fmt: skip
     x = helper.make_tensor_value_info("observation", dtype, ["batch", inputs])
@@ -67,6 +72,7 @@ def test_a_policy_trained_on_the_balanced_gait_runs_on_it(tmp_path: Path) -> Non
     import dataclasses
 
     from gaits.balance import BalanceGains
+    from plend.core.config import GaitConfig
     from policies.runner import policy_gait
 
     balanced = dataclasses.replace(SPEC, gait_balance=True)
@@ -78,12 +84,14 @@ def test_a_policy_trained_on_the_balanced_gait_runs_on_it(tmp_path: Path) -> Non
     data["gait_balance"] = "yes"
     with pytest.raises(PolicyError, match="gait_balance must be true or false"):
         PolicySpec.from_json(json.dumps(data))
-    gains = BalanceGains(roll_rate_gain=0.1)
-    gait = policy_gait(balanced, gains)
-    assert gait.balance is not None and gait.balance.gains == gains, "the daemon's [gait] gains"
+    config = GaitConfig(roll_rate_gain=0.1)
+    gait = policy_gait(balanced, config)
+    assert gait.balance is not None and gait.balance.gains == config.balance_gains(), "the daemon's gains"
+    assert gait.balance.gains.roll_rate_gain == 0.1 and BalanceGains().roll_rate_gain != 0.1
     assert policy_gait(SPEC).balance is None
+    assert policy_gait(SPEC, GaitConfig(balance=True)).balance is None, "as the policy trained"
     path = save_model(tmp_path / "balanced.onnx", balanced, SPEC.observation_size, 12)
-    behaviour = PolicyBehaviour(load_runner(path, 50.0, "sim", None), balance=gains)
+    behaviour = PolicyBehaviour(load_runner(path, 50.0, "sim", None), gait=config)
     assert behaviour._gait.balance is not None
 
 

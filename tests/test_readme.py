@@ -56,6 +56,9 @@ DAEMON = [
     "plenctl policy list",
     "plenctl policy load walk",
     "plenctl policy start",
+    "plenctl policy start --speed 0.8 --turn 0.2",
+    "plenctl policy command --turn -0.3",
+    "plenctl policy command --speed 1.5",
     "plenctl calibration show",
 ]
 REHEARSAL = [
@@ -102,8 +105,14 @@ NOT_RUN = {
     "./install.sh --dev && .venv/bin/python -m pytest": "it is .ci/run, which runs this suite",
     "plenctl calibrate": "asks a person at the keyboard (tests/test_calibration_terminal.py types into it)",
     "plenctl calibrate --joint r_knee_r_shin": "asks a person at the keyboard, as above",
-    "python -m policies.train --steps 150000 --seed 0 --threads 1 --no-progress --out DIR/walk.onnx "
-    "--log-dir DIR": "about 18 minutes of training (tests/test_training.py trains briefly)",
+    "python -m policies.train --steps 2000000 --seed 0 --out runs/long/walk.onnx": "how the shipped policy "
+    "was trained: hours (tests/test_training.py trains briefly)",
+    "python -m policies.train --out runs/mine/walk.onnx": "hours of training (tests/test_training.py trains "
+    "briefly)",
+    "python -m policies.evaluate runs/mine/walk.onnx": "needs that training's file; minutes of walks "
+    "(tests/test_training.py evaluates a small one)",
+    ".venv/bin/python tests/benchmarks/policy_targets.py runs/mine/walk.onnx": "a benchmark of minutes, "
+    "as above",
     "git clone <this repository> plend && cd plend": "a placeholder for the reader's clone",
     "sudo ./install.sh": "the Pi's system set-up (tests/test_systemd.py runs it against a fake Pi)",
     "sudo systemctl start plend": "a Pi with the service installed",
@@ -273,12 +282,14 @@ def test_the_daemon_and_plenctl_as_the_readme_shows(user: User) -> None:
     assert "every move is refused until 'plenctl reset'" in out
     assert "cannot stand: the e-stop is latched" in done.stderr
     assert "e-stop and faults cleared" in out
-    assert f"walk.onnx                  39   12  residual    50  {user.checkout}/policies/walk.onnx" in out
+    assert f"walk.onnx                  41   12  residual    50  {user.checkout}/policies/walk.onnx" in out
     assert f"loaded {user.checkout}/policies/walk.onnx" in out, done.stderr
     assert "walking on the loaded policy (mode policy)" in out
+    assert "policy command speed 0.8, turn -0.3, side +0 from the next step" in out
+    assert "speed 1.5 is outside what this policy was trained for: [0, 1]" in done.stderr
     calibration = f"{user.home}/.local/state/plend/calibration.json"
     assert f"no calibration at {calibration}; calibrate the robot first" in done.stderr
-    expected = ["0", "0", "0", "0", "1", "0", "0", "1", "0", "0", "0", "0", "1"]
+    expected = ["0", "0", "0", "0", "1", "0", "0", "1", "0", "0", "0", "0", "0", "0", "1", "1"]
     assert re.findall(r"^rc=(\d+)$", out, re.M) == expected, out + done.stderr
     assert "daemon rc=0" in out
     assert "socket group" not in (user.checkout / "daemon.log").read_text()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -22,9 +27,11 @@ from gaits.sine import stand_pose  # noqa: E402
 from plend.core.config import SimWorld  # noqa: E402
 from plend.hal.sim import SimHal, TorsoTruth  # noqa: E402
 from policies import evaluate, train  # noqa: E402
+from policies.commands import Reference  # noqa: E402
 from policies.contract import PolicyError  # noqa: E402
 from policies.env import WalkEnv, fall_direction, leg_similarity, make_spec  # noqa: E402
 from policies.export import add_metadata, export_actor  # noqa: E402
+from policies.reward import RewardWeights, Tracking, tracking_terms  # noqa: E402
 from policies.runner import PolicyBehaviour, load_runner  # noqa: E402
 
 
@@ -44,7 +51,9 @@ def test_the_env_passes_gymnasium_checks() -> None:
 
 
 def test_the_observations_follow_the_spec() -> None:
-    assert WalkEnv().observation_space.shape == (39,)
+    env = WalkEnv()
+    assert env.observation_space.shape == (41,)
+    assert env.policy_spec.commands == {"speed": (0.0, 1.0), "turn": (-0.5, 0.5)}
     legacy = WalkEnv(legacy_obs=True, randomise=False)
     obs, _ = legacy.reset(seed=0)
     assert obs.shape == (26,) and legacy.policy_spec.observation_size == 26
@@ -66,6 +75,59 @@ def test_zero_residuals_walk_the_sine_gait_with_finite_rewards(env: WalkEnv) -> 
         assert math.isfinite(reward) and all(math.isfinite(v) for v in info["terms"].values())
         assert not terminated
     assert truncated and info["distance_m"] > 0.01
+
+
+def test_the_env_follows_a_command_schedule() -> None:
+    env = WalkEnv(make_spec(balance=True), randomise=False, max_episode_steps=150)
+    schedule = ((0.0, (0.5, 0.0, 0.0)), (1.0, (0.8, 0.5, 0.0)))
+    obs, info = env.reset(options={"schedule": schedule})
+    assert info["schedule"] == schedule and np.allclose(obs[-3:], [0.5, 0.0, 0.0])
+    commands = []
+    for _ in range(150):
+        obs, _, _, _, info = env.step(np.zeros(12, np.float32))
+        commands.append(tuple(np.round(obs[-3:], 3)))
+    assert commands[48] == (0.5, 0.0, 0.0) and commands[50] == (0.8, 0.5, 0.0)
+    assert env._gait.turn == 0.5 and info["yaw_deg"] > 2.0, "the gait took the turn at its next step"
+    env.close()
+
+
+def _truths(speed: float, yaw_rate: float, ticks: int, side: float = 0.0) -> list[TorsoTruth]:
+    out, x, y, yaw = [], 0.0, 0.0, 0.3
+    for _ in range(ticks):
+        out.append(TorsoTruth((x, y, 0.15), (0.0, 0.0, yaw), (0, 0, 0)))
+        x += 0.02 * (speed * math.cos(yaw) - side * math.sin(yaw))
+        y += 0.02 * (speed * math.sin(yaw) + side * math.cos(yaw))
+        yaw += 0.02 * yaw_rate
+    return out
+
+
+def test_tracking_measures_speed_and_yaw_rate_along_the_heading() -> None:
+    truths = _truths(0.04, 0.2, 80, side=0.01)
+    tracking = Tracking(truths[0], 0.02)
+    for truth in truths[1:]:
+        tracking.update(truth, turning=True)
+    forward, side, yaw_rate = tracking.velocity(35)
+    assert forward == pytest.approx(0.04, rel=0.01) and side == pytest.approx(0.01, rel=0.05)
+    assert yaw_rate == pytest.approx(0.2, rel=1e-6) and tracking.heading_error() == 0.0
+
+
+def test_the_tracking_reward_peaks_at_the_target_and_drift_costs() -> None:
+    w = RewardWeights()
+    truths = _truths(w.speed_gain * 0.03, 0.0, 60)
+    tracking = Tracking(truths[0], 0.02)
+    for truth in truths[1:]:
+        tracking.update(truth, turning=False)
+    on_target = tracking_terms(w, tracking, Reference(0.03, 0.0, 0.0), 35)
+    assert on_target["speed"] == pytest.approx(w.speed) and on_target["yaw_rate"] == pytest.approx(w.yaw_rate)
+    slower = tracking_terms(w, tracking, Reference(0.06, 0.0, 0.0), 35)
+    assert slower["speed"] < 0.5 * w.speed
+    told_to_step_left = tracking_terms(w, tracking, Reference(0.03, 0.01, 0.0), 35)
+    assert told_to_step_left["lateral"] == pytest.approx(w.lateral * 0.01)
+    turned = Tracking(truths[0], 0.02)
+    for truth in _truths(0.03, 0.3, 60)[1:]:
+        turned.update(truth, turning=False)
+    terms = tracking_terms(w, turned, Reference(0.03, 0.0, 0.0), 35)
+    assert terms["heading"] < -0.3 and terms["yaw_rate"] < 0.01 * w.yaw_rate
 
 
 def _tip(env: WalkEnv, roll: float, pitch: float) -> None:
@@ -111,15 +173,47 @@ def _walk_policy(path: Path, ticks: int = 50) -> None:
 
 def test_a_short_training_run_exports_a_policy_the_daemon_runs(tmp_path: Path, capsys) -> None:
     out = tmp_path / "walk.onnx"
-    argv = ["--steps", "300", "--learning-starts", "100", "--net-arch", "16,16", "--out", str(out),
-            "--episode-steps", "100", "--critic-warmup", "50", "--eval-every", "150", "--no-progress",
-            "--threads", "1", "--log-dir", str(tmp_path / "log")]  # fmt: skip
+    argv = ["--steps", "200", "--learning-starts", "100", "--net-arch", "16,16", "--out", str(out),
+            "--episode-steps", "60", "--critic-warmup", "50", "--eval-every", "0", "--no-progress",
+            "--envs", "1", "--log-dir", str(tmp_path / "log")]  # fmt: skip
     assert train.main(argv) == 0
-    assert "steps: 300" in capsys.readouterr().out
-    assert (tmp_path / "log" / "evaluations.csv").read_text().count("\n") == 3  # header and two rows
+    assert "steps: 200" in capsys.readouterr().out
+    assert (tmp_path / "log" / "model.zip").exists()
+    notes = load_runner(out, 50.0, "sim", None).spec.notes
+    assert notes["steps"] == 200 and notes["exported_step"] == 200 and notes["seed"] == 0
+    assert "policies.train" in notes["trained_with"] and notes["finished"] is True
     _walk_policy(out)
-    assert evaluate.main([str(out), "--episodes", "2", "--seconds", "1"]) == 0
-    assert "summary:" in capsys.readouterr().out
+    assert evaluate.main([str(out), "--worlds", "1", "--seconds", "1", "--no-tracking", "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "worlds 0-0 of the suite" in printed and "policy / sine mean distance" in printed
+
+
+def test_training_never_writes_over_the_shipped_policy(capsys) -> None:
+    shipped = Path(train.__file__).parent / "walk.onnx"
+    before = shipped.read_bytes()
+    assert train.main(["--steps", "10", "--out", str(shipped)]) == 1
+    assert "where the shipped policies live" in capsys.readouterr().err
+    assert shipped.read_bytes() == before
+
+
+def test_ctrl_c_ends_training_with_the_best_actor_so_far(tmp_path: Path) -> None:
+    out = tmp_path / "walk.onnx"
+    argv = [sys.executable, "-m", "policies.train", "--steps", "1000000", "--learning-starts", "20",
+            "--critic-warmup", "0", "--eval-every", "40", "--envs", "1", "--episode-steps", "40",
+            "--net-arch", "8", "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not out.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: every process of the run
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopped by a signal: wrote the best actor so far" in stdout and "Traceback" not in stderr
+    assert "eval at step 40: score" in stdout, "evaluated in its own process"
+    notes = load_runner(out, 50.0, "sim", None).spec.notes
+    assert notes["exported_step"] > 0 and notes["finished"] is True
 
 
 def test_an_sb3_actor_exported_by_torch_takes_metadata(tmp_path: Path) -> None:
@@ -129,11 +223,11 @@ def test_an_sb3_actor_exported_by_torch_takes_metadata(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is marked legacy
         torch.onnx.export(
-            model.policy.actor, (torch.zeros(1, 39),), str(path), input_names=["observation"],
+            model.policy.actor, (torch.zeros(1, 41),), str(path), input_names=["observation"],
             output_names=["action"], dynamic_axes={"observation": {0: "batch"}, "action": {0: "batch"}},
             opset_version=17, dynamo=False,
         )  # fmt: skip
-    with pytest.raises(PolicyError, match="size 39"):
+    with pytest.raises(PolicyError, match="size 41"):
         add_metadata(path, make_spec(legacy_obs=True))
     add_metadata(path, env.policy_spec)
     assert load_runner(path, 50.0, "sim", None).spec == env.policy_spec
@@ -142,10 +236,10 @@ def test_an_sb3_actor_exported_by_torch_takes_metadata(tmp_path: Path) -> None:
 
 def test_a_failed_export_leaves_the_old_file(tmp_path: Path) -> None:
     path = tmp_path / "walk.onnx"
-    export_actor(torch.nn.Sequential(torch.nn.Linear(39, 12), torch.nn.Tanh()), make_spec(), path)
+    export_actor(torch.nn.Sequential(torch.nn.Linear(41, 12), torch.nn.Tanh()), make_spec(), path)
     before = path.read_bytes()
     with pytest.raises(PolicyError):
-        export_actor(torch.nn.Linear(39, 5), make_spec(), path)
+        export_actor(torch.nn.Linear(41, 5), make_spec(), path)
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
     assert path.stat().st_mode & 0o777 == 0o644  # readable by the daemon's user
 
@@ -154,7 +248,9 @@ def test_training_on_the_balanced_gait_is_recorded_in_the_spec() -> None:
     from policies.env import make_spec
     from policies.train import build_parser
 
-    assert build_parser().parse_args(["--balance"]).balance is True
+    assert build_parser().parse_args([]).no_balance is False, "the balanced gait by default"
+    assert train.make_spec(build_parser().parse_args([])).gait_balance is True
+    assert train.make_spec(build_parser().parse_args(["--no-balance"])).gait_balance is False
     assert make_spec(balance=True).gait_balance is True
     env = WalkEnv(make_spec(balance=True), randomise=False, max_episode_steps=5)
     env.reset(seed=0)

@@ -64,6 +64,7 @@ def walk_world(name: str, config: Config, options: RunOptions) -> dict[str, Any]
     return {
         "world": name,
         "distance_m": summary.get("distance_m"),
+        "walked_m": summary.get("walked_m"),  # along the heading, tick by tick: a turn's path
         "lateral_m": summary.get("lateral_m"),
         "yaw_deg": yaw,
         "yaw_rate_deg_s": summary.get("yaw_rate_deg_s", round(yaw / duration, 3)),
@@ -71,6 +72,7 @@ def walk_world(name: str, config: Config, options: RunOptions) -> dict[str, Any]
         "time_to_fall_s": summary.get("time_to_fall_s"),
         "duration_s": summary["duration_s"],
         "wall_s": summary["wall_s"],
+        "safety_interventions": summary["safety_interventions"],
         "parameters": world_dict(config.sim),
     }
 
@@ -199,7 +201,8 @@ def check_plan(plan: Plan) -> None:
     if plan.options.policy is not None:
         from policies.runner import load_runner
 
-        load_runner(plan.options.policy, plan.config.loop.rate_hz, "sim", None)
+        runner = load_runner(plan.options.policy, plan.config.loop.rate_hz, "sim", None)
+        runner.spec.check_command(plan.options.speed, plan.options.turn, plan.options.side)
 
 
 def run_plan(plan: Plan, jobs: int, progress: bool, out: TextIO | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from plend.control.behaviours import (
     Relax,
     Replay,
     Stand,
+    Steerable,
     Stepping,
     Trajectory,
     Walk,
@@ -110,6 +111,7 @@ class Supervisor:
         self._moves: dict[str, Callable[..., Reply]] = {
             "stand": self._cmd_stand, "gait": self._cmd_gait, "replay": self._cmd_replay,
             "policy_load": self._cmd_policy_load, "policy_start": self._cmd_policy_start,
+            "policy_command": self._cmd_policy_command,
             "drive": self._cmd_drive, "calibrate_begin": self._cmd_calibrate_begin,
         }  # fmt: skip
 
@@ -280,13 +282,26 @@ class Supervisor:
         self.policy = behaviour
         return None
 
-    def _cmd_policy_start(self) -> Reply:
+    def _cmd_policy_start(self, command: tuple[float, float, float] | None = None) -> Reply:
         if self.policy is None:
             raise CommandError("no policy is loaded; run 'plenctl policy load FILE' first")
         problem = self._pose_problem(self.policy)
         if problem:
             raise CommandError(f"cannot start the policy: {problem}")
+        if command is not None:
+            self._cmd_policy_command(command)
         self._switch(self.policy)
+        return None
+
+    def _cmd_policy_command(self, command: tuple[float, float, float]) -> Reply:
+        """The loaded policy's walking command (speed, turn, side), checked by the policy
+        against the ranges it was trained for; taken at its gait's next step."""
+        if not isinstance(self.policy, Steerable):
+            raise CommandError("no policy that takes commands is loaded; run 'plenctl policy load' first")
+        try:
+            self.policy.set_command(*command)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         return None
 
     def _pose_problem(self, behaviour: Behaviour) -> str | None:

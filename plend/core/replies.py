@@ -48,6 +48,11 @@ def _gait(result: dict[str, Any]) -> str:
     return f"walking on the sine gait at speed {speed:g}{steer} (mode sine)"
 
 
+def _policy_command(result: dict[str, Any]) -> str:
+    speed, turn, side = result.get("command", (math.nan,) * 3)
+    return f"policy command speed {speed:g}, turn {turn:+g}, side {side:+g} from the next step"
+
+
 def _replay(result: dict[str, Any]) -> str:
     return (
         f"replaying {result.get('samples')} samples over {result.get('duration_s', 0.0):.2f} s (mode replay)"
@@ -57,12 +62,24 @@ def _replay(result: dict[str, Any]) -> str:
 def _policy_load(result: dict[str, Any]) -> str:
     if "loaded" not in result:
         return f"policy loaded (mode {result.get('mode')})"
-    p99 = result.get("inference_ms", {}).get("p99", math.nan)
+    timing = result.get("inference_ms", {})
+    p50, p99 = timing.get("p50", math.nan), timing.get("p99", math.nan)
+    budget = timing.get("budget", math.inf)
+    busy = f" (over the {budget:g} ms budget: a busy machine; the median fits)" if p99 > budget else ""
     return (
         f"loaded {result['loaded']}: {result.get('observations')} observations -> {result.get('actions')} "
-        f"actions ({result.get('action_mode')}) at {result.get('rate_hz'):g} Hz, inference p99 {p99:.3f} ms "
-        f"on {result.get('engine')}; the robot carries on as it was until 'plenctl policy start'"
+        f"actions ({result.get('action_mode')}) at {result.get('rate_hz'):g} Hz, inference median "
+        f"{p50:.3f} ms, p99 {p99:.3f} ms{busy} on {result.get('engine')}; the robot carries on as it was "
+        f"until 'plenctl policy start'{_commands(result.get('commands'))}"
     )
+
+
+def _commands(ranges: dict[str, list[float]] | None) -> str:
+    """The commands a policy takes, for the load reply ("" for a policy without any)."""
+    taken = {k: r for k, r in (ranges or {}).items() if r[0] != r[1]}
+    if not taken:
+        return ""
+    return "; it takes " + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in taken.items())
 
 
 def _record_start(result: dict[str, Any]) -> str:
@@ -102,6 +119,7 @@ _DESCRIBE = {
     "gait": _gait,
     "replay": _replay,
     "policy_load": _policy_load,
+    "policy_command": _policy_command,
     "policy_list": policy_table,
     "record_start": _record_start,
     "record_stop": _record_stop,

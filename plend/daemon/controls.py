@@ -41,7 +41,7 @@ COMMAND_TIMEOUT_S = 2.0
 # A camera pose ("pose") comes 30 times a second and is checked and stored at once.
 INLINE = frozenset({
     "status", "version", "estop", "relax", "stop", "reset", "stand", "gait", "policy_start", "sim_respawn",
-    "pose", "truth", "drive",
+    "pose", "truth", "drive", "policy_command",
 })  # fmt: skip
 # Applied before any other command of their tick.
 URGENT = frozenset({"estop", "relax"})
@@ -101,7 +101,8 @@ class Controls:
             "gait": self.gait,
             "replay": self.replay,
             "policy_load": self.policy_load,
-            "policy_start": self._simple("policy_start"),
+            "policy_start": self.policy_start,
+            "policy_command": self.policy_command,
             "policy_list": self.policy_list,
             "sim_respawn": self._simple("sim_respawn"),
             "record_start": self.record_start,
@@ -196,8 +197,38 @@ class Controls:
                 "loaded": str(runner.path), "inference_ms": runner.inference_ms, "rate_hz": spec.rate_hz,
                 "engine": runner.engine, "observations": spec.observation_size,
                 "actions": len(spec.action_joints), "action_mode": spec.action_mode,
+                "commands": {k: list(spec.command_range(k)) for k in ("speed", "turn", "side")},
             }  # fmt: skip
         return self._call("policy_load", then=lambda result: {**result, **extra}, behaviour=behaviour)
+
+    def policy_start(self, args: dict[str, Any]) -> LoopCall:
+        """Walk on the loaded policy; ``speed``, ``turn``, ``side`` set its command first."""
+        command: dict[str, Any] = {"command": self._policy_command(args)} if args else {}
+        return self._call("policy_start", **command)
+
+    def policy_command(self, args: dict[str, Any]) -> LoopCall:
+        """Change the loaded policy's command; a value not given stays as it is."""
+        if not args:
+            raise ArgumentError("policy command takes speed, turn and/or side")
+        command = self._policy_command(args)
+        echo = {"command": list(command)}
+        return self._call("policy_command", then=lambda result: {**result, **echo}, command=command)
+
+    def _policy_command(self, args: dict[str, Any]) -> tuple[float, float, float]:
+        """The loaded policy's command with ``args`` applied, checked against its ranges."""
+        unknown = sorted(set(args) - {"speed", "turn", "side"})
+        if unknown:
+            raise ArgumentError(f"a policy's command takes speed, turn and side, not {', '.join(unknown)}")
+        policy = self.supervisor.policy
+        current = getattr(policy, "command", None)
+        if current is None:
+            raise ArgumentError("no policy that takes commands is loaded; run 'plenctl policy load' first")
+        wanted = [argument(args, k, float, required=False) for k in ("speed", "turn", "side")]
+        merged = tuple(c if w is None else w for w, c in zip(wanted, current, strict=True))
+        try:
+            return policy.spec.check_command(*merged)  # type: ignore[union-attr, no-any-return]
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
 
     def pose_update(self, args: dict[str, Any]) -> dict[str, Any]:
         """A camera pose from ``plend track`` (see plend.daemon.pose.PoseStore.submit)."""

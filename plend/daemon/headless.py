@@ -79,6 +79,7 @@ def run(config: Config, options: RunOptions, hal: Hal | None = None) -> dict[str
     if heading.turned is not None:
         summary["yaw_deg"] = round(math.degrees(heading.turned), 2)
         summary["yaw_rate_deg_s"] = round(math.degrees(heading.turned) / max(summary["duration_s"], 1e-9), 3)
+        summary["walked_m"] = round(heading.walked, 4)
     return summary
 
 
@@ -148,19 +149,28 @@ def describe(supervisor: Supervisor) -> str:
 
 
 class _Heading:
-    """Follows the ground-truth heading every tick, so turns past 180 degrees add up."""
+    """Follows the ground-truth heading every tick, so turns past 180 degrees add up, and
+    the distance walked along the heading tick by tick (a turning walk's path)."""
 
     def __init__(self, hal: Hal):
         self._truth = hal.truth if isinstance(hal, GroundTruth) else None
-        self._last = self._truth().euler[2] if self._truth else 0.0
+        start = self._truth() if self._truth else None
+        self._last = start.euler[2] if start else 0.0
+        self._at = start.position[:2] if start else (0.0, 0.0)
         self.turned: float | None = 0.0 if self._truth else None
+        self.walked = 0.0
 
     def observe(self, snapshot: object) -> None:
         if self._truth is None or self.turned is None:
             return
-        yaw = self._truth().euler[2]
-        self.turned += math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
-        self._last = yaw
+        truth = self._truth()
+        yaw = truth.euler[2]
+        step = math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
+        heading = self._last + 0.5 * step
+        dx, dy = truth.position[0] - self._at[0], truth.position[1] - self._at[1]
+        self.walked += dx * math.cos(heading) + dy * math.sin(heading)
+        self.turned += step
+        self._last, self._at = yaw, truth.position[:2]
 
 
 class _opened:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from gaits.sine import check_command
 from gaits.walker import SineGait
+from plend.control.behaviours import RunsPolicy
 from plend.control.loop import Clock, ControlLoop, StepClock, WallClock
 from plend.control.safety import SafetyFilter
 from plend.control.supervisor import Supervisor
@@ -113,8 +114,12 @@ class Runtime:
         self.loop.start()
         sup = self.supervisor
         if start.policy is not None:
-            sup.handle("policy_load", behaviour=self.policy_loader()(start.policy, self.config))
-            sup.handle("policy_start")
+            policy = self.policy_loader()(start.policy, self.config)
+            command = None
+            if isinstance(policy, RunsPolicy):  # speed, turn and side are its command: checked by it
+                command = policy.runner.spec.check_command(start.speed, start.turn, start.side)
+            sup.handle("policy_load", behaviour=policy)
+            sup.handle("policy_start", command=command)
         elif start.behaviour == "sine":
             sup.handle("gait", speed=start.speed, turn=start.turn, side=start.side)
         elif start.behaviour == "stand":

@@ -98,8 +98,13 @@ def steer(behaviour: Any, command: dict[str, float]) -> list[str]:
     """Give a walking behaviour the parts of ``command`` (speed, turn, side) it takes.
 
     The sine gait takes all three; a policy takes those its ``set_command`` names, or
-    none when it has no such method (it walks as it was trained). Returns the names taken.
+    none when it has no such method (it walks as it was trained); a policy with its own
+    ``steer`` (policies.runner) holds each part to the range it trained for. Returns the
+    names taken.
     """
+    own = getattr(behaviour, "steer", None)
+    if callable(own):
+        return list(own(command))
     setter = getattr(behaviour, "set_command", None)
     if not callable(setter):
         return []
