@@ -255,7 +255,8 @@ def test_calibration_mode_lets_only_the_wizard_move_one_joint(robot: Daemon) -> 
         wizard.request("calibrate_move", joint="l_knee_l_shin", angle=0.0)
         wait_until("only the other knee is", lambda: powered(robot) == ["l_knee_l_shin"], timeout=5)
         assert robot.ctl("relax") == 0, "relax always works and ends the session"
-        assert robot.status()["mode"] == "relax" and powered(robot) == []
+        relaxed = lambda: robot.status()["mode"] == "relax" and powered(robot) == []  # noqa: E731
+        wait_until("all relaxed", relaxed, timeout=1)
         with pytest.raises(ClientError, match="no calibration session"):
             wizard.request("calibrate_state")
     finally:
