@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from calibration.store import write_atomically
-from plend.errors import ConfigError
+from plend.core.errors import ConfigError
 from plend.track.detect import CameraModel, MarkerDetector
 from plend.track.geometry import Pose, tilt_deg
 from plend.track.markers import board, cv2_module

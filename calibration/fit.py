@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.store import MAX_OFFSET_DEG, MIN_CODES_PER_RAD, CalibrationError
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 
 MIN_SWEEP_POINTS = 5
 # Where a joint's load turns over inside the sweep its link crosses the gears' play: the

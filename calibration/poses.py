@@ -8,7 +8,7 @@ always agree with the model the gaits and the simulation use.
 
 from __future__ import annotations
 
-from plend.robot import Joint
+from plend.model.robot import Joint
 
 _REFERENCE = {
     "hip yaw": "the toes point straight forward, the foot parallel to the other one",

@@ -21,23 +21,16 @@ import time
 from typing import Any, TextIO
 
 from calibration.fit import FeedbackError
+from calibration.joint_steps import now as _now
+from calibration.operators import KeyboardOperator, Operator
 from calibration.servo_checks import Recording, ServoRefusedError, assess, check_feedback
 from calibration.servo_excitation import RUN_S, ExcitationError, choose_centre, frame_phases, two_runs
 from calibration.servo_id import fit_runs
+from calibration.session import Aborted, Link, Session, WizardError
 from calibration.store import CalibrationRecord, ServoRecord, describe_servos, from_json
-from calibration.wizard import (
-    Aborted,
-    KeyboardOperator,
-    Link,
-    Operator,
-    Options,
-    Session,
-    Wizard,
-    WizardError,
-    _now,
-)
-from plend.errors import ConnectionLostError, PlendError
-from plend.robot import joint
+from calibration.wizard import Options, Wizard
+from plend.core.errors import ConnectionLostError, PlendError
+from plend.model.robot import joint
 
 RETRIES = 2  # a refused joint may be measured again this often (scripted answers say "retry")
 UNVISITED = 0.25  # of the PWM frame, between the phases a run's ticks write at: say so

@@ -16,44 +16,36 @@ import math
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from plend.errors import ConfigError
-from plend.files import FileRefusedError, read_limited
-from plend.robot import JOINTS
-from plend.servo_map import Calibration, JointCalibration
+from plend.core.files import FileRefusedError, read_limited
+from plend.model.robot import JOINTS
+from plend.model.servo_map import (  # re-exported: the file's limits and errors are the calibration's
+    MAX_CODES_PER_RAD,
+    MAX_ERROR_DEG,
+    MAX_OFFSET_DEG,
+    MIN_CODES_PER_RAD,
+    MIN_PULSE_SPAN_US,
+    Calibration,
+    CalibrationError,
+    JointCalibration,
+    _number,
+    _timestamp,
+)
 
 CALIBRATION_VERSION = 2  # 2: the "servos" section (servo identification); 1 is read as 2
 READABLE_VERSIONS = (1, 2)
-MAX_OFFSET_DEG = 45.0  # further off than this, the horn sits on the wrong spline tooth
-MIN_CODES_PER_RAD = 300.0  # about 5 ADC codes per degree: below, the feedback is useless
-# The ADC's whole range over less than 0.66 rad: no potentiometer on these servos is that steep
-# (about 5 000 codes/rad is typical), so a larger slope is a corrupt or hand-made file.
-MAX_CODES_PER_RAD = 100_000.0
 MAX_FILE_BYTES = 16 << 20  # a calibration file is a few kilobytes; this only bounds a bad one
 FILE_MODE = 0o640  # the daemon writes it; group plend (operators) may read it
-MIN_PULSE_SPAN_US = 1000.0
-MAX_ERROR_DEG = 10.0  # fit error or hysteresis beyond this cannot come from a real fit
 IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
 
-
-class CalibrationError(ConfigError):
-    """The calibration file or a calibration value cannot be trusted.
-
-    A :class:`~plend.errors.ConfigError`, hence also a ``PlendError`` and a ``ValueError``.
-    """
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CalibrationError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise CalibrationError(f"{name} is {value!r}, not a finite number")
-    return float(value)
+__all__ = [
+    "MAX_CODES_PER_RAD", "MAX_ERROR_DEG", "MAX_OFFSET_DEG", "MIN_CODES_PER_RAD", "MIN_PULSE_SPAN_US",
+    "CalibrationError", "CalibrationRecord", "Draft", "JointRecord", "ServoRecord",
+]  # fmt: skip
 
 
 def _integer(name: str, value: object, lo: int, hi: int) -> int:
@@ -62,63 +54,9 @@ def _integer(name: str, value: object, lo: int, hi: int) -> int:
     return value
 
 
-def _timestamp(name: str, value: object) -> None:
-    try:
-        datetime.fromisoformat(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{name} must be an ISO 8601 time, got {value!r}") from None
-
-
-@dataclass(frozen=True)
-class JointRecord:
-    """One joint's calibration.
-
-    Attributes:
-        offset_deg, direction, pulse_min_us, pulse_max_us, code_at_zero, codes_per_rad:
-            As in :class:`plend.servo_map.JointCalibration`, which holds the maths.
-        fit_error_deg: Worst difference between fitted and commanded angle in the sweep.
-        hysteresis_deg: Worst difference between the up and the down sweep.
-        range_rad: The (low, high) joint angles the sweep covered.
-        calibrated_at: When this joint was calibrated, ISO 8601.
-    """
-
-    offset_deg: float
-    direction: int
-    pulse_min_us: float
-    pulse_max_us: float
-    code_at_zero: float
-    codes_per_rad: float
-    fit_error_deg: float
-    hysteresis_deg: float
-    range_rad: tuple[float, float]
-    calibrated_at: str
-
-    def __post_init__(self) -> None:
-        if abs(_number("offset_deg", self.offset_deg)) > MAX_OFFSET_DEG:
-            raise CalibrationError(f"offset_deg {self.offset_deg} is beyond +-{MAX_OFFSET_DEG:.0f} deg")
-        if isinstance(self.direction, bool) or self.direction not in (1, -1):
-            raise CalibrationError(f"direction must be 1 or -1, got {self.direction!r}")
-        lo, hi = _number("pulse_min_us", self.pulse_min_us), _number("pulse_max_us", self.pulse_max_us)
-        if not (400.0 <= lo < hi <= 3000.0 and hi - lo >= MIN_PULSE_SPAN_US):
-            raise CalibrationError(f"pulse range {lo:g}-{hi:g} us is not plausible")
-        if not -32768 <= _number("code_at_zero", self.code_at_zero) <= 32767:
-            raise CalibrationError(f"code_at_zero {self.code_at_zero} is outside the ADC's range")
-        if abs(_number("codes_per_rad", self.codes_per_rad)) < MIN_CODES_PER_RAD:
-            raise CalibrationError(f"codes_per_rad {self.codes_per_rad} is too close to zero")
-        if abs(self.codes_per_rad) > MAX_CODES_PER_RAD:
-            raise CalibrationError(
-                f"codes_per_rad {self.codes_per_rad:g} is implausibly steep (at most {MAX_CODES_PER_RAD:g})"
-            )
-        for name in ("fit_error_deg", "hysteresis_deg"):
-            if not 0.0 <= _number(name, getattr(self, name)) <= MAX_ERROR_DEG:
-                raise CalibrationError(f"{name} {getattr(self, name)} is outside 0..{MAX_ERROR_DEG:g}")
-        if not isinstance(self.range_rad, tuple | list) or len(self.range_rad) != 2:
-            raise CalibrationError(f"range_rad must be [low, high], got {self.range_rad!r}")
-        r_lo, r_hi = (_number("range_rad", v) for v in self.range_rad)
-        if not -math.pi <= r_lo < r_hi <= math.pi:
-            raise CalibrationError(f"range_rad {list(self.range_rad)} is not a range within +-pi")
-        object.__setattr__(self, "range_rad", (self.range_rad[0], self.range_rad[1]))
-        _timestamp("calibrated_at", self.calibrated_at)
+JointRecord = JointCalibration
+"""One joint's calibration as the file holds it: the same type the hardware backend uses
+(plend.model.servo_map.JointCalibration); a file's joints must all be measured."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +89,7 @@ class ServoRecord:
     identified_at: str
 
     def __post_init__(self) -> None:
-        from plend.sim_world import SERVO_KEYS
+        from plend.model.sim_world import SERVO_KEYS
 
         for key in SERVO_MODEL_KEYS:
             lo, hi = SERVO_KEYS[key]
@@ -258,6 +196,16 @@ def _fields_of(cls: type, data: object, where: str) -> dict[str, Any]:
     return dict(data)
 
 
+def _measured(values: dict[str, Any]) -> JointRecord:
+    """A joint as a file holds it: plausible, and measured (its sweep's range and time)."""
+    joint = JointRecord(**values)
+    if joint.range_rad is None:
+        raise CalibrationError("range_rad must be [low, high], got None")
+    if joint.calibrated_at is None:
+        raise CalibrationError("calibrated_at must be an ISO 8601 time, got None")
+    return joint
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """A file's parsed JSON brought to :data:`CALIBRATION_VERSION`: version 1 had no
     ``servos`` section (nothing identified yet); its joints and IMU stay as they were."""
@@ -266,13 +214,13 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _records(cls: type, table: object, what: str) -> dict[str, Any]:
+def _records(cls: type, table: object, what: str, make: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise CalibrationError(f"{what}s must be a JSON object")
     out = {}
     for name, values in table.items():
         try:
-            out[name] = cls(**_fields_of(cls, values, f"{what} {name}"))
+            out[name] = make(_fields_of(cls, values, f"{what} {name}"))
         except CalibrationError as exc:
             raise CalibrationError(f"{what} {name}: {exc}") from None
     return out
@@ -281,8 +229,8 @@ def _records(cls: type, table: object, what: str) -> dict[str, Any]:
 def from_json(data: object) -> CalibrationRecord:
     """A record from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
     top = _fields_of(CalibrationRecord, data, "the file")
-    joints = _records(JointRecord, top["joints"], "joint")
-    servos = _records(ServoRecord, top["servos"], "servo")
+    joints = _records(JointRecord, top["joints"], "joint", _measured)
+    servos = _records(ServoRecord, top["servos"], "servo", lambda values: ServoRecord(**values))
     return CalibrationRecord(**{**top, "joints": joints, "servos": servos})
 
 
@@ -394,7 +342,7 @@ def draft_from_json(data: object) -> Draft:
         if name not in wired_joint_names():
             raise CalibrationError(f"unknown joint {name!r}")
         try:
-            joints[name] = JointRecord(**_fields_of(JointRecord, values, f"joint {name}"))
+            joints[name] = _measured(_fields_of(JointRecord, values, f"joint {name}"))
         except CalibrationError as exc:
             raise CalibrationError(f"joint {name}: {exc}") from None
     _timestamp("started", top["started"])
@@ -520,14 +468,9 @@ def _is_regular(path: Path) -> bool:
 
 
 def to_servo_calibration(record: CalibrationRecord, source: str | Path = "calibration record") -> Calibration:
-    """The record as the hardware backend's :class:`~plend.servo_map.Calibration`."""
-    joints = {
-        name: JointCalibration(
-            j.offset_deg, j.direction, j.pulse_min_us, j.pulse_max_us, j.code_at_zero, j.codes_per_rad
-        )
-        for name, j in record.joints.items()
-    }
-    return Calibration(joints, measured=True, source=str(source), imu_offsets=record.imu_offsets)
+    """The record as the hardware backend's :class:`~plend.model.servo_map.Calibration`
+    (its joints as they are)."""
+    return Calibration(dict(record.joints), measured=True, source=str(source), imu_offsets=record.imu_offsets)
 
 
 def load_servo_calibration(path: str | Path) -> Calibration | None:
@@ -587,6 +530,7 @@ def describe(record: CalibrationRecord, previous: CalibrationRecord | None = Non
     lines.append(header)
     for name in names:
         j = record.joints[name]
+        assert j.range_rad is not None  # a file's joints are measured
         lo, hi = (math.degrees(v) for v in j.range_rad)
         pulses, swept = f"{j.pulse_min_us:.0f}-{j.pulse_max_us:.0f}", f"{lo:+.0f}..{hi:+.0f}"
         row = f"{name:<20} {j.offset_deg:>+10.1f} {j.direction:>+3d} {pulses:>9}"

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from gaits.sine import GaitParams
-from plend.errors import PlendError
-from plend.hal.base import Sensors
-from plend.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint
+from plend.core.errors import PlendError
+from plend.model.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint
+from plend.model.sensors import Sensors
 
 MAX_DT_S = 0.1  # a longer gap between readings (a stall) counts as this much
 ROCK_REFERENCE_TAU_S = 2.0  # rocking is measured from the roll averaged this long...

@@ -11,7 +11,7 @@ for), which makes the chain separable:
 3. hip pitch and knee are a planar two-link chain from the hip pitch axis to the ankle
    pitch axis, and ankle pitch undoes their sum.
 
-All lengths and offsets come from the joint table in :mod:`plend.robot`, the same
+All lengths and offsets come from the joint table in :mod:`plend.model.robot`, the same
 numbers the URDF is built from. Of the two knee solutions the flexed one is returned.
 """
 
@@ -23,8 +23,8 @@ from functools import cache
 
 import numpy as np
 
-from plend.errors import PlendError
-from plend.robot import LEG_JOINT_NAMES, Joint, Side, joint, sole_offset
+from plend.core.errors import PlendError
+from plend.model.robot import LEG_JOINT_NAMES, Joint, Side, joint, sole_offset
 
 
 class IKError(PlendError, ValueError):

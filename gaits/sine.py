@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaits.ik import IKError, leg_ik
-from plend.errors import PlendError
-from plend.robot import JOINTS, LEG_JOINT_NAMES, NUM_JOINTS, joint_index, sole_zero_position
+from plend.core.errors import PlendError
+from plend.model import robot
+from plend.model.robot import LEG_JOINT_NAMES, NUM_JOINTS, joint_index, sole_zero_position
 
 _RIGHT = [joint_index(n) for n in LEG_JOINT_NAMES["right"]]
 _LEFT = [joint_index(n) for n in LEG_JOINT_NAMES["left"]]
@@ -174,13 +175,16 @@ def validate(params: GaitParams, samples: int = 64) -> None:
 
 
 def stand_pose(params: GaitParams | None = None) -> np.ndarray:
-    """The standing pose the gait starts from and stops at."""
-    return joint_targets(0.0, params or GaitParams(), 0.0)
+    """The standing pose the gait starts from and stops at: with the default parameters
+    the robot's own (:func:`plend.model.robot.stand_pose`, no IK solved)."""
+    if params is None:
+        return robot.stand_pose()
+    return joint_targets(0.0, params, 0.0)
 
 
 def joint_limits() -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper joint limits in canonical order."""
-    return np.array([j.lower for j in JOINTS]), np.array([j.upper for j in JOINTS])
+    """Lower and upper joint limits in canonical order (:func:`plend.model.robot.joint_limits`)."""
+    return robot.joint_limits()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from gaits.balance import Balance
 from gaits.sine import GaitParams, SpeedMap, blend, check_command, check_speed, joint_targets, validate
-from plend.hal.base import Sensors
+from plend.model.sensors import Sensors
 
 
 @cache

@@ -15,20 +15,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plend import __version__
-from plend.config import Config, as_dict, from_dict, load, replace_section
-from plend.console import reader_went_away
-from plend.errors import ConfigError, PlendError
-from plend.hal import backend_names
-from plend.recording_cli import (
+from plend.cli.recording_cli import (
     add_recording_commands,
     add_video_options,
     record_path,
     run_recording_command,
     video_options,
 )
+from plend.core.config import Config, as_dict, from_dict, load, replace_section
+from plend.core.console import reader_went_away
+from plend.core.errors import ConfigError, PlendError
+from plend.hal import backend_names
 
 if TYPE_CHECKING:
-    from plend.headless import RunOptions
+    from plend.daemon.headless import RunOptions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     add_world_command(sub)
     add_evaluate_command(sub)
     add_recording_commands(sub)
-    from plend.live import add_parser as add_live
+    from plend.cli.live import add_parser as add_live
 
     add_live(sub)
     from plend.track.cli import add_parser as add_track
@@ -157,7 +157,7 @@ def add_world_options(group: argparse._ArgumentGroup) -> None:
 
 def add_world_command(sub: Any) -> None:
     """``plend world N``: print world N of the robustness suite as config."""
-    from plend.worlds import FACTORS
+    from plend.model.worlds import FACTORS
 
     world = sub.add_parser(
         "world", help="print world N of the robustness suite as the [sim] tables of a config file",
@@ -180,7 +180,7 @@ _WORLD_OPTIONS = {
 
 def apply_world_options(config: Config, args: argparse.Namespace) -> Config:
     """``--urdf``, ``--world-seed`` and ``--factors`` applied to ``config``'s world."""
-    from plend.worlds import draw_world
+    from plend.model.worlds import draw_world
 
     world = config.sim
     if getattr(args, "urdf", None) is not None:
@@ -195,7 +195,7 @@ def apply_world_options(config: Config, args: argparse.Namespace) -> Config:
 
 def parse_factors(text: str | None) -> tuple[str, ...] | None:
     """``A,B`` -> the factor names, checked; None for all."""
-    from plend.worlds import check_factors
+    from plend.model.worlds import check_factors
 
     if text is None:
         return None
@@ -203,7 +203,7 @@ def parse_factors(text: str | None) -> tuple[str, ...] | None:
 
 
 def _apply_options(config: Config, args: argparse.Namespace) -> Config:
-    from plend.servo_source import apply_servo_model
+    from plend.core.servo_source import apply_servo_model
 
     if getattr(args, "servo_model", None) is not None:
         config = replace_section(config, "sim", servo_model=str(args.servo_model))
@@ -255,8 +255,8 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("--video films a --fast run (a batch simulation); add --fast")
     if args.record is not None:
         raise ConfigError("--record is for --fast runs; to the daemon say: plenctl record start --out NAME")
-    from plend.daemon import DaemonOptions, run_daemon
-    from plend.service import setup_logging
+    from plend.daemon.daemon import DaemonOptions, run_daemon
+    from plend.daemon.service import setup_logging
 
     setup_logging()
     socket = None
@@ -273,7 +273,7 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(config: Config, args: argparse.Namespace) -> int:
-    from plend.probe import probe
+    from plend.cli.probe import probe
 
     if args.bus is not None:
         config = replace_section(config, "hardware", bus=args.bus)
@@ -283,7 +283,7 @@ def _cmd_probe(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_world(config: Config, args: argparse.Namespace) -> int:
-    from plend.worlds import world_toml
+    from plend.model.worlds import world_toml
 
     args.world_seed = args.seed
     print(world_toml(apply_world_options(config, args).sim), end="")
@@ -291,7 +291,7 @@ def _cmd_world(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> int:
-    from plend.evaluate import Plan, default_jobs, parse_settings, run_plan, world_seeds
+    from plend.cli.evaluate import Plan, default_jobs, parse_settings, run_plan, world_seeds
 
     config = apply_settings(config, parse_settings(args.set))
     walker = _parser().parse_args(["run", "--fast", *rest])
@@ -336,7 +336,7 @@ def apply_settings(config: Config, settings: dict[str, Any]) -> Config:
 
 def batch_options(args: argparse.Namespace) -> RunOptions:
     """What ``plend run --fast`` walks, from its options."""
-    from plend.headless import RunOptions
+    from plend.daemon.headless import RunOptions
 
     duration = 20.0 if args.duration is None else args.duration
     policy = args.policy.resolve() if args.policy else None
@@ -347,7 +347,7 @@ def batch_options(args: argparse.Namespace) -> RunOptions:
 
 
 def _run_batch(config: Config, args: argparse.Namespace) -> int:
-    from plend.headless import run
+    from plend.daemon.headless import run
 
     if config.hal != "sim" and config.hardware.bus != "emulated":
         raise ConfigError("--fast runs in simulation only (--hal sim, or --hal hardware --bus emulated)")
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("plot", "export"):
             return run_recording_command(args)
         if args.command == "live":
-            from plend.live import run as live
+            from plend.cli.live import run as live
 
             return live(args)
         if args.dump_config:

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.console import reader_went_away
-from plend.errors import ConnectionLostError, PlendError
-from plend.locations import DEFAULT_SOCKET_PATH
-from plend.replies import sentence
+from plend.core.console import reader_went_away
+from plend.core.errors import ConnectionLostError, PlendError
+from plend.core.locations import DEFAULT_SOCKET_PATH
+from plend.core.replies import sentence
 
 TIMEOUT_S = 5.0
 
@@ -60,7 +60,7 @@ class Client:
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
-        from plend.server import PROTOCOL_VERSION
+        from plend.daemon.server import PROTOCOL_VERSION
 
         line = json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, "args": args}).encode() + b"\n"
         try:
@@ -396,8 +396,8 @@ def _calibration_files(args: argparse.Namespace) -> list[Path]:
             client.close()
         if known:
             return [Path(known)]
-    from plend.config import load
-    from plend.locations import SYSTEM_STATE_DIR
+    from plend.core.config import load
+    from plend.core.locations import SYSTEM_STATE_DIR
 
     mine = load(None).calibration_path()
     robots = Path(SYSTEM_STATE_DIR) / "calibration.json"
@@ -406,8 +406,8 @@ def _calibration_files(args: argparse.Namespace) -> list[Path]:
 
 def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     """The wizard's operator and options from the command line, checked before connecting."""
-    from calibration import wizard
-    from plend.robot import JOINTS
+    from calibration import operators, wizard
+    from plend.model.robot import JOINTS
 
     if args.imu_only and args.joint:
         raise ClientError("--imu-only calibrates no joint; drop --joint, or drop --imu-only")
@@ -419,18 +419,20 @@ def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
         raise ClientError(f"no servo joint {', '.join(unknown)}; joints: {', '.join(wired)}")
     answers: dict[str, Any] = {}
     if args.answers is not None:
-        answers = wizard.ScriptedOperator.from_file(args.answers).answers
+        answers = operators.ScriptedOperator.from_file(args.answers).answers
     if args.yes:
         answers = {"resume": True, "horns": False, "imu": True, "save": True, **answers}
-    operator: wizard.Operator
+    operator: operators.Operator
     if args.operator == "sim":
-        operator = wizard.SimulatedOperator(answers)
+        from plend.hal.emulated.operator import SimulatedOperator
+
+        operator = SimulatedOperator(answers)
     elif args.answers is not None or args.yes:
-        operator = wizard.ScriptedOperator(answers)
+        operator = operators.ScriptedOperator(answers)
     elif not sys.stdin.isatty():
         raise ClientError("the wizard needs a terminal; unattended, give --answers FILE (or --operator sim)")
     else:
-        operator = wizard.KeyboardOperator()
+        operator = operators.KeyboardOperator()
     return operator, wizard.Options(joints=tuple(args.joint), imu=args.imu, imu_only=args.imu_only)
 
 
@@ -446,7 +448,7 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
 
 
 def _drive(args: argparse.Namespace) -> int:
-    from plend.config import load
+    from plend.core.config import load
     from plend.drive.client import run
 
     config = load(args.config).drive

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 
 I2C_SLAVE = 0x0703  # linux/i2c-dev.h: address the following read()/write() calls to this chip
 MODE1 = 0x00

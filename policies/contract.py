@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from gaits.sine import stand_pose
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 from plend.hal.base import Sensors
-from plend.robot import JOINT_NAMES, NUM_JOINTS
+from plend.model.robot import JOINT_NAMES, NUM_JOINTS
 
 FORMAT_VERSION = 1
 METADATA_KEY = "plend.policy"
@@ -39,7 +39,7 @@ class ObsContext:
     gait_phase: float = 0.0
     speed: float = 0.0
     # The torso's pose: ground truth in simulation, the camera's estimate on the robot
-    # (plend.pose.PoseEstimate); either way position, euler and velocity in the floor frame.
+    # (plend.daemon.pose.PoseEstimate); either way position, euler and velocity in the floor frame.
     truth: Any = None
     # The walking command (speed, turn, side), each in [-1, 1] as for the sine gait.
     command: tuple[float, float, float] = (0.0, 0.0, 0.0)

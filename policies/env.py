@@ -1,7 +1,7 @@
 """A gymnasium environment for learning to walk: the daemon's own robot, filter and observations.
 
 :class:`WalkEnv` steps the same :class:`~plend.hal.sim.SimHal`, joint table,
-:class:`~plend.safety.SafetyFilter` and :class:`~policies.contract.ObservationBuilder` the
+:class:`~plend.control.safety.SafetyFilter` and :class:`~policies.contract.ObservationBuilder` the
 daemon uses, and turns an action into joint targets exactly as
 :class:`~policies.runner.PolicyBehaviour` does: in residual mode (the default) the targets
 are the sine gait's plus ``action_scale * action`` on the action joints, the gait walking
@@ -23,13 +23,13 @@ costs the fall penalty. It is truncated after ``max_episode_steps``.
 On reset the simulation is reopened with the robot standing (the old one is closed
 first), held in the stand pose for ``settle_ticks`` ticks as the daemon's blend does, and
 the gait starts from standing. With ``randomise`` the world is world N of the robustness
-suite (:func:`plend.worlds.draw_world`, every factor) for an N drawn from the env's
+suite (:func:`plend.model.worlds.draw_world`, every factor) for an N drawn from the env's
 ``np_random`` above the numbers evaluations use; a share of episodes (``nominal_share``)
 walk the nominal world.
 
 Ground truth (torso pose, foot link orientation) feeds only the reward and the fall
 check; the default observation uses nothing a real robot lacks. The foot orientation and
-true joint angles are read from PyBullet through the SimHal's internals.
+the joints' true angles come from the simulation's state (plend.hal.base.SimulationState).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ import gymnasium as gym
 import numpy as np
 
 from gaits.sine import SpeedMap, stand_pose
-from plend.config import GaitConfig, SafetyConfig, SimWorld
-from plend.errors import PlendError
+from plend.control.safety import SafetyFilter
+from plend.core.config import GaitConfig, SafetyConfig, SimWorld
+from plend.core.errors import PlendError
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal, TorsoTruth
-from plend.robot import JOINT_NAMES, LEG_JOINT_NAMES
-from plend.safety import SafetyFilter
-from plend.worlds import draw_world
+from plend.model.robot import JOINT_NAMES, LEG_JOINT_NAMES
+from plend.model.worlds import draw_world
 from policies.commands import CommandSampler, Schedule, command_at, sine_reference
 from policies.contract import LEGACY_LAYOUT, ObsContext, ObservationBuilder, PolicySpec
 from policies.reward import (
@@ -261,10 +261,6 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         self._hal = hal
         self._safety = SafetyFilter.from_config(SafetyConfig(), self.period)
         self._safety.reset(hal.read().joint_pos)
-        pb, robot = hal._pb, hal._robot
-        self._pb_states = lambda: pb.getLinkStates(robot, list(hal._foot_links), **hal._c)
-        pitch_index = [hal._index[i] for i in _PITCH]
-        self._pb_joints = lambda: pb.getJointStates(robot, pitch_index, **hal._c)
 
     def _observe(self, sensors: Sensors, truth: TorsoTruth) -> np.ndarray:
         """Advance the gait as PolicyBehaviour does and build the observation after it."""
@@ -274,7 +270,8 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
         return self._builder.build(ctx)[0]
 
     def _pitch_angles(self) -> np.ndarray:
-        return np.fromiter((s[0] for s in self._pb_joints()), float, 6) * _MIRROR
+        assert self._hal is not None
+        return self._hal.link_angles()[_PITCH] * _MIRROR
 
     def _reward_terms(
         self, a: np.ndarray, previous: np.ndarray, phase: float, sensors: Sensors, truth: TorsoTruth
@@ -324,5 +321,6 @@ class WalkEnv(gym.Env):  # type: ignore[misc]
     def _foot_tilt(self, contacts: tuple[bool, bool]) -> float:
         if not (contacts[0] or contacts[1]):
             return 0.0
-        states = self._pb_states()
-        return sum(_tilt_of(s[5]) for s, down in zip(states, contacts, strict=True) if down)
+        assert self._hal is not None
+        feet = self._hal.foot_orientations()
+        return sum(_tilt_of(quat) for quat, down in zip(feet, contacts, strict=True) if down)

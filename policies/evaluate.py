@@ -1,13 +1,13 @@
 """Evaluate a policy file the way the daemon runs it: drift on the robustness suite, and
 command tracking, each next to the balanced sine gait.
 
-``python -m policies.evaluate FILE`` walks the policy through :func:`plend.headless.run`
+``python -m policies.evaluate FILE`` walks the policy through :func:`plend.daemon.headless.run`
 (the daemon's loop, supervisor, safety filter and :class:`~policies.runner.PolicyBehaviour`,
 in fast mode), in parallel worker processes:
 
 1. **The suite**: the policy and the sine gait (with its balance layer, as configured by
    default) at the same command (``--speed``, ``--turn``, ``--side``) on worlds K .. K+N-1
-   of the robustness suite (:func:`plend.worlds.draw_world`): per world distance, lateral
+   of the robustness suite (:func:`plend.model.worlds.draw_world`): per world distance, lateral
    drift, heading change and its rate, whether and when it fell; totals as ``plend
    evaluate`` gives them, and the policy's mean distance over the gait's.
 2. **Command tracking**, on the nominal world: for speed 0.25, 0.5, 1.0 and turn -0.5, 0,
@@ -34,11 +34,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plend.config import Config
-from plend.errors import PlendError
-from plend.evaluate import ProgressBar, default_jobs, totals, walk_world, world_seeds
-from plend.headless import RunOptions
-from plend.worlds import draw_world
+from plend.cli.evaluate import ProgressBar, default_jobs, totals, walk_world, world_seeds
+from plend.core.config import Config
+from plend.core.errors import PlendError
+from plend.daemon.headless import RunOptions
+from plend.model.worlds import draw_world
 
 TRACKING_SPEEDS = (0.25, 0.5, 1.0)
 TRACKING_TURNS = (-0.5, 0.0, 0.5)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from plend.errors import require_package
+from plend.core.errors import require_package
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec
 
 OPSET = 17

@@ -118,8 +118,8 @@ def evaluate_actor(actor: Any, make_env: Callable[[], Any]) -> dict[str, Any]:
     return (the score) and, per episode, distance, lateral drift, yaw and whether it fell."""
     import torch
 
-    from plend.config import SimWorld
-    from plend.worlds import draw_world
+    from plend.core.config import SimWorld
+    from plend.model.worlds import draw_world
 
     torch.set_num_threads(1)
     env = make_env()

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plend.errors import PlendError
-from plend.locations import under_systemd
+from plend.core.errors import PlendError
+from plend.core.locations import under_systemd
 from policies.contract import METADATA_KEY
 
 SHIPPED = Path(__file__).resolve().parent

@@ -19,10 +19,10 @@ import numpy as np
 from gaits.balance import Balance
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
-from plend.config import GaitConfig
-from plend.errors import PlendError, require_package
-from plend.hal.base import ImuReading, Sensors
-from plend.robot import JOINT_NAMES
+from plend.core.config import GaitConfig
+from plend.core.errors import PlendError, require_package
+from plend.hal.base import GroundTruth, ImuReading, Sensors
+from plend.model.robot import JOINT_NAMES
 from policies.contract import (
     COMMANDS,
     METADATA_KEY,
@@ -53,7 +53,7 @@ class _Zero:
 def available_sources(hal_name: str, pose: Any = None) -> frozenset[str]:
     """Observation sources a backend provides: the simulation has ground truth; the
     robot has no foot contact sensors, and has the torso's pose only from a camera
-    (``pose``, a plend.pose.PoseStore) that is sending fresh poses."""
+    (``pose``, a plend.daemon.pose.PoseStore) that is sending fresh poses."""
     if hal_name == "sim":
         return frozenset(SOURCES)
     sources = sources_without_truth() - {"foot_contacts"}
@@ -332,15 +332,15 @@ def camera_pose(pose: Any) -> Any:
 
 
 def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) -> Any:
-    """A loader for the daemon's policy slot (see plend.controls.PolicyLoader). In
+    """A loader for the daemon's policy slot (see plend.daemon.controls.PolicyLoader). In
     simulation the policy reads the torso's true pose; on the robot (real or emulated)
-    the camera's, from ``pose`` (a plend.pose.PoseStore)."""
+    the camera's, from ``pose`` (a plend.daemon.pose.PoseStore)."""
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
         runner = load_runner(path, rate_hz, hal.name, sample(), pose)
         gait = config.gait if config is not None else None
         if hal.name == "sim":
-            return PolicyBehaviour(runner, getattr(hal, "truth", None), gait=gait)
+            return PolicyBehaviour(runner, hal.truth if isinstance(hal, GroundTruth) else None, gait=gait)
         uses_pose = any(n in pose_sources() for n, _ in runner.spec.observation)
         truth = camera_pose(pose) if uses_pose else None
         return PolicyBehaviour(runner, truth, needs_pose=uses_pose, gait=gait)

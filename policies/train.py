@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from plend.errors import PlendError, require_package
+from plend.core.errors import PlendError, require_package
 
 SHIPPED = Path(__file__).resolve().parent  # the shipped policies live here
 

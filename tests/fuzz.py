@@ -180,7 +180,7 @@ def _one(session: Session, line: bytes, tally: Tally) -> None:
         if session.mode() != "estop":  # a valid reset (or relax) got through: e-stop again
             session.send(b'{"cmd": "estop"}\n')
         return
-    code = reply.get("error")
+    code = str(reply.get("error"))
     tally.errors[code] = tally.errors.get(code, 0) + 1
     if code == "internal" or code not in CODES:
         tally.internal.append(f"{line[:200]!r} -> {reply.get('message', '')[:200]}")

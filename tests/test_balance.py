@@ -11,10 +11,10 @@ import pytest
 from gaits.balance import GAIN_RANGES, Balance, BalanceError, BalanceGains
 from gaits.sine import SpeedMap, foot_targets, joint_limits, joint_targets, stand_pose
 from gaits.walker import SineGait
-from plend.config import ConfigError, GaitConfig, from_dict
+from plend.control.safety import SafetyFilter
+from plend.core.config import ConfigError, GaitConfig, from_dict
 from plend.hal.base import ImuReading, Sensors
-from plend.robot import JOINT_NAMES, joint_index
-from plend.safety import SafetyFilter
+from plend.model.robot import JOINT_NAMES, joint_index
 
 DT = 0.02
 ANKLE_ROLL = [joint_index("r_ankle_r_foot"), joint_index("l_ankle_l_foot")]
@@ -51,7 +51,7 @@ def test_bad_gains_are_refused_with_the_key_and_range(key: str, value: float) ->
 
 
 def test_balance_false_in_the_config_walks_open_loop() -> None:
-    from plend.behaviours import Walk
+    from plend.control.behaviours import Walk
 
     assert Walk(0.5, config=from_dict({"gait": {"balance": False}}).gait).gait.balance is None
     assert Walk(0.5).gait.balance is not None, "on by default"

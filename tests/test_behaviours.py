@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gaits.sine import stand_pose
-from plend.behaviours import Stand, TrajectoryError, load_trajectory, min_jerk
-from plend.config import SafetyConfig
+from plend.control.behaviours import Stand, TrajectoryError, load_trajectory, min_jerk
+from plend.core.config import SafetyConfig
 
 LOWER, UPPER = SafetyConfig().joint_limits()
 

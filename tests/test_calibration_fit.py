@@ -18,8 +18,8 @@ from calibration.fit import (
     horn_offset_from_zero,
 )
 from calibration.store import CalibrationError
-from plend.errors import PlendError
-from plend.servo_map import JointCalibration, angle_to_pulse_us, code_to_angle
+from plend.core.errors import PlendError
+from plend.model.servo_map import JointCalibration, angle_to_pulse_us, code_to_angle
 
 NOMINAL_CODES_PER_RAD = 16000 / math.pi  # 0.5-2.5 V over 180 servo degrees at +-4.096 V
 PCA9685_COUNT_US = 1e6 / 50 / 4096

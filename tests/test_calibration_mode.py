@@ -10,20 +10,20 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from plend import calibration_mode
-from plend.calibration_mode import (
+from plend.control import calibration_mode
+from plend.control.calibration_mode import (
     MOVE_SPEED_RAD_S,
     STALL_TRAVEL_DEG,
     CalibrationCommandError,
     CalibrationMode,
 )
-from plend.config import Config, replace_section
-from plend.hal.emulated_robot import EmulatedHardwareHal
-from plend.hal.hardware import make_hardware_hal
-from plend.loop import ControlLoop, StepClock
-from plend.robot import JOINTS, joint
-from plend.safety import SafetyFilter
-from plend.supervisor import CommandError, Supervisor
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import CommandError, Supervisor
+from plend.core.config import Config, replace_section
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
+from plend.model.robot import JOINTS, joint
 
 pytest.importorskip("pybullet")
 
@@ -63,7 +63,7 @@ def rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
     config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=3)
     config = replace_section(config, "sim", fixed_base=True)
-    hal = make_hardware_hal(config)
+    hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
     hal.open(PERIOD)
     supervisor = Supervisor(config.safety, PERIOD, hal=hal)

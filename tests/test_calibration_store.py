@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -32,8 +33,8 @@ from calibration.store import (
     to_servo_calibration,
     wired_joint_names,
 )
-from plend.errors import ConfigError, PlendError
-from plend.servo_map import JointCalibration, angle_to_pulse_us, code_to_angle
+from plend.core.errors import ConfigError, PlendError
+from plend.model.servo_map import SERVO_FIELDS, JointCalibration, angle_to_pulse_us, code_to_angle
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEN = "2025-05-01T12:00:00+00:00"
@@ -373,3 +374,12 @@ def test_the_first_save_makes_the_state_directory(tmp_path: Path) -> None:
     path = tmp_path / "state" / "plend" / "emulated" / "seed-11" / "calibration.json"
     save(path, make_record())
     assert load(path) == make_record()
+
+
+def test_the_file_and_the_hardware_backend_share_one_joint_calibration_and_its_checks() -> None:
+    assert JointRecord is JointCalibration
+    with pytest.raises(CalibrationError, match="too close to zero"):
+        JointCalibration(codes_per_rad=100.0)  # what a file may not hold, the daemon may not drive
+    default = JointCalibration()
+    assert not default.measured and default.servo()["codes_per_rad"] == pytest.approx(16000 / math.pi)
+    assert joint_record().measured and set(joint_record().servo()) == set(SERVO_FIELDS)

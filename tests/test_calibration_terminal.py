@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 
 from calibration.store import CALIBRATION_VERSION, CalibrationRecord, JointRecord, backup_path, load, save
-from plend.hal.emulated_robot import miscalibrated
+from plend.hal.emulated.robot import miscalibrated
+from plend.model.robot import JOINTS
 from plend.plenctl import Client
-from plend.robot import JOINTS
 
 pytest.importorskip("pybullet")
 
@@ -278,7 +278,7 @@ def test_a_yes_no_answer_consumes_its_whole_line(keys: list[str], answer: str) -
     import io
     import threading
 
-    from calibration.wizard import KeyboardOperator
+    from calibration.operators import KeyboardOperator
 
     master, slave = pty.openpty()
     out = io.StringIO()

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from calibration.store import backup_path, draft_path, load, load_draft
-from plend.hal.emulated_robot import miscalibrated
+from plend.hal.emulated.robot import miscalibrated
+from plend.model.robot import JOINTS
 from plend.plenctl import Client, ClientError
-from plend.robot import JOINTS
 from tests.support import Daemon, wait_for_mode
 
 pytest.importorskip("pybullet")

@@ -20,7 +20,7 @@ pytest.importorskip("pybullet")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plend.robot import LEG_JOINT_NAMES  # noqa: E402
+from plend.model.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicySpec  # noqa: E402
 from tests.support import Daemon, wait_for_mode  # noqa: E402
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plend.config import from_dict
+from plend.core.config import from_dict
+from plend.core.errors import ConfigError
 from plend.drive.client import status_line
 from plend.drive.gamepad import (
     EV_ABS,
@@ -22,7 +23,6 @@ from plend.drive.gamepad import (
 )
 from plend.drive.keys import ESC_WAIT_S, Command, KeyDecoder, apply
 from plend.drive.settings import AXES, BUTTONS, DriveConfig, GamepadConfig
-from plend.errors import ConfigError
 
 
 def keys(*chunks: bytes) -> list[str]:

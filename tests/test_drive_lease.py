@@ -8,48 +8,25 @@ import numpy as np
 import pytest
 
 from gaits.sine import stand_pose
-from plend.behaviours import Trajectory
-from plend.config import SafetyConfig
+from plend.control.behaviours import Trajectory
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import CommandError, Supervisor
+from plend.core.config import SafetyConfig
 from plend.drive.lease import DriveLease, DriveRefusedError, steer
-from plend.hal.base import ImuReading, Sensors
-from plend.loop import ControlLoop, StepClock
-from plend.safety import SafetyFilter
-from plend.supervisor import CommandError, Supervisor
+from plend.hal.base import Sensors
+from plend.hal.fake import FakeHal
 
 DT = 0.02
 LEASE = 0.5
 ZERO = {"speed": 0.0, "turn": 0.0, "side": 0.0}
 
 
-class Robot:
-    """Joints follow the last command exactly; the IMU is level."""
-
-    name = "fake"
-
-    def __init__(self, clock: StepClock):
-        self.clock, self.q = clock, stand_pose()
-        self.roll = 0.0
-
-    def open(self, tick_period_s: float) -> None: ...
-
-    def read(self) -> Sensors:
-        t = self.clock.now()
-        imu = ImuReading((1, 0, 0, 0), (self.roll, 0.0, 0.0), (0, 0, 0), (0, 0, 9.81))
-        return Sensors(t, self.q.copy(), imu, (True, True), joint_stamp=t, imu_stamp=t)
-
-    def write(self, targets: np.ndarray) -> None:
-        self.q = targets.copy()
-
-    def relax(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 @pytest.fixture
 def rig() -> tuple[Supervisor, ControlLoop]:
     clock = StepClock()
     sup = Supervisor(SafetyConfig(), DT, wall_clock=clock.now)
-    loop = ControlLoop(Robot(clock), sup, DT, SafetyFilter.from_config(SafetyConfig(), DT), clock)
+    loop = ControlLoop(FakeHal(clock), sup, DT, SafetyFilter.from_config(SafetyConfig(), DT), clock)
     loop.start()
     sup.handle("stand")
     loop.run(10)
@@ -155,10 +132,10 @@ def test_a_walk_taken_away_ends_the_session_and_is_not_restarted(rig: Any) -> No
     sup, loop = rig
     drive(sup, speed=0.5)
     loop.run(5)
-    loop.hal.roll = 1.2  # it falls: the fall monitor relaxes it
+    loop.hal.tilt_rad = 1.2  # it falls: the fall monitor relaxes it
     loop.run(5)
     assert sup.mode == "relax"
-    loop.hal.roll = 0.0
+    loop.hal.tilt_rad = 0.0
     sup.handle("reset")
     with pytest.raises(DriveRefusedError, match=r"the walk was interrupted \(mode relax\)"):
         drive(sup, speed=0.5)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plend.errors import ConfigError
-from plend.evaluate import ProgressBar, parse_settings, totals, world_seeds
+from plend.cli.evaluate import ProgressBar, parse_settings, totals, world_seeds
+from plend.core.errors import ConfigError
 from plend.main import main
 
 pytest.importorskip("pybullet")

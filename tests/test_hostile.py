@@ -275,8 +275,8 @@ def test_onnxruntime_is_imported_before_the_loop_runs(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from plend.config import Config, PathsConfig\n"
-        "from plend.daemon import Daemon, DaemonOptions\n"
+        "from plend.core.config import Config, PathsConfig\n"
+        "from plend.daemon.daemon import Daemon, DaemonOptions\n"
         f"d = Daemon(Config(paths=PathsConfig({str(tmp_path)!r}, {str(tmp_path)!r})), "
         f"DaemonOptions(socket=Path({str(tmp_path / 's.sock')!r})))\n"
         "assert 'onnxruntime' not in sys.modules\n"

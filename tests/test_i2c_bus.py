@@ -32,7 +32,7 @@ class Hide:
 sys.meta_path.insert(0, Hide())
 """
 OPEN_BUS = """
-from plend.errors import HalError
+from plend.core.errors import HalError
 from plend.hal.i2c_bus import make_i2c_bus
 try:
     make_i2c_bus()

@@ -1,6 +1,6 @@
 """Leg inverse kinematics: round trips, refusals and agreement with the URDF model.
 
-Sign conventions (HARDWARE.md, plend.robot): the right knee flexes to negative angles
+Sign conventions (HARDWARE.md, plend.model.robot): the right knee flexes to negative angles
 and the left one to positive angles. The sole stays level when the pitch rotations about
 the three parallel pitch axes cancel and the two roll rotations cancel; the helper below
 derives the ankle angles for that from the joint axes, not from the IK.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,15 +19,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gaits.ik import IKError, leg_fk, leg_ik
-from plend.errors import PlendError
-from plend.robot import FOOT_LINKS, LEG_JOINT_NAMES, joint, sole_offset, sole_zero_position, urdf_path
+from plend.core.errors import PlendError
+from plend.model.robot import (
+    FOOT_LINKS,
+    LEG_JOINT_NAMES,
+    Side,
+    joint,
+    sole_offset,
+    sole_zero_position,
+    urdf_path,
+)
 
-SIDES = ("right", "left")
+SIDES: tuple[Side, Side] = ("right", "left")
 TOL_M = 1e-4  # 0.1 mm
 KNEE_MARGIN = 0.05  # keep away from the straight-knee singularity
 
 
-def _leg(side: str):  # type: ignore[no-untyped-def]
+def _leg(side: Side):  # type: ignore[no-untyped-def]
     return [joint(n) for n in LEG_JOINT_NAMES[side]]
 
 
@@ -34,7 +43,7 @@ def _interval_from(u: float, lo: float, hi: float) -> float:
     return lo + u * (hi - lo)
 
 
-def flat_leg_angles(side: str, u: tuple[float, float, float, float]) -> np.ndarray | None:
+def flat_leg_angles(side: Side, u: tuple[float, float, float, float]) -> np.ndarray | None:
     """Six in-limit leg angles with a flexed knee and a level sole, from four numbers in
     [0, 1] (hip yaw, hip roll, knee, hip pitch). None when no such pose exists."""
     yaw_j, roll_j, hp_j, kn_j, ap_j, ar_j = _leg(side)
@@ -65,11 +74,11 @@ def flat_leg_angles(side: str, u: tuple[float, float, float, float]) -> np.ndarr
     return q
 
 
-def _yaw_of(side: str, q: np.ndarray) -> float:
+def _yaw_of(side: Side, q: np.ndarray) -> float:
     return float(q[0]) * _leg(side)[0].axis[2]
 
 
-def _sole_is_level(side: str, q: np.ndarray, tol: float = 1e-6) -> bool:
+def _sole_is_level(side: Side, q: np.ndarray, tol: float = 1e-6) -> bool:
     """Level sole: net pitch and net roll about the parallel axes are zero."""
     js = _leg(side)
     pitch = sum(j.axis[1] * a for j, a in zip(js[2:5], q[2:5], strict=True))
@@ -77,7 +86,7 @@ def _sole_is_level(side: str, q: np.ndarray, tol: float = 1e-6) -> bool:
     return abs(pitch) < tol and abs(roll) < tol
 
 
-def _within_limits(side: str, q: np.ndarray) -> bool:
+def _within_limits(side: Side, q: np.ndarray) -> bool:
     return all(j.within(float(a), 1e-9) for j, a in zip(_leg(side), q, strict=True))
 
 
@@ -89,7 +98,7 @@ unit = st.floats(0.0, 1.0, allow_nan=False)
 @pytest.mark.parametrize("side", SIDES)
 @settings(max_examples=400, deadline=None)
 @given(u=st.tuples(unit, unit, unit, unit))
-def test_fk_ik_round_trip_property(side: str, u: tuple[float, float, float, float]) -> None:
+def test_fk_ik_round_trip_property(side: Side, u: tuple[float, float, float, float]) -> None:
     q = flat_leg_angles(side, u)
     assert q is not None
     p = leg_fk(side, q)
@@ -104,7 +113,7 @@ def test_fk_ik_round_trip_property(side: str, u: tuple[float, float, float, floa
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_round_trip_thousands_of_targets(side: str) -> None:
+def test_round_trip_thousands_of_targets(side: Side) -> None:
     rng = np.random.default_rng(1234 if side == "right" else 4321)
     worst = 0.0
     for _ in range(3000):
@@ -119,7 +128,7 @@ def test_round_trip_thousands_of_targets(side: str) -> None:
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_random_targets_are_solved_exactly_or_refused(side: str) -> None:
+def test_random_targets_are_solved_exactly_or_refused(side: Side) -> None:
     """Never a silent clamp: a returned solution is inside the limits and reaches the
     target; anything else is an IKError."""
     rng = np.random.default_rng(7 if side == "right" else 8)
@@ -152,7 +161,8 @@ def test_zero_pose_target_gives_zero_angles() -> None:
 
 def test_knee_flexes_the_documented_way() -> None:
     # Crouching 10 mm flexes the right knee negative and the left knee positive.
-    for side, sign in (("right", -1.0), ("left", 1.0)):
+    sides: tuple[tuple[Side, float], ...] = (("right", -1.0), ("left", 1.0))
+    for side, sign in sides:
         target = np.array(sole_zero_position(side)) + np.array([0.0, 0.0, 0.010])
         q = leg_ik(side, target)
         assert sign * q[3] > 0.2
@@ -186,7 +196,7 @@ def test_legs_mirror_each_other() -> None:
         ("right", (0.0025, -0.0216, -0.40), "(2.5, -21.6, -400.0) mm"),  # far below
     ],
 )
-def test_unreachable_target_names_the_target_in_mm(side: str, target: tuple, mm: str) -> None:  # type: ignore[type-arg]
+def test_unreachable_target_names_the_target_in_mm(side: Side, target: tuple, mm: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(IKError) as info:
         leg_ik(side, target)
     assert isinstance(info.value, ValueError)
@@ -195,7 +205,7 @@ def test_unreachable_target_names_the_target_in_mm(side: str, target: tuple, mm:
     assert side in str(info.value)
 
 
-def _offset(side: str, dx: float, dy_out: float, dz: float) -> np.ndarray:
+def _offset(side: Side, dx: float, dy_out: float, dz: float) -> np.ndarray:
     out = -1.0 if side == "right" else 1.0
     return np.array(sole_zero_position(side)) + np.array([dx, out * dy_out, dz])
 
@@ -211,7 +221,7 @@ def _offset(side: str, dx: float, dy_out: float, dz: float) -> np.ndarray:
     ],
 )
 def test_target_past_a_limit_names_the_joint(
-    side: str, case: str, joint_pos: int, dx: float, dy_out: float, dz: float, yaw: float
+    side: Side, case: str, joint_pos: int, dx: float, dy_out: float, dz: float, yaw: float
 ) -> None:
     target = _offset(side, dx, dy_out, dz)
     with pytest.raises(IKError) as info:
@@ -235,7 +245,7 @@ def test_target_past_a_limit_names_the_joint(
         ((0.0025, 0.0, -0.15), math.inf),
     ],
 )
-def test_non_finite_input_raises_ikerror(side: str, target: tuple, yaw: float) -> None:  # type: ignore[type-arg]
+def test_non_finite_input_raises_ikerror(side: Side, target: tuple, yaw: float) -> None:  # type: ignore[type-arg]
     # Must be the IKError, not a math domain error (also a ValueError).
     with pytest.raises(IKError, match="not finite"):
         leg_ik(side, target, yaw)
@@ -261,7 +271,7 @@ def _quat_matrix(q: tuple[float, float, float, float]) -> np.ndarray:
 
 
 @contextmanager
-def _fixed_model() -> Iterator[tuple[object, int, int, dict[str, int], dict[str, int]]]:
+def _fixed_model() -> Iterator[tuple[Any, int, int, dict[str, int], dict[str, int]]]:
     import pybullet as pb
 
     c = pb.connect(pb.DIRECT)
@@ -278,7 +288,7 @@ def _fixed_model() -> Iterator[tuple[object, int, int, dict[str, int], dict[str,
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_ik_agrees_with_the_urdf_model(side: str) -> None:
+def test_ik_agrees_with_the_urdf_model(side: Side) -> None:
     rng = np.random.default_rng(99 if side == "right" else 98)
     centre = np.array(sole_zero_position(side))
     offset = np.array(sole_offset(side))

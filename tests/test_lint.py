@@ -1,4 +1,5 @@
-"""The code stays lint-clean and type-checked (ruff and mypy, configured in pyproject.toml)."""
+"""The code stays lint-clean and type-checked (ruff and mypy, configured in pyproject.toml;
+mypy checks the tests too)."""
 
 from __future__ import annotations
 

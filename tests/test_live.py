@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from plend.cli.recording import read
+from plend.model.robot import JOINT_NAMES
 from plend.plenctl import Client
-from plend.recording import read
-from plend.robot import JOINT_NAMES
 from tests.support import Daemon, wait_for_mode
 
 foxglove = pytest.importorskip("foxglove")
@@ -28,7 +28,7 @@ def daemon(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_the_bridge_publishes_ticks_in_the_recording_format(daemon: Daemon, tmp_path: Path) -> None:
-    from plend.live import Bridge
+    from plend.cli.live import Bridge
 
     context = foxglove.Context()
     path = tmp_path / "live.mcap"

@@ -8,39 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from plend.hal.base import ImuReading, Sensors
-from plend.loop import ControlLoop, StepClock
-from plend.robot import JOINTS, NUM_JOINTS
-from plend.safety import SafetyFilter
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.hal.base import Sensors
+from plend.hal.fake import FakeHal
+from plend.model.robot import NUM_JOINTS, joint_limits
 
-LOWER = np.array([j.lower for j in JOINTS])
-UPPER = np.array([j.upper for j in JOINTS])
-
-
-class FakeHal:
-    """Records writes; each write costs ``cost`` seconds of the fake clock."""
-
-    name = "fake"
-
-    def __init__(self, clock: StepClock, cost: float = 0.0):
-        self.clock, self.cost = clock, cost
-        self.writes: list[np.ndarray] = []
-        self.times: list[float] = []
-
-    def open(self, tick_period_s: float) -> None: ...
-
-    def read(self) -> Sensors:
-        imu = ImuReading((1, 0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 9.81))
-        return Sensors(self.clock.now(), np.zeros(NUM_JOINTS), imu, (True, True))
-
-    def write(self, targets: np.ndarray) -> None:
-        self.times.append(self.clock.now())
-        self.writes.append(targets)
-        self.clock.t += self.cost
-
-    def relax(self) -> None: ...
-
-    def close(self) -> None: ...
+LOWER, UPPER = joint_limits()
 
 
 class Constant:
@@ -63,10 +37,13 @@ class Constant:
         self.handled.append(name)
         return {"mode": self.mode}
 
+    def powered_mask(self) -> np.ndarray | None:
+        return None
+
 
 def _loop(cost: float, period: float = 0.02, q: np.ndarray | None = None) -> tuple[ControlLoop, FakeHal]:
     clock = StepClock(100.0)
-    hal = FakeHal(clock, cost)
+    hal = FakeHal(clock, pose=np.zeros(NUM_JOINTS), write_cost_s=cost)
     loop = ControlLoop(
         hal, Constant(np.zeros(NUM_JOINTS) if q is None else q), period, SafetyFilter(period), clock
     )
@@ -85,9 +62,9 @@ def test_deadlines_are_absolute_and_do_not_drift() -> None:
 def test_overrun_is_counted_and_the_schedule_rebased_without_a_burst() -> None:
     loop, hal = _loop(cost=0.0)
     loop.run(10)
-    hal.cost = 0.05  # one tick takes 2.5 periods
+    hal.write_cost_s = 0.05  # one tick takes 2.5 periods
     loop.tick()
-    hal.cost = 0.0
+    hal.write_cost_s = 0.0
     loop.run(5)
     assert loop.stats.overruns == 1
     gaps = np.diff(hal.times[-6:])
@@ -95,7 +72,7 @@ def test_overrun_is_counted_and_the_schedule_rebased_without_a_burst() -> None:
 
 
 def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() -> None:
-    from plend.loop import Request
+    from plend.control.loop import Request
 
     loop, _ = _loop(cost=0.0)
     ok = loop.submit(Request("stand"))
@@ -110,7 +87,7 @@ def test_commands_are_applied_between_ticks_and_errors_return_to_the_caller() ->
 
 
 def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
-    from plend.loop import MAX_COMMANDS_PER_TICK, Request
+    from plend.control.loop import MAX_COMMANDS_PER_TICK, Request
 
     loop, _ = _loop(cost=0.0)
     decider = loop.decider
@@ -132,7 +109,7 @@ def test_urgent_commands_go_first_and_a_flood_waits_for_later_ticks() -> None:
 
 
 def test_an_urgent_command_brings_the_next_tick_forward_without_adding_one() -> None:
-    from plend.loop import Request
+    from plend.control.loop import Request
 
     loop, hal = _loop(cost=0.0)
     loop.run(3)
@@ -146,7 +123,7 @@ def test_an_urgent_command_brings_the_next_tick_forward_without_adding_one() -> 
 
 
 def test_a_stalled_loop_is_reported_to_the_caller() -> None:
-    from plend.loop import LoopStalledError, Request
+    from plend.control.loop import LoopStalledError, Request
 
     loop, _ = _loop(cost=0.0)
     with pytest.raises(LoopStalledError, match="stand"):

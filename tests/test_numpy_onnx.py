@@ -114,8 +114,10 @@ def every_operator(tmp_path: Path) -> Path:
         tensor("w1", (64, 32), rng), tensor("b1", (32,), rng),
         tensor("w2t", (64, 12), rng),
         numpy_helper.from_array(np.eye(12, dtype=np.float32), "eye"),
-        tensor("b2", (12,), rng), tensor("k", (12,), rng), numpy_helper.from_array(np.float32(1.7), "k2"),
-        numpy_helper.from_array(np.float32(-0.5), "lo"), numpy_helper.from_array(np.float32(2.0), "hi"),
+        tensor("b2", (12,), rng), tensor("k", (12,), rng),
+        numpy_helper.from_array(np.array(1.7, np.float32), "k2"),
+        numpy_helper.from_array(np.array(-0.5, np.float32), "lo"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "hi"),
     ]  # fmt: skip
     return mlp(tmp_path / "every.onnx", nodes, initializers)
 

@@ -132,7 +132,7 @@ def test_a_reader_that_goes_away_ends_plenctl_quietly(daemon: Daemon) -> None:
 
 def test_plenctl_starts_without_numpy_and_the_daemon_without_mcap() -> None:
     code = (
-        "import sys, plend.plenctl; a = 'numpy' in sys.modules; import plend.daemon; "
+        "import sys, plend.plenctl; a = 'numpy' in sys.modules; import plend.daemon.daemon; "
         "print(a, 'mcap' in sys.modules, 'onnxruntime' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -175,7 +175,7 @@ def test_a_pc_without_the_plend_group_gets_no_warning(
     import grp
     import logging
 
-    from plend.socketfile import _set_group
+    from plend.daemon.socketfile import _set_group
 
     try:
         grp.getgrnam("plend")

@@ -15,9 +15,11 @@ pytest.importorskip("pybullet")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plend.config import Config, GaitConfig  # noqa: E402
-from plend.headless import RunOptions, run  # noqa: E402
-from plend.robot import LEG_JOINT_NAMES  # noqa: E402
+from plend.core.clock import StepClock  # noqa: E402
+from plend.core.config import Config, GaitConfig  # noqa: E402
+from plend.daemon.headless import RunOptions, run  # noqa: E402
+from plend.hal.fake import FakeHal  # noqa: E402
+from plend.model.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec, legacy_spec  # noqa: E402
 from policies.runner import PolicyBehaviour, PolicyRunner, load_runner  # noqa: E402
 
@@ -47,7 +49,8 @@ def save_model(path: Path, spec: PolicySpec | None, inputs: int, outputs: int, w
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if spec is not None or metadata is not None:
-        helper.set_model_props(model, {METADATA_KEY: metadata if metadata is not None else spec.to_json()})
+        text = metadata if metadata is not None else spec.to_json()  # type: ignore[union-attr]
+        helper.set_model_props(model, {METADATA_KEY: text})
     onnx.save(model, path)
     return path
 
@@ -69,7 +72,7 @@ def test_a_policy_trained_on_the_balanced_gait_runs_on_it(tmp_path: Path) -> Non
     import dataclasses
 
     from gaits.balance import BalanceGains
-    from plend.config import GaitConfig
+    from plend.core.config import GaitConfig
     from policies.runner import policy_gait
 
     balanced = dataclasses.replace(SPEC, gait_balance=True)
@@ -203,15 +206,14 @@ class NaNAfter:
         return action * np.nan if self.calls < 0 else action
 
 
-def test_non_finite_actions_at_run_time_make_the_robot_stand(zero_policy: Path) -> None:
-    from gaits.sine import stand_pose
-    from plend.loop import ControlLoop, StepClock
-    from plend.safety import SafetyFilter
-    from plend.supervisor import Supervisor
-    from tests.test_supervisor import FakeRobot
+def test_non_finite_actions_at_run_time_make_the_robot_stand(
+    zero_policy: Path, clock: StepClock, fake_robot: FakeHal
+) -> None:
+    from plend.control.loop import ControlLoop
+    from plend.control.safety import SafetyFilter
+    from plend.control.supervisor import Supervisor
 
-    clock = StepClock()
-    robot = FakeRobot(clock, stand_pose())
+    robot = fake_robot
     supervisor = Supervisor(Config().safety, 0.02)
     loop = ControlLoop(robot, supervisor, 0.02, SafetyFilter(0.02), clock)
     loop.start()

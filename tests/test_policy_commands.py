@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("pybullet")
 
-from plend.config import Config
-from plend.errors import PlendError
-from plend.headless import RunOptions, run
+from plend.core.config import Config
+from plend.core.errors import PlendError
+from plend.daemon.headless import RunOptions, run
 from plend.main import main as plend_main
 from policies.commands import CommandSampler, command_at, parse_range, sine_reference
 from policies.contract import PolicyError, PolicySpec
@@ -79,12 +80,12 @@ def test_a_policy_runs_on_the_heading_hold_it_trained_on() -> None:
 
 def test_the_command_reaches_the_observation_and_the_gait_at_its_next_step(steer: Path) -> None:
     from gaits.sine import stand_pose
-    from plend.config import SimWorld
+    from plend.core.config import SimWorld
     from plend.hal.sim import SimHal
 
     behaviour = PolicyBehaviour(load_runner(steer, 50.0, "sim", None))
     seen = []
-    behaviour.runner.act = lambda obs: (seen.append(obs[0, -3:].copy()), np.zeros(12))[1]  # type: ignore[method-assign]
+    behaviour.runner.act = lambda obs: (seen.append(obs[0, -3:].copy()), np.zeros(12))[1]  # type: ignore[method-assign,assignment,func-returns-value]
     with SimHal(SimWorld(), initial_pose=stand_pose()) as hal:
         hal.open(0.02)
         behaviour.start(stand_pose())
@@ -124,7 +125,7 @@ def test_plend_run_gives_the_policy_its_command_or_refuses_it(steer: Path, capsy
     assert "turn 0.9 is outside what this policy was trained for: [-0.5, 0.5]" in capsys.readouterr().err
 
 
-def ticks(*durations: float) -> object:
+def ticks(*durations: float) -> Callable[[], float]:
     """A clock whose successive pairs of readings are ``durations`` apart, forever."""
     readings = itertools.cycle([v for d in durations for v in (0.0, d)])
     return lambda: next(readings)

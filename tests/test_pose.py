@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from plend.config import Config
-from plend.pose import PoseRefusedError, PoseStore
-from plend.server import ArgumentError
-from plend.supervisor import Supervisor
+from plend.control.supervisor import Supervisor
+from plend.core.config import Config
+from plend.daemon.pose import PoseRefusedError, PoseStore
+from plend.daemon.server import ArgumentError
 from policies.runner import available_sources
 
 
@@ -175,8 +175,9 @@ def test_the_daemon_never_imports_opencv() -> None:
     import sys
 
     code = (
-        "import sys, plend.main, plend.daemon, plend.controls, plend.pose, policies.runner\n"
-        "from plend.config import Config\n"
+        "import sys, plend.main, plend.daemon.daemon, plend.daemon.controls, plend.daemon.pose\n"
+        "import policies.runner\n"
+        "from plend.core.config import Config\n"
         "plend.main._parser()\n"
         "print('cv2' in sys.modules)"
     )

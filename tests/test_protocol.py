@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plend.protocol import (
+from plend.daemon.protocol import (
     QUOTE_CHARS,
     ArgumentError,
     Dispatcher,

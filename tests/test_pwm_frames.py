@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from plend.config import Config, replace_section
-from plend.hal.emulated_robot import SERVO_TRUTH_RANGES, PwmFrames, true_servos
+from plend.core.config import Config, replace_section
+from plend.hal.emulated.robot import SERVO_TRUTH_RANGES, PwmFrames, true_servos
 from plend.hal.servo_model import ServoBank
-from plend.robot import NUM_JOINTS
-from plend.sim_world import ServoModel, SimWorld
+from plend.model.robot import NUM_JOINTS
+from plend.model.sim_world import ServoModel, SimWorld
 
 DT = 0.02 / 3
 ON = np.ones(NUM_JOINTS, bool)
@@ -67,11 +67,12 @@ def test_the_emulated_robots_own_servos_are_seeded_and_not_the_simulations() -> 
 def test_a_pulse_waits_for_the_next_frame_only_on_a_robot_with_its_own_servos(seed: int | None) -> None:
     pytest.importorskip("pybullet")
     from gaits.sine import stand_pose
-    from plend.hal.hardware import make_hardware_hal
+    from plend.daemon.runtime import robot_calibration
+    from plend.hal.emulated.robot import make_emulated_hardware_hal
 
     config = replace_section(Config(hal="hardware"), "hardware", bus="emulated", emulated_servo_seed=seed)
     config = replace_section(config, "sim", fixed_base=True)
-    hal = make_hardware_hal(config)
+    hal = make_emulated_hardware_hal(config, robot_calibration(config))
     hal.open(0.02)
     try:
         for _ in range(30):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plend import pwm_off
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 from plend.pwm_off import PwmOffError, all_off, cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_runs_with_the_standard_library_only(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['plend', 'plend.errors', 'plend.pwm_off']"
+    assert done.stdout.strip() == "['plend', 'plend.core', 'plend.core.errors', 'plend.pwm_off']"
 
     bus = str(tmp_path / "no-such-bus")
     done = subprocess.run(

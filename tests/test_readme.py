@@ -189,7 +189,11 @@ def _interpreter() -> str | None:
     """A Python of this one's version that any user may run (a venv's or pyenv's may
     live in root's home)."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (sys._base_executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+    for candidate in (
+        getattr(sys, "_base_executable", sys.executable),
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+    ):
         path = Path(candidate).resolve()
         if path.is_file() and _everyone_may(path, 0o001):
             return str(path)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from plend.cli.recording import RecordingReadError, read, trajectory
 from plend.main import main as plend
-from plend.recording import RecordingReadError, read, trajectory
-from plend.robot import JOINT_NAMES
+from plend.model.robot import JOINT_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,9 @@ def test_the_messages_name_every_field_and_the_schemas_give_units(walk: tuple[Pa
     path, _ = walk
     with path.open("rb") as f:
         reader = make_reader(f)
-        schemas = {c.topic: json.loads(reader.get_summary().schemas[c.schema_id].data)
-                   for c in reader.get_summary().channels.values()}  # fmt: skip
+        summary = reader.get_summary()
+        assert summary is not None
+        schemas = {c.topic: json.loads(summary.schemas[c.schema_id].data) for c in summary.channels.values()}
         tick = next(json.loads(m.data) for _, c, m in reader.iter_messages(topics=["/plend/tick"]))
     assert set(schemas) == {"/plend/info", "/plend/tick", "/plend/truth"}
     assert set(tick["measured"]) == set(JOINT_NAMES) and set(tick["imu"]["gyro"]) == {"x", "y", "z"}
@@ -205,8 +206,8 @@ def test_plot_refuses_in_one_line(
 def test_export_writes_the_replay_format_the_daemon_reads(
     walk: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from plend.config import SafetyConfig
-    from plend.trajectory import load_trajectory
+    from plend.control.trajectory import load_trajectory
+    from plend.core.config import SafetyConfig
 
     path, summary = walk
     lower, upper = SafetyConfig().joint_limits()
@@ -225,8 +226,8 @@ def test_export_writes_the_replay_format_the_daemon_reads(
 
 
 def test_replay_files_are_told_apart(tmp_path: Path) -> None:
-    from plend.config import SafetyConfig
-    from plend.trajectory import TrajectoryError, load_trajectory
+    from plend.control.trajectory import TrajectoryError, load_trajectory
+    from plend.core.config import SafetyConfig
 
     lower, upper = SafetyConfig().joint_limits()
     fake = tmp_path / "walk.mcap"

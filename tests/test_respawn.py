@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from gaits.sine import stand_pose
-from plend.config import Config
+from plend.control.loop import ControlLoop, Request, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import Supervisor
+from plend.core.config import Config
 from plend.hal import make_hal
-from plend.loop import ControlLoop, Request, StepClock
-from plend.safety import SafetyFilter
-from plend.supervisor import Supervisor
+from plend.hal.base import GroundTruth
 
 pytest.importorskip("pybullet")
 PERIOD = 0.02
@@ -22,7 +23,9 @@ PERIOD = 0.02
 class World:
     def __init__(self) -> None:
         config = Config()
-        self.hal = make_hal("sim", config, initial_pose=stand_pose())
+        hal = make_hal("sim", config, initial_pose=stand_pose())
+        assert isinstance(hal, GroundTruth)
+        self.hal = hal
         self.supervisor = Supervisor(config.safety, PERIOD, hal=self.hal)
         self.hal.open(PERIOD)
         safety = SafetyFilter.from_config(config.safety, PERIOD)

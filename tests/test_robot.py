@@ -10,11 +10,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import numpy as np
 import pytest
 
-from plend import robot, urdf
-from plend.robot import JOINT_NAMES, JOINTS, AdcInput
+from plend.model import robot, urdf
+from plend.model.robot import JOINT_NAMES, JOINTS, AdcInput
 
 # Free coordinates (along the axis) are None: only the coordinates across the axis matter.
 # index, name, role, axis, point (mm), lower, upper, pwm channel, adc (address, channel)
@@ -133,12 +135,15 @@ def test_packaged_urdf_is_the_generated_one() -> None:
     path = robot.urdf_path()
     assert path.is_absolute() and path.is_file()
     assert path.read_text(encoding="utf-8") == urdf.build_urdf(), (
-        "plend/data/plen2.urdf is stale; run: python -m plend.urdf > plend/data/plen2.urdf"
+        "plend/data/plen2.urdf is stale; run: python -m plend.model.urdf > plend/data/plen2.urdf"
     )
 
 
 def test_urdf_path_works_from_another_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    code = "from plend.robot import urdf_path; p = urdf_path(); print(p.is_absolute(), p.is_file()); print(p)"
+    code = (
+        "from plend.model.robot import urdf_path; p = urdf_path(); "
+        "print(p.is_absolute(), p.is_file()); print(p)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
@@ -152,7 +157,7 @@ def test_urdf_path_works_from_another_directory(tmp_path) -> None:  # type: igno
 
 
 @contextmanager
-def _bullet() -> Iterator[tuple[object, int]]:
+def _bullet() -> Iterator[tuple[Any, int]]:
     import pybullet as pb
 
     client = pb.connect(pb.DIRECT)
@@ -249,3 +254,23 @@ def test_stall_torque_and_speed_in_urdf_match_the_servos() -> None:
             info = pb.getJointInfo(body, joints[name], physicsClientId=c)
             assert info[10] == pytest.approx(urdf.SERVO_STALL_TORQUE_NM)
             assert info[11] == pytest.approx(urdf.SERVO_MAX_SPEED_RAD_S)
+
+
+def test_the_stand_pose_is_the_gaits_pose_at_rest() -> None:
+    from gaits.sine import GaitParams, joint_targets
+
+    solved = joint_targets(0.0, GaitParams(), 0.0)
+    assert np.array_equal(robot.stand_pose(), solved), (
+        "the gait's stand pose changed: copy joint_targets(0, GaitParams(), 0) into "
+        "plend.model.robot.STAND_POSE"
+    )
+
+
+def test_the_stand_pose_and_limits_cannot_be_changed_through_what_callers_get() -> None:
+    pose = robot.stand_pose()
+    pose[:] = 1.0
+    lower, upper = robot.joint_limits()
+    lower[:] = upper[:] = 0.0
+    assert robot.stand_pose()[0] == 0.0 and robot.stand_pose()[13] == 0.1
+    assert robot.joint_limits()[0][1] == -0.15 and robot.joint_limits()[1][1] == 1.50
+    assert all(j.within(q) for j, q in zip(JOINTS, robot.stand_pose(), strict=True))

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from plend import socketfile
-from plend.config import SocketConfig
-from plend.loop import Request
-from plend.protocol import Dispatcher, LoopCall
-from plend.server import WORKER_BACKLOG, ControlServer
+from plend.control.loop import Request
+from plend.core.config import SocketConfig
+from plend.daemon import socketfile
+from plend.daemon.protocol import Dispatcher, LoopCall
+from plend.daemon.server import WORKER_BACKLOG, ControlServer
 
 WORKERS = 2
 CAP = 16  # more than the slow requests that fit (workers + backlog)

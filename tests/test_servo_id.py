@@ -71,8 +71,8 @@ def test_the_simulations_own_servo_is_found_from_its_response() -> None:
     known parameters, is found again."""
     pytest.importorskip("pybullet")
     from plend.hal.sim import SimHal
-    from plend.robot import NUM_JOINTS, joint_index
-    from plend.sim_world import ServoModel, SimWorld
+    from plend.model.robot import NUM_JOINTS, joint_index
+    from plend.model.sim_world import ServoModel, SimWorld
 
     index = joint_index("r_ankle_r_foot")
     servo = {"delay_ms": 23.0, "time_constant_ms": 12.0, "dead_band_deg": 0.5, "backlash_deg": 1.5,

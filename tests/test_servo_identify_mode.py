@@ -16,15 +16,15 @@ from calibration.fit import FeedbackError
 from calibration.servo_checks import Recording, check_feedback
 from calibration.servo_excitation import choose_centre, two_runs
 from calibration.store import CALIBRATION_VERSION, CalibrationRecord, JointRecord, save, wired_joint_names
-from plend.calibration_mode import FILTER_SPEED_RAD_S, CalibrationCommandError, CalibrationMode
-from plend.config import Config, replace_section
-from plend.hal.emulated_robot import EmulatedHardwareHal
-from plend.hal.hardware import make_hardware_hal
-from plend.loop import ControlLoop, StepClock
-from plend.robot import joint
-from plend.safety import SafetyFilter
-from plend.servo_map import JointCalibration
-from plend.supervisor import Supervisor
+from plend.control.calibration_mode import FILTER_SPEED_RAD_S, CalibrationCommandError, CalibrationMode
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import Supervisor
+from plend.core.config import Config, replace_section
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
+from plend.model.robot import joint
+from plend.model.servo_map import JointCalibration
 
 pytest.importorskip("pybullet")
 
@@ -86,7 +86,7 @@ def make_rig(tmp_path: Path, calibrate: bool = True, **hardware: object) -> Rig:
     config = replace_section(config, "safety", max_speed_rad_s=SLEW)
     if calibrate:
         calibrated(tmp_path, config.hardware.robot_name())
-    hal = make_hardware_hal(config)
+    hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
     hal.open(PERIOD)
     supervisor = Supervisor(config.safety, PERIOD, hal=hal)

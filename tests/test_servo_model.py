@@ -11,8 +11,8 @@ import pytest
 
 from gaits.sine import stand_pose
 from plend.hal.servo_model import GEAR_FRICTION_NM, ServoBank
-from plend.robot import NUM_JOINTS, joint_index
-from plend.sim_world import ServoModel, SimWorld
+from plend.model.robot import NUM_JOINTS, joint_index
+from plend.model.sim_world import ServoModel, SimWorld
 
 DT = 0.02 / 3
 ON = np.ones(NUM_JOINTS, bool)
@@ -146,7 +146,7 @@ def test_offset_error_moves_the_link_but_not_the_reading() -> None:
         for _ in range(25):
             hal.write(stand_pose())
         read = hal.read().joint_pos[SHOULDER]
-        true = hal._link_angles()[SHOULDER]
+        true = hal.link_angles()[SHOULDER]
     assert read == pytest.approx(stand_pose()[SHOULDER], abs=2e-3)
     assert math.degrees(true - read) == pytest.approx(offset, abs=0.05)
 

@@ -22,11 +22,11 @@ from calibration.store import (
     save,
     wired_joint_names,
 )
-from plend.config import Config, replace_section
-from plend.errors import ConfigError
+from plend.core.config import Config, replace_section
+from plend.core.errors import ConfigError
+from plend.core.servo_source import apply_servo_model
 from plend.main import main as plend_main
-from plend.robot import joint_index
-from plend.servo_source import apply_servo_model
+from plend.model.robot import joint_index
 
 WHEN = "2025-05-01T12:00:00+00:00"
 KNEE = "r_knee_r_shin"

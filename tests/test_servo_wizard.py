@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from calibration.store import load
-from plend.hal.emulated_robot import true_servos
+from plend.hal.emulated.robot import true_servos
 from plend.plenctl import main as plenctl
 from tests.support import Daemon, wait_for_mode
 from tests.test_servo_identify_mode import calibrated

@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("pybullet")
 
 from gaits.sine import GaitParams, joint_targets, stand_pose
-from plend.config import SimWorld
-from plend.errors import HalError
+from plend.core.config import SimWorld
+from plend.core.errors import HalError
 from plend.hal.base import Sensors
 from plend.hal.sim import SimHal
-from plend.robot import joint_index
-from plend.sim_world import ServoModel
+from plend.model.robot import joint_index
+from plend.model.sim_world import ServoModel
 
 PERIOD = 0.02
 # PyBullet's motor alone, without the hobby servo's delay, lag, dead band and backlash:

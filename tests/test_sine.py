@@ -44,7 +44,7 @@ def test_wraps_around_without_a_jump() -> None:
 
 def test_phases_have_double_and_single_support() -> None:
     params = SpeedMap().params(0.5)
-    lifted = {"right": [], "left": []}
+    lifted: dict[str, list[float]] = {"right": [], "left": []}
     for k in range(200):
         feet = foot_targets(k / 200, params)
         base = foot_targets(k / 200, params, envelope=0.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plend.config import Config, PathsConfig, from_dict
-from plend.locations import SYSTEM_STATE_DIR, default_state_dir
+from plend.core.config import Config, PathsConfig, from_dict
+from plend.core.locations import SYSTEM_STATE_DIR, default_state_dir
 
 
 @pytest.fixture

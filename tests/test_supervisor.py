@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,55 +13,22 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gaits.sine import stand_pose
-from plend.behaviours import Trajectory
-from plend.config import SafetyConfig
-from plend.hal.base import ImuReading, Sensors
-from plend.loop import ControlLoop, StepClock
-from plend.robot import JOINT_NAMES, JOINTS, NUM_JOINTS
-from plend.safety import SafetyFilter
-from plend.supervisor import CommandError, Supervisor
+from plend.control.behaviours import Trajectory
+from plend.control.loop import ControlLoop, StepClock
+from plend.control.safety import SafetyFilter
+from plend.control.supervisor import CommandError, Supervisor
+from plend.core.config import SafetyConfig
+from plend.hal.fake import FakeHal
+from plend.model.robot import JOINT_NAMES, NUM_JOINTS, joint_limits
 
 DT = 0.02
-LOWER = np.array([j.lower for j in JOINTS])
-UPPER = np.array([j.upper for j in JOINTS])
+LOWER, UPPER = joint_limits()
 SLEW = 9.0 * DT
 
 
-class FakeRobot:
-    """Joints follow the last command exactly; the IMU tilt and sensor ages are settable."""
-
-    name = "fake"
-
-    def __init__(self, clock: StepClock, pose: np.ndarray | None = None):
-        self.clock = clock
-        self.q = stand_pose() if pose is None else pose.copy()
-        self.tilt_rad = 0.0
-        self.joint_age = 0.0
-        self.offset = np.zeros(NUM_JOINTS)  # measured minus commanded (a blocked servo)
-        self.writes: list[np.ndarray | None] = []
-
-    def open(self, tick_period_s: float) -> None: ...
-
-    def read(self) -> Sensors:
-        t = self.clock.now()
-        imu = ImuReading((1, 0, 0, 0), (self.tilt_rad, 0.0, 0.0), (0, 0, 0), (0, 0, 9.81))
-        return Sensors(
-            t, self.q + self.offset, imu, (True, True), joint_stamp=t - self.joint_age, imu_stamp=t
-        )
-
-    def write(self, targets: np.ndarray) -> None:
-        self.writes.append(targets.copy())
-        self.q = targets.copy()
-
-    def relax(self) -> None:
-        self.writes.append(None)
-
-    def close(self) -> None: ...
-
-
-def make(pose: np.ndarray | None = None, **safety: object) -> tuple[ControlLoop, Supervisor, FakeRobot]:
+def make(pose: np.ndarray | None = None, **safety: object) -> tuple[ControlLoop, Supervisor, FakeHal]:
     clock = StepClock()
-    robot = FakeRobot(clock, pose)
+    robot = FakeHal(clock, pose)
     config = SafetyConfig(**safety)  # type: ignore[arg-type]
     supervisor = Supervisor(config, DT)
     loop = ControlLoop(robot, supervisor, DT, SafetyFilter.from_config(config, DT), clock)
@@ -72,7 +40,7 @@ def hostile_trajectory(values: np.ndarray) -> Trajectory:
     return Trajectory(JOINT_NAMES, values, 50.0)
 
 
-commands = st.one_of(
+commands: st.SearchStrategy[tuple[str, dict[str, Any]]] = st.one_of(
     st.sampled_from(["stand", "relax", "stop", "estop", "reset", "policy_start"]).map(lambda n: (n, {})),
     st.floats(-1, 1).map(lambda s: ("gait", {"speed": s})),
     arrays(float, (5, NUM_JOINTS), elements=st.floats(-10, 10)).map(
@@ -83,7 +51,7 @@ commands = st.one_of(
 
 @settings(max_examples=80, deadline=None)
 @given(steps=st.lists(st.tuples(commands, st.integers(0, 40)), min_size=1, max_size=8))
-def test_any_command_sequence_keeps_targets_inside_limits_and_slew(steps: list) -> None:
+def test_any_command_sequence_keeps_targets_inside_limits_and_slew(steps: list[Any]) -> None:
     loop, supervisor, robot = make()
     for (name, args), ticks in steps:
         with contextlib.suppress(CommandError):  # refusals are part of the test
@@ -105,7 +73,7 @@ def test_switches_start_from_the_measured_pose() -> None:
     loop, supervisor, robot = make(pose=sagged)
     supervisor.handle("gait", speed=0.5)
     loop.tick()
-    assert np.max(np.abs(robot.writes[-1] - sagged)) < 0.05, "no jump toward a stale target"
+    assert np.max(np.abs(robot.last() - sagged)) < 0.05, "no jump toward a stale target"
     loop.run(200)
     assert supervisor.mode == "sine"
 
@@ -118,7 +86,7 @@ def test_stop_ends_walking_at_a_safe_point_and_stands() -> None:
     assert supervisor.mode == "sine", "stop waits for the next step boundary"
     loop.run(150)
     assert supervisor.mode == "stand"
-    assert np.allclose(robot.writes[-1], stand_pose(), atol=1e-6)
+    assert np.allclose(robot.last(), stand_pose(), atol=1e-6)
 
 
 def test_estop_relaxes_at_once_and_latches_until_reset() -> None:
@@ -205,14 +173,14 @@ def test_replay_plays_then_stands() -> None:
     supervisor.handle("replay", trajectory=Trajectory(("torso_r_shoulder",), positions, 10.0))
     loop.run(15)  # blend
     assert supervisor.mode == "replay"
-    seen = []
+    seen: list[float] = []
     for _ in range(20):
         loop.tick()
-        seen.append(robot.writes[-1][column])
+        seen.append(robot.last()[column])
     assert max(seen) == pytest.approx(0.3, abs=1e-6)
     loop.run(60)
     assert supervisor.mode == "stand"
-    assert robot.writes[-1][column] == pytest.approx(pose[column], abs=1e-6)
+    assert robot.last()[column] == pytest.approx(pose[column], abs=1e-6)
 
 
 def test_policy_start_without_a_policy_is_refused() -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from plend.config import DEFAULT_CONFIG_PATH, LoopConfig, PathsConfig, SocketConfig
-from plend.locations import SYSTEM_STATE_DIR
+from plend.core.config import DEFAULT_CONFIG_PATH, LoopConfig, PathsConfig, SocketConfig
+from plend.core.locations import SYSTEM_STATE_DIR
 from plend.pwm_off import all_off
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_unit_runs_the_daemon_from_the_venv_and_safe_off_after_every_stop() -> N
 
 
 def test_the_daemon_has_time_to_relax_before_sigkill() -> None:
-    from plend.daemon import SAFE_STOP_S
+    from plend.daemon.daemon import SAFE_STOP_S
 
     assert int(value("TimeoutStopSec")) >= SAFE_STOP_S + 2
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from plend import telemetry
-from plend.errors import PlendError
+from plend.control import telemetry
+from plend.control.telemetry import Recorder, RecordingError, TickRecord
+from plend.core.errors import PlendError
 from plend.hal.base import ImuReading
-from plend.robot import JOINT_NAMES, NUM_JOINTS
-from plend.telemetry import Recorder, RecordingError, TickRecord
+from plend.model.robot import JOINT_NAMES, NUM_JOINTS
 
 WALL = 1_700_000_000.25  # a fixed wall clock, seconds since the epoch
 
@@ -334,7 +334,7 @@ _KILLED_WRITER = """
 import sys, time
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
-from plend.telemetry import Recorder
+from plend.control.telemetry import Recorder
 from tests.test_telemetry import tick
 rec = Recorder(Path(sys.argv[1]))
 rec.start("killed.mcap")
@@ -373,7 +373,7 @@ def _full_disk(monkeypatch: pytest.MonkeyPatch, after_bytes: int) -> None:
     import errno
     import os
 
-    from plend import mcapfile
+    from plend.core import mcapfile
 
     real = os.pwrite
 

@@ -21,7 +21,7 @@ from calibration.camera import (  # noqa: E402
     measure_floor,
     save,
 )
-from plend.config import Config, from_dict  # noqa: E402
+from plend.core.config import Config, from_dict  # noqa: E402
 from plend.main import main  # noqa: E402
 from plend.track.detect import Lost, Measurement, make_tracker  # noqa: E402
 from plend.track.emulated import EmulatedCamera  # noqa: E402
@@ -114,6 +114,7 @@ def test_charuco_calibration_finds_the_camera(calibrated) -> None:
     path, cam, config = calibrated
     model = load(path).model()
     assert np.allclose(np.diag(model.matrix)[:2], cam.settings.focal_px, rtol=0.01)
+    assert model.floor is not None
     assert np.allclose(model.floor.t, cam.floor_in_camera.t, atol=0.01)
     tracker = make_tracker(config.track, model)
     seen = tracker.observe(cam.render(STANDING), 0.0)

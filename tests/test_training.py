@@ -24,7 +24,7 @@ pytest.importorskip("pybullet")
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 from gaits.sine import stand_pose  # noqa: E402
-from plend.config import SimWorld  # noqa: E402
+from plend.core.config import SimWorld  # noqa: E402
 from plend.hal.sim import SimHal, TorsoTruth  # noqa: E402
 from policies import evaluate, train  # noqa: E402
 from policies.commands import Reference  # noqa: E402

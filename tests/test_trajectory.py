@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plend.config import LimitsConfig, SafetyConfig
-from plend.trajectory import Trajectory, TrajectoryError, load_trajectory
+from plend.control.trajectory import Trajectory, TrajectoryError, load_trajectory
+from plend.core.config import LimitsConfig, SafetyConfig
 
 LOWER, UPPER = SafetyConfig().joint_limits()
 SECRET = "hunter2-SECRET"
@@ -31,6 +31,12 @@ def refused(path: Path, fragment: str, **kwargs: object) -> str:
     return message
 
 
+def _made(path: Path, make: Callable[[], object]) -> Path:
+    """``path`` after ``make()`` put something there."""
+    make()
+    return path
+
+
 def _npy(path: Path, dtype: object, shape: tuple[int, ...] = (10,), fill: float = 0.1) -> Path:
     data = np.zeros(shape, dtype=dtype)  # type: ignore[call-overload]
     for name in data.dtype.names or ():
@@ -47,7 +53,7 @@ NPY_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "integer field": (lambda p: _npy(p, [("r_thigh_r_knee", np.int32)]), "one float per sample"),
     "object field": (lambda p: _npy_object(p), "Python objects"),
     "two dimensions": (lambda p: _npy(p, [("r_thigh_r_knee", float)], (4, 3)), "one-dimensional"),
-    "plain array": (lambda p: (np.save(p, np.zeros((5, 18))), p)[1], "structured array"),
+    "plain array": (lambda p: _made(p, lambda: np.save(p, np.zeros((5, 18)))), "structured array"),
     "secret field name": (lambda p: _npy(p, [(SECRET, float)]), "field 1 of 1 is not a joint"),
     "no samples": (lambda p: _npy(p, [("r_thigh_r_knee", float)], (0,)), "no samples"),
     "cut short": (lambda p: _truncated(p), "cut short or damaged"),
@@ -83,11 +89,14 @@ def test_a_structured_npy_of_joint_floats_is_read(tmp_path: Path) -> None:
 
 
 NOT_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "fifo": (lambda p: (os.mkfifo(p), p)[1], "is a FIFO (named pipe), not a regular file"),
-    "directory": (lambda p: (p.mkdir(), p)[1], "is a directory, not a regular file"),
+    "fifo": (lambda p: _made(p, lambda: os.mkfifo(p)), "is a FIFO (named pipe), not a regular file"),
+    "directory": (lambda p: _made(p, p.mkdir), "is a directory, not a regular file"),
     "/dev/zero": (lambda p: Path("/dev/zero"), "is a character device, not a regular file"),
     "missing": (lambda p: p, "no such file"),
-    "dangling link": (lambda p: (p.symlink_to(p.parent / "gone"), p)[1], "symbolic link to a missing file"),
+    "dangling link": (
+        lambda p: _made(p, lambda: p.symlink_to(p.parent / "gone")),
+        "symbolic link to a missing file",
+    ),
 }
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plend.errors import ConfigError
+from plend.core.errors import ConfigError
 from plend.main import main
-from plend.robot import urdf_path
-from plend.sim_world import SimWorld
-from plend.urdf_model import check_robot_urdf, make_variant, sole_points
+from plend.model.robot import urdf_path
+from plend.model.sim_world import SimWorld
+from plend.model.urdf_model import check_robot_urdf, make_variant, sole_points
 
 PACKAGED = urdf_path().read_text()
 
@@ -141,9 +141,9 @@ def test_rounded_soles_replace_the_box_with_a_mesh(tmp_path: Path) -> None:
         assert mesh is not None and Path(mesh.get("filename", "")).is_file()
     # A model whose foot is not one box cannot be rounded: told so.
     root2 = ET.fromstring(PACKAGED)
-    foot = root2.find("link[@name='r_foot']")
-    assert foot is not None
-    foot.append(ET.fromstring('<collision><geometry><sphere radius="0.01"/></geometry></collision>'))
+    foot_link = root2.find("link[@name='r_foot']")
+    assert foot_link is not None
+    foot_link.append(ET.fromstring('<collision><geometry><sphere radius="0.01"/></geometry></collision>'))
     path = write(tmp_path, ET.tostring(root2, encoding="unicode"), "two_shapes.urdf")
     with pytest.raises(
         ConfigError, match="rounded or convex soles need the foot link r_foot to collide as one box"
@@ -170,7 +170,7 @@ def test_a_model_pybullet_cannot_load_is_one_line_and_leaves_nothing_open(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("pybullet")
-    from plend.errors import HalError
+    from plend.core.errors import HalError
     from plend.hal.sim import SimHal
 
     # It passes the joint check, but names a mesh that is not there.

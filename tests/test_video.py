@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from gaits.sine import stand_pose
-from plend.config import Config
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions, run
+from plend.daemon.render import SKY, Camera, render
+from plend.daemon.video import VideoOptions
 from plend.hal.sim import SimHal
 from plend.hal.sim_scene import CameraView
-from plend.headless import RunOptions, run
 from plend.main import main as plend
-from plend.render import SKY, Camera, render
-from plend.video import VideoOptions
 
 cv2 = pytest.importorskip("cv2")
 TIMING = {"wall_s", "sim_realtime_factor", "tick_compute_ms", "rate_hz", "video"}
@@ -28,7 +28,7 @@ def figures(summary: dict[str, object]) -> dict[str, object]:
 
 def frames_of(path: Path) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[np.ndarray] = []
     while True:
         ok, frame = capture.read()
         if not ok:
@@ -66,7 +66,8 @@ def test_the_gif_loops_at_the_frame_rate(tmp_path: Path) -> None:
     path = tmp_path / "walk.gif"
     summary = run(Config(), RunOptions(duration_s=1.0, fast=True, video=VideoOptions(path, fps=10.0)))
     with Image.open(path) as gif:
-        assert (gif.n_frames, gif.size) == (summary["video"]["frames"], (320, 240))
+        frames = gif.n_frames  # type: ignore[attr-defined]  # a GIF's, not every image's
+        assert (frames, gif.size) == (summary["video"]["frames"], (320, 240))
         assert gif.info["duration"] == 100 and gif.info["loop"] == 0
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plend.config import Config, GaitConfig, SimWorld
-from plend.headless import RunOptions, run
+from plend.core.config import Config, GaitConfig, SimWorld
+from plend.daemon.headless import RunOptions, run
 
 pytest.importorskip("pybullet")
 
@@ -124,7 +124,7 @@ def test_balance_walks_on_soles_the_open_loop_gait_falls_on(speed: float, lower:
     soles = {f"sole_height_{lower}_mm": 6.0, "sole_edge_radius_mm": 4.0}  # one 6 mm lower, rounded
     open_loop = walk(speed, balance=False, **soles)
     assert open_loop["fell"], "without feedback these soles tip the robot over"
-    balanced = walk(speed, **soles)
+    balanced = walk(speed, **soles)  # type: ignore[arg-type]  # the soles go to **world
     assert not balanced["fell"], balanced
     assert balanced["distance_m"] >= (0.45 if speed == 0.5 else 0.6), balanced
     assert balanced["safety_interventions"]["limit"] == 0

@@ -13,12 +13,12 @@ import pytest
 pytest.importorskip("pybullet")
 
 from gaits.sine import stand_pose
-from plend.config import Config, replace_section
+from plend.core.config import Config, replace_section
+from plend.daemon.headless import RunOptions, run
 from plend.hal.sim import SimHal
-from plend.headless import RunOptions, run
-from plend.robot import urdf_path
-from plend.sim_world import SimWorld
-from plend.worlds import draw_world
+from plend.model.robot import urdf_path
+from plend.model.sim_world import SimWorld
+from plend.model.worlds import draw_world
 
 PERIOD = 0.02
 

@@ -8,11 +8,11 @@ import tomllib
 import numpy as np
 import pytest
 
-from plend.config import from_dict
-from plend.errors import ConfigError
+from plend.core.config import from_dict
+from plend.core.errors import ConfigError
 from plend.main import main
-from plend.sim_world import ServoModel, SimWorld, world_dict
-from plend.worlds import FACTORS, draw_world, world_toml
+from plend.model.sim_world import ServoModel, SimWorld, world_dict
+from plend.model.worlds import FACTORS, draw_world, world_toml
 
 BAD_WORLD_KEYS = [
     (

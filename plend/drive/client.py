@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from plend.core.errors import PlendError
 from plend.drive.gamepad import Gamepad, GamepadGoneError, PadEvent
 from plend.drive.keys import KEY_ACTIONS, Command, KeyDecoder, apply, changes_command
 from plend.drive.link import Link
 from plend.drive.settings import DriveConfig
-from plend.errors import PlendError
 
 HELP = (
     "drive: Up/Down or w/s speed, Left/Right or a/d turn, q/e side step, space stop, Enter stand, "

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from gaits.sine import GaitError, check_command
-from plend.config import Config
+from plend.control.loop import ControlLoop
+from plend.core.config import Config
+from plend.core.errors import PlendError
+from plend.daemon.protocol import quote
+from plend.daemon.server import ArgumentError, Handler, LoopCall, argument, current_connection
 from plend.drive.lease import COMMAND_KEYS, DriveLease
 from plend.drive.motion import motion
-from plend.errors import PlendError
-from plend.loop import ControlLoop
-from plend.protocol import quote
-from plend.server import ArgumentError, Handler, LoopCall, argument, current_connection
 
 log = logging.getLogger("plend.drive")
 

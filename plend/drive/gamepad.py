@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from plend.core.errors import PlendError
 from plend.drive.settings import AXES, BUTTONS, GamepadConfig
-from plend.errors import PlendError
 
 EVENT = struct.Struct("llHHi")  # struct input_event: timeval, type, code, value
 EV_KEY, EV_ABS = 0x01, 0x03

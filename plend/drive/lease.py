@@ -20,7 +20,7 @@ import inspect
 import math
 from typing import Any
 
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 
 # Commands that take the robot out of the driver's hands.
 ENDS_DRIVE = frozenset(

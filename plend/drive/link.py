@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from plend.core.errors import PlendError
 from plend.drive.keys import Command
-from plend.errors import PlendError
 
 IDLE_PERIOD_S = 0.25  # status requests while no session runs
 

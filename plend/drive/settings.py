@@ -1,14 +1,14 @@
 """The ``[drive]`` configuration: the dead-man lease, key steps and the gamepad mapping.
 
-Imported by plend.config; needs nothing beyond the standard library.
+Imported by plend.core.config; needs nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from plend.checks import check_bool, check_choice, check_range
-from plend.errors import ConfigError
+from plend.core.checks import check_bool, check_choice, check_range
+from plend.core.errors import ConfigError
 
 # Linux input event codes (linux/input-event-codes.h) that a mapping may name.
 AXES = {

@@ -1,56 +1,37 @@
-"""The hardware boundary: what every backend reads and writes, in SI units."""
+"""The hardware boundary: what every backend reads and writes, in SI units, and what some
+backends can do besides.
+
+:class:`Hal` is what the control loop needs from every backend. Anything more is a
+*capability*: a small runtime-checkable protocol below, which a backend declares by
+naming it among its base classes (``class SimHal(Hal, GroundTruth, Respawn)``), so that
+mypy checks the backend's methods against it. Code that can use a capability asks with
+``isinstance(hal, GroundTruth)`` once, when it is built, never by attribute name. A new
+capability (a servo model the backend was identified with, a pose it measures itself) is
+one more protocol here, declared by the backends that have it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from plend.model.sensors import ImuReading, Sensors, TorsoTruth
+from plend.model.servo_map import Calibration
 
-@dataclass(frozen=True)
-class ImuReading:
-    """Orientation, angular rate and specific force of the torso, in its own frame.
+if TYPE_CHECKING:
+    from plend.hal.sim_scene import CameraView, SceneBox
 
-    ``quat`` is (w, x, y, z) from the torso frame to the world; ``euler`` is roll, pitch,
-    yaw (rad); ``gyro`` is rad/s; ``accel`` is m/s^2 as an accelerometer measures it
-    (about +9.81 on z when standing still and upright).
-    """
-
-    quat: tuple[float, float, float, float]
-    euler: tuple[float, float, float]
-    gyro: tuple[float, float, float]
-    accel: tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class Sensors:
-    """One tick's readings.
-
-    ``stamp`` is the backend's time (s) of this read; ``joint_stamp`` and ``imu_stamp``
-    are when the joint angles and the IMU data were last read successfully (the same as
-    ``stamp`` when they are fresh). Joint angles without feedback are NaN.
-    """
-
-    stamp: float
-    joint_pos: np.ndarray
-    imu: ImuReading
-    contacts: tuple[bool, bool]  # right, left sole touching the ground
-    faults: tuple[str, ...] = field(default=())
-    joint_stamp: float | None = None
-    imu_stamp: float | None = None
-
-    def joint_age(self) -> float:
-        """Seconds since the joint angles were last read."""
-        return 0.0 if self.joint_stamp is None else self.stamp - self.joint_stamp
-
-    def imu_age(self) -> float:
-        """Seconds since the IMU was last read."""
-        return 0.0 if self.imu_stamp is None else self.stamp - self.imu_stamp
+__all__ = [
+    "BusFigures", "Calibratable", "Diagnostics", "Filmable", "GroundTruth", "Hal", "ImuReading", "JointTruth",
+    "PoseSource", "Respawn", "Sensors", "ServoTruth", "SimulationState", "StatusReport", "TorsoTruth",
+]  # fmt: skip
 
 
 class Hal(Protocol):
-    """A robot backend. The control loop calls ``write`` or ``relax`` exactly once a tick.
+    """A robot backend. The control loop calls ``write``, ``write_some`` or ``relax``
+    exactly once a tick.
 
     Constructors do no I/O; ``open`` does. ``close`` is idempotent and leaves the servos
     relaxed.
@@ -75,3 +56,136 @@ class Hal(Protocol):
 
     def close(self) -> None:
         """Relax and release the robot; safe to call more than once."""
+
+
+@runtime_checkable
+class GroundTruth(Protocol):
+    """A simulated robot knows where its torso really is (evaluation, the emulated
+    camera, observations that only a simulation has)."""
+
+    def truth(self) -> TorsoTruth:
+        """The torso's true pose now."""
+
+
+@runtime_checkable
+class JointTruth(Protocol):
+    """A simulated robot behind real sensors knows its joints' true angles, whatever its
+    calibration makes of them (status and the calibration wizard's rehearsal)."""
+
+    def true_joint_angles(self) -> np.ndarray:
+        """The joints' actual angles (rad, canonical order) at the last read."""
+
+
+@runtime_checkable
+class Respawn(Protocol):
+    """A simulated robot that fell can be stood up again where it lies."""
+
+    def respawn(self, pose: np.ndarray) -> None:
+        """Stand the robot up, its joints at ``pose`` and powered."""
+
+
+@runtime_checkable
+class Calibratable(Protocol):
+    """A backend that drives servo pulses and reads raw feedback through a calibration:
+    what calibration mode and the wizard need."""
+
+    calibration: Calibration
+
+    def raw_code(self, index: int) -> float:
+        """The last feedback ADC code of joint ``index`` (NaN before the first read)."""
+
+    def pulse_us(self, index: int, angle_rad: float) -> float:
+        """The pulse (microseconds) joint ``index`` gets for ``angle_rad``."""
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Drive and read every joint through ``calibration`` from the next tick on."""
+
+    def imu_calibration_status(self) -> int | None:
+        """The IMU's calibration status byte, or None when it did not answer."""
+
+    def read_imu_offsets(self) -> tuple[int, ...]:
+        """The IMU's calibration offsets; raises HalError when it does not answer."""
+
+    def feedback_stamp(self, index: int) -> float:
+        """When joint ``index``'s feedback was last read (-inf before the first read)."""
+
+    @property
+    def pwm_frame_s(self) -> float | None:
+        """The PWM chip's frame period: a pulse written now reaches the servos at the start
+        of the next frame (None where a pulse acts at once, or before set-up)."""
+
+
+@runtime_checkable
+class ServoTruth(Protocol):
+    """A simulated robot whose servos are hidden from the software that measures them
+    (the emulated robot's): what servo identification should find, to check it."""
+
+    def true_servo(self, index: int, since: float, until: float = ...) -> dict[str, float]:
+        """Joint ``index``'s true servo model over the ticks stamped ``since`` to ``until``."""
+
+
+@runtime_checkable
+class StatusReport(Protocol):
+    """A backend with figures of its own for ``plenctl status`` (bus counters)."""
+
+    def status(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+
+
+@runtime_checkable
+class BusFigures(Protocol):
+    """A backend on an emulated bus reports its traffic per tick (batch run summaries)."""
+
+    def bus_figures(self) -> dict[str, float]:
+        """Transactions, bytes and busy milliseconds per tick since open."""
+
+
+@runtime_checkable
+class Diagnostics(Protocol):
+    """The robot's chips, one by one, for ``plend probe``."""
+
+    def expected_chips(self) -> dict[int, str]:
+        """The chips the robot should have: I2C address -> what it is."""
+
+    def scan(self) -> set[int]:
+        """Addresses that answer on the bus."""
+
+    def read_register(self, address: int, register: int, length: int = 1) -> bytes | None:
+        """``length`` bytes from ``register`` of the chip at ``address``; None on an I/O error."""
+
+    def transfers(self) -> dict[str, Callable[[], object]]:
+        """Each kind of per-tick transfer, by name, as one call (to time them)."""
+
+    def bus_time(self) -> float | None:
+        """An emulated bus's own clock (s), or None on a real bus."""
+
+
+@runtime_checkable
+class SimulationState(Protocol):
+    """What a training environment reads from a simulated robot beyond its sensors."""
+
+    def link_angles(self) -> np.ndarray:
+        """The joints' true angles in the physics engine (rad, canonical order)."""
+
+    def foot_orientations(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """World orientation quaternions (x, y, z, w) of the right and the left foot."""
+
+
+@runtime_checkable
+class Filmable(GroundTruth, Protocol):
+    """A simulated robot that can be drawn: videos of batch runs (plend.daemon.video)."""
+
+    def scene(self) -> list[SceneBox]:
+        """The robot's boxes in the world frame; reads, never steps."""
+
+    def render(self, view: CameraView) -> np.ndarray:
+        """The world seen from ``view``: RGB, (height, width, 3); reads, never steps."""
+
+
+@runtime_checkable
+class PoseSource(Protocol):
+    """The torso's pose measured from outside the robot (the camera tracker's poses as
+    the daemon keeps them: plend.daemon.pose.PoseStore)."""
+
+    def problem(self, needs_orientation: bool = False) -> str | None:
+        """Why the latest pose cannot be used now (none yet, too old, no orientation), or None."""

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from plend.config import Config, HardwareConfig
-from plend.errors import HalError
-from plend.hal.base import ImuReading, Sensors
-from plend.robot import JOINTS, NUM_JOINTS
-from plend.servo_map import Calibration, JointCalibration, angle_to_pulse_us, code_to_angle
+from plend.core.config import Config, HardwareConfig
+from plend.core.errors import HalError
+from plend.hal.base import Calibratable, Diagnostics, Hal, ImuReading, Sensors, StatusReport
+from plend.model.robot import JOINTS, NUM_JOINTS, stand_pose
+from plend.model.servo_map import Calibration, JointCalibration, angle_to_pulse_us, code_to_angle
 
 log = logging.getLogger("plend.hardware")
 
@@ -66,7 +66,7 @@ def quat_to_euler(w: float, x: float, y: float, z: float) -> tuple[float, float,
     return roll, pitch, yaw
 
 
-class HardwareHal:
+class HardwareHal(Hal, Calibratable, StatusReport, Diagnostics):
     """The real robot (or its emulation) behind the HAL interface."""
 
     name = "hardware"
@@ -140,7 +140,8 @@ class HardwareHal:
             "round-robin (one channel per chip a tick)" if self.round_robin else "full sweep every tick",
         )
 
-    def _expected(self) -> dict[int, str]:
+    def expected_chips(self) -> dict[int, str]:
+        """The chips this robot should have: I2C address -> what it is."""
         chips = {self.config.pwm_address: "PCA9685 (servo PWM)", self.config.imu_address: "BNO055 (IMU)"}
         chips.update({a: f"ADS1115 #{i} (servo feedback)" for i, a in enumerate(self.config.adc_addresses)})
         return chips
@@ -156,7 +157,7 @@ class HardwareHal:
 
     def _check_chips(self) -> None:
         found = self.scan()
-        missing = [f"{name} at 0x{a:02x}" for a, name in self._expected().items() if a not in found]
+        missing = [f"{name} at 0x{a:02x}" for a, name in self.expected_chips().items() if a not in found]
         if missing:
             answered = ", ".join(f"0x{a:02x}" for a in sorted(found)) or "none"
             self.close()
@@ -369,6 +370,33 @@ class HardwareHal:
             )
         return tuple(buf)
 
+    # -- diagnostics (plend probe) --------------------------------------------------------
+
+    def read_register(self, address: int, register: int, length: int = 1) -> bytes | None:
+        """``length`` bytes from ``register`` of the chip at ``address`` (retried once), or
+        None when it did not answer."""
+        self._require()
+        devices = {self.config.pwm_address: self._pwm, self.config.imu_address: self._bno}
+        devices.update(zip(self.config.adc_addresses, self._adcs, strict=True))
+        if address not in devices:
+            raise HalError(f"no chip of this robot at 0x{address:02x}; expected: {sorted(devices)}")
+        buf = bytearray(length)
+        return bytes(buf) if self._transfer(devices[address], bytes([register]), buf) else None
+
+    def transfers(self) -> dict[str, Callable[[], object]]:
+        """The per-tick transfers, one call each, as the loop makes them (the servo burst
+        holds the stand pose)."""
+        pose = stand_pose()
+        return {
+            "16 PWM channels, one burst": lambda: self._write_frame(pose, None),
+            "16 ADC channels, 4 in parallel": lambda: self._sweep([0, 1, 2, 3]),
+            "IMU data, one burst": self._read_imu,
+        }
+
+    def bus_time(self) -> float | None:
+        """A real bus has no clock of its own."""
+        return None
+
     # -- transfers -----------------------------------------------------------------------
 
     def _transfer(self, device: Any, out: bytes, into: bytearray | None = None) -> bool:
@@ -412,24 +440,15 @@ class HardwareHal:
         }
 
 
-def make_hardware_hal(config: Config, initial_pose: np.ndarray | None = None) -> HardwareHal:
-    """The hardware backend on the configured bus, with the stored calibration (or the
-    default, with a warning at open)."""
-    from calibration.store import load_for_robot, remove_stale_temps
-    from gaits.sine import stand_pose
-
-    path = config.calibration_path()
-    if path.parent.is_dir():
-        remove_stale_temps(path)  # left by a writer killed mid-save; the file itself is whole
-    calibration = load_for_robot(path, config.hardware.robot_name())
-    if config.hardware.bus == "emulated":
-        from plend.hal.emulated_robot import EmulatedHardwareHal, EmulatedRobot, miscalibrated
-
-        pose = stand_pose() if initial_pose is None else initial_pose
-        seed = config.hardware.emulated_miscalibration_seed
-        truth = Calibration() if seed is None else miscalibrated(seed, config.hardware.feedback_polarity)
-        robot = EmulatedRobot(config.hardware, config.sim, truth, pose)
-        return EmulatedHardwareHal(config.hardware, calibration, robot)
+def make_hardware_hal(
+    config: Config, calibration: Calibration | None = None, initial_pose: np.ndarray | None = None
+) -> HardwareHal:
+    """The hardware backend on the robot's I2C bus, driving and reading the servos through
+    ``calibration`` (the start-up code loads it: plend.daemon.runtime.robot_calibration)."""
     from plend.hal.i2c_bus import make_i2c_bus
 
+    if calibration is None:
+        raise HalError(
+            "the hardware backend needs the robot's calibration (plend.daemon.runtime.robot_calibration)"
+        )
     return HardwareHal(config.hardware, calibration, make_i2c_bus)

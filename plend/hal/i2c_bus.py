@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plend.errors import HalError
+from plend.core.errors import HalError
 
 I2C_DEVICE = Path("/dev/i2c-1")  # the Pi's i2c_arm bus, GPIO 2 (SDA) and 3 (SCL)
 GPIOD_REQUIREMENT = "gpiod>=2.2.2,<3"

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from plend.sim_world import ServoTable
+from plend.model.sim_world import ServoTable
 
 # An unpowered hobby servo still resists through its gear train: a small friction torque.
 GEAR_FRICTION_NM = 0.002

@@ -10,42 +10,24 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import math
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from plend.config import Config, SimWorld
-from plend.errors import HalError, require_package
-from plend.hal.base import ImuReading, Sensors
+from plend.core.config import Config, SimWorld
+from plend.core.errors import HalError, require_package
+from plend.hal.base import Filmable, Hal, ImuReading, Respawn, Sensors, SimulationState, TorsoTruth
 from plend.hal.servo_model import ServoBank
 from plend.hal.sim_frames import WorldFrames
 from plend.hal.sim_scene import CameraView, SceneBox, SceneReader, tiny_render
-from plend.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
-from plend.urdf_model import RobotModel, check_robot_urdf, make_variant
+from plend.model.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
+from plend.model.urdf_model import RobotModel, check_robot_urdf, make_variant
 
 GRAVITY = 9.81
-
-
-@dataclass(frozen=True)
-class TorsoTruth:
-    """Ground-truth torso pose for evaluation: world position (m), roll/pitch/yaw (rad)
-    and world linear velocity (m/s)."""
-
-    position: tuple[float, float, float]
-    euler: tuple[float, float, float]
-    velocity: tuple[float, float, float]
-
-    @property
-    def tilt(self) -> float:
-        """Angle between the torso's up axis and the world's up axis, rad."""
-        roll, pitch, _ = self.euler
-        return math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
 
 
 def _import_pybullet():  # type: ignore[no-untyped-def]
@@ -77,7 +59,7 @@ def robot_model(world: SimWorld) -> RobotModel:
     return check_robot_urdf(Path(world.urdf).expanduser() if world.urdf else urdf_path())
 
 
-class SimHal:
+class SimHal(Hal, Filmable, Respawn, SimulationState):
     """The robot in PyBullet. Constructing it does nothing; :meth:`open` starts physics
     (after checking the robot model, so a model that is not the robot never moves)."""
 
@@ -289,7 +271,7 @@ class SimHal:
         for k in range(self.world.substeps):
             t = self.sim_time + k * self._dt
             servos.step(t)
-            links = self._link_angles() if servos.has_backlash else None
+            links = self.link_angles() if servos.has_backlash else None
             pb.setJointMotorControlArray(
                 self._robot, self._index, pb.POSITION_CONTROL, **servos.motor_targets(links), **c
             )
@@ -297,20 +279,22 @@ class SimHal:
             pb.stepSimulation(**c)
         self.sim_time += self.period
 
-    def _link_angles(self) -> np.ndarray:
+    def link_angles(self) -> np.ndarray:
+        """The joints' true angles in PyBullet (rad, canonical order): the servo models'
+        offsets included, no sensor noise."""
         states = self._pb.getJointStates(self._robot, self._index, **self._c)
         return np.fromiter((s[0] for s in states), float, NUM_JOINTS)
 
     def _command(self, targets: np.ndarray, powered: np.ndarray | None = None, after_s: float = 0.0) -> None:
         mask = np.ones(NUM_JOINTS, bool) if powered is None else powered
         at = self.sim_time + after_s if after_s > 0 else None
-        self._servos.command(self.sim_time, targets, mask, self._link_angles(), at)
+        self._servos.command(self.sim_time, targets, mask, self.link_angles(), at)
         self._last_targets = targets
         self._last_powered = powered
         self._powered = True
 
     def _unpower(self, joints: np.ndarray) -> None:
-        self._servos.command(self.sim_time, self._last_targets, ~joints, self._link_angles())
+        self._servos.command(self.sim_time, self._last_targets, ~joints, self.link_angles())
         self._powered = bool(not joints.all())
 
     def _push(self, t: float) -> None:
@@ -385,6 +369,12 @@ class SimHal:
         self._require()
         return tiny_render(self._pb, self._c, view)
 
+    def foot_orientations(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """World orientation quaternions (x, y, z, w) of the right and the left foot link."""
+        self._require()
+        states = self._pb.getLinkStates(self._robot, list(self._foot_links), **self._c)
+        return tuple(states[0][5]), tuple(states[1][5])
+
     def set_joint_angles(self, angles: np.ndarray) -> None:
         """Teleport the joints (their links' true angles) to ``angles`` (for model checks,
         not for control)."""
@@ -393,6 +383,8 @@ class SimHal:
             self._pb.resetJointState(self._robot, i, q, targetVelocity=0.0, **self._c)
 
 
-def make_sim_hal(config: Config, initial_pose: np.ndarray | None = None) -> SimHal:
-    """Factory used by the HAL registry."""
+def make_sim_hal(
+    config: Config, calibration: object = None, initial_pose: np.ndarray | None = None
+) -> SimHal:
+    """Factory used by the HAL registry (a simulated robot needs no calibration)."""
     return SimHal(config.sim, initial_pose)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from plend.sim_world import SimWorld
+from plend.model.sim_world import SimWorld
 
 GRAVITY = 9.81
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.config import Config
-from plend.errors import ConfigError, PlendError
+from plend.core.config import Config
+from plend.core.errors import ConfigError, PlendError
 
 log = logging.getLogger("plend.track")
 

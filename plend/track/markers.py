@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from plend.errors import PlendError, require_package
+from plend.core.errors import PlendError, require_package
 
 # The calibration board: a ChArUco board in its own dictionary, so that none of its
 # markers can be taken for the robot's or the floor's.

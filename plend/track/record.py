@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from mcap.writer import Writer
 
-from plend.telemetry import RecordingError
+from plend.control.telemetry import RecordingError
 from plend.track.detect import Lost, Observation
 
 _NUMBERS = {"type": ["array", "null"], "items": {"type": "number"}}

@@ -4,14 +4,13 @@ as the machine allows) and the tracker measures the walk against the simulation'
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from gaits.sine import check_speed, stand_pose
-from plend.config import Config
-from plend.hal import make_hal
-from plend.loop import ControlLoop, StepClock
-from plend.safety import SafetyFilter
-from plend.supervisor import Supervisor
+from plend.control.behaviours import Mode
+from plend.core.config import Config
+from plend.daemon.runtime import RuntimeOptions, Start, build_runtime
+from plend.hal.base import GroundTruth
 from plend.track.detect import CameraModel, make_tracker
 from plend.track.emulated import EmulatedCamera
 from plend.track.geometry import Pose
@@ -26,19 +25,15 @@ def rehearse(
     recorder: PoseRecorder | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Walk ``duration_s`` seconds and return the tracker's summary of it."""
-    period = 1.0 / config.loop.rate_hz
     camera = EmulatedCamera(config.track)
     tracker = make_tracker(config.track, model or camera.model())
-    hal = make_hal("sim", config, initial_pose=stand_pose())
-    supervisor = Supervisor(config.safety, period)
+    runtime = build_runtime(replace(config, hal="sim"), RuntimeOptions(batch=True))
+    hal, supervisor, loop, period = runtime.hal, runtime.supervisor, runtime.loop, runtime.period
+    assert isinstance(hal, GroundTruth)
     summary = WalkSummary()
     hal.open(period)
     try:
-        loop = ControlLoop(
-            hal, supervisor, period, SafetyFilter.from_config(config.safety, period), StepClock()
-        )
-        loop.start()
-        supervisor.handle("gait", speed=check_speed(speed))
+        runtime.start(Start("sine", speed))
         film = _Filming(camera, tracker, summary, recorder, config.track.method, hal)
         for tick in range(round(duration_s / period)):
             loop.tick()
@@ -47,7 +42,7 @@ def rehearse(
                 break
         supervisor.handle("stop")
         for _ in range(int(STOP_TIMEOUT_S / period)):
-            if supervisor.mode == "stand":
+            if supervisor.mode == Mode.STAND:
                 break
             loop.tick()
     finally:
@@ -61,7 +56,13 @@ class _Filming:
     """Takes a frame whenever the camera's next frame time has come."""
 
     def __init__(
-        self, camera: EmulatedCamera, tracker: Any, summary: WalkSummary, recorder: Any, source: str, hal: Any
+        self,
+        camera: EmulatedCamera,
+        tracker: Any,
+        summary: WalkSummary,
+        recorder: Any,
+        source: str,
+        hal: GroundTruth,
     ):
         self.camera, self.tracker, self.summary, self.recorder = camera, tracker, summary, recorder
         self.source, self.hal = source, hal

@@ -1,5 +1,5 @@
 """The ``[track]`` configuration: the camera, the markers, the pose stream, and the
-emulated camera. Imported by plend.config; needs no OpenCV."""
+emulated camera. Imported by plend.core.config; needs no OpenCV."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ ARUCO_DICTIONARIES = (
 
 
 def _checks() -> Any:
-    from plend import config  # late: plend.config imports this module
+    from plend.core import config  # late: plend.core.config imports this module
 
     return config
 
 
 def _vector(key: str, value: Any, n: int, lo: float, hi: float) -> tuple[float, ...]:
-    from plend.errors import ConfigError
+    from plend.core.errors import ConfigError
 
     if not isinstance(value, (list, tuple)) or len(value) != n:
         raise ConfigError(f"{key} must be a list of {n} numbers, got {value!r}")
@@ -74,7 +74,7 @@ class EmulatedCameraConfig:
         c._check_range("track.emulated.latency_s", self.latency_s, 0.0, 2.0)
         c._check_int("track.emulated.seed", self.seed, 0, 2**32 - 1)
         if self.position_m[2] <= self.look_at_m[2]:
-            from plend.errors import ConfigError
+            from plend.core.errors import ConfigError
 
             raise ConfigError("track.emulated.position_m must be above track.emulated.look_at_m")
 

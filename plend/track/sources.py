@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from plend.errors import PlendError
+from plend.core.errors import PlendError
 from plend.track.emulated import EmulatedCamera, Frame
 from plend.track.geometry import Pose
 from plend.track.link import DaemonLink

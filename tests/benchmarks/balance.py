@@ -10,7 +10,7 @@ Run with ``.venv/bin/python tests/benchmarks/balance.py``. Prints:
 The robustness suite and the model with uneven rounded soles, with the balance layer on
 and off, are ``tests/benchmarks/robustness.py``.
 
-Every run is ``plend.headless.run``, the same path as ``plend run --fast``.
+Every run is ``plend.daemon.headless.run``, the same path as ``plend run --fast``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Any
 
-from plend.config import Config, GaitConfig
-from plend.headless import RunOptions, run
+from plend.core.config import Config, GaitConfig
+from plend.daemon.headless import RunOptions, run
 
 SECONDS = 20.0
 OPEN_LOOP = GaitConfig(balance=False)

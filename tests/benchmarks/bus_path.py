@@ -17,10 +17,10 @@ from collections.abc import Callable
 import numpy as np
 
 from gaits.sine import stand_pose
-from plend.config import Config, replace_section
-from plend.hal.emulated_robot import EmulatedHardwareHal
-from plend.hal.hardware import make_hardware_hal
-from plend.robot import JOINTS
+from plend.core.config import Config, replace_section
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.robot import EmulatedHardwareHal, make_emulated_hardware_hal
+from plend.model.robot import JOINTS
 
 
 def measure(hal: EmulatedHardwareHal, tick: Callable[[], None], ticks: int) -> dict[str, float]:
@@ -78,7 +78,7 @@ def fast_tick(hal: EmulatedHardwareHal) -> Callable[[], None]:
 def main() -> int:
     ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     config = replace_section(Config(hal="hardware"), "hardware", bus="emulated", adc_sweep="full")
-    hal = make_hardware_hal(config)
+    hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
     hal.open(0.02)
     hal.write = super(EmulatedHardwareHal, hal).write  # type: ignore[method-assign]  # no physics step

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from calibration.store import load
-from plend.hal.emulated_robot import miscalibrated
+from plend.hal.emulated.robot import miscalibrated
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' daemon helper
 from tests.support import Daemon, wait_for_mode

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from calibration.camera import board_points, fit_intrinsics, measure_floor  # noqa: E402
-from plend.config import Config  # noqa: E402
+from plend.core.config import Config  # noqa: E402
 from plend.track.detect import make_tracker  # noqa: E402
 from plend.track.emulated import EmulatedCamera  # noqa: E402
 from plend.track.geometry import Pose  # noqa: E402

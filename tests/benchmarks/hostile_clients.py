@@ -9,6 +9,8 @@ fuzz   10 000 fuzzed requests (tests/fuzz.py): internal errors, mode changes, ov
 files  Files that are not trajectories (a 500 MB file, /dev/zero, a FIFO) and the largest
        allowed CSV, named while the robot walks: time to the answer, RSS growth, overruns.
 kill   SIGKILL during a recording, 10 times: is every file readable, how much was lost.
+status 50 clients asking for status as fast as they are answered, for 3 s: requests
+       served, the loop's ticks against its configured rate, overruns.
 """
 
 from __future__ import annotations
@@ -304,7 +306,7 @@ def bench_files() -> None:
 def _largest_csv(path: Path) -> None:
     """A CSV of all 18 joints just under the size limit (16 MiB): about 120 000 samples."""
     from gaits.sine import stand_pose
-    from plend.robot import JOINT_NAMES
+    from plend.model.robot import JOINT_NAMES
 
     pose = stand_pose()
     with path.open("w") as f:
@@ -345,7 +347,41 @@ def bench_kill(runs: int = 10) -> None:
     print(f"  readable {readable}/{runs}; lost s: max {max(lost):.2f}, mean {np.mean(lost):.2f}")
 
 
+def bench_status(clients: int = 50, seconds: float = 3.0) -> None:
+    from plend.plenctl import Client
+
+    d = Daemon(Path(tempfile.mkdtemp(prefix="status-")))
+    stop, counts = threading.Event(), []
+
+    def hammer() -> None:
+        client, n = Client(d.socket), 0
+        while not stop.is_set():
+            client.request("status")
+            n += 1
+        client.close()
+        counts.append(n)
+
+    try:
+        start, began = d.status(), time.monotonic()
+        threads = [threading.Thread(target=hammer) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed, end = time.monotonic() - began, d.status()
+    finally:
+        d.stop()
+    ticks, rate = end["ticks"] - start["ticks"], end["rate_hz"]["configured"]
+    print(
+        f"status: {clients} clients, {sum(counts)} requests in {elapsed:.1f} s; loop ran {ticks} ticks "
+        f"of {elapsed * rate:.0f} due at {rate:g} Hz, overruns {end['overruns'] - start['overruns']}"
+    )
+
+
 BENCHES = {"estop": bench_estop, "fuzz": bench_fuzz, "files": bench_files, "kill": bench_kill}
+BENCHES["status"] = bench_status
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or list(BENCHES):

@@ -20,11 +20,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from plend.behaviours import Trajectory
-from plend.config import Config, LoopConfig
-from plend.daemon import Daemon, DaemonOptions
-from plend.loop import Request
-from plend.robot import JOINT_NAMES
+from plend.control.behaviours import Trajectory
+from plend.control.loop import Request
+from plend.core.config import Config, LoopConfig
+from plend.daemon.daemon import Daemon, DaemonOptions
+from plend.model.robot import JOINT_NAMES
 
 
 @contextlib.contextmanager

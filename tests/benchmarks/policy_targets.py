@@ -27,11 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plend.config import Config, HardwareConfig
-from plend.evaluate import ProgressBar, default_jobs, totals
-from plend.headless import RunOptions
-from plend.sim_world import SimWorld
-from plend.worlds import draw_world
+from plend.cli.evaluate import ProgressBar, default_jobs, totals
+from plend.core.config import Config, HardwareConfig
+from plend.daemon.headless import RunOptions
+from plend.model.sim_world import SimWorld
+from plend.model.worlds import draw_world
 from policies.evaluate import run_jobs, tracking_commands, tracking_rows
 from policies.runner import available_sources, load_runner
 

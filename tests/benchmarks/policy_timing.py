@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plend.config import Config
-from plend.headless import RunOptions, run
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions, run
 from policies.runner import load_runner
 
 REPEATS = 2000
@@ -49,7 +49,7 @@ def torch_twin(path: Path):  # type: ignore[no-untyped-def]
             weight = init[node.input[1]]
             linear = torch.nn.Linear(1, 1)
             linear.weight = torch.nn.Parameter(weight if trans_b else weight.T)
-            linear.bias = torch.nn.Parameter(init[node.input[2]]) if len(node.input) > 2 else None
+            linear.bias = torch.nn.Parameter(init[node.input[2]]) if len(node.input) > 2 else None  # type: ignore[assignment]
             layers.append(linear)
         elif node.op_type == "MatMul" and node.input[1] in init:
             linear = torch.nn.Linear(1, 1, bias=False)

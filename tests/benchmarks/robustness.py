@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.config import Config
-from plend.evaluate import Plan, default_jobs, evaluate, parse_settings, totals
-from plend.headless import RunOptions
+from plend.cli.evaluate import Plan, default_jobs, evaluate, parse_settings, totals
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions
 from plend.main import apply_settings
-from plend.sim_world import SimWorld
+from plend.model.sim_world import SimWorld
 
 SPEEDS = (0.5, 1.0)
 UNEVEN_ROUNDED = {

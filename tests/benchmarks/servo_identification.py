@@ -37,17 +37,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' daemon helper
 from calibration import servo_wizard
 from calibration.store import SERVO_MODEL_KEYS, ServoRecord, load
-from calibration.wizard import Options, SimulatedOperator
+from calibration.wizard import Options
 from gaits.sine import stand_pose
 from gaits.walker import SineGait
-from plend.config import Config, replace_section
-from plend.config import load as load_config
-from plend.hal.emulated_robot import with_true_servos
-from plend.hal.hardware import make_hardware_hal
+from plend.core.config import Config, replace_section
+from plend.core.config import load as load_config
+from plend.core.servo_source import apply_servo_model
+from plend.daemon.runtime import robot_calibration
+from plend.hal.emulated.operator import SimulatedOperator
+from plend.hal.emulated.robot import make_emulated_hardware_hal, with_true_servos
 from plend.hal.sim import SimHal
+from plend.model.robot import JOINTS
 from plend.plenctl import Client
-from plend.robot import JOINTS
-from plend.servo_source import apply_servo_model
 from tests.support import Daemon
 
 PERIOD = 0.02
@@ -132,7 +133,7 @@ def gait_targets(seconds: float) -> np.ndarray:
 def replay_emulated(config: Config, targets: np.ndarray) -> tuple[np.ndarray, float]:
     """The emulated robot's measured angles, and the mean time from a tick's start to its
     PWM write (s)."""
-    hal = make_hardware_hal(config, stand_pose())
+    hal = make_emulated_hardware_hal(config, robot_calibration(config), stand_pose())
     hal.open(PERIOD)
     try:
         measured = _replay(hal, targets)

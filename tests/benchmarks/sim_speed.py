@@ -10,8 +10,8 @@ from __future__ import annotations
 import statistics
 import sys
 
-from plend.config import Config
-from plend.headless import RunOptions, run
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions, run
 
 REPEATS = 3
 

@@ -46,6 +46,7 @@ def env_speed(steps: int = 1500) -> None:
     t, c = time.perf_counter(), time.process_time()
     env.reset(seed=0)
     resets.append(time.perf_counter() - t)
+    assert env.action_space.shape is not None
     zero = np.zeros(env.action_space.shape, np.float32)
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
@@ -82,6 +83,7 @@ def gradient_speed(args: Any) -> None:
         ("policies.td3", train.make_model(args, venv)),
     ):
         model.set_logger(Logger(None, []))
+        assert venv.observation_space.shape is not None
         n = venv.observation_space.shape[0]
         rng = np.random.default_rng(0)
         for _ in range(2000):
@@ -92,11 +94,11 @@ def gradient_speed(args: Any) -> None:
         model.train(300, 256)
         wall, cpu = (time.perf_counter() - t) / 300, (time.process_time() - c) / 300
         print(f"gradient step (batch 256), {name}: wall {1e3 * wall:.2f} ms, CPU {1e3 * cpu:.2f} ms")
-    obs = torch.zeros((4, n))
+    batch = torch.zeros((4, n))
     t = time.perf_counter()
     for _ in range(1000):
         with torch.no_grad():
-            model.actor(obs)
+            model.actor(batch)
     print(f"actor on 4 observations: {1e3 * (time.perf_counter() - t) / 1000:.3f} ms")
     venv.close()
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.config import Config
-from plend.headless import RunOptions, run
-from plend.video import VideoOptions
+from plend.core.config import Config
+from plend.daemon.headless import RunOptions, run
+from plend.daemon.video import VideoOptions
 
 REPEATS = 3
 TIMING = {"wall_s", "sim_realtime_factor", "tick_compute_ms", "rate_hz", "video"}

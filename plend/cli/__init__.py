@@ -1,0 +1,1 @@
+"""plend's subcommands that are not the daemon: evaluate, recordings, plots, the live view, probe."""

@@ -1,0 +1,1 @@
+"""Errors, config, clocks, files and formats: what every layer uses; no threads, no devices."""

@@ -1,0 +1,1 @@
+"""The runtime around the loop: the control socket, its handlers, start-up, daemon, batch runs."""
