@@ -29,7 +29,7 @@ from calibration.fit import (
     FeedbackError,
     FeedbackFit,
     direction_from_check,
-    fit_feedback,
+    fit_sweep,
     horn_offset_from_zero,
 )
 from calibration.poses import positive_move, reference_pose
@@ -48,8 +48,8 @@ from plend.robot import joint
 FINE_DEG = 0.5
 COARSE_DEG = 5.0
 CHECK_DEG = 5.0  # the direction check's move
-SWEEP_HALF_RANGE_DEG = 30.0
-SWEEP_POINTS = 9
+SWEEP_HALF_RANGE_DEG = 90.0  # the joint's whole safe range: the fit holds where the joint works
+SWEEP_POINTS = 13
 MOVE_TIMEOUT_S = 30.0  # wall clock, for one move or one sweep point
 IMU_TIMEOUT_S = 300.0
 POLL_S = 0.03
@@ -687,7 +687,7 @@ class Wizard:
                     return None
                 continue
             try:
-                fit = fit_feedback(sweep["angles"], sweep["up"], sweep["down"], expected_sign=expected)
+                fit = fit_sweep(sweep["angles"], sweep["up"], sweep["down"], expected_sign=expected)
             except FeedbackError as exc:
                 if not self._refused(name, str(exc)):
                     return None

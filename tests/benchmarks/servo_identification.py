@@ -51,6 +51,7 @@ from plend.servo_source import apply_servo_model
 from tests.support import Daemon
 
 PERIOD = 0.02
+APPROACH_DEG = 4.0  # the replay comes to the stand pose from this far below
 UNITS = {"delay_ms": "ms", "time_constant_ms": "%", "dead_band_deg": "deg", "backlash_deg": "deg",
          "speed_rad_s": "%"}  # fmt: skip
 TARGETS = {
@@ -151,9 +152,16 @@ def replay_sim(config: Config, targets: np.ndarray) -> np.ndarray:
 
 
 def _replay(hal: object, targets: np.ndarray) -> np.ndarray:
-    for _ in range(75):  # stand 1.5 s
-        hal.read()  # type: ignore[attr-defined]
-        hal.write(stand_pose())  # type: ignore[attr-defined]
+    # Every joint comes to the stand pose from below, so that a servo with play sits at the
+    # same side of it on the robot and in the simulation: each starts at the stand pose
+    # as it knows it, and the emulated robot's is the true one, not where its calibration
+    # puts it, so without this the joints that the gait leaves still (the hips' yaw, the
+    # arms) would keep that difference.
+    below = stand_pose() - math.radians(APPROACH_DEG)
+    for pose, ticks in ((below, 25), (stand_pose(), 75)):  # 0.5 s below, then stand 1.5 s
+        for _ in range(ticks):
+            hal.read()  # type: ignore[attr-defined]
+            hal.write(pose)  # type: ignore[attr-defined]
     measured = []
     for q in targets:
         measured.append(hal.read().joint_pos.copy())  # type: ignore[attr-defined]
