@@ -201,7 +201,11 @@ def fit_feedback(
 
 
 def fit_sweep(
-    angles_rad: npt.ArrayLike, codes_up: npt.ArrayLike, codes_down: npt.ArrayLike, **checks: float | int | None
+    angles_rad: npt.ArrayLike,
+    codes_up: npt.ArrayLike,
+    codes_down: npt.ArrayLike,
+    *,
+    expected_sign: int | None = None,
 ) -> FeedbackFit:
     """Fit a sweep as the daemon's calibration mode plays it, turning points left out.
 
@@ -218,7 +222,7 @@ def fit_sweep(
         angles_rad: The commanded joint angles, strictly rising, turning points included.
         codes_up: The settled codes on the way up.
         codes_down: The settled codes on the way down, in the order of ``angles_rad``.
-        **checks: Passed to :func:`fit_feedback`.
+        expected_sign: As for :func:`fit_feedback`.
 
     Returns:
         The fit of the inside points (its ``range_rad`` is theirs).
@@ -233,7 +237,7 @@ def fit_sweep(
             f"sweep has {len(angles)} points, at least {MIN_SWEEP_POINTS + 2} are needed "
             "(its two turning points are not fitted)"
         )
-    return fit_feedback(angles[1:-1], up[1:-1], down[1:-1], **checks)  # type: ignore[arg-type]
+    return fit_feedback(angles[1:-1], up[1:-1], down[1:-1], expected_sign=expected_sign)
 
 
 def _check_direction(direction: int) -> None:
