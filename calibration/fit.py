@@ -200,6 +200,46 @@ def fit_feedback(
     )
 
 
+def fit_sweep(
+    angles_rad: npt.ArrayLike,
+    codes_up: npt.ArrayLike,
+    codes_down: npt.ArrayLike,
+    *,
+    expected_sign: int | None = None,
+) -> FeedbackFit:
+    """Fit a sweep as the daemon's calibration mode plays it, turning points left out.
+
+    The daemon reads the up pass from ``low`` to ``high`` and the down pass back, so at
+    ``high`` both readings come from below (the down pass starts where the up pass
+    stopped) and at ``low`` both from above (the joint came down to it before the sweep
+    and the down pass ends there). There the mid-line of the two passes is off by half
+    the hysteresis, at both ends inwards: a line through them is too shallow by about
+    the hysteresis over the sweep's span (3 deg of play over 60 deg: 5 %), which grows to
+    degrees where the joint works far from the sweep. Inside, each angle is reached once
+    from each side, so the fit uses the inside points only.
+
+    Args:
+        angles_rad: The commanded joint angles, strictly rising, turning points included.
+        codes_up: The settled codes on the way up.
+        codes_down: The settled codes on the way down, in the order of ``angles_rad``.
+        expected_sign: As for :func:`fit_feedback`.
+
+    Returns:
+        The fit of the inside points (its ``range_rad`` is theirs).
+
+    Raises:
+        FeedbackError: As :func:`fit_feedback`, and for a sweep with fewer than
+            ``MIN_SWEEP_POINTS + 2`` points.
+    """
+    angles, up, down = _sweep(angles_rad, codes_up, codes_down)
+    if len(angles) < MIN_SWEEP_POINTS + 2:
+        raise FeedbackError(
+            f"sweep has {len(angles)} points, at least {MIN_SWEEP_POINTS + 2} are needed "
+            "(its two turning points are not fitted)"
+        )
+    return fit_feedback(angles[1:-1], up[1:-1], down[1:-1], expected_sign=expected_sign)
+
+
 def _check_direction(direction: int) -> None:
     if isinstance(direction, bool) or direction not in (1, -1):
         raise CalibrationError(f"direction must be 1 or -1, got {direction!r}")

@@ -12,7 +12,7 @@ from calibration.fit import (
     FeedbackError,
     FeedbackFit,
     direction_from_check,
-    fit_feedback,
+    fit_sweep,
     horn_offset_from_zero,
 )
 from calibration.operators import JOG_KEYS, JogView, KnowsZeros, Operator
@@ -22,8 +22,8 @@ from calibration.store import JointRecord
 from plend.model.robot import joint
 
 CHECK_DEG = 5.0  # the direction check's move
-SWEEP_HALF_RANGE_DEG = 30.0
-SWEEP_POINTS = 9
+SWEEP_HALF_RANGE_DEG = 90.0  # the joint's whole safe range: the fit holds where the joint works
+SWEEP_POINTS = 13
 
 
 class Console(Protocol):
@@ -194,7 +194,7 @@ class JointSteps:
                     return None
                 continue
             try:
-                fit = fit_feedback(sweep["angles"], sweep["up"], sweep["down"], expected_sign=expected)
+                fit = fit_sweep(sweep["angles"], sweep["up"], sweep["down"], expected_sign=expected)
             except FeedbackError as exc:
                 if not self._refused(name, str(exc)):
                     return None

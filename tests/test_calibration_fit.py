@@ -15,6 +15,7 @@ from calibration.fit import (
     direction_from_check,
     direction_from_feedback,
     fit_feedback,
+    fit_sweep,
     horn_offset_from_zero,
 )
 from calibration.store import CalibrationError
@@ -236,3 +237,35 @@ def test_the_direction_needs_feedback_that_moved() -> None:
         direction_from_feedback(3.0, 250.0, assumed_direction=1)
     with pytest.raises(FeedbackError, match="when the link was moved by hand"):
         direction_from_feedback(300.0, -5.0, assumed_direction=1)
+
+
+def _as_the_daemon_plays_it(hysteresis_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sweep of 9 points over +-30 deg as the calibration mode reads it: at the bottom
+    both passes come from above, at the top both from below."""
+    servo, angles = Servo(4.0, -1, 1.2, 300.0), np.radians(np.linspace(-30.0, 30.0, 9))
+    servo_deg = 90.0 + 4.0 - np.degrees(angles)
+    lag = -hysteresis_deg / 2  # direction -1: the shaft stops short of the target, each way
+    up, down = servo.code(servo_deg - lag), servo.code(servo_deg + lag)
+    up[0], down[-1] = down[0], up[-1]  # the turning points: one side only
+    return angles, up, down
+
+
+def test_the_sweeps_turning_points_do_not_flatten_the_fit() -> None:
+    angles, up, down = _as_the_daemon_plays_it(hysteresis_deg=3.0)
+    true_slope = -1.2 * NOMINAL_CODES_PER_RAD
+    fit = fit_sweep(angles, up, down)
+    assert fit.codes_per_rad == pytest.approx(true_slope, rel=1e-3)
+    assert fit.hysteresis_deg == pytest.approx(3.0, abs=0.01)
+    assert fit.range_rad == pytest.approx((math.radians(-22.5), math.radians(22.5)))
+    cal = JointCalibration(4.0, -1, 600.0, 2800.0, fit.code_at_zero, fit.codes_per_rad)
+    at_80 = Servo(4.0, -1, 1.2, 300.0).code(90.0 + 4.0 - 80.0)
+    assert math.degrees(code_to_angle(float(at_80), cal)) == pytest.approx(80.0, abs=0.05)
+    # Fitted with its turning points, the same sweep is 2.7 % too shallow: 2 deg off at 80 deg.
+    flat = fit_feedback(angles, up, down)
+    assert abs(flat.codes_per_rad / true_slope - 1.0) > 0.02
+
+
+def test_a_sweep_too_short_to_leave_its_turning_points_out_is_refused() -> None:
+    angles, up, down = _as_the_daemon_plays_it(hysteresis_deg=1.0)
+    with pytest.raises(FeedbackError, match="sweep has 6 points, at least 7 are needed"):
+        fit_sweep(angles[:6], up[:6], down[:6])
