@@ -12,6 +12,8 @@ from gaits.balance import Balance
 from gaits.sine import GaitParams, SpeedMap, blend, check_command, check_speed, joint_targets, validate
 from plend.hal.base import Sensors
 
+HALT_S = 0.3  # a recovering gait brings its feet down within this
+
 
 @cache
 def validate_speed_map(speed_map: SpeedMap, max_turn_rad: float) -> None:
@@ -111,7 +113,10 @@ class SineGait:
             self.advance(dt)
             return joint_targets(self.phase, self.params, self.envelope)
         self.balance.observe(sensors)
-        self.advance(dt if self.balance.ready else 0.0, self.balance.period_s(self.params))
+        if self.balance.recovering:
+            self._halt(dt)
+        else:
+            self.advance(dt if self.balance.ready else 0.0, self.balance.period_s(self.params))
         # Feedback cannot be validated in advance: past a limit, the safety filter clamps.
         q = joint_targets(self.phase, self.balance.shape(self.params), self.envelope, check_limits=False)
         return q + self.balance.offsets
@@ -128,6 +133,11 @@ class SineGait:
         ramp = dphase / (0.5 * self.ramp_steps)
         target = self._target_envelope
         self.envelope = max(min(target, self.envelope + ramp), self.envelope - ramp)
+
+    def _halt(self, dt: float) -> None:
+        """Stop stepping where the phase is and bring both feet down to the stand pose
+        within ``HALT_S``; :meth:`advance` ramps the steps back up afterwards."""
+        self.envelope = max(0.0, self.envelope - dt / HALT_S)
 
     def next_command(self) -> dict[str, float] | None:
         """The command to be taken at the next step boundary, if one is waiting."""
