@@ -121,3 +121,14 @@ def test_a_world_that_fell_over_backwards_now_walks() -> None:
     assert before["fell"] and before["time_to_fall_s"] < 2.0  # type: ignore[operator]
     after = _walk_world(4, GaitConfig(), 4.0)
     assert not after["fell"] and after["distance_m"] > 0.02  # type: ignore[operator]
+
+
+def test_status_says_when_the_gait_stands_to_recover() -> None:
+    from plend.plenctl import _gait_lines
+
+    gait = SineGait(0.5, balance=Balance(RECOVERING))
+    t = walk(gait, 1.0)
+    assert not any(line.startswith("recovery") for line in _gait_lines(gait.report()))
+    walk(gait, 0.2, t, roll=math.radians(25.0))
+    lines = _gait_lines(gait.report())
+    assert "recovery  standing until the tilt passes  (1 so far)" in lines
