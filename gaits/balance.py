@@ -26,9 +26,8 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    walk goes on once the tilt has stayed under half of it for ``recover_s``. Standing
    still is not a fall.
 
-The ankle pitch joints also turn against the mean pitch beyond ``lean_deadband_deg``
-(``pitch_gain``), acting at once where the lean (3.) acts over seconds: it is what holds
-up a robot tipping over backwards on rounded soles.
+For the sine gait the ankle pitch joints also turn against the pitch rate
+(``pitch_rate_gain``), which damps a robot rocking back onto its heels on rounded soles.
 
 :data:`SINE_GAINS` is the sine gait's tuning; ``BalanceGains()`` keeps the values the
 balanced gait had when residual policies first learnt on it, and :func:`trained_gains`
@@ -127,7 +126,7 @@ class BalanceGains:
 
 # The sine gait's own tuning (the [gait] defaults). BalanceGains() keeps the values the
 # balanced gait had when policies first learnt on it: a policy walks on what it learnt on.
-SINE_GAINS = BalanceGains(pitch_rate_gain=0.05, pitch_gain=0.5, recover_deg=20.0)
+SINE_GAINS = BalanceGains(pitch_rate_gain=0.05, recover_deg=20.0)
 _ORIGINAL = BalanceGains()
 RETUNED = tuple(n for n in GAIN_RANGES if getattr(SINE_GAINS, n) != getattr(_ORIGINAL, n))
 """The gains whose sine-gait default differs from what policies trained with."""

@@ -338,7 +338,7 @@ class GaitConfig:
     heading_bias_gain: float = 0.05
     roll_rate_gain: float = 0.05
     pitch_rate_gain: float = 0.05
-    pitch_gain: float = 0.5
+    pitch_gain: float = 0.0
     level_gain: float = 0.05
     max_level_m: float = 0.008
     lean_gain: float = 0.15
