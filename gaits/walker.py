@@ -37,8 +37,10 @@ class SineGait:
     steers with the hip yaw joints (at most ``max_turn_rad`` a step) to keep the IMU
     heading it had when it last stopped turning; ``heading_bias_gain`` adds what a robot
     that keeps turning one way needs, learnt step by step. With a ``balance``
-    (:class:`gaits.balance.Balance`) the IMU also shapes every step, and the first step
-    waits until the balance is ready.
+    (:class:`gaits.balance.Balance`) the IMU also shapes every step, the first step
+    waits until the balance is ready, and while the balance recovers from a dangerous
+    tilt the phase holds and both feet come down to the stand pose; the steps ramp back
+    up from where they stopped.
     """
 
     def __init__(
