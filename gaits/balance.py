@@ -21,6 +21,17 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    ``duty_decay`` per second.
 5. **Settling.** The first step waits until the mean roll is within ``settle_deg`` (at
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
+6. **Recovery.** A tilt (from roll and pitch) past ``recover_deg`` stops the steps where
+   they are and brings both feet down to the stand pose (:attr:`Balance.recovering`); the
+   walk goes on once the tilt has stayed under half of it for ``recover_s``. Standing
+   still is not a fall.
+
+For the sine gait the ankle pitch joints also turn against the pitch rate
+(``pitch_rate_gain``), which damps a robot rocking back onto its heels on rounded soles.
+
+:data:`SINE_GAINS` is the sine gait's tuning; ``BalanceGains()`` keeps the values the
+balanced gait had when residual policies first learnt on it, and :func:`trained_gains`
+gives a policy's gait those (or the ones its metadata records).
 
 The gait stays a pure function of phase and parameters: the balance changes four
 parameters (level, crouch, lean, duty and with it the cycle time) and adds joint offsets
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +84,8 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "settle_deg": (0.0, 20.0, "first step once the mean roll is within this"),
     "settle_max_s": (0.0, 10.0, "...or after this long"),
     "max_correction_rad": (0.0, 0.5, "largest ankle offset"),
+    "recover_deg": (0.0, 45.0, "a tilt beyond this stops the steps and stands (0: never)"),
+    "recover_s": (0.1, 10.0, "steps again once the tilt has stayed under half recover_deg this long"),
 }
 
 
@@ -97,6 +111,8 @@ class BalanceGains:
     settle_deg: float = 1.5
     settle_max_s: float = 2.0
     max_correction_rad: float = 0.3
+    recover_deg: float = 0.0
+    recover_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name, (lo, hi, meaning) in GAIN_RANGES.items():
@@ -106,6 +122,26 @@ class BalanceGains:
                 raise BalanceError(
                     f"balance gain {name} = {value!r} is out of range [{lo}, {hi}] ({meaning})"
                 )
+
+
+# The sine gait's own tuning (the [gait] defaults). BalanceGains() keeps the values the
+# balanced gait had when policies first learnt on it: a policy walks on what it learnt on.
+SINE_GAINS = BalanceGains(pitch_rate_gain=0.05, recover_deg=20.0)
+_ORIGINAL = BalanceGains()
+RETUNED = tuple(n for n in GAIN_RANGES if getattr(SINE_GAINS, n) != getattr(_ORIGINAL, n))
+"""The gains whose sine-gait default differs from what policies trained with."""
+
+
+def trained_gains(gains: BalanceGains, recorded: Mapping[str, float] | None = None) -> BalanceGains:
+    """``gains`` for the gait under a policy: every retuned gain (:data:`RETUNED`) at the
+    value ``recorded`` in the policy's metadata, or else the original default."""
+    recorded = recorded or {}
+    unknown = sorted(set(recorded) - set(GAIN_RANGES))
+    if unknown:
+        raise BalanceError(f"unknown balance gain(s) {', '.join(unknown)}; known: {', '.join(GAIN_RANGES)}")
+    kept = {name: getattr(_ORIGINAL, name) for name in RETUNED}
+    kept.update(recorded)
+    return dataclasses.replace(gains, **kept)
 
 
 def _joints(role: str, axis: int) -> tuple[list[int], np.ndarray]:
@@ -141,6 +177,9 @@ class Balance:
         self._stamp: float | None = None
         self._ankle = (0.0, 0.0)
         self._tipping = 0.0
+        self.recovering = False
+        self.recoveries = 0
+        self._calm = 0.0
 
     def observe(self, sensors: Sensors | None) -> None:
         """Take this tick's IMU reading (None: no sensors, nothing changes)."""
@@ -155,6 +194,7 @@ class Balance:
         self._adapt_duty(dt)
         self._damp(sensors.imu.gyro[0], sensors.imu.gyro[1])
         self._settle(dt)
+        self._watch_tilt(roll, pitch, dt)
 
     def _follow_means(self, roll: float, pitch: float, dt: float) -> None:
         g = self.gains
@@ -195,6 +235,20 @@ class Balance:
             self._waited >= self.gains.settle_max_s
         )
 
+    def _watch_tilt(self, roll: float, pitch: float, dt: float) -> None:
+        """Recovery: a tilt past ``recover_deg`` stops the steps until the tilt has stayed
+        under half of it for ``recover_s``."""
+        limit = math.radians(self.gains.recover_deg)
+        if limit <= 0.0:
+            return
+        tilt = math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
+        if tilt > limit:
+            self.recoveries += 0 if self.recovering else 1
+            self.recovering, self._calm = True, 0.0
+        elif self.recovering:
+            self._calm = self._calm + dt if tilt < 0.5 * limit else 0.0
+            self.recovering = self._calm < self.gains.recover_s
+
     def _duty(self, params: GaitParams) -> float:
         return min(max(params.duty, self.gains.max_duty), params.duty + self.extra_duty)
 
@@ -227,6 +281,8 @@ class Balance:
             "mean_roll_deg": round(math.degrees(self.mean_roll), 2),
             "mean_pitch_deg": round(math.degrees(self.mean_pitch), 2),
             "rocking_deg": round(math.degrees(self.rock), 2),
+            "recovering": self.recovering,
+            "recoveries": self.recoveries,
         }
 
 

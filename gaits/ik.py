@@ -86,14 +86,16 @@ def leg_ik(side: Side, foot_xyz_m: object, yaw: float = 0.0, check_limits: bool 
         yaw: foot heading about the torso z axis, radians (drives the hip yaw joint).
         check_limits: raise if a joint would pass its limit; False leaves that to the
             safety filter downstream (feedback corrections that cannot be validated in
-            advance), and only an unreachable target raises.
+            advance), and a target just past the leg's span gets the leg pointing at it,
+            stretched or folded as far as it goes; only a target above the hip raises.
 
     Returns:
         Six angles (rad) in joint-table order: hip yaw, hip roll, hip pitch, knee,
         ankle pitch, ankle roll.
 
     Raises:
-        IKError: the target is out of reach or needs a joint past its limit.
+        IKError: the target is out of reach or needs a joint past its limit (with
+            ``check_limits=False``: only a target above the hip).
     """
     g = leg_geometry(side)
     px, py, pz = (float(v) for v in foot_xyz_m)  # type: ignore[attr-defined]
@@ -119,6 +121,10 @@ def leg_ik(side: Side, foot_xyz_m: object, yaw: float = 0.0, check_limits: bool 
     l1, a1, _ = g.thigh
     l2, a2, _ = g.shin
     c = (vx * vx + vz * vz - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
+    if not check_limits:
+        # Feedback may ask a leg for a little more (or less) than it spans: the leg
+        # points at the target, as straight (or as folded) as it goes.
+        c = max(-1.0, min(1.0, c))
     if not -1.0 <= c <= 1.0:
         reach = math.hypot(vx, vz) * 1000
         raise IKError(

@@ -12,6 +12,8 @@ from gaits.balance import Balance
 from gaits.sine import GaitParams, SpeedMap, blend, check_command, check_speed, joint_targets, validate
 from plend.model.sensors import Sensors
 
+HALT_S = 0.3  # a recovering gait brings its feet down within this
+
 
 @cache
 def validate_speed_map(speed_map: SpeedMap, max_turn_rad: float) -> None:
@@ -35,8 +37,10 @@ class SineGait:
     steers with the hip yaw joints (at most ``max_turn_rad`` a step) to keep the IMU
     heading it had when it last stopped turning; ``heading_bias_gain`` adds what a robot
     that keeps turning one way needs, learnt step by step. With a ``balance``
-    (:class:`gaits.balance.Balance`) the IMU also shapes every step, and the first step
-    waits until the balance is ready.
+    (:class:`gaits.balance.Balance`) the IMU also shapes every step, the first step
+    waits until the balance is ready, and while the balance recovers from a dangerous
+    tilt the phase holds and both feet come down to the stand pose; the steps ramp back
+    up from where they stopped.
     """
 
     def __init__(
@@ -111,7 +115,10 @@ class SineGait:
             self.advance(dt)
             return joint_targets(self.phase, self.params, self.envelope)
         self.balance.observe(sensors)
-        self.advance(dt if self.balance.ready else 0.0, self.balance.period_s(self.params))
+        if self.balance.recovering:
+            self._halt(dt)
+        else:
+            self.advance(dt if self.balance.ready else 0.0, self.balance.period_s(self.params))
         # Feedback cannot be validated in advance: past a limit, the safety filter clamps.
         q = joint_targets(self.phase, self.balance.shape(self.params), self.envelope, check_limits=False)
         return q + self.balance.offsets
@@ -128,6 +135,11 @@ class SineGait:
         ramp = dphase / (0.5 * self.ramp_steps)
         target = self._target_envelope
         self.envelope = max(min(target, self.envelope + ramp), self.envelope - ramp)
+
+    def _halt(self, dt: float) -> None:
+        """Stop stepping where the phase is and bring both feet down to the stand pose
+        within ``HALT_S``; :meth:`advance` ramps the steps back up afterwards."""
+        self.envelope = max(0.0, self.envelope - dt / HALT_S)
 
     def next_command(self) -> dict[str, float] | None:
         """The command to be taken at the next step boundary, if one is waiting."""

@@ -359,6 +359,9 @@ def _gait_lines(g: dict[str, Any]) -> list[str]:
             f"level {b['level_mm']:+.1f} mm  lean {b['lean_mm']:+.1f} mm  duty +{b['extra_duty']:.2f}  "
             f"rocking {b['rocking_deg']:.1f} deg" + ("" if b["ready"] else "  (settling)")
         )
+        if b.get("recovering") or b.get("recoveries"):
+            state = "standing until the tilt passes" if b.get("recovering") else "walking"
+            lines.append(f"recovery  {state}  ({b.get('recoveries', 0)} so far)")
     return lines
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from gaits.balance import GAIN_RANGES, Balance, BalanceError, BalanceGains
+from gaits.balance import GAIN_RANGES, SINE_GAINS, Balance, BalanceError, BalanceGains
 from gaits.sine import SpeedMap, foot_targets, joint_limits, joint_targets, stand_pose
 from gaits.walker import SineGait
 from plend.control.safety import SafetyFilter
@@ -36,7 +36,8 @@ def hold(balance: Balance, seconds: float, start: float = 0.0, **imu: object) ->
 
 
 def test_config_defaults_are_the_balance_defaults() -> None:
-    assert GaitConfig().balance_gains() == BalanceGains()
+    assert GaitConfig().balance_gains() == BalanceGains(), "what policies trained on"
+    assert GaitConfig().sine_gains() == SINE_GAINS
     assert set(GAIN_RANGES) <= {f.name for f in dataclasses.fields(GaitConfig)}
 
 

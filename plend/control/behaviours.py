@@ -163,7 +163,7 @@ def make_gait(
 ) -> SineGait:
     """The sine gait as ``config`` (``[gait]``) says: heading hold, balance layer."""
     config = config or GaitConfig()
-    balance = Balance(config.balance_gains()) if config.balance else None
+    balance = Balance(config.sine_gains()) if config.balance else None
     hold = SpeedMap().max_turn_rad  # steer back as fast as the gait can turn
     return SineGait(
         speed, heading_gain=config.heading_gain, max_turn_rad=hold, turn=turn, side=side, balance=balance,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -334,15 +335,17 @@ class GaitConfig:
             that keeps turning one way (uneven feet, servo offsets).
         roll_rate_gain, pitch_rate_gain, pitch_gain, level_gain, max_level_m, lean_gain, max_lean_m,
         lean_deadband_deg, mean_tau_s, rock_deg, duty_gain, start_duty, duty_decay, max_duty, settle_deg,
-        settle_max_s, max_correction_rad: the balance gains, as in
-            gaits.balance.GAIN_RANGES (each key's meaning and range).
+        settle_max_s, max_correction_rad, recover_deg, recover_s: the balance gains, as in
+            gaits.balance.GAIN_RANGES (each key's meaning and range). The defaults are the
+            sine gait's (gaits.balance.SINE_GAINS); the gait under a residual policy keeps
+            the retuned ones at the values it trained with (:meth:`balance_gains`).
     """
 
     balance: bool = True
     heading_gain: float = 0.5
     heading_bias_gain: float = 0.05
     roll_rate_gain: float = 0.05
-    pitch_rate_gain: float = 0.0
+    pitch_rate_gain: float = 0.05
     pitch_gain: float = 0.0
     level_gain: float = 0.05
     max_level_m: float = 0.008
@@ -358,6 +361,8 @@ class GaitConfig:
     settle_deg: float = 1.5
     settle_max_s: float = 2.0
     max_correction_rad: float = 0.3
+    recover_deg: float = 20.0
+    recover_s: float = 1.0
 
     def __post_init__(self) -> None:
         from gaits.balance import GAIN_RANGES
@@ -368,11 +373,20 @@ class GaitConfig:
         for name, (lo, hi, _) in GAIN_RANGES.items():
             _check_range(f"gait.{name}", getattr(self, name), lo, hi)
 
-    def balance_gains(self) -> Any:
-        """The balance gains (a gaits.balance.BalanceGains)."""
+    def sine_gains(self) -> Any:
+        """The balance gains of the sine gait (a gaits.balance.BalanceGains)."""
         from gaits.balance import GAIN_RANGES, BalanceGains
 
         return BalanceGains(**{name: getattr(self, name) for name in GAIN_RANGES})
+
+    def balance_gains(self, recorded: Mapping[str, float] | None = None) -> Any:
+        """The balance gains of the gait under a residual policy: a gain retuned since
+        policies first learnt on the balanced gait (gaits.balance.RETUNED) keeps the value
+        the policy trained with, ``recorded`` (from its metadata) or else the original one;
+        the other gains come from here."""
+        from gaits.balance import trained_gains
+
+        return trained_gains(self.sine_gains(), recorded)
 
 
 @dataclass(frozen=True)

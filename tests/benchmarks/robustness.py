@@ -10,7 +10,9 @@ Run with ``.venv/bin/python tests/benchmarks/robustness.py`` (options: ``--help`
   (either side lower), and on the nominal world;
 - the wall time of the first 50-world evaluation and the processes it used.
 
-``--set KEY=VALUE`` passes a config value to every walk (e.g. gait gains).
+``--set KEY=VALUE`` passes a config value to every walk (e.g. gait gains); ``--only on``
+(or ``off``) runs only the rows with the balance layer on (or off), e.g. after a change
+to the balance layer, which leaves the open-loop rows as they were.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ UNEVEN_ROUNDED = {
 }
 
 
-def balance_settings(config: Config) -> list[tuple[str, dict[str, Any]]]:
-    """("on"/"off", settings) when the config has a balance switch, else one plain row."""
+def balance_settings(config: Config, only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """("on"/"off", settings) when the config has a balance switch (only ``only`` if
+    given), else one plain row."""
     gait = getattr(config, "gait", None)
     if gait is None or not hasattr(gait, "balance"):
         return [("none", {})]
-    return [("off", {"gait": {"balance": False}}), ("on", {"gait": {"balance": True}})]
+    rows = [("off", {"gait": {"balance": False}}), ("on", {"gait": {"balance": True}})]
+    return [row for row in rows if only in (None, row[0])]
 
 
 def line(cells: list[Any], widths: tuple[int, ...]) -> str:
@@ -76,7 +80,7 @@ def suite_rows(base: Config, args: argparse.Namespace, report: dict[str, Any]) -
     )
     print(line(SUITE_HEAD, SUITE_W))
     for speed in SPEEDS:
-        for label, settings in balance_settings(base):
+        for label, settings in balance_settings(base, args.only):
             options = RunOptions(speed=speed, duration_s=args.seconds, fast=True)
             plan = Plan(apply_settings(base, settings), options, tuple(range(args.worlds)))
             began = time.perf_counter()
@@ -97,7 +101,7 @@ def model_rows(base: Config, args: argparse.Namespace, report: dict[str, Any]) -
     print(line(MODEL_HEAD, MODEL_W))
     for name, world in {"nominal": SimWorld(), **UNEVEN_ROUNDED}.items():
         for speed in SPEEDS:
-            for label, settings in balance_settings(base):
+            for label, settings in balance_settings(base, args.only):
                 config = apply_settings(dataclasses.replace(base, sim=world), settings)
                 options = RunOptions(speed=speed, duration_s=args.seconds, fast=True)
                 row = evaluate(Plan(config, options), 1)[0]
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, help="write every world's figures here")
+    parser.add_argument("--only", choices=("on", "off"), help="only the rows with the balance on (or off)")
     args = parser.parse_args(argv)
     base = apply_settings(Config(), parse_settings(args.set))
     report: dict[str, Any] = {"worlds": args.worlds, "seconds": args.seconds, "jobs": args.jobs,
