@@ -9,7 +9,7 @@ The subpackages, lowest layer first (tests/test_layers.py keeps imports pointing
   chips, a fake robot for tests).
 - ``plend.control``: the control thread: loop, safety filter, supervisor, behaviours,
   telemetry.
-- ``plend.daemon.daemon``: the runtime around the loop: the control socket and its handlers,
+- ``plend.daemon``: the runtime around the loop: the control socket and its handlers,
   start-up, the daemon and batch runs.
 - ``plend.cli``, ``plend.drive``, ``plend.track``: the other commands: evaluate, recordings,
   plots, the live view, probe; teleoperation; the camera tracker.

@@ -8,14 +8,14 @@ import math
 
 import numpy as np
 import pytest
-from plend.config import Config, ConfigError, GaitConfig, from_dict
-from plend.headless import RunOptions, run
-from plend.worlds import draw_world
 
 from gaits.balance import RETUNED, SINE_GAINS, Balance, BalanceError, BalanceGains, trained_gains
 from gaits.ik import IKError, leg_ik
 from gaits.sine import joint_targets
 from gaits.walker import HALT_S, SineGait
+from plend.core.config import Config, ConfigError, GaitConfig, from_dict
+from plend.daemon.headless import RunOptions, run
+from plend.model.worlds import draw_world
 from tests.test_balance import DT, reading
 
 RECOVERING = BalanceGains(recover_deg=12.0, recover_s=0.5, settle_max_s=0.0)
