@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gaits.sine import check_command
-from gaits.walker import SineGait
-from plend.control.behaviours import RunsPolicy
+from plend.control.behaviours import RunsPolicy, make_gait
 from plend.control.loop import Clock, ControlLoop, StepClock, WallClock
 from plend.control.safety import SafetyFilter
 from plend.control.supervisor import Supervisor
@@ -151,7 +150,9 @@ def build_runtime(config: Config, options: RuntimeOptions) -> Runtime:
         raise ConfigError("loop.time_scale must be 1 on a real robot; it is for simulated ones")
     calibration = robot_calibration(config) if config.hal == "hardware" and options.hal is None else None
     hal = options.hal or make_hal(config.hal, config, calibration, stand_pose())
-    SineGait(0.0)  # checks the gait's speed range now rather than in the first tick that walks
+    # The gait as the daemon makes it, so that its check of the commands' range (~0.2 s,
+    # done once per speed map) runs now and not on the control thread at the first walk.
+    make_gait(0.0, config=config.gait)
     pose = PoseStore(config.track) if options.pose else None
     supervisor = Supervisor(
         config.safety, period, on_change=options.on_change, hal=hal, pose=pose, gait=config.gait
