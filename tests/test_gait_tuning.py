@@ -79,13 +79,13 @@ def _steer_after_a_swing(gait: SineGait) -> float:
 
 def test_the_averaged_heading_hold_does_not_steer_by_a_swing_within_a_step() -> None:
     legacy = _steer_after_a_swing(SineGait(0.5, heading_gain=0.5, max_turn_rad=0.2))
-    averaged = _steer_after_a_swing(SineGait(0.5, heading_gain=0.5, max_turn_rad=0.2, heading_tau_s=0.35))
+    averaged = _steer_after_a_swing(SineGait(0.5, heading_gain=0.5, max_turn_rad=0.2, heading_average=True))
     assert legacy == pytest.approx(-0.5 * 0.3, abs=0.01), "the sample at the boundary: a full correction"
-    assert abs(averaged) < 0.3 * abs(legacy), "a swing of two ticks is mostly averaged out"
+    assert abs(averaged) < 0.25 * abs(legacy), "a swing of two ticks of a step is mostly averaged out"
 
 
 def test_the_averaged_heading_hold_still_turns_back_a_drift() -> None:
-    gait = SineGait(0.5, heading_gain=0.5, max_turn_rad=0.2, heading_tau_s=0.35)
+    gait = SineGait(0.5, heading_gain=0.5, max_turn_rad=0.2, heading_average=True)
     t = 0.0
     for _ in range(3 * STEP_TICKS):
         t += DT
@@ -97,10 +97,10 @@ def test_the_averaged_heading_hold_still_turns_back_a_drift() -> None:
 
 
 def test_the_sine_gait_averages_its_heading_unless_configured_not_to() -> None:
-    assert make_gait(0.5).heading_tau_s == GaitConfig().heading_tau_s > 0.0
-    assert make_gait(0.5, config=GaitConfig(heading_tau_s=0.0)).heading_tau_s == 0.0
-    with pytest.raises(ConfigError, match=r"gait\.heading_tau_s"):
-        from_dict({"gait": {"heading_tau_s": 5.0}})
+    assert make_gait(0.5).heading_average is GaitConfig().heading_average is True
+    assert make_gait(0.5, config=GaitConfig(heading_average=False)).heading_average is False
+    with pytest.raises(ConfigError, match=r"gait\.heading_average must be true or false"):
+        from_dict({"gait": {"heading_average": "yes"}})
 
 
 def test_a_torso_pitched_back_stops_the_steps_before_it_tilts_past_recover_deg() -> None:
@@ -136,7 +136,7 @@ def test_a_policy_walks_on_the_gait_it_trained_on() -> None:
     spec = PolicySpec(observation=(("joint_pos", 18),), action_joints=(), gait_balance=True)
     gait = policy_gait(spec, GaitConfig())
     assert gait.speed_map.stride_exponent == 1.0
-    assert gait.heading_tau_s == 0.0
+    assert gait.heading_average is False
     assert gait.balance is not None
     for name in RETUNED:
         assert getattr(gait.balance.gains, name) == getattr(BalanceGains(), name), name

@@ -189,7 +189,7 @@ def test_a_zero_residual_policy_walks_like_the_sine_gait(zero_policy: Path) -> N
     policy = run(Config(), RunOptions(duration_s=10.0, fast=True, policy=zero_policy))
     # As the policy trained: no balance layer, stride in proportion to speed, the heading
     # sampled at each step boundary.
-    open_loop = Config(gait=GaitConfig(balance=False, stride_exponent=1.0, heading_tau_s=0.0))
+    open_loop = Config(gait=GaitConfig(balance=False, stride_exponent=1.0, heading_average=False))
     gait = run(open_loop, RunOptions(speed=0.5, duration_s=10.0, fast=True))
     assert policy["fell"] is False and policy["gait"] == "policy zero.onnx"
     assert policy["distance_m"] == pytest.approx(gait["distance_m"], abs=0.02)

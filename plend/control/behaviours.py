@@ -168,7 +168,8 @@ def make_gait(
     hold = speed_map.max_turn_rad  # steer back as fast as the gait can turn
     return SineGait(
         speed, heading_gain=config.heading_gain, max_turn_rad=hold, turn=turn, side=side, balance=balance,
-        heading_bias_gain=config.heading_bias_gain, speed_map=speed_map, heading_tau_s=config.heading_tau_s,
+        heading_bias_gain=config.heading_bias_gain, heading_average=config.heading_average,
+        speed_map=speed_map,
     )  # fmt: skip
 
 

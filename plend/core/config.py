@@ -333,9 +333,9 @@ class GaitConfig:
             turning; 0 turns the heading hold off.
         heading_bias_gain: steering learnt per step per rad of heading error, for a robot
             that keeps turning one way (uneven feet, servo offsets).
-        heading_tau_s: the heading hold steers by the heading error averaged over this
-            long (0: by the error at each step boundary, as the gait under a residual
-            policy does).
+        heading_average: the heading hold steers by the heading error averaged over the
+            step just walked; false: by the error at each step boundary, as the gait
+            under a residual policy does.
         stride_exponent: how stride grows with speed: stride = max stride x speed ** this
             (1: in proportion; below 1 the slower speeds take longer steps). The gait under
             a residual policy keeps 1, what policies trained on.
@@ -351,7 +351,7 @@ class GaitConfig:
     balance: bool = True
     heading_gain: float = 0.5
     heading_bias_gain: float = 0.05
-    heading_tau_s: float = 0.35
+    heading_average: bool = True
     stride_exponent: float = 0.75
     roll_rate_gain: float = 0.05
     pitch_rate_gain: float = 0.05
@@ -382,7 +382,7 @@ class GaitConfig:
         _check_range("gait.heading_gain", self.heading_gain, 0.0, 2.0)
         _check_range("gait.heading_bias_gain", self.heading_bias_gain, 0.0, 0.5)
         _check_range("gait.stride_exponent", self.stride_exponent, 0.5, 1.0)
-        _check_range("gait.heading_tau_s", self.heading_tau_s, 0.0, 2.0)
+        _check_bool("gait.heading_average", self.heading_average)
         for name, (lo, hi, _) in GAIN_RANGES.items():
             _check_range(f"gait.{name}", getattr(self, name), lo, hi)
 
