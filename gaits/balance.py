@@ -185,6 +185,7 @@ class Balance:
         self._tipping = 0.0
         self.recovering = False
         self.recoveries = 0
+        self.recovery_cause = ""  # what stopped the steps last: "tilt" or "pitched back"
         self._calm = 0.0
 
     def observe(self, sensors: Sensors | None) -> None:
@@ -252,7 +253,9 @@ class Balance:
         tilt = math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
         back = math.radians(self.gains.recover_back_deg) or math.inf
         if tilt > limit or -pitch > back:
-            self.recoveries += 0 if self.recovering else 1
+            if not self.recovering:
+                self.recoveries += 1
+                self.recovery_cause = "tilt" if tilt > limit else "pitched back"
             self.recovering, self._calm = True, 0.0
         elif self.recovering:
             calm = tilt < 0.5 * limit and -pitch < 0.5 * back
@@ -293,6 +296,7 @@ class Balance:
             "rocking_deg": round(math.degrees(self.rock), 2),
             "recovering": self.recovering,
             "recoveries": self.recoveries,
+            "recovery_cause": self.recovery_cause,
         }
 
 
