@@ -13,7 +13,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    stands taller by a quarter of it so the shorter leg's knee keeps room to lift.
 3. **Leaning.** The mean pitch is integrated the same way into how far the torso is
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
-   weight further forward.
+   weight further forward. Behind the feet it goes only ``max_lean_back_m``: a floor
+   tilted down ahead pitches the robot forward wherever its weight is, and a lean that
+   followed it all the way put the weight over the heels.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
    ``rock_deg`` lengthens the double support of every step (the gait's duty), in
    proportion, while the swing keeps its time, so the robot spends longer on both feet
@@ -23,8 +25,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 6. **Recovery.** A tilt (from roll and pitch) past ``recover_deg`` stops the steps where
    they are and brings both feet down to the stand pose (:attr:`Balance.recovering`); the
-   walk goes on once the tilt has stayed under half of it for ``recover_s``. Standing
-   still is not a fall.
+   walk goes on once the tilt has stayed under half of it for ``recover_s``. A torso
+   pitched back past ``recover_back_deg`` stops the steps the same way, sooner: falling
+   over backwards is how most robots on the suite went down. Standing still is not a fall.
 
 For the sine gait the ankle pitch joints also turn against the pitch rate
 (``pitch_rate_gain``), which damps a robot rocking back onto its heels on rounded soles.

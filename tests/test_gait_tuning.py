@@ -13,8 +13,10 @@ from gaits.balance import RETUNED, SINE_GAINS, Balance, BalanceGains
 from gaits.sine import GaitError, SpeedMap
 from gaits.walker import SineGait
 from plend.control.behaviours import make_gait
-from plend.core.config import ConfigError, GaitConfig, from_dict
+from plend.core.config import Config, ConfigError, GaitConfig, from_dict
+from plend.daemon.headless import RunOptions, run
 from plend.hal.base import ImuReading, Sensors
+from plend.model.worlds import draw_world
 from policies.contract import PolicySpec
 from policies.runner import policy_gait
 from tests.test_balance import DT, reading
@@ -170,3 +172,21 @@ def test_status_says_the_steps_stopped_because_the_torso_pitched_back() -> None:
     report = gait.report()["balance"]
     assert report["recovering"] and report["recovery_cause"] == "pitched back"
     assert "recovery  standing until upright again (pitched back)  (1 so far)" in _gait_lines(gait.report())
+
+
+# The sine gait as it was before these changes.
+LEGACY = GaitConfig(stride_exponent=1.0, heading_average=False, recover_back_deg=0.0, max_lean_back_m=0.01)
+
+
+@pytest.mark.parametrize(("seed", "speed"), [(46, 0.5), (5, 1.0)])
+def test_worlds_that_fell_now_walk(seed: int, speed: float) -> None:
+    """World 46 (soles 9.9 mm apart) fell at 2.2 s at speed 0.5, world 5 (rounded soles,
+    40 ms of servo delay) over backwards at 2.9 s at 1.0, on the gait as it was."""
+
+    def walk(gait: GaitConfig) -> dict[str, object]:
+        config = dataclasses.replace(Config(), sim=draw_world(seed), gait=gait)
+        return run(config, RunOptions(speed=speed, duration_s=5.0, fast=True))
+
+    assert walk(LEGACY)["fell"], "the gait as it was"
+    now = walk(GaitConfig())
+    assert not now["fell"] and now["distance_m"] > 0.05  # type: ignore[operator]
