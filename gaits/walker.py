@@ -40,8 +40,7 @@ class SineGait:
     steering answers the heading error averaged over the step just walked rather than the
     error at the step boundary: a robot that rocks and slips swings its heading within
     every step, and one sample steers by the swing as much as by the drift. With a
-    ``balance``
-    (:class:`gaits.balance.Balance`) the IMU also shapes every step, the first step
+    ``balance`` (:class:`gaits.balance.Balance`) the IMU also shapes every step, the first step
     waits until the balance is ready, and while the balance recovers from a dangerous
     tilt the phase holds and both feet come down to the stand pose; the steps ramp back
     up from where they stopped.

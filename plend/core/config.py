@@ -342,8 +342,8 @@ class GaitConfig:
         roll_rate_gain, pitch_rate_gain, pitch_gain, level_gain, max_level_m, lean_gain, max_lean_m,
         max_lean_back_m, lean_deadband_deg, mean_tau_s, rock_deg, duty_gain, start_duty, duty_decay,
         max_duty, settle_deg, settle_max_s, max_correction_rad, recover_deg, recover_back_deg,
-        recover_s: the balance gains, as in
-            gaits.balance.GAIN_RANGES (each key's meaning and range). The defaults are the
+        recover_s: the balance gains, as in gaits.balance.GAIN_RANGES (each key's meaning
+            and range). The defaults are the
             sine gait's (gaits.balance.SINE_GAINS); the gait under a residual policy keeps
             the retuned ones at the values it trained with (:meth:`balance_gains`).
     """
