@@ -13,7 +13,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    stands taller by a quarter of it so the shorter leg's knee keeps room to lift.
 3. **Leaning.** The mean pitch is integrated the same way into how far the torso is
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
-   weight further forward.
+   weight further forward. Behind the feet it goes only ``max_lean_back_m``: a floor
+   tilted down ahead pitches the robot forward wherever its weight is, and a lean that
+   followed it all the way put the weight over the heels.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
    ``rock_deg`` lengthens the double support of every step (the gait's duty), in
    proportion, while the swing keeps its time, so the robot spends longer on both feet
@@ -23,8 +25,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 6. **Recovery.** A tilt (from roll and pitch) past ``recover_deg`` stops the steps where
    they are and brings both feet down to the stand pose (:attr:`Balance.recovering`); the
-   walk goes on once the tilt has stayed under half of it for ``recover_s``. Standing
-   still is not a fall.
+   walk goes on once the tilt has stayed under half of it for ``recover_s``. A torso
+   pitched back past ``recover_back_deg`` stops the steps the same way, sooner: falling
+   over backwards is how most robots on the suite went down. Standing still is not a fall.
 
 For the sine gait the ankle pitch joints also turn against the pitch rate
 (``pitch_rate_gain``), which damps a robot rocking back onto its heels on rounded soles.
@@ -74,6 +77,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "max_level_m": (0.0, 0.012, "largest leg-length difference"),
     "lean_gain": (0.0, 0.5, "lean (m/s) per rad of mean pitch"),
     "max_lean_m": (0.0, 0.02, "largest lean, forward or back"),
+    "max_lean_back_m": (0.0, 0.02, "largest lean back (the torso carried behind the feet)"),
     "lean_deadband_deg": (0.0, 10.0, "mean pitch within this leaves the lean alone"),
     "mean_tau_s": (0.05, 5.0, "time constant of the mean roll and pitch"),
     "rock_deg": (0.5, 20.0, "rocking beyond this lengthens double support"),
@@ -85,6 +89,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "settle_max_s": (0.0, 10.0, "...or after this long"),
     "max_correction_rad": (0.0, 0.5, "largest ankle offset"),
     "recover_deg": (0.0, 45.0, "a tilt beyond this stops the steps and stands (0: never)"),
+    "recover_back_deg": (0.0, 45.0, "a torso pitched back beyond this also stops the steps (0: off)"),
     "recover_s": (0.1, 10.0, "steps again once the tilt has stayed under half recover_deg this long"),
 }
 
@@ -101,6 +106,7 @@ class BalanceGains:
     max_level_m: float = 0.008
     lean_gain: float = 0.15
     max_lean_m: float = 0.01
+    max_lean_back_m: float = 0.01
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
@@ -112,6 +118,7 @@ class BalanceGains:
     settle_max_s: float = 2.0
     max_correction_rad: float = 0.3
     recover_deg: float = 0.0
+    recover_back_deg: float = 0.0
     recover_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -126,7 +133,9 @@ class BalanceGains:
 
 # The sine gait's own tuning (the [gait] defaults). BalanceGains() keeps the values the
 # balanced gait had when policies first learnt on it: a policy walks on what it learnt on.
-SINE_GAINS = BalanceGains(pitch_rate_gain=0.05, recover_deg=20.0)
+SINE_GAINS = BalanceGains(
+    pitch_rate_gain=0.05, recover_deg=20.0, recover_back_deg=10.0, max_lean_back_m=0.004
+)
 _ORIGINAL = BalanceGains()
 RETUNED = tuple(n for n in GAIN_RANGES if getattr(SINE_GAINS, n) != getattr(_ORIGINAL, n))
 """The gains whose sine-gait default differs from what policies trained with."""
@@ -179,6 +188,7 @@ class Balance:
         self._tipping = 0.0
         self.recovering = False
         self.recoveries = 0
+        self.recovery_cause = ""  # what stopped the steps last: "tilt" or "pitched back"
         self._calm = 0.0
 
     def observe(self, sensors: Sensors | None) -> None:
@@ -207,7 +217,8 @@ class Balance:
         # A torso pitched back (negative) wants the feet further back: more lean. A walk
         # pitches a little by itself, and the IMU has a bias: only beyond a dead band.
         self._tipping = _dead_band(self.mean_pitch, math.radians(g.lean_deadband_deg))
-        self.lean = _clip(self.lean - g.lean_gain * self._tipping * dt, g.max_lean_m)
+        lean = self.lean - g.lean_gain * self._tipping * dt
+        self.lean = max(-min(g.max_lean_m, g.max_lean_back_m), min(g.max_lean_m, lean))
 
     def _adapt_duty(self, dt: float) -> None:
         g = self.gains
@@ -236,17 +247,22 @@ class Balance:
         )
 
     def _watch_tilt(self, roll: float, pitch: float, dt: float) -> None:
-        """Recovery: a tilt past ``recover_deg`` stops the steps until the tilt has stayed
-        under half of it for ``recover_s``."""
+        """Recovery: a tilt past ``recover_deg`` (or, with ``recover_back_deg``, a torso
+        pitched back past that) stops the steps until both have stayed under half of
+        their limit for ``recover_s``."""
         limit = math.radians(self.gains.recover_deg)
         if limit <= 0.0:
             return
         tilt = math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch))))
-        if tilt > limit:
-            self.recoveries += 0 if self.recovering else 1
+        back = math.radians(self.gains.recover_back_deg) or math.inf
+        if tilt > limit or -pitch > back:
+            if not self.recovering:
+                self.recoveries += 1
+                self.recovery_cause = "tilt" if tilt > limit else "pitched back"
             self.recovering, self._calm = True, 0.0
         elif self.recovering:
-            self._calm = self._calm + dt if tilt < 0.5 * limit else 0.0
+            calm = tilt < 0.5 * limit and -pitch < 0.5 * back
+            self._calm = self._calm + dt if calm else 0.0
             self.recovering = self._calm < self.gains.recover_s
 
     def _duty(self, params: GaitParams) -> float:
@@ -283,6 +299,7 @@ class Balance:
             "rocking_deg": round(math.degrees(self.rock), 2),
             "recovering": self.recovering,
             "recoveries": self.recoveries,
+            "recovery_cause": self.recovery_cause,
         }
 
 

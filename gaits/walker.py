@@ -36,8 +36,11 @@ class SineGait:
     stand pose. While the turn command is 0 and ``heading_gain`` is non-zero, the gait
     steers with the hip yaw joints (at most ``max_turn_rad`` a step) to keep the IMU
     heading it had when it last stopped turning; ``heading_bias_gain`` adds what a robot
-    that keeps turning one way needs, learnt step by step. With a ``balance``
-    (:class:`gaits.balance.Balance`) the IMU also shapes every step, the first step
+    that keeps turning one way needs, learnt step by step. With ``heading_average`` the
+    steering answers the heading error averaged over the step just walked rather than the
+    error at the step boundary: a robot that rocks and slips swings its heading within
+    every step, and one sample steers by the swing as much as by the drift. With a
+    ``balance`` (:class:`gaits.balance.Balance`) the IMU also shapes every step, the first step
     waits until the balance is ready, and while the balance recovers from a dangerous
     tilt the phase holds and both feet come down to the stand pose; the steps ramp back
     up from where they stopped.
@@ -54,6 +57,7 @@ class SineGait:
         side: float = 0.0,
         balance: Balance | None = None,
         heading_bias_gain: float = 0.0,
+        heading_average: bool = False,
     ):
         self.speed_map = speed_map or SpeedMap()
         validate_speed_map(self.speed_map, max_turn_rad)
@@ -61,6 +65,8 @@ class SineGait:
         self.ramp_steps = ramp_steps
         self.heading_gain = heading_gain
         self.heading_bias_gain = heading_bias_gain
+        self.heading_average = heading_average
+        self._error_sum = self._error_time = 0.0  # the heading error over this step, integrated
         self._bias = 0.0
         self.max_turn_rad = max_turn_rad
         self.speed = check_speed(speed)
@@ -111,6 +117,8 @@ class SineGait:
             self._yaw = sensors.imu.euler[2]
             if self._heading is None:
                 self._heading = self._yaw
+            self._error_sum += self._heading_error() * dt
+            self._error_time += dt
         if self.balance is None:
             self.advance(dt)
             return joint_targets(self.phase, self.params, self.envelope)
@@ -166,8 +174,10 @@ class SineGait:
             self._pending = None
             if was_turning and self.turn == 0.0:
                 self._heading = self._yaw  # hold the heading the turn ended on
+                self._error_sum = self._error_time = 0.0
         self._from = self.params
         self._to = self._command_params()
+        self._error_sum = self._error_time = 0.0
         self._blend = 0.0
 
     def _command_params(self) -> GaitParams:
@@ -179,7 +189,12 @@ class SineGait:
         robot that keeps turning one way has been found to need (integrated each step)."""
         if self._heading is None or not self.heading_gain:
             return 0.0
-        error = math.atan2(math.sin(self._heading - self._yaw), math.cos(self._heading - self._yaw))
+        averaged = self.heading_average and self._error_time > 0.0
+        error = self._error_sum / self._error_time if averaged else self._heading_error()
         limit = self.max_turn_rad
         self._bias = max(-limit, min(limit, self._bias + self.heading_bias_gain * error))
         return max(-limit, min(limit, self.heading_gain * error + self._bias))
+
+    def _heading_error(self) -> float:
+        assert self._heading is not None
+        return math.atan2(math.sin(self._heading - self._yaw), math.cos(self._heading - self._yaw))

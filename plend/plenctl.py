@@ -360,7 +360,9 @@ def _gait_lines(g: dict[str, Any]) -> list[str]:
             f"rocking {b['rocking_deg']:.1f} deg" + ("" if b["ready"] else "  (settling)")
         )
         if b.get("recovering") or b.get("recoveries"):
-            state = "standing until the tilt passes" if b.get("recovering") else "walking"
+            back = b.get("recovery_cause") == "pitched back"
+            standing = "upright again (pitched back)" if back else "the tilt passes"
+            state = f"standing until {standing}" if b.get("recovering") else "walking"
             lines.append(f"recovery  {state}  ({b.get('recoveries', 0)} so far)")
     return lines
 

@@ -187,7 +187,9 @@ def test_slow_inference_is_refused(zero_policy: Path, monkeypatch: pytest.Monkey
 
 def test_a_zero_residual_policy_walks_like_the_sine_gait(zero_policy: Path) -> None:
     policy = run(Config(), RunOptions(duration_s=10.0, fast=True, policy=zero_policy))
-    open_loop = Config(gait=GaitConfig(balance=False))  # as the policy trained: no balance layer
+    # As the policy trained: no balance layer, stride in proportion to speed, the heading
+    # sampled at each step boundary.
+    open_loop = Config(gait=GaitConfig(balance=False, stride_exponent=1.0, heading_average=False))
     gait = run(open_loop, RunOptions(speed=0.5, duration_s=10.0, fast=True))
     assert policy["fell"] is False and policy["gait"] == "policy zero.onnx"
     assert policy["distance_m"] == pytest.approx(gait["distance_m"], abs=0.02)

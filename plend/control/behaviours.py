@@ -164,10 +164,12 @@ def make_gait(
     """The sine gait as ``config`` (``[gait]``) says: heading hold, balance layer."""
     config = config or GaitConfig()
     balance = Balance(config.sine_gains()) if config.balance else None
-    hold = SpeedMap().max_turn_rad  # steer back as fast as the gait can turn
+    speed_map = SpeedMap(stride_exponent=config.stride_exponent)
+    hold = speed_map.max_turn_rad  # steer back as fast as the gait can turn
     return SineGait(
         speed, heading_gain=config.heading_gain, max_turn_rad=hold, turn=turn, side=side, balance=balance,
-        heading_bias_gain=config.heading_bias_gain,
+        heading_bias_gain=config.heading_bias_gain, heading_average=config.heading_average,
+        speed_map=speed_map,
     )  # fmt: skip
 
 

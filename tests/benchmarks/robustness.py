@@ -10,6 +10,9 @@ Run with ``.venv/bin/python tests/benchmarks/robustness.py`` (options: ``--help`
   (either side lower), and on the nominal world;
 - the wall time of the first 50-world evaluation and the processes it used.
 
+``--first N`` starts at world N (``--first 50``: worlds 50-99, a second set to check that
+a change was not tuned to the first).
+
 ``--set KEY=VALUE`` passes a config value to every walk (e.g. gait gains); ``--only on``
 (or ``off``) runs only the rows with the balance layer on (or off), e.g. after a change
 to the balance layer, which leaves the open-loop rows as they were.
@@ -75,14 +78,14 @@ MODEL_W = (24, -5, 7, 5, 10, 9, -7)
 
 
 def suite_rows(base: Config, args: argparse.Namespace, report: dict[str, Any]) -> None:
-    print(
-        f"robustness suite: sine gait, worlds 0-{args.worlds - 1} x {args.seconds:g} s, {args.jobs} processes"
-    )
+    worlds = f"worlds {args.first}-{args.first + args.worlds - 1}"
+    print(f"robustness suite: sine gait, {worlds} x {args.seconds:g} s, {args.jobs} processes")
     print(line(SUITE_HEAD, SUITE_W))
     for speed in SPEEDS:
         for label, settings in balance_settings(base, args.only):
             options = RunOptions(speed=speed, duration_s=args.seconds, fast=True)
-            plan = Plan(apply_settings(base, settings), options, tuple(range(args.worlds)))
+            seeds = tuple(range(args.first, args.first + args.worlds))
+            plan = Plan(apply_settings(base, settings), options, seeds)
             began = time.perf_counter()
             rows = evaluate(plan, args.jobs)
             wall = time.perf_counter() - began
@@ -114,6 +117,7 @@ def model_rows(base: Config, args: argparse.Namespace, report: dict[str, Any]) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worlds", type=int, default=50)
+    parser.add_argument("--first", type=int, default=0, help="number of the first world (default 0)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -121,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("on", "off"), help="only the rows with the balance on (or off)")
     args = parser.parse_args(argv)
     base = apply_settings(Config(), parse_settings(args.set))
-    report: dict[str, Any] = {"worlds": args.worlds, "seconds": args.seconds, "jobs": args.jobs,
-                              "suite": [], "models": []}  # fmt: skip
+    report: dict[str, Any] = {"first": args.first, "worlds": args.worlds, "seconds": args.seconds,
+                              "jobs": args.jobs, "suite": [], "models": []}  # fmt: skip
     suite_rows(base, args, report)
     model_rows(base, args, report)
     first = report["suite"][0]
