@@ -126,6 +126,19 @@ def test_a_fall_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert json.loads(capsys.readouterr().out)["fell"] is True
 
 
+def test_a_robot_that_a_fault_relaxed_and_that_then_toppled_counts_as_fallen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Weak servos sag: the tracking fault relaxes the robot before the fall monitor's
+    2 s of tilt are up, and the relaxed robot then lies on the floor, which is a fall."""
+    pytest.importorskip("pybullet")
+    path = tmp_path / "weak.toml"
+    path.write_text("[sim]\nservo_torque_nm = 0.02\n[safety]\nfall_ticks = 100\n")
+    assert main(["--config", str(path), "run", "--fast", "--duration", "5", "--summary", "json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fell"] is True and summary["time_to_fall_s"] < 5.0
+
+
 def test_config_is_taken_after_the_subcommand_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "plend.toml"
     path.write_text("[sim]\nfriction = 0.6\n")

@@ -61,15 +61,16 @@ def run(config: Config, options: RunOptions, hal: Hal | None = None) -> dict[str
         with _Outputs(options, hal, loop, supervisor, config) as outputs:  # opened before anything moves
             runtime.start(options.behaviour())
             start_pose = _truth(hal)
-            heading = _Heading(hal)
+            heading = _Heading(hal, config.safety.fall_tilt_deg)
             loop.observers.append(heading.observe)
             began = time.perf_counter()
-            fell = _walk(loop, round(options.duration_s / period))
+            fell = _walk(loop, round(options.duration_s / period), toppled=heading.toppled)
             walk = supervisor.behaviour
             balance = walk.report()["balance"] if isinstance(walk, Walk) else None
             if not fell:
                 supervisor.handle("stop")
-                fell = _walk(loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == Mode.STAND)
+                stood = (lambda: supervisor.mode == Mode.STAND), heading.toppled
+                fell = _walk(loop, int(STOP_TIMEOUT_S / period), *stood)
         wall = time.perf_counter() - began  # finishing the video or the recording included
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
@@ -150,10 +151,14 @@ def describe(supervisor: Supervisor) -> str:
 
 class _Heading:
     """Follows the ground-truth heading every tick, so turns past 180 degrees add up, and
-    the distance walked along the heading tick by tick (a turning walk's path)."""
+    the distance walked along the heading tick by tick (a turning walk's path); and whether
+    the torso has truly tilted past ``fall_tilt_deg``, in any mode: a robot that a fault
+    relaxed and that then falls over has fallen, though no fall monitor ran to say so."""
 
-    def __init__(self, hal: Hal):
+    def __init__(self, hal: Hal, fall_tilt_deg: float = 90.0):
         self._truth = hal.truth if isinstance(hal, GroundTruth) else None
+        self._fall_cos = math.cos(math.radians(fall_tilt_deg))
+        self.is_toppled = False
         start = self._truth() if self._truth else None
         self._last = start.euler[2] if start else 0.0
         self._at = start.position[:2] if start else (0.0, 0.0)
@@ -164,13 +169,17 @@ class _Heading:
         if self._truth is None or self.turned is None:
             return
         truth = self._truth()
-        yaw = truth.euler[2]
+        roll, pitch, yaw = truth.euler
+        self.is_toppled = self.is_toppled or math.cos(roll) * math.cos(pitch) < self._fall_cos
         step = math.atan2(math.sin(yaw - self._last), math.cos(yaw - self._last))
         heading = self._last + 0.5 * step
         dx, dy = truth.position[0] - self._at[0], truth.position[1] - self._at[1]
         self.walked += dx * math.cos(heading) + dy * math.sin(heading)
         self.turned += step
         self._last, self._at = yaw, truth.position[:2]
+
+    def toppled(self) -> bool:
+        return self.is_toppled
 
 
 class _opened:
@@ -187,15 +196,16 @@ class _opened:
         self.hal.close()
 
 
-def _walk(loop: ControlLoop, ticks: int, done: Any = lambda: False) -> bool:
-    """Run up to ``ticks`` ticks; return True if the robot fell."""
+def _walk(loop: ControlLoop, ticks: int, done: Any = lambda: False, toppled: Any = lambda: False) -> bool:
+    """Run up to ``ticks`` ticks; return True if the robot fell: the supervisor saw a fall,
+    or ``toppled()`` says the torso lies past the fall tilt."""
     supervisor = loop.decider
     assert isinstance(supervisor, Supervisor)
     for _ in range(ticks):
         if done():
             return False
         loop.tick()
-        if supervisor.counts.falls:
+        if supervisor.counts.falls or toppled():
             return True
     return False
 
