@@ -49,6 +49,10 @@ class LearnSettings:
     noise: float = 0.2
     eval_every: int = 25_000
     log_every_s: float = 60.0
+    # Until learning_starts: uniformly random actions (true), or the actor's with noise,
+    # for an actor that starts from a trained policy (false).
+    random_start: bool = True
+    evaluate_first: bool = False  # evaluate the actor it starts from, at step 0
 
 
 @dataclass
@@ -208,6 +212,8 @@ class Learner:
         pool = self._evaluation_pool()
         self._hold_actor(True)
         obs = self.venv.reset()
+        if s.evaluate_first:
+            self._submit(pool)
         began = last_log = time.perf_counter()
         try:
             while p.steps < s.steps and not self.stop.is_set():
@@ -240,7 +246,7 @@ class Learner:
 
         n = self.venv.num_envs
         shape = (n, *self.venv.action_space.shape)
-        if self.progress.steps < self.settings.learning_starts:
+        if self.settings.random_start and self.progress.steps < self.settings.learning_starts:
             return self._rng.uniform(-1.0, 1.0, shape).astype(np.float32)
         with torch.no_grad():
             action = self.model.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
