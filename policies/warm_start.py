@@ -92,7 +92,9 @@ def _gemm(path: Path, node: Any, graph: Graph) -> tuple[np.ndarray, np.ndarray]:
     if not attrs.get("transB", 0):
         weight = weight.T
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
-        raise PolicyError(f"--init-actor {path}: a Gemm layer's weight {weight.shape} and bias {bias.shape} disagree")
+        raise PolicyError(
+            f"--init-actor {path}: a Gemm layer's weight {weight.shape} and bias {bias.shape} disagree"
+        )
     return weight, bias
 
 
