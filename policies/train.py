@@ -247,7 +247,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     stop = threading.Event()
     restore = stop_on_signals(stop)
     command = shlex.join([Path(sys.executable).name, "-m", "policies.train", *args.argv])
-    exporter = _Exporter(spec, args, command)
+    exporter = _Exporter(spec, args, command, init)
     began = time.perf_counter()
     try:
         learner = Learner(model, venv, settings, functools.partial(make_env, spec, args, False), stop)
@@ -270,8 +270,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 class _Exporter:
     """Writes an actor to ``--out`` with the spec and how it was trained in its notes."""
 
-    def __init__(self, spec: Any, args: argparse.Namespace, command: str):
+    def __init__(self, spec: Any, args: argparse.Namespace, command: str, init: Any = None):
         self.spec, self.args, self.command = spec, args, command
+        # Where a warm start came from: the file and how that actor was trained.
+        self.origin: dict[str, Any] = {} if init is None else {
+            "init_actor": str(args.init_actor),
+            "init_actor_notes": {k: init.spec.notes[k] for k in ("trained_with", "exported_step", "seed")
+                                 if k in init.spec.notes},
+        }  # fmt: skip
         self.began = time.perf_counter()
 
     def export(self, step: int, actor: Any, steps: int | None = None, wall: float | None = None) -> None:
@@ -282,8 +288,7 @@ class _Exporter:
                  "exported_step": step, "seed": self.args.seed, "wall_s": round(wall, 1),
                  "worlds": "nominal" if self.args.no_randomise else "robustness suite",
                  "finished": steps is not None}  # fmt: skip
-        if self.args.init_actor is not None:
-            notes["init_actor"] = str(self.args.init_actor)
+        notes.update(self.origin)
         export_actor(actor, dataclasses.replace(self.spec, notes=notes), self.args.out)
 
 

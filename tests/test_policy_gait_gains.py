@@ -36,10 +36,10 @@ def _balance(gait: SineGait) -> Balance:
 def test_a_new_policy_records_every_balance_gain_of_todays_gait_by_name() -> None:
     assert set(TODAY.gait_gains) == set(GAIN_RANGES)
     assert TODAY.gait_gains == {n: getattr(GaitConfig().sine_gains(), n) for n in GAIN_RANGES}
-    assert TODAY.gait_gains["recover_deg"] == 20.0 and TODAY.gait_gains["pitch_rate_gain"] == 0.05
+    assert TODAY.gait_gains["recover_deg"] > 0.0 and TODAY.gait_gains["pitch_rate_gain"] > 0.0
     assert make_spec(balance=False).gait_gains == {}, "the open-loop gait has no balance gains"
     data = json.loads(TODAY.to_json())
-    assert data["gait_gains"]["recover_deg"] == 20.0
+    assert data["gait_gains"]["recover_deg"] == GaitConfig().recover_deg
     assert PolicySpec.from_json(TODAY.to_json()) == TODAY
 
 
@@ -68,13 +68,14 @@ def test_a_gain_the_policy_does_not_record_stays_at_its_original_value() -> None
     spec = dataclasses.replace(TODAY, gait_gains=recorded)
     gains = _balance(policy_gait(spec)).gains
     assert "recover_deg" in RETUNED and gains.recover_deg == BalanceGains().recover_deg
-    assert gains.pitch_rate_gain == 0.05, "the recorded one is kept"
+    assert gains.pitch_rate_gain == TODAY.gait_gains["pitch_rate_gain"] > 0.0, "the recorded one is kept"
 
 
 def test_recorded_gains_win_over_the_config_and_the_others_follow_it() -> None:
     config = GaitConfig(roll_rate_gain=0.08, recover_deg=30.0)
     gains = _balance(policy_gait(TODAY, config)).gains
-    assert gains.roll_rate_gain == 0.05 and gains.recover_deg == 20.0, "what it trained with"
+    recorded = TODAY.gait_gains
+    assert (gains.roll_rate_gain, gains.recover_deg) == (recorded["roll_rate_gain"], recorded["recover_deg"])
     partial = dataclasses.replace(TODAY, gait_gains={"recover_deg": 20.0})
     gains = _balance(policy_gait(partial, config)).gains
     assert gains.roll_rate_gain == 0.08, "a gain it does not record and was not retuned: the config's"

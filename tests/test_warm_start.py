@@ -61,6 +61,8 @@ def test_the_actor_starts_as_the_file_acts() -> None:
     fresh = np.abs(train.make_model(_args(), DummyVecEnv([lambda: WalkEnv(spec, randomise=False)]))
                    .actor(torch.from_numpy(obs)).detach().numpy())  # fmt: skip
     assert fresh.max() < 0.05 < np.abs(ours).max(), "without it the actor starts near zero"
+    origin = train._Exporter(spec, args, "cmd", train.initial_actor(args, spec)).origin
+    assert origin["init_actor"] == str(SHIPPED) and origin["init_actor_notes"]["exported_step"] == 225000
 
 
 def test_an_actor_exported_here_reads_back_exactly(tmp_path: Path) -> None:
@@ -131,8 +133,8 @@ def test_a_warm_started_run_evaluates_its_start_and_records_it(tmp_path: Path, c
     assert train.main(argv) == 0
     assert "eval at step 0: score" in capsys.readouterr().out
     spec = load_runner(out, 50.0, "sim", None).spec
-    assert spec.notes["init_actor"] == str(start)
-    assert spec.gait_gains["recover_deg"] == 20.0, "trained on today's gait, recorded"
+    assert spec.notes["init_actor"] == str(start) and spec.notes["init_actor_notes"] == {}
+    assert spec.gait_gains == make_spec(balance=True).gait_gains, "trained on today's gait, recorded"
 
 
 def test_a_warm_start_explores_around_its_actor_from_the_first_step() -> None:
