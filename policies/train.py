@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--episode-steps", type=int, default=600, help="ticks per episode (default 600 = 12 s)")
     add("--reward", action="append", default=[], metavar="TERM=WEIGHT", help="set one reward weight "
         "(policies.reward.RewardWeights), e.g. --reward action=-0.5; repeatable")  # fmt: skip
-    add("--eval-every", type=int, default=25_000, help="steps between evaluations; the best actor is "
-        "exported (default 25000; 0: export the last actor)")  # fmt: skip
+    add("--eval-every", type=int, default=25_000, help="steps between evaluations; the best actor (fewest "
+        "falls, then highest score) is exported (default 25000; 0: export the last actor)")  # fmt: skip
     add("--init-actor", type=Path, metavar="FILE", help="start the actor from this policy file (one "
         "policies.train exported, with the same observation layout, actions and --net-arch) instead of "
         "near zero; it explores with that actor from the first step and is evaluated at step 0")  # fmt: skip

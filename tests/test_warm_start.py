@@ -157,3 +157,24 @@ def test_a_warm_start_explores_around_its_actor_from_the_first_step() -> None:
         settings = LearnSettings(steps=10, learning_starts=1000, noise=0.1, random_start=random_start)
         actions = Learner(model, venv, settings, None, threading.Event())._act(obs)
         assert (actions.min() < -0.5) == random_start and actions.min() >= low
+
+
+def test_the_best_actor_is_the_one_that_fell_least_then_scored_most() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from policies.learner import Learner, LearnSettings
+
+    def result(score: float, falls: int) -> dict[str, object]:
+        return {
+            "score": score,
+            "walks": [{"fell": i < falls, "distance_m": 0.3, "yaw_deg": 0.0} for i in range(5)],
+        }
+
+    learner = Learner(SimpleNamespace(seed=0), None, LearnSettings(steps=1), None, threading.Event(), log=str)
+    exported: list[int] = []
+    learner.on_best = lambda step, actor: exported.append(step)
+    for step, (score, falls) in enumerate([(870.0, 1), (720.0, 0), (700.0, 0), (900.0, 1), (750.0, 0)]):
+        learner._record(step, f"actor {step}", result(score, falls))
+    assert exported == [0, 1, 4], "a higher score with a fall does not beat no fall"
+    assert learner.progress.best is not None and learner.progress.best[1:] == (4, "actor 4")
