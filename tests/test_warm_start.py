@@ -171,7 +171,9 @@ def test_the_best_actor_is_the_one_that_fell_least_then_scored_most() -> None:
             "walks": [{"fell": i < falls, "distance_m": 0.3, "yaw_deg": 0.0} for i in range(5)],
         }
 
-    learner = Learner(SimpleNamespace(seed=0), None, LearnSettings(steps=1), None, threading.Event(), log=str)
+    learner = Learner(
+        SimpleNamespace(seed=0), None, LearnSettings(steps=1), None, threading.Event(), log=lambda line: None
+    )
     exported: list[int] = []
     learner.on_best = lambda step, actor: exported.append(step)
     for step, (score, falls) in enumerate([(870.0, 1), (720.0, 0), (700.0, 0), (900.0, 1), (750.0, 0)]):
