@@ -51,15 +51,24 @@ def test_the_gait_under_a_new_policy_is_todays_with_its_recovery() -> None:
     assert _balance(gait).recovering, "a tilt past 20 deg stands the robot, as the sine gait does"
 
 
-def test_the_shipped_policy_records_no_gains_and_walks_as_before() -> None:
-    spec = read_spec(SHIPPED, _session(SHIPPED))
+def test_a_policy_without_recorded_gains_walks_on_the_gait_it_learnt_on() -> None:
+    # A file written before gait_gains existed: the shipped policy's metadata without the key.
+    data = json.loads(read_spec(SHIPPED, _session(SHIPPED)).to_json())
+    data.pop("gait_gains", None)
+    spec = PolicySpec.from_json(json.dumps(data))
     assert spec.gait_balance and spec.gait_gains == {}
     gait = policy_gait(spec)
-    assert _balance(gait).gains == BalanceGains(), "the balanced gait it trained on"
+    assert _balance(gait).gains == BalanceGains(), "the balanced gait policies first learnt on"
     t = _walk(gait, 1.0)
     _walk(gait, 0.2, roll_deg=30.0, t=t)
     assert not _balance(gait).recovering, "no recovery: it did not learn with one"
     assert "gait_gains" not in json.loads(spec.to_json()), "an old file's metadata reads back unchanged"
+
+
+def test_the_shipped_policy_walks_on_the_gait_it_records() -> None:
+    spec = read_spec(SHIPPED, _session(SHIPPED))
+    assert set(spec.gait_gains) == set(GAIN_RANGES)
+    assert _balance(policy_gait(spec)).gains == BalanceGains(**spec.gait_gains)
 
 
 def test_a_gain_the_policy_does_not_record_stays_at_its_original_value() -> None:
