@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gaits.balance import SINE_GAINS, BalanceError, trained_gains
 from gaits.sine import stand_pose
 from plend.core.errors import PlendError
 from plend.hal.base import Sensors
@@ -128,6 +129,11 @@ class PolicySpec:
             ``gait_speed``, turn and side at 0.
         gait_heading: the heading hold of the gait it trained on: (gain, bias gain,
             largest steering in rad per step); empty: the gait's original (0.5, 0, 0.12).
+        gait_gains: the balance gains (gaits.balance.GAIN_RANGES names) the gait had
+            when the policy trained, by name; under the policy the gait runs with these.
+            A gain it does not name and that was retuned since policies first learnt on
+            the balanced gait (gaits.balance.RETUNED) runs at its original value; empty:
+            all of those at their original values (policies trained before it existed).
     """
 
     observation: tuple[tuple[str, int], ...]
@@ -140,6 +146,7 @@ class PolicySpec:
     gait_balance: bool = False
     commands: dict[str, tuple[float, float]] = field(default_factory=dict)
     gait_heading: tuple[float, ...] = ()
+    gait_gains: dict[str, float] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -164,6 +171,8 @@ class PolicySpec:
             data["commands"] = {k: list(v) for k, v in self.commands.items()}
         if self.gait_heading:
             data["gait_heading"] = list(self.gait_heading)
+        if self.gait_gains:
+            data["gait_gains"] = dict(self.gait_gains)
         return json.dumps(data)
 
     @classmethod
@@ -180,9 +189,10 @@ class PolicySpec:
                 gait_balance=data.get("gait_balance", False),
                 commands={str(k): (float(v[0]), float(v[1])) for k, v in data.get("commands", {}).items()},
                 gait_heading=tuple(float(v) for v in data.get("gait_heading", ())),
+                gait_gains={str(k): float(v) for k, v in data.get("gait_gains", {}).items()},
                 format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
             )  # fmt: skip
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PolicyError(
                 f"its '{METADATA_KEY}' metadata is malformed ({type(exc).__name__}: {exc})"
             ) from None
@@ -233,6 +243,17 @@ class PolicySpec:
             raise PolicyError(
                 f"gait_heading {list(heading)} must be [gain, bias gain, max turn rad], each in [0, 2]"
             )
+        self._validate_gains()
+
+    def _validate_gains(self) -> None:
+        if not self.gait_gains:
+            return
+        if not self.gait_balance:
+            raise PolicyError("gait_gains need gait_balance: the gains are the balance layer's")
+        try:
+            trained_gains(SINE_GAINS, self.gait_gains)
+        except BalanceError as exc:
+            raise PolicyError(f"gait_gains: {exc}") from None
 
     def command_range(self, name: str) -> tuple[float, float]:
         """The range of command ``name`` the policy was trained for."""

@@ -40,6 +40,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from gaits.balance import GAIN_RANGES
 from gaits.sine import SpeedMap, stand_pose
 from plend.control.safety import SafetyFilter
 from plend.core.config import GaitConfig, SafetyConfig, SimWorld
@@ -90,15 +91,20 @@ def make_spec(
     With ``legacy_obs`` the observation is the original 26-value layout (it needs ground
     truth, so such a policy runs in simulation only) and the gait walks at ``speed``; with
     ``balance`` the gait under the residuals runs its balance layer (and so will it on the
-    robot).
+    robot) with every balance gain at the sine gait's value today, recorded by name.
     """
     gait = GaitConfig()  # the daemon's heading hold, recorded: the policy runs on it wherever it goes
+    # Every balance gain as the gait has it today, by name: the gait under the policy keeps
+    # them however the defaults change later.
+    gains = gait.sine_gains()
+    recorded = {name: float(getattr(gains, name)) for name in GAIN_RANGES} if balance else {}
     return PolicySpec(
         observation=LEGACY_LAYOUT if legacy_obs else DEFAULT_OBSERVATION,
         action_joints=LEG_JOINTS, action_mode="residual", action_scale=(0.1,) * len(LEG_JOINTS),
         rate_hz=rate_hz, gait_speed=speed, gait_balance=balance,
         commands={} if legacy_obs else dict(DEFAULT_COMMANDS if commands is None else commands),
         gait_heading=(gait.heading_gain, gait.heading_bias_gain, SpeedMap().max_turn_rad),
+        gait_gains=recorded,
     )  # fmt: skip
 
 

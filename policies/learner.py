@@ -13,7 +13,9 @@ buffer, and drives them differently:
 - ``updates_per_step`` gradient steps per environment step (0.25 by default: fewer,
   larger-batch updates; TD3's one-to-one ratio is the cost the benchmark measures);
 - the periodic evaluation of the deterministic policy runs in its own process on a copy
-  of the actor, so learning never waits for it; the best actor so far is kept.
+  of the actor, so learning never waits for it; the best actor so far is kept: the one
+  that fell in the fewest of its walks, then the one with the highest score (a walk that
+  falls late can score more than one that stands still to recover, and falls come first).
 
 A stop request (Ctrl-C or SIGTERM, see :func:`stop_on_signals`) ends the loop at the
 next step; the caller exports the best actor so far.
@@ -49,6 +51,10 @@ class LearnSettings:
     noise: float = 0.2
     eval_every: int = 25_000
     log_every_s: float = 60.0
+    # Until learning_starts: uniformly random actions (true), or the actor's with noise,
+    # for an actor that starts from a trained policy (false).
+    random_start: bool = True
+    evaluate_first: bool = False  # evaluate the actor it starts from, at step 0
 
 
 @dataclass
@@ -140,6 +146,11 @@ def evaluate_actor(actor: Any, make_env: Callable[[], Any]) -> dict[str, Any]:
     return {"score": float(np.mean([w["return"] for w in walks])), "walks": walks}
 
 
+def rank(result: dict[str, Any]) -> tuple[int, float]:
+    """How an evaluation ranks, lower first: the walks that fell, then minus the score."""
+    return (sum(bool(w["fell"]) for w in result["walks"]), -float(result["score"]))
+
+
 class WorkerDiedError(RuntimeError):
     """A simulation worker process ended (its traceback is on stderr)."""
 
@@ -201,6 +212,7 @@ class Learner:
         self._submitted = -1
         self._pending: dict[concurrent.futures.Future[dict[str, Any]], tuple[int, Any]] = {}
         self._rng = np.random.default_rng(model.seed)
+        self._best_rank: tuple[int, float] | None = None
 
     def run(self) -> Progress:
         """Learn for ``settings.steps`` environment steps (or until stopped)."""
@@ -208,6 +220,8 @@ class Learner:
         pool = self._evaluation_pool()
         self._hold_actor(True)
         obs = self.venv.reset()
+        if s.evaluate_first:
+            self._submit(pool)
         began = last_log = time.perf_counter()
         try:
             while p.steps < s.steps and not self.stop.is_set():
@@ -240,7 +254,7 @@ class Learner:
 
         n = self.venv.num_envs
         shape = (n, *self.venv.action_space.shape)
-        if self.progress.steps < self.settings.learning_starts:
+        if self.settings.random_start and self.progress.steps < self.settings.learning_starts:
             return self._rng.uniform(-1.0, 1.0, shape).astype(np.float32)
         with torch.no_grad():
             action = self.model.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
@@ -318,8 +332,9 @@ class Learner:
     def _record(self, step: int, actor: Any, result: dict[str, Any]) -> None:
         p = self.progress
         p.evaluations.append({"step": step, **result})
-        best = p.best is None or result["score"] > p.best[0]
+        best = self._best_rank is None or rank(result) < self._best_rank
         if best:
+            self._best_rank = rank(result)
             p.best = (result["score"], step, actor)
             if self.on_best is not None:
                 self.on_best(step, actor)

@@ -222,8 +222,11 @@ def policy_gait(
 ) -> SineGait:
     """The sine gait a residual policy trained on, walking ``command`` (default: the
     policy's default command): its heading hold as the policy's metadata records it, and
-    the balance layer, with ``config``'s gains (``[gait]``), if the policy trained with it."""
-    balance = Balance((config or GaitConfig()).balance_gains()) if spec.gait_balance else None
+    the balance layer, if the policy trained with it, with the gains its metadata records
+    (``gait_gains``, by name) and ``config``'s (``[gait]``) for the others, a gain retuned
+    since policies first learnt on the balanced gait back at its original value."""
+    gains = (config or GaitConfig()).balance_gains(spec.gait_gains or None)
+    balance = Balance(gains) if spec.gait_balance else None
     gain, bias, max_turn = spec.gait_heading or LEGACY_HEADING
     speed, turn, side = command or spec.default_command()
     return SineGait(

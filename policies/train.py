@@ -79,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--episode-steps", type=int, default=600, help="ticks per episode (default 600 = 12 s)")
     add("--reward", action="append", default=[], metavar="TERM=WEIGHT", help="set one reward weight "
         "(policies.reward.RewardWeights), e.g. --reward action=-0.5; repeatable")  # fmt: skip
-    add("--eval-every", type=int, default=25_000, help="steps between evaluations; the best actor is "
-        "exported (default 25000; 0: export the last actor)")  # fmt: skip
+    add("--eval-every", type=int, default=25_000, help="steps between evaluations; the best actor (fewest "
+        "falls, then highest score) is exported (default 25000; 0: export the last actor)")  # fmt: skip
+    add("--init-actor", type=Path, metavar="FILE", help="start the actor from this policy file (one "
+        "policies.train exported, with the same observation layout, actions and --net-arch) instead of "
+        "near zero; it explores with that actor from the first step and is evaluated at step 0")  # fmt: skip
     add("--device", default="cpu", help="torch device (default cpu)")
     add("--threads", type=int, default=1, help="torch threads of the learner (default 1)")
     add("--no-progress", action="store_true", help="no progress line every minute")
@@ -159,8 +162,9 @@ def make_env(spec: Any, args: argparse.Namespace, randomise: bool) -> Any:
                    weights=reward_weights(args.reward), nominal_share=args.nominal_share)  # fmt: skip
 
 
-def make_model(args: argparse.Namespace, venv: Any) -> Any:
-    """The TD3 agent the options describe, its actor starting near zero."""
+def make_model(args: argparse.Namespace, venv: Any, init: Any = None) -> Any:
+    """The TD3 agent the options describe, its actor starting near zero, or from ``init``
+    (a :class:`policies.warm_start.ActorWeights`)."""
     from stable_baselines3 import TD3
     from stable_baselines3.common.logger import Logger
 
@@ -181,8 +185,25 @@ def make_model(args: argparse.Namespace, venv: Any) -> Any:
         policy_kwargs={"net_arch": _net_arch(args.net_arch)}, device=args.device, verbose=0,
     )  # fmt: skip
     model.set_logger(Logger(None, []))
-    start_near_zero(model)
+    if init is None:
+        start_near_zero(model)
+    else:
+        from policies.warm_start import load_actor
+
+        load_actor(model, init)
     return model
+
+
+def initial_actor(args: argparse.Namespace, spec: Any) -> Any:
+    """The actor ``--init-actor`` names, checked against ``spec`` and ``--net-arch`` (None
+    without the option)."""
+    if args.init_actor is None:
+        return None
+    from policies.warm_start import check_fits, read_actor
+
+    actor = read_actor(args.init_actor)
+    check_fits(actor, spec, _net_arch(args.net_arch), args.init_actor)
+    return actor
 
 
 def start_near_zero(model: Any, gain: float = 0.01) -> None:
@@ -212,19 +233,21 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     check_args(args)
     torch.set_num_threads(args.threads)
     spec = make_spec(args)
+    init = initial_actor(args, spec)  # refused before any worker starts
     args.log_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(SubprocVecEnv([functools.partial(make_env, spec, args, True)] * args.envs))
     venv.seed(args.seed)
-    model = make_model(args, venv)
+    model = make_model(args, venv, init)
     settings = LearnSettings(
         steps=args.steps, learning_starts=args.learning_starts, critic_warmup=args.critic_warmup,
         updates_per_step=args.updates_per_step, batch_size=args.batch_size, noise=args.noise,
         eval_every=args.eval_every, log_every_s=float("inf") if args.no_progress else 60.0,
+        random_start=init is None, evaluate_first=init is not None,
     )  # fmt: skip
     stop = threading.Event()
     restore = stop_on_signals(stop)
     command = shlex.join([Path(sys.executable).name, "-m", "policies.train", *args.argv])
-    exporter = _Exporter(spec, args, command)
+    exporter = _Exporter(spec, args, command, init)
     began = time.perf_counter()
     try:
         learner = Learner(model, venv, settings, functools.partial(make_env, spec, args, False), stop)
@@ -247,8 +270,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 class _Exporter:
     """Writes an actor to ``--out`` with the spec and how it was trained in its notes."""
 
-    def __init__(self, spec: Any, args: argparse.Namespace, command: str):
+    def __init__(self, spec: Any, args: argparse.Namespace, command: str, init: Any = None):
         self.spec, self.args, self.command = spec, args, command
+        # Where a warm start came from: the file and how that actor was trained.
+        self.origin: dict[str, Any] = {} if init is None else {
+            "init_actor": str(args.init_actor),
+            "init_actor_notes": {k: init.spec.notes[k] for k in ("trained_with", "exported_step", "seed")
+                                 if k in init.spec.notes},
+        }  # fmt: skip
         self.began = time.perf_counter()
 
     def export(self, step: int, actor: Any, steps: int | None = None, wall: float | None = None) -> None:
@@ -259,6 +288,7 @@ class _Exporter:
                  "exported_step": step, "seed": self.args.seed, "wall_s": round(wall, 1),
                  "worlds": "nominal" if self.args.no_randomise else "robustness suite",
                  "finished": steps is not None}  # fmt: skip
+        notes.update(self.origin)
         export_actor(actor, dataclasses.replace(self.spec, notes=notes), self.args.out)
 
 
