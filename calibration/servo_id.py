@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,23 +194,27 @@ def _best_phase(
 
 
 def _search(
-    batch: _Batch,
+    cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
     x: np.ndarray,
-    runs: np.ndarray,
+    owner: np.ndarray,
     rng: np.random.Generator,
     only: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pattern search from every starting point ``x[i]`` (of run ``runs[i]``) at once: each
-    round tries, around each point, every coordinate (or ``only`` those) up and down,
-    trades of dead band for backlash and of delay for lag, and a few random moves; a point
-    whose round finds nothing better halves its steps, and stops when they are all at
-    their floor."""
+    """Pattern search from every starting point ``x[i]`` (of run or group ``owner[i]``,
+    ``cost(owner, x)`` its cost) at once: each round tries, around each point, every
+    coordinate (or ``only`` those) up and down, trades of dead band for backlash and of
+    delay for lag, and a few random moves; a point whose round finds nothing better halves
+    its steps, and stops when they are all at their floor. Columns past the model's ten
+    are more PWM frames' phases (see :class:`_Shared`)."""
     points, dims = x.shape
+    low, high, base, least = (
+        np.r_[v, np.repeat(v[-1:], dims - len(v))] for v in (_LOW, _HIGH, _STEP, _MIN_STEP)
+    )
     free = np.zeros(dims, bool)
     free[list(range(dims) if only is None else only)] = True
-    step = np.tile(np.where(free, _STEP, 0.0), (points, 1))
-    floor = np.where(free, _MIN_STEP, 0.0)
-    best = batch.cost(runs, x)[0]
+    step = np.tile(np.where(free, base, 0.0), (points, 1))
+    floor = np.where(free, least, 0.0)
+    best = cost(owner, x)
     moves = []
     for i in np.flatnonzero(free):
         for sign in (-1.0, 1.0):
@@ -224,19 +228,18 @@ def _search(
     active = np.ones(points, bool)
     for iteration in range(MAX_ITERATIONS):
         if iteration % 10 == 9:
-            active &= ~_dominated(runs, best)
+            active &= ~_dominated(owner, best)
         live = np.flatnonzero(active)
         if not len(live):
             break
         shifts = np.concatenate([np.array(moves), rng.normal(0.0, 0.7, (4, dims))])
-        trials = (x[live, None, :] + shifts[None] * step[live, None, :]).reshape(-1, dims)
-        cost, _ = batch.cost(np.repeat(runs[live], len(shifts)), np.clip(trials, _LOW, _HIGH))
-        cost = cost.reshape(len(live), len(shifts))
-        pick = np.argmin(cost, axis=1)
+        trials = np.clip((x[live, None, :] + shifts[None] * step[live, None, :]).reshape(-1, dims), low, high)
+        tried = cost(np.repeat(owner[live], len(shifts)), trials).reshape(len(live), len(shifts))
+        pick = np.argmin(tried, axis=1)
         for row, r in enumerate(live):
-            if cost[row, pick[row]] < best[r] - 1e-12:
-                x[r] = np.clip(trials[row * len(shifts) + pick[row]], _LOW, _HIGH)
-                best[r] = cost[row, pick[row]]
+            if tried[row, pick[row]] < best[r] - 1e-12:
+                x[r] = trials[row * len(shifts) + pick[row]]
+                best[r] = tried[row, pick[row]]
             elif np.all(step[r] <= floor):
                 active[r] = False
             else:
@@ -266,7 +269,11 @@ def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
     trials[:, 0] += np.tile(grid[:, 0], len(x))
     cost = batch.cost(np.repeat(np.arange(len(x)), len(grid)), trials)[0].reshape(len(x), -1)
     best = trials[np.arange(len(x)) * len(grid) + np.argmin(cost, axis=1)]
-    return _search(batch, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
+
+    def cost(owner: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return batch.cost(owner, params)[0]
+
+    return _search(cost, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
 
 
 def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,21 +292,48 @@ def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray,
     return np.where(reached, x[:, 4], slowest), reached
 
 
-def _swap(
-    batch: _Batch, x: np.ndarray, best: np.ndarray, partners: Sequence[int], rng: np.random.Generator
-) -> None:
-    """Search again, from its partner's result, each run that fits clearly worse than its
-    partner (its search ended in a worse valley); keep what ends better. The partner's
-    result is first put at the PWM frames' phase that suits the run (it drifts between
-    runs)."""
-    partner = np.asarray(partners)
-    worse = np.flatnonzero(best > 1.5 * best[partner] + _D(0.005))
-    if not len(worse):
-        return
-    theirs, _ = _best_phase(batch, x[partner[worse]], worse, keep_mean=False)
-    again, cost = _search(batch, theirs, worse, rng)
-    better = cost < best[worse]
-    x[worse[better]], best[worse[better]] = again[better], cost[better]
+class _Shared:
+    """The runs of one servo fitted with one model: a point is the model's first nine
+    parameters, shared by a group's runs, then one PWM frames' phase per run of the group
+    (the board's frames drift against the loop's ticks between runs; the servo does not).
+    Its cost is the rms over all the group's runs together."""
+
+    def __init__(self, batch: _Batch, groups: Sequence[Sequence[int]]):
+        self.batch = batch
+        self.width = max(len(g) for g in groups)
+        self.members = np.array([[*g, *[g[0]] * (self.width - len(g))] for g in groups])
+        self.weight = np.array([[1.0] * len(g) + [0.0] * (self.width - len(g)) for g in groups])
+        self.count = batch.use.sum(axis=0).astype(float)
+
+    def rows(self, owner: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each point as the model's parameter vectors of its group's runs, and those runs."""
+        rows = np.repeat(x[:, :10], self.width, axis=0)
+        rows[:, 9] = x[:, 9:].ravel()
+        return rows, self.members[owner].ravel()
+
+    def cost(self, owner: np.ndarray, x: np.ndarray) -> np.ndarray:
+        rows, runs = self.rows(owner, x)
+        rms = self.batch.cost(runs, rows)[0].reshape(len(x), self.width)
+        count = self.count[runs].reshape(len(x), self.width) * self.weight[owner]
+        return np.sqrt((rms**2 * count).sum(axis=1) / count.sum(axis=1))
+
+    def starts(self, x: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:
+        """The joint starting points from the runs' own (``x``: per run, ``lags`` rows): per
+        group and lag, the better of its runs' points, each with the phase that suits
+        every run of the group."""
+        groups, width = len(self.members), self.width
+        # candidate (group, lag, whose point) for each run of the group: its best phase
+        whose = np.repeat(self.members, lags, axis=0).reshape(groups, lags, width)
+        source = (whose * lags + np.arange(lags)[None, :, None])[..., None].repeat(width, axis=3)
+        target = np.broadcast_to(self.members[:, None, None, :], source.shape)
+        phased, _ = _best_phase(self.batch, x[source.ravel()], target.ravel(), keep_mean=False)
+        points = np.concatenate(
+            [x[source[..., 0].ravel(), :9], phased[:, 9].reshape(-1, width)], axis=1
+        )  # (groups * lags * width, 9 + width)
+        owner = np.repeat(np.arange(groups), lags * width)
+        cost = self.cost(owner, points).reshape(groups * lags, width)
+        pick = np.arange(groups * lags) * width + np.argmin(cost, axis=1)
+        return points[pick], owner[pick]
 
 
 def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: int = 0) -> list[RunFit]:
@@ -307,8 +341,9 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
 
     Args:
         runs: the runs.
-        partners: for each run, the index of another run of the same servo (its repeat);
-            a run that its partner's result fits better is searched again from there.
+        partners: for each run, the index of another run of the same servo (its repeat):
+            the two are fitted with one servo model (each with its own phase of the PWM
+            frames), and its speed is then fitted to each run.
         seed: of the search's random moves.
 
     Raises:
@@ -319,16 +354,19 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     full = _Batch(runs)
     batch = full.calm()
     rng = np.random.default_rng(seed)
-    starts, owner = _start(batch, len(runs))
-    ends, cost = _search(batch, starts, owner, rng)
-    pick = [np.flatnonzero(owner == r)[np.argmin(cost[owner == r])] for r in range(len(runs))]
-    x, best = ends[pick], cost[pick]
-    if partners is not None:
-        _swap(batch, x, best, partners, rng)
+    shared = _Shared(batch, _groups(len(runs), partners))
+    starts, _ = _start(batch, len(runs))
+    points, group = shared.starts(starts, len(starts) // len(runs))
+    ends, cost = _search(shared.cost, points, group, rng)
+    pick = [np.flatnonzero(group == g)[np.argmin(cost[group == g])] for g in range(len(shared.members))]
+    rows, members = shared.rows(np.arange(len(pick)), ends[pick])
+    x = np.empty((len(runs), 10))
+    real = shared.weight.ravel() > 0  # not a short group's padding
+    x[members[real]] = rows[real]
     full.robust = False  # the speed is in the swing: its every tick counts
     swing = _fit_speed(full, x.copy())
     speed, reached = _speeds(full, swing, full.cost(np.arange(len(runs)), swing)[0])
-    x[:, 8] = swing[:, 8]
+    x[:, [4, 8]] = swing[:, [4, 8]]  # the fit error is that of the speed that fits best
     batch.robust = False  # the fit error reported is the plain rms, where the model holds
     best, offset = batch.cost(np.arange(len(runs)), x)
     for i, run in enumerate(runs):  # the delay over the run, whatever the frames' phase did
@@ -348,3 +386,22 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
         )
         for p, v, ok, e, o in zip(x, speed, reached, best, offset, strict=True)
     ]
+
+
+def _groups(count: int, partners: Sequence[int] | None) -> list[list[int]]:
+    """The runs fitted with one model: each run with its partner (and theirs, in turn)."""
+    if partners is None:
+        return [[i] for i in range(count)]
+    if len(partners) != count or any(not 0 <= p < count for p in partners):
+        raise ValueError("partners needs one run index per run, each of a run that exists")
+    group = list(range(count))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, p in enumerate(partners):
+        group[root(i)] = root(p)
+    roots = sorted({root(i) for i in range(count)})
+    return [[i for i in range(count) if root(i) == r] for r in roots]
