@@ -35,6 +35,17 @@ SKIP_S = 0.3  # the start of a run is not fitted: the play's side is not known t
 FEEDBACK_SCALE = (0.95, 1.05)  # a calibrated feedback's slope is this good
 HUBER_RAD = _D(0.3)
 SWING_S = 0.6  # after the excitation's largest step: its fast swing (see _Batch.calm)
+LAGS = (0.004, 0.01, 0.02, 0.04)  # the time constants the search starts from
+# The shapes it starts from (dead band deg, play deg, load a, friction f, log10 of the
+# motor's acceleration), in two families that one search hardly crosses between: a strong
+# motor (a light link, or a load that the gears' friction holds inside the play), and a
+# weak one under a heavy link's weight.
+SHAPES = (
+    ((0.4, 1.2, 0.0, 0.0, 6.0), (1.0, 0.3, 0.0, 0.0, 6.0), (0.4, 1.8, 30.0, 30.0, 6.0),
+     (0.4, 1.2, 300.0, 20.0, 6.0)),
+    ((0.4, 1.2, 300.0, 20.0, 3.0), (0.6, 0.8, 0.0, 0.0, 3.0)),
+)  # fmt: skip
+SPLITS = (0.15, 0.35, 0.55)  # dead band's shares of its sum with the play, searched again
 
 
 @dataclass(frozen=True)
@@ -148,26 +159,33 @@ class _Batch:
 
 
 def _start(batch: _Batch, runs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Starting points of the search: per run and per time constant of a coarse grid, the
-    best delay, play and load (the delay taken as fixed), then the best phase of the PWM
-    frames. The fit's worst valleys trade lag for delay, so each run is searched from
-    every lag."""
+    """Starting points of the search: per run, per time constant of a coarse grid and per
+    family of :data:`SHAPES`, the best delay, play and load (the delay taken as fixed),
+    then the best phase of the PWM frames. The fit's worst valleys trade lag for delay, or
+    a weak motor for a strong one, so each run is searched from every lag and family."""
     cell = batch.period / batch.substeps
     centre = np.nanmedian(batch.sent, axis=0)
-    shapes = ((0.4, 1.2, 0.0, 0.0, 6.0), (0.4, 1.2, 300.0, 20.0, 3.0), (1.0, 0.3, 0.0, 0.0, 6.0))
-    lags = (0.004, 0.01, 0.02, 0.04)
-    grid = np.array([[d, t, _D(b), _D(p), 10.0, a, f, 0.0, accel, 0.0]
-                     for t in lags for d in np.arange(0.5 * cell, 0.15, cell)
-                     for b, p, a, f, accel in shapes])  # fmt: skip
+    rows, cells = [], []
+    for k, t in enumerate(LAGS):
+        for family, shapes in enumerate(SHAPES):
+            for d in np.arange(0.5 * cell, 0.15, cell):
+                for b, p, a, f, accel in shapes:
+                    rows.append([d, t, _D(b), _D(p), 10.0, a, f, 0.0, accel, 0.0])
+                    cells.append(k * len(SHAPES) + family)
+    grid, cell_of = np.array(rows), np.array(cells)
     trials = np.tile(grid, (runs, 1))
     trials[:, 7] = np.repeat(centre, len(grid))
-    cost = batch.cost(np.repeat(np.arange(runs), len(grid)), trials, frames=False)[0]
-    pick = np.argmin(cost.reshape(runs, len(lags), -1), axis=2)  # (runs, lags)
-    per_lag = len(grid) // len(lags)
+    cost = batch.cost(np.repeat(np.arange(runs), len(grid)), trials, frames=False)[0].reshape(runs, -1)
+    count = len(LAGS) * len(SHAPES)
     x = np.array(
-        [trials[r * len(grid) + k * per_lag + pick[r, k]] for r in range(runs) for k in range(len(lags))]
+        [
+            grid[np.flatnonzero(cell_of == c)[np.argmin(cost[r, cell_of == c])]]
+            for r in range(runs)
+            for c in range(count)
+        ]
     )
-    owner = np.repeat(np.arange(runs), len(lags))
+    owner = np.repeat(np.arange(runs), count)
+    x[:, 7] = centre[owner]
     return _best_phase(batch, x, owner, keep_mean=True)[0], owner
 
 
@@ -292,6 +310,31 @@ def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray,
     return np.where(reached, x[:, 4], slowest), reached
 
 
+def _resplit(
+    shared: _Shared, x: np.ndarray, best: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (a point per group) searched again from other splits of its dead band and
+    play (their sum, which a slow move shows, kept; the shares :data:`SPLITS`): the lag,
+    the load and the frames' phases first follow the split, then everything is free. A
+    split is told by the order of the play against the lag, where the load and the
+    motor's strength make other valleys; the best end of each group is kept."""
+    groups = np.repeat(np.arange(len(x)), len(SPLITS))
+    trials = np.repeat(x, len(SPLITS), axis=0)
+    total = trials[:, 2] + trials[:, 3]
+    share = np.tile(SPLITS, len(x))
+    trials[:, 2], trials[:, 3] = share * total, (1 - share) * total
+    nuisance = (1, *range(5, x.shape[1]))
+    trials, _ = _search(shared.cost, trials, groups, rng, only=nuisance)
+    trials, cost = _search(shared.cost, trials, groups, rng)
+    cost = cost.reshape(len(x), len(SPLITS))
+    pick = np.argmin(cost, axis=1)
+    better = cost[np.arange(len(x)), pick] < best
+    x, best = x.copy(), best.copy()
+    x[better] = trials[(np.arange(len(x)) * len(SPLITS) + pick)[better]]
+    best[better] = cost[np.arange(len(x)), pick][better]
+    return x, best
+
+
 class _Shared:
     """The runs of one servo fitted with one model: a point is the model's first nine
     parameters, shared by a group's runs, then one PWM frames' phase per run of the group
@@ -359,7 +402,8 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     points, group = shared.starts(starts, len(starts) // len(runs))
     ends, cost = _search(shared.cost, points, group, rng)
     pick = [np.flatnonzero(group == g)[np.argmin(cost[group == g])] for g in range(len(shared.members))]
-    rows, members = shared.rows(np.arange(len(pick)), ends[pick])
+    ends, _ = _resplit(shared, ends[pick], cost[pick], rng)
+    rows, members = shared.rows(np.arange(len(pick)), ends)
     x = np.empty((len(runs), 10))
     real = shared.weight.ravel() > 0  # not a short group's padding
     x[members[real]] = rows[real]
