@@ -46,6 +46,7 @@ SHAPES = (
     ((0.4, 1.2, 300.0, 20.0, 3.0), (0.6, 0.8, 0.0, 0.0, 3.0)),
 )  # fmt: skip
 SPLITS = (0.15, 0.35, 0.55)  # dead band's shares of its sum with the play, searched again
+LAG_TIMES = (0.6, 1.5)  # and the lag times these, the delay moved to keep their sum
 
 
 @dataclass(frozen=True)
@@ -310,28 +311,33 @@ def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray,
     return np.where(reached, x[:, 4], slowest), reached
 
 
-def _resplit(
+def _restart(
     shared: _Shared, x: np.ndarray, best: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` (a point per group) searched again from other splits of its dead band and
-    play (their sum, which a slow move shows, kept; the shares :data:`SPLITS`): the lag,
-    the load and the frames' phases first follow the split, then everything is free. A
-    split is told by the order of the play against the lag, where the load and the
-    motor's strength make other valleys; the best end of each group is kept."""
-    groups = np.repeat(np.arange(len(x)), len(SPLITS))
-    trials = np.repeat(x, len(SPLITS), axis=0)
-    total = trials[:, 2] + trials[:, 3]
-    share = np.tile(SPLITS, len(x))
-    trials[:, 2], trials[:, 3] = share * total, (1 - share) * total
-    nuisance = (1, *range(5, x.shape[1]))
-    trials, _ = _search(shared.cost, trials, groups, rng, only=nuisance)
+    """``x`` (a point per group) searched again from elsewhere along the fit's two long
+    valleys: other splits of its dead band and play (their sum, which a slow move shows,
+    kept; the shares :data:`SPLITS`), and other lags with the delay moved to keep their
+    sum (the times :data:`LAG_TIMES`). The load, the motor and the frames' phases first
+    follow the move, then everything is free; each group keeps its lowest end."""
+    moves = len(SPLITS) + len(LAG_TIMES)
+    groups = np.repeat(np.arange(len(x)), moves)
+    trials = np.repeat(x, moves, axis=0).reshape(len(x), moves, -1)
+    total = x[:, 2] + x[:, 3]
+    for k, share in enumerate(SPLITS):
+        trials[:, k, 2], trials[:, k, 3] = share * total, (1 - share) * total
+    for k, times in enumerate(LAG_TIMES, len(SPLITS)):
+        trials[:, k, 1] = np.clip(x[:, 1] * times, _LOW[1], _HIGH[1])
+        trials[:, k, 0] = np.clip(x[:, 0] + x[:, 1] - trials[:, k, 1], _LOW[0], _HIGH[0])
+    trials = trials.reshape(len(groups), -1)
+    trials, _ = _search(shared.cost, trials, groups, rng, only=tuple(range(5, x.shape[1])))
     trials, cost = _search(shared.cost, trials, groups, rng)
-    cost = cost.reshape(len(x), len(SPLITS))
+    cost = cost.reshape(len(x), moves)
     pick = np.argmin(cost, axis=1)
-    better = cost[np.arange(len(x)), pick] < best
+    lowest = cost[np.arange(len(x)), pick]
+    better = lowest < best
     x, best = x.copy(), best.copy()
-    x[better] = trials[(np.arange(len(x)) * len(SPLITS) + pick)[better]]
-    best[better] = cost[np.arange(len(x)), pick][better]
+    x[better] = trials[(np.arange(len(x)) * moves + pick)[better]]
+    best[better] = lowest[better]
     return x, best
 
 
@@ -402,7 +408,7 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     points, group = shared.starts(starts, len(starts) // len(runs))
     ends, cost = _search(shared.cost, points, group, rng)
     pick = [np.flatnonzero(group == g)[np.argmin(cost[group == g])] for g in range(len(shared.members))]
-    ends, _ = _resplit(shared, ends[pick], cost[pick], rng)
+    ends, _ = _restart(shared, ends[pick], cost[pick], rng)
     rows, members = shared.rows(np.arange(len(pick)), ends)
     x = np.empty((len(runs), 10))
     real = shared.weight.ravel() > 0  # not a short group's padding
