@@ -289,10 +289,10 @@ def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
     cost = batch.cost(np.repeat(np.arange(len(x)), len(grid)), trials)[0].reshape(len(x), -1)
     best = trials[np.arange(len(x)) * len(grid) + np.argmin(cost, axis=1)]
 
-    def cost(owner: np.ndarray, params: np.ndarray) -> np.ndarray:
+    def rms(owner: np.ndarray, params: np.ndarray) -> np.ndarray:
         return batch.cost(owner, params)[0]
 
-    return _search(cost, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
+    return _search(rms, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
 
 
 def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -321,14 +321,14 @@ def _restart(
     follow the move, then everything is free; each group keeps its lowest end."""
     moves = len(SPLITS) + len(LAG_TIMES)
     groups = np.repeat(np.arange(len(x)), moves)
-    trials = np.repeat(x, moves, axis=0).reshape(len(x), moves, -1)
+    moved = np.repeat(x, moves, axis=0).reshape(len(x), moves, -1)
     total = x[:, 2] + x[:, 3]
     for k, share in enumerate(SPLITS):
-        trials[:, k, 2], trials[:, k, 3] = share * total, (1 - share) * total
+        moved[:, k, 2], moved[:, k, 3] = share * total, (1 - share) * total
     for k, times in enumerate(LAG_TIMES, len(SPLITS)):
-        trials[:, k, 1] = np.clip(x[:, 1] * times, _LOW[1], _HIGH[1])
-        trials[:, k, 0] = np.clip(x[:, 0] + x[:, 1] - trials[:, k, 1], _LOW[0], _HIGH[0])
-    trials = trials.reshape(len(groups), -1)
+        moved[:, k, 1] = np.clip(x[:, 1] * times, _LOW[1], _HIGH[1])
+        moved[:, k, 0] = np.clip(x[:, 0] + x[:, 1] - moved[:, k, 1], _LOW[0], _HIGH[0])
+    trials = moved.reshape(len(groups), -1)
     trials, _ = _search(shared.cost, trials, groups, rng, only=tuple(range(5, x.shape[1])))
     trials, cost = _search(shared.cost, trials, groups, rng)
     cost = cost.reshape(len(x), moves)
