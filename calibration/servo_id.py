@@ -7,9 +7,13 @@ play. The motor's acceleration and the load are fitted too, but are not part of 
 servo model: the simulation has its own masses. The fit minimises the difference between
 replayed and measured angles (an offset and a slope within 5 % between them are free:
 what the feedback's calibration left; a few large misses weigh less, Huber's loss) by a
-pattern search, from every lag of a coarse grid, for every run at once. It is made
-without the excitation's fast swing, which a heavy link's inertia, weight and limp
-neighbours shape more than a one-joint model can follow; the speed, which only the
+pattern search, for every servo at once. A servo's two runs share one model, each run
+with its own phase of the PWM frames (which drift between runs). The search starts from
+every lag of a coarse grid and from a strong and a weak motor, and its result is searched
+again from elsewhere along the fit's two long valleys (dead band traded for play, lag for
+delay), where a load makes other minima. It is made without the excitation's fast
+swing, which a heavy link's inertia, weight and limp neighbours shape more than a
+one-joint model can follow; the speed, which only the
 swing shows, is fitted afterwards on the whole run. The parameters found are those with
 which the simulation, at the run's loop rate and physics substeps, reproduces the run.
 """

@@ -43,6 +43,9 @@ def test_a_known_servo_is_found_from_two_noisy_runs_read_by_a_coarse_adc() -> No
         truth[9] = phase
         runs.append(Run(sent, measure(sent, truth, rng, noise_deg=0.03, step_deg=0.05), PERIOD, 3, FRAME))
     fits = fit_runs(runs, partners=[1, 0])
+    # One servo, one model: the two runs differ only in the PWM frames' phase.
+    for key in ("time_constant_s", "dead_band_rad", "backlash_rad"):
+        assert getattr(fits[0], key) == getattr(fits[1], key)
     for fit, phase in zip(fits, (0.004, 0.013), strict=True):
         # The delay over a run counts the wait for the frame: where the frames stood then.
         waits = np.mod(phase - np.arange(len(sent)) * PERIOD, FRAME)
@@ -113,6 +116,10 @@ def test_runs_that_cannot_be_fitted_are_refused() -> None:
         fit_runs([Run(sent, np.zeros(99), PERIOD)])
     with pytest.raises(ValueError, match="share the period"):
         fit_runs([Run(sent, np.zeros(100), PERIOD), Run(sent, np.zeros(100), 0.01)])
+    two = [Run(sent, np.zeros(100), PERIOD), Run(sent, np.zeros(100), PERIOD)]
+    for partners in ([1], [1, 2], [1, -1]):
+        with pytest.raises(ValueError, match="partners needs one run index per run"):
+            fit_runs(two, partners=partners)
 
 
 # -- the excitation -------------------------------------------------------------------------
