@@ -86,6 +86,9 @@ class RunFit:
         offset_rad: measured minus commanded angle where they settle (calibration's residual).
         nuisance: the load ``a``, friction ``f``, neutral angle, log10 of the motor's
             acceleration and the PWM frames' phase the fit used (not part of the model).
+        alone: the time constant, dead band and backlash that this run alone fits best,
+            searched from the model its servo's runs share (their spread between a
+            servo's runs is its repeatability); empty for a run fitted on its own.
     """
 
     delay_s: float
@@ -97,6 +100,7 @@ class RunFit:
     fit_error_rad: float
     offset_rad: float
     nuisance: tuple[float, ...]
+    alone: tuple[float, ...] = ()
 
 
 class _Batch:
@@ -297,6 +301,7 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     x = np.empty((len(runs), 10))
     real = shared.weight.ravel() > 0  # not a short group's padding
     x[members[real]] = rows[real]
+    alone = _alone(batch, x, shared.width > 1, rng)
     full.robust = False  # the speed is in the swing: its every tick counts
     swing = _fit_speed(full, x.copy())
     speed, reached = _speeds(full, swing, full.cost(np.arange(len(runs)), swing)[0])
@@ -317,9 +322,22 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
             fit_error_rad=float(e),
             offset_rad=float(o),
             nuisance=tuple(float(v) for v in p[5:]),
+            alone=tuple(float(v) for v in a),
         )
-        for p, v, ok, e, o in zip(x, speed, reached, best, offset, strict=True)
+        for p, v, ok, e, o, a in zip(x, speed, reached, best, offset, alone, strict=True)
     ]
+
+
+def _alone(batch: _Batch, x: np.ndarray, shared: bool, rng: np.random.Generator) -> np.ndarray:
+    """Per run, the time constant, dead band and backlash it fits best alone, searched
+    from ``x`` (its servo's shared model); no columns where nothing was shared."""
+    if not shared:
+        return np.empty((len(x), 0))
+
+    def cost(owner: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return batch.cost(owner, params)[0]
+
+    return search(cost, x.copy(), np.arange(len(x)), rng)[0][:, 1:4]
 
 
 def _groups(count: int, partners: Sequence[int] | None) -> list[list[int]]:
