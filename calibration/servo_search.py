@@ -110,6 +110,7 @@ class Shared:
         return rows, self.members[owner].ravel()
 
     def cost(self, owner: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Each point's rms over its group's runs (``owner``: the point's group)."""
         rows, runs = self.rows(owner, x)
         rms = self.batch.cost(runs, rows)[0].reshape(len(x), self.width)
         count = self.count[runs].reshape(len(x), self.width) * self.weight[owner]
