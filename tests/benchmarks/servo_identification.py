@@ -15,8 +15,10 @@ Then 10 s of the sine gait's joint targets (speed 0.5, at 50 Hz) are replayed op
 on the stand, on the emulated robot and in the simulation with the identified, the true
 and today's default servo model: the per-joint rms difference of the measured angles,
 as it is and less its constant part, and from the robot's true angles (as an exact
-feedback calibration would read them: the servo model's own share of the difference). Both first come to the stand pose from below, so
-that a servo's play sits at the same side on the robot and in the simulation.
+feedback calibration would read them; they hold where the calibration's jog left each
+link in its play, which the simulation does not have). Both first come to the stand
+pose from below, so that a servo's play sits at the same side on the robot and in the
+simulation.
 
     .venv/bin/python tests/benchmarks/servo_identification.py [SEED ...] [--joint NAME ...]
 
@@ -194,7 +196,7 @@ def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float, float]]:
     the simulation's measured angles from the emulated robot's over 10 s of the sine gait,
     as they are and less each joint's constant difference (the feedback calibration's
     residual, which no servo model can show), and from the robot's true angles (what it
-    would measure with an exact feedback calibration: the servo model alone)."""
+    would measure with an exact feedback calibration)."""
     path = tmp / "replay.toml"
     path.write_text(config_text(seed) + f'[paths]\nstate_dir = "{tmp}"\n')
     config = load_config(path)
