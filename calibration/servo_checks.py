@@ -152,9 +152,23 @@ def assess(fits: Sequence[RunFit], rate_hz: float, substeps: int, when: str) -> 
         **{key: round(float(v.mean()), 3) for key, v in values.items()},
         speed_reached=all(f.speed_reached for f in fits),
         fit_error_deg=round(max(math.degrees(f.fit_error_rad) for f in fits), 3),
-        spread={key: round(float(np.ptp(v)), 3) for key, v in values.items()},
+        spread={key: round(float(np.ptp(v)), 3) for key, v in _each_alone(fits, values).items()},
         rate_hz=float(rate_hz), substeps=int(substeps), identified_at=when,
     )  # fmt: skip
+
+
+def _each_alone(fits: Sequence[RunFit], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``values`` with, where the runs were fitted with one shared model, the time
+    constant, dead band and backlash that each run fits alone (their repeatability)."""
+    if not all(len(f.alone) == 3 for f in fits):
+        return values
+    alone = np.array([f.alone for f in fits])
+    return {
+        **values,
+        "time_constant_ms": 1000.0 * alone[:, 0],
+        "dead_band_deg": np.degrees(alone[:, 1]),
+        "backlash_deg": np.degrees(alone[:, 2]),
+    }
 
 
 def _value(fit: RunFit, key: str) -> float:

@@ -7,11 +7,16 @@ play. The motor's acceleration and the load are fitted too, but are not part of 
 servo model: the simulation has its own masses. The fit minimises the difference between
 replayed and measured angles (an offset and a slope within 5 % between them are free:
 what the feedback's calibration left; a few large misses weigh less, Huber's loss) by a
-pattern search, from every lag of a coarse grid, for every run at once. It is made
-without the excitation's fast swing, which a heavy link's inertia, weight and limp
-neighbours shape more than a one-joint model can follow; the speed, which only the
-swing shows, is fitted afterwards on the whole run. The parameters found are those with
-which the simulation, at the run's loop rate and physics substeps, reproduces the run.
+pattern search, for every servo at once. A servo's two runs share one model, each run
+with its own phase of the PWM frames (which drift between runs). The search starts from
+every lag of a coarse grid and from a strong and a weak motor, and its result is searched
+again from elsewhere along the fit's two long valleys (dead band traded for play, lag for
+delay), where a load makes other minima. It is made without the excitation's fast
+swing, which a heavy link's inertia, weight and limp neighbours shape more than a
+one-joint model can follow; the speed, which only the swing shows, is fitted afterwards
+on the whole run. The parameters found are those with which the simulation, at the
+run's loop rate and physics substeps, reproduces the run. The search itself is in
+:mod:`calibration.servo_search`.
 """
 
 from __future__ import annotations
@@ -24,17 +29,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibration.servo_replay import HIGH, LOW, arrivals, replay
+from calibration.servo_search import Shared, restart, search
 
 _D = math.radians
 _LOW, _HIGH = LOW, HIGH  # the parameter vector's bounds (see calibration.servo_replay)
-_STEP = np.array([0.004, 0.004, _D(0.3), _D(0.3), 1.0, 40.0, 10.0, _D(4.0), 0.4, 0.003])
-_MIN_STEP = np.array([0.0002, 0.0002, _D(0.01), _D(0.01), 0.05, 1.0, 0.5, _D(0.2), 0.02, 0.0002])
-MAX_ITERATIONS = 80
 FAST_SPEED_RAD_S = 40.0  # a servo this fast never binds: "speed not reached"
 SKIP_S = 0.3  # the start of a run is not fitted: the play's side is not known there
 FEEDBACK_SCALE = (0.95, 1.05)  # a calibrated feedback's slope is this good
 HUBER_RAD = _D(0.3)
 SWING_S = 0.6  # after the excitation's largest step: its fast swing (see _Batch.calm)
+LAGS = (0.004, 0.01, 0.02, 0.04)  # the time constants the search starts from
+# The shapes it starts from (dead band deg, play deg, load a, friction f, log10 of the
+# motor's acceleration), in two families that one search hardly crosses between: a strong
+# motor (a light link, or a load that the gears' friction holds inside the play), and a
+# weak one under a heavy link's weight.
+SHAPES = (
+    ((0.4, 1.2, 0.0, 0.0, 6.0), (1.0, 0.3, 0.0, 0.0, 6.0), (0.4, 1.8, 30.0, 30.0, 6.0),
+     (0.4, 1.2, 300.0, 20.0, 6.0)),
+    ((0.4, 1.2, 300.0, 20.0, 3.0), (0.6, 0.8, 0.0, 0.0, 3.0)),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,9 @@ class RunFit:
         offset_rad: measured minus commanded angle where they settle (calibration's residual).
         nuisance: the load ``a``, friction ``f``, neutral angle, log10 of the motor's
             acceleration and the PWM frames' phase the fit used (not part of the model).
+        alone: the time constant, dead band and backlash that this run alone fits best,
+            searched from the model its servo's runs share (their spread between a
+            servo's runs is its repeatability); empty for a run fitted on its own.
     """
 
     delay_s: float
@@ -84,6 +100,7 @@ class RunFit:
     fit_error_rad: float
     offset_rad: float
     nuisance: tuple[float, ...]
+    alone: tuple[float, ...] = ()
 
 
 class _Batch:
@@ -148,26 +165,33 @@ class _Batch:
 
 
 def _start(batch: _Batch, runs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Starting points of the search: per run and per time constant of a coarse grid, the
-    best delay, play and load (the delay taken as fixed), then the best phase of the PWM
-    frames. The fit's worst valleys trade lag for delay, so each run is searched from
-    every lag."""
+    """Starting points of the search: per run, per time constant of a coarse grid and per
+    family of :data:`SHAPES`, the best delay, play and load (the delay taken as fixed),
+    then the best phase of the PWM frames. The fit's worst valleys trade lag for delay, or
+    a weak motor for a strong one, so each run is searched from every lag and family."""
     cell = batch.period / batch.substeps
     centre = np.nanmedian(batch.sent, axis=0)
-    shapes = ((0.4, 1.2, 0.0, 0.0, 6.0), (0.4, 1.2, 300.0, 20.0, 3.0), (1.0, 0.3, 0.0, 0.0, 6.0))
-    lags = (0.004, 0.01, 0.02, 0.04)
-    grid = np.array([[d, t, _D(b), _D(p), 10.0, a, f, 0.0, accel, 0.0]
-                     for t in lags for d in np.arange(0.5 * cell, 0.15, cell)
-                     for b, p, a, f, accel in shapes])  # fmt: skip
+    rows, cells = [], []
+    for k, t in enumerate(LAGS):
+        for family, shapes in enumerate(SHAPES):
+            for d in np.arange(0.5 * cell, 0.15, cell):
+                for b, p, a, f, accel in shapes:
+                    rows.append([d, t, _D(b), _D(p), 10.0, a, f, 0.0, accel, 0.0])
+                    cells.append(k * len(SHAPES) + family)
+    grid, cell_of = np.array(rows), np.array(cells)
     trials = np.tile(grid, (runs, 1))
     trials[:, 7] = np.repeat(centre, len(grid))
-    cost = batch.cost(np.repeat(np.arange(runs), len(grid)), trials, frames=False)[0]
-    pick = np.argmin(cost.reshape(runs, len(lags), -1), axis=2)  # (runs, lags)
-    per_lag = len(grid) // len(lags)
+    cost = batch.cost(np.repeat(np.arange(runs), len(grid)), trials, frames=False)[0].reshape(runs, -1)
+    count = len(LAGS) * len(SHAPES)
     x = np.array(
-        [trials[r * len(grid) + k * per_lag + pick[r, k]] for r in range(runs) for k in range(len(lags))]
+        [
+            grid[np.flatnonzero(cell_of == c)[np.argmin(cost[r, cell_of == c])]]
+            for r in range(runs)
+            for c in range(count)
+        ]
     )
-    owner = np.repeat(np.arange(runs), len(lags))
+    owner = np.repeat(np.arange(runs), count)
+    x[:, 7] = centre[owner]
     return _best_phase(batch, x, owner, keep_mean=True)[0], owner
 
 
@@ -193,65 +217,6 @@ def _best_phase(
     return trials[np.arange(len(x)) * len(phases) + pick], cost[np.arange(len(x)), pick]
 
 
-def _search(
-    batch: _Batch,
-    x: np.ndarray,
-    runs: np.ndarray,
-    rng: np.random.Generator,
-    only: tuple[int, ...] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pattern search from every starting point ``x[i]`` (of run ``runs[i]``) at once: each
-    round tries, around each point, every coordinate (or ``only`` those) up and down,
-    trades of dead band for backlash and of delay for lag, and a few random moves; a point
-    whose round finds nothing better halves its steps, and stops when they are all at
-    their floor."""
-    points, dims = x.shape
-    free = np.zeros(dims, bool)
-    free[list(range(dims) if only is None else only)] = True
-    step = np.tile(np.where(free, _STEP, 0.0), (points, 1))
-    floor = np.where(free, _MIN_STEP, 0.0)
-    best = batch.cost(runs, x)[0]
-    moves = []
-    for i in np.flatnonzero(free):
-        for sign in (-1.0, 1.0):
-            e = np.zeros(dims)
-            e[i] = sign
-            moves.append(e)
-    if only is None:
-        for sign in (-1.0, 1.0):
-            moves.append(np.r_[0, 0, sign, -sign, np.zeros(dims - 4)])
-            moves.append(np.r_[sign, -sign, np.zeros(dims - 2)])
-    active = np.ones(points, bool)
-    for iteration in range(MAX_ITERATIONS):
-        if iteration % 10 == 9:
-            active &= ~_dominated(runs, best)
-        live = np.flatnonzero(active)
-        if not len(live):
-            break
-        shifts = np.concatenate([np.array(moves), rng.normal(0.0, 0.7, (4, dims))])
-        trials = (x[live, None, :] + shifts[None] * step[live, None, :]).reshape(-1, dims)
-        cost, _ = batch.cost(np.repeat(runs[live], len(shifts)), np.clip(trials, _LOW, _HIGH))
-        cost = cost.reshape(len(live), len(shifts))
-        pick = np.argmin(cost, axis=1)
-        for row, r in enumerate(live):
-            if cost[row, pick[row]] < best[r] - 1e-12:
-                x[r] = np.clip(trials[row * len(shifts) + pick[row]], _LOW, _HIGH)
-                best[r] = cost[row, pick[row]]
-            elif np.all(step[r] <= floor):
-                active[r] = False
-            else:
-                step[r] = np.maximum(step[r] / 2, floor)
-    return x, best
-
-
-def _dominated(runs: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """Points far worse than the best point of their run: not worth searching on."""
-    lowest = np.full(runs.max() + 1, np.inf)
-    np.minimum.at(lowest, runs, best)
-    floor = lowest[runs]
-    return best > np.maximum(1.3 * floor, floor + _D(0.01))
-
-
 def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
     """``x`` with the speed and the motor's acceleration that fit the whole runs best (the
     speed shows in the fast swing only), and the delay as the swing has it (a swing of
@@ -266,7 +231,11 @@ def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
     trials[:, 0] += np.tile(grid[:, 0], len(x))
     cost = batch.cost(np.repeat(np.arange(len(x)), len(grid)), trials)[0].reshape(len(x), -1)
     best = trials[np.arange(len(x)) * len(grid) + np.argmin(cost, axis=1)]
-    return _search(batch, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
+
+    def rms(owner: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return batch.cost(owner, params)[0]
+
+    return search(rms, best, np.arange(len(x)), np.random.default_rng(0), only=(0, 4, 8))[0]
 
 
 def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,21 +254,23 @@ def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray,
     return np.where(reached, x[:, 4], slowest), reached
 
 
-def _swap(
-    batch: _Batch, x: np.ndarray, best: np.ndarray, partners: Sequence[int], rng: np.random.Generator
-) -> None:
-    """Search again, from its partner's result, each run that fits clearly worse than its
-    partner (its search ended in a worse valley); keep what ends better. The partner's
-    result is first put at the PWM frames' phase that suits the run (it drifts between
-    runs)."""
-    partner = np.asarray(partners)
-    worse = np.flatnonzero(best > 1.5 * best[partner] + _D(0.005))
-    if not len(worse):
-        return
-    theirs, _ = _best_phase(batch, x[partner[worse]], worse, keep_mean=False)
-    again, cost = _search(batch, theirs, worse, rng)
-    better = cost < best[worse]
-    x[worse[better]], best[worse[better]] = again[better], cost[better]
+def _joint_starts(shared: Shared, x: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:
+    """The joint starting points from the runs' own (``x``: per run, ``lags`` rows): per
+    group and lag, the better of its runs' points, each with the phase that suits
+    every run of the group."""
+    groups, width = len(shared.members), shared.width
+    # candidate (group, lag, whose point) for each run of the group: its best phase
+    whose = np.repeat(shared.members, lags, axis=0).reshape(groups, lags, width)
+    source = (whose * lags + np.arange(lags)[None, :, None])[..., None].repeat(width, axis=3)
+    target = np.broadcast_to(shared.members[:, None, None, :], source.shape)
+    phased, _ = _best_phase(shared.batch, x[source.ravel()], target.ravel(), keep_mean=False)
+    points = np.concatenate(
+        [x[source[..., 0].ravel(), :9], phased[:, 9].reshape(-1, width)], axis=1
+    )  # (groups * lags * width, 9 + width)
+    owner = np.repeat(np.arange(groups), lags * width)
+    cost = shared.cost(owner, points).reshape(groups * lags, width)
+    pick = np.arange(groups * lags) * width + np.argmin(cost, axis=1)
+    return points[pick], owner[pick]
 
 
 def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: int = 0) -> list[RunFit]:
@@ -307,8 +278,9 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
 
     Args:
         runs: the runs.
-        partners: for each run, the index of another run of the same servo (its repeat);
-            a run that its partner's result fits better is searched again from there.
+        partners: for each run, the index of another run of the same servo (its repeat):
+            the two are fitted with one servo model (each with its own phase of the PWM
+            frames), and its speed is then fitted to each run.
         seed: of the search's random moves.
 
     Raises:
@@ -319,16 +291,21 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     full = _Batch(runs)
     batch = full.calm()
     rng = np.random.default_rng(seed)
-    starts, owner = _start(batch, len(runs))
-    ends, cost = _search(batch, starts, owner, rng)
-    pick = [np.flatnonzero(owner == r)[np.argmin(cost[owner == r])] for r in range(len(runs))]
-    x, best = ends[pick], cost[pick]
-    if partners is not None:
-        _swap(batch, x, best, partners, rng)
+    shared = Shared(batch, _groups(len(runs), partners))
+    starts, _ = _start(batch, len(runs))
+    points, group = _joint_starts(shared, starts, len(starts) // len(runs))
+    ends, cost = search(shared.cost, points, group, rng)
+    pick = [np.flatnonzero(group == g)[np.argmin(cost[group == g])] for g in range(len(shared.members))]
+    ends, _ = restart(shared, ends[pick], cost[pick], rng)
+    rows, members = shared.rows(np.arange(len(pick)), ends)
+    x = np.empty((len(runs), 10))
+    real = shared.weight.ravel() > 0  # not a short group's padding
+    x[members[real]] = rows[real]
+    alone = _alone(batch, x, shared.width > 1, rng)
     full.robust = False  # the speed is in the swing: its every tick counts
     swing = _fit_speed(full, x.copy())
     speed, reached = _speeds(full, swing, full.cost(np.arange(len(runs)), swing)[0])
-    x[:, 8] = swing[:, 8]
+    x[:, [4, 8]] = swing[:, [4, 8]]  # the fit error is that of the speed that fits best
     batch.robust = False  # the fit error reported is the plain rms, where the model holds
     best, offset = batch.cost(np.arange(len(runs)), x)
     for i, run in enumerate(runs):  # the delay over the run, whatever the frames' phase did
@@ -345,6 +322,38 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
             fit_error_rad=float(e),
             offset_rad=float(o),
             nuisance=tuple(float(v) for v in p[5:]),
+            alone=tuple(float(v) for v in a),
         )
-        for p, v, ok, e, o in zip(x, speed, reached, best, offset, strict=True)
+        for p, v, ok, e, o, a in zip(x, speed, reached, best, offset, alone, strict=True)
     ]
+
+
+def _alone(batch: _Batch, x: np.ndarray, shared: bool, rng: np.random.Generator) -> np.ndarray:
+    """Per run, the time constant, dead band and backlash it fits best alone, searched
+    from ``x`` (its servo's shared model); no columns where nothing was shared."""
+    if not shared:
+        return np.empty((len(x), 0))
+
+    def cost(owner: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return batch.cost(owner, params)[0]
+
+    return search(cost, x.copy(), np.arange(len(x)), rng)[0][:, 1:4]
+
+
+def _groups(count: int, partners: Sequence[int] | None) -> list[list[int]]:
+    """The runs fitted with one model: each run with its partner (and theirs, in turn)."""
+    if partners is None:
+        return [[i] for i in range(count)]
+    if len(partners) != count or any(not 0 <= p < count for p in partners):
+        raise ValueError("partners needs one run index per run, each of a run that exists")
+    group = list(range(count))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, p in enumerate(partners):
+        group[root(i)] = root(p)
+    roots = sorted({root(i) for i in range(count)})
+    return [[i for i in range(count) if root(i) == r] for r in roots]

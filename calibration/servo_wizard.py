@@ -3,8 +3,9 @@
 With the robot on its stand and calibrated, each joint in turn (alone powered, as in the
 calibration wizard) is brought slowly to where it rests, then plays two identical runs
 of an excitation (:mod:`calibration.servo_excitation`) that the daemon records on its
-control thread. Then every run is fitted at once (:mod:`calibration.servo_id`): the joint's
-result is the mean of its two runs, their difference the repeatability. A joint whose
+control thread. Then every run is fitted at once (:mod:`calibration.servo_id`), a joint's
+two runs with one shared model: that is its result (the delay and the speed the mean of
+its runs'), and the difference between each run's own fit its repeatability. A joint whose
 feedback is dead, noisy or reversed, that hits a stop, hardly moves, answers later than
 150 ms or does not fit the model is refused with what to check, and may be measured
 again. Nothing is written until the review is accepted; then the calibration file gets

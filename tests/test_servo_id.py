@@ -43,6 +43,14 @@ def test_a_known_servo_is_found_from_two_noisy_runs_read_by_a_coarse_adc() -> No
         truth[9] = phase
         runs.append(Run(sent, measure(sent, truth, rng, noise_deg=0.03, step_deg=0.05), PERIOD, 3, FRAME))
     fits = fit_runs(runs, partners=[1, 0])
+    # One servo, one model: the two runs differ only in the PWM frames' phase.
+    for key in ("time_constant_s", "dead_band_rad", "backlash_rad"):
+        assert getattr(fits[0], key) == getattr(fits[1], key)
+    for fit in fits:  # and each run alone, for the repeatability, near it
+        tau, band, play = fit.alone
+        assert tau == pytest.approx(TRUE["tau"], rel=0.15)
+        assert band == pytest.approx(TRUE["band"], abs=math.radians(0.3))
+        assert play == pytest.approx(TRUE["play"], abs=math.radians(0.3))
     for fit, phase in zip(fits, (0.004, 0.013), strict=True):
         # The delay over a run counts the wait for the frame: where the frames stood then.
         waits = np.mod(phase - np.arange(len(sent)) * PERIOD, FRAME)
@@ -61,6 +69,7 @@ def test_a_servo_never_driven_at_its_limit_is_reported_as_at_least_some_speed() 
     sent = excitation(choose_centre(0.0, LOW, HIGH), LOW, HIGH, PERIOD, 3.0)  # a slow slew limit
     truth = params(0.02, 0.01, 0.0, 0.0, 12.0)
     (fit,) = fit_runs([Run(sent, measure(sent, truth, rng, 0.01, 0.01, None), PERIOD, 3)])
+    assert fit.alone == (), "a run fitted on its own has no shared model to differ from"
     assert not fit.speed_reached
     assert fit.speed_rad_s < 12.0, "only the slowest speed that fits is known"
     assert fit.delay_s == pytest.approx(0.02, abs=0.003)
@@ -113,6 +122,10 @@ def test_runs_that_cannot_be_fitted_are_refused() -> None:
         fit_runs([Run(sent, np.zeros(99), PERIOD)])
     with pytest.raises(ValueError, match="share the period"):
         fit_runs([Run(sent, np.zeros(100), PERIOD), Run(sent, np.zeros(100), 0.01)])
+    two = [Run(sent, np.zeros(100), PERIOD), Run(sent, np.zeros(100), PERIOD)]
+    for partners in ([1], [1, 2], [1, -1]):
+        with pytest.raises(ValueError, match="partners needs one run index per run"):
+            fit_runs(two, partners=partners)
 
 
 # -- the excitation -------------------------------------------------------------------------

@@ -14,8 +14,11 @@ robot time and fit time.
 Then 10 s of the sine gait's joint targets (speed 0.5, at 50 Hz) are replayed open loop,
 on the stand, on the emulated robot and in the simulation with the identified, the true
 and today's default servo model: the per-joint rms difference of the measured angles,
-as it is and less its constant part. Both first come to the stand pose from below, so
-that a servo's play sits at the same side on the robot and in the simulation.
+as it is and less its constant part, and from the robot's true angles (as an exact
+feedback calibration would read them; they hold where the calibration's jog left each
+link in its play, which the simulation does not have). Both first come to the stand
+pose from below, so that a servo's play sits at the same side on the robot and in the
+simulation.
 
     .venv/bin/python tests/benchmarks/servo_identification.py [SEED ...] [--joint NAME ...]
 
@@ -135,14 +138,16 @@ def gait_targets(seconds: float) -> np.ndarray:
     return np.array([gait.update(None, PERIOD) for _ in range(round(seconds / PERIOD))])
 
 
-def replay_emulated(config: Config, targets: np.ndarray) -> tuple[np.ndarray, float]:
-    """The emulated robot's measured angles, and the mean time from a tick's start to its
-    PWM write (s)."""
+def replay_emulated(config: Config, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The emulated robot's measured angles, its true angles (what its feedback
+    calibration would read if it were exact), and the mean time from a tick's start to
+    its PWM write (s)."""
     hal = make_emulated_hardware_hal(config, robot_calibration(config), stand_pose())
     hal.open(PERIOD)
+    true: list[np.ndarray] = []
     try:
-        measured = _replay(hal, targets)
-        return measured, hal.robot.pwm_latency(-math.inf)[0]  # type: ignore[attr-defined]
+        measured = _replay(hal, targets, true)
+        return measured, np.array(true), hal.robot.pwm_latency(-math.inf)[0]  # type: ignore[attr-defined]
     finally:
         hal.close()
 
@@ -156,7 +161,7 @@ def replay_sim(config: Config, targets: np.ndarray) -> np.ndarray:
         hal.close()
 
 
-def _replay(hal: object, targets: np.ndarray) -> np.ndarray:
+def _replay(hal: object, targets: np.ndarray, true: list[np.ndarray] | None = None) -> np.ndarray:
     # Every joint comes to the stand pose from below, so that a servo with play sits at the
     # same side of it on the robot and in the simulation: each starts at the stand pose
     # as it knows it, and the emulated robot's is the true one, not where its calibration
@@ -170,6 +175,8 @@ def _replay(hal: object, targets: np.ndarray) -> np.ndarray:
     measured = []
     for q in targets:
         measured.append(hal.read().joint_pos.copy())  # type: ignore[attr-defined]
+        if true is not None:
+            true.append(hal.true_joint_angles())  # type: ignore[attr-defined]
         hal.write(q)  # type: ignore[attr-defined]
     return np.array(measured)
 
@@ -184,16 +191,17 @@ def true_model(config: Config, seed: int, write_s: float) -> Config:
     return dataclasses.replace(config, sim=dataclasses.replace(world, servo=servo))
 
 
-def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float]]:
+def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float, float]]:
     """Per model (identified, true, default): the worst per-joint rms difference (deg) of
     the simulation's measured angles from the emulated robot's over 10 s of the sine gait,
     as they are and less each joint's constant difference (the feedback calibration's
-    residual, which no servo model can show)."""
+    residual, which no servo model can show), and from the robot's true angles (what it
+    would measure with an exact feedback calibration)."""
     path = tmp / "replay.toml"
     path.write_text(config_text(seed) + f'[paths]\nstate_dir = "{tmp}"\n')
     config = load_config(path)
     targets = gait_targets(10.0)
-    robot, write_s = replay_emulated(config, targets)
+    robot, robot_true, write_s = replay_emulated(config, targets)
     plain = replace_section(config, "hardware", emulated_servo_seed=None)
     models = {
         "identified": apply_servo_model(replace_section(plain, "sim", servo_model="calibration")),
@@ -203,15 +211,21 @@ def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float]]:
     wired = [j.index for j in JOINTS if j.wired]
     out = {}
     for label, model in models.items():
-        difference = (replay_sim(model, targets) - robot)[:, wired]
+        simulated = replay_sim(model, targets)
+        difference = (simulated - robot)[:, wired]
         raw = np.degrees(np.sqrt(np.mean(difference**2, axis=0)))
         moving = np.degrees(np.std(difference, axis=0))
-        out[label] = (float(raw.max()), float(moving.max()))
-        print(f"  replay, {label:>10} model, rms per joint (deg), as is / less its constant difference:")
+        exact = np.degrees(np.sqrt(np.mean((simulated - robot_true)[:, wired] ** 2, axis=0)))
+        out[label] = (float(raw.max()), float(moving.max()), float(exact.max()))
+        print(
+            f"  replay, {label:>10} model, rms per joint (deg), as is / less its constant difference "
+            "/ from the robot's true angles:"
+        )
         print(
             "    "
             + " ".join(
-                f"{JOINTS[i].name}={r:.2f}/{m:.2f}" for i, r, m in zip(wired, raw, moving, strict=True)
+                f"{JOINTS[i].name}={r:.2f}/{m:.2f}/{e:.2f}"
+                for i, r, m, e in zip(wired, raw, moving, exact, strict=True)
             )
         )
     return out
@@ -219,7 +233,7 @@ def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float]]:
 
 def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
     overall = dict.fromkeys(SERVO_MODEL_KEYS, 0.0)
-    replays: list[dict[str, tuple[float, float]]] = []
+    replays: list[dict[str, tuple[float, float, float]]] = []
     errors: list[dict[str, float]] = []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
@@ -234,9 +248,10 @@ def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
             assert load(Path(tmp) / "calibration.json").servos, "nothing was saved"
             if not joints:  # the replay needs every joint's servo
                 replays.append(replay(seed, Path(tmp)))
-                line = ", ".join(f"{k} {raw:.2f} / {moving:.2f}" for k, (raw, moving) in replays[-1].items())
+                line = ", ".join(f"{k} {r:.2f} / {m:.2f} / {e:.2f}" for k, (r, m, e) in replays[-1].items())
                 print(
-                    f"seed {seed}: replay, worst joint rms as is / less its constant difference (deg): {line}"
+                    f"seed {seed}: replay, worst joint rms as is / less its constant difference / from the "
+                    f"robot's true angles (deg): {line}"
                 )
         for key in overall:
             overall[key] = max(overall[key], worst[key])
@@ -244,10 +259,12 @@ def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
     spread(errors)
     if replays:
         line = ", ".join(
-            f"{k} {max(r[k][0] for r in replays):.2f} / {max(r[k][1] for r in replays):.2f}"
-            for k in replays[0]
+            f"{k} " + " / ".join(f"{max(r[k][i] for r in replays):.2f}" for i in range(3)) for k in replays[0]
         )
-        print(f"replay over the seeds, worst joint rms as is / less its constant difference (deg): {line}")
+        print(
+            "replay over the seeds, worst joint rms as is / less its constant difference / from the robot's "
+            f"true angles (deg): {line}"
+        )
     print(
         f"worst: delay {overall['delay_ms']:.1f} ms, time constant {overall['time_constant_ms']:.0f} %, "
         f"backlash {overall['backlash_deg']:.2f} deg, speed {overall['speed_rad_s']:.0f} % "
