@@ -18,13 +18,16 @@ from typing import Any
 import numpy as np
 
 from gaits.balance import SINE_GAINS, BalanceError, trained_gains
-from gaits.sine import stand_pose
+from gaits.sine import STRIDE_EXPONENT_RANGE, stand_pose
 from plend.core.errors import PlendError
 from plend.hal.base import Sensors
 from plend.model.robot import JOINT_NAMES, NUM_JOINTS
 
 FORMAT_VERSION = 1
 METADATA_KEY = "plend.policy"
+# The sine gait's options (``[gait]`` names) a policy may record, and what a policy that
+# does not record one walks on: the gait as it was before the option existed.
+GAIT_OPTIONS: dict[str, float | bool] = {"stride_exponent": 1.0, "heading_average": False}
 
 
 class PolicyError(PlendError, ValueError):
@@ -134,6 +137,11 @@ class PolicySpec:
             A gain it does not name and that was retuned since policies first learnt on
             the balanced gait (gaits.balance.RETUNED) runs at its original value; empty:
             all of those at their original values (policies trained before it existed).
+        gait_options: the sine gait's options (:data:`GAIT_OPTIONS` names: the ``[gait]``
+            stride exponent and heading averaging) it trained with, by name; under the
+            policy the gait runs with these whatever ``[gait]`` says. One it does not
+            name runs as before the option existed (stride in proportion to speed, heading
+            sampled at step boundaries).
     """
 
     observation: tuple[tuple[str, int], ...]
@@ -147,6 +155,7 @@ class PolicySpec:
     commands: dict[str, tuple[float, float]] = field(default_factory=dict)
     gait_heading: tuple[float, ...] = ()
     gait_gains: dict[str, float] = field(default_factory=dict)
+    gait_options: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +182,8 @@ class PolicySpec:
             data["gait_heading"] = list(self.gait_heading)
         if self.gait_gains:
             data["gait_gains"] = dict(self.gait_gains)
+        if self.gait_options:
+            data["gait_options"] = dict(self.gait_options)
         return json.dumps(data)
 
     @classmethod
@@ -190,6 +201,7 @@ class PolicySpec:
                 commands={str(k): (float(v[0]), float(v[1])) for k, v in data.get("commands", {}).items()},
                 gait_heading=tuple(float(v) for v in data.get("gait_heading", ())),
                 gait_gains={str(k): float(v) for k, v in data.get("gait_gains", {}).items()},
+                gait_options={str(k): v for k, v in dict(data.get("gait_options", {})).items()},
                 format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -244,6 +256,7 @@ class PolicySpec:
                 f"gait_heading {list(heading)} must be [gain, bias gain, max turn rad], each in [0, 2]"
             )
         self._validate_gains()
+        self._validate_options()
 
     def _validate_gains(self) -> None:
         if not self.gait_gains:
@@ -254,6 +267,32 @@ class PolicySpec:
             trained_gains(SINE_GAINS, self.gait_gains)
         except BalanceError as exc:
             raise PolicyError(f"gait_gains: {exc}") from None
+
+    def _validate_options(self) -> None:
+        options = self.gait_options
+        unknown = sorted(set(options) - set(GAIT_OPTIONS))
+        if unknown:
+            raise PolicyError(
+                f"gait_options: unknown option(s) {', '.join(unknown)}; known: {', '.join(GAIT_OPTIONS)}"
+            )
+        if options and self.action_mode != "residual":
+            raise PolicyError("gait_options need a residual policy (they shape the sine gait under it)")
+        lo, hi = STRIDE_EXPONENT_RANGE
+        exponent = options.get("stride_exponent", 1.0)
+        number = isinstance(exponent, (int, float)) and not isinstance(exponent, bool)
+        if not (number and lo <= exponent <= hi):
+            raise PolicyError(
+                f"gait_options: stride_exponent {exponent!r} is out of range [{lo}, {hi}] "
+                "(1: stride in proportion to speed)"
+            )
+        if not isinstance(options.get("heading_average", False), bool):
+            raise PolicyError(
+                f"gait_options: heading_average must be true or false, got {options['heading_average']!r}"
+            )
+
+    def gait_option(self, name: str) -> Any:
+        """The gait option ``name`` the policy trained with: recorded, or as before it existed."""
+        return self.gait_options.get(name, GAIT_OPTIONS[name])
 
     def command_range(self, name: str) -> tuple[float, float]:
         """The range of command ``name`` the policy was trained for."""

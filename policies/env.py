@@ -91,7 +91,9 @@ def make_spec(
     With ``legacy_obs`` the observation is the original 26-value layout (it needs ground
     truth, so such a policy runs in simulation only) and the gait walks at ``speed``; with
     ``balance`` the gait under the residuals runs its balance layer (and so will it on the
-    robot) with every balance gain at the sine gait's value today, recorded by name.
+    robot) with every balance gain at the sine gait's value today, recorded by name. The
+    gait's stride exponent and heading averaging are recorded as the sine gait has them
+    today (``[gait]`` defaults), so the policy trains and runs on that gait.
     """
     gait = GaitConfig()  # the daemon's heading hold, recorded: the policy runs on it wherever it goes
     # Every balance gain as the gait has it today, by name: the gait under the policy keeps
@@ -105,6 +107,7 @@ def make_spec(
         commands={} if legacy_obs else dict(DEFAULT_COMMANDS if commands is None else commands),
         gait_heading=(gait.heading_gain, gait.heading_bias_gain, SpeedMap().max_turn_rad),
         gait_gains=recorded,
+        gait_options={"stride_exponent": gait.stride_exponent, "heading_average": gait.heading_average},
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gaits.balance import Balance
-from gaits.sine import stand_pose
+from gaits.sine import SpeedMap, stand_pose
 from gaits.walker import SineGait
 from plend.core.config import GaitConfig
 from plend.core.errors import PlendError, require_package
@@ -224,14 +224,18 @@ def policy_gait(
     policy's default command): its heading hold as the policy's metadata records it, and
     the balance layer, if the policy trained with it, with the gains its metadata records
     (``gait_gains``, by name) and ``config``'s (``[gait]``) for the others, a gain retuned
-    since policies first learnt on the balanced gait back at its original value."""
+    since policies first learnt on the balanced gait back at its original value; its stride
+    exponent and heading averaging as the metadata records them (``gait_options``), else as
+    the gait was before they existed (stride in proportion to speed, heading sampled at step
+    boundaries), whatever ``config`` says."""
     gains = (config or GaitConfig()).balance_gains(spec.gait_gains or None)
     balance = Balance(gains) if spec.gait_balance else None
     gain, bias, max_turn = spec.gait_heading or LEGACY_HEADING
     speed, turn, side = command or spec.default_command()
     return SineGait(
         speed, turn=turn, side=side, balance=balance, heading_gain=gain, heading_bias_gain=bias,
-        max_turn_rad=max_turn,
+        max_turn_rad=max_turn, speed_map=SpeedMap(stride_exponent=spec.gait_option("stride_exponent")),
+        heading_average=spec.gait_option("heading_average"),
     )  # fmt: skip
 
 
