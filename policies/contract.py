@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gaits.balance import SINE_GAINS, BalanceError, trained_gains
-from gaits.sine import STRIDE_EXPONENT_RANGE, stand_pose
+from gaits.sine import GaitError, SpeedMap, stand_pose
 from plend.core.errors import PlendError
 from plend.hal.base import Sensors
 from plend.model.robot import JOINT_NAMES, NUM_JOINTS
@@ -277,14 +277,10 @@ class PolicySpec:
             )
         if options and self.action_mode != "residual":
             raise PolicyError("gait_options need a residual policy (they shape the sine gait under it)")
-        lo, hi = STRIDE_EXPONENT_RANGE
-        exponent = options.get("stride_exponent", 1.0)
-        number = isinstance(exponent, (int, float)) and not isinstance(exponent, bool)
-        if not (number and lo <= exponent <= hi):
-            raise PolicyError(
-                f"gait_options: stride_exponent {exponent!r} is out of range [{lo}, {hi}] "
-                "(1: stride in proportion to speed)"
-            )
+        try:
+            SpeedMap(stride_exponent=options.get("stride_exponent", 1.0))
+        except GaitError as exc:
+            raise PolicyError(f"gait_options: {exc}") from None
         if not isinstance(options.get("heading_average", False), bool):
             raise PolicyError(
                 f"gait_options: heading_average must be true or false, got {options['heading_average']!r}"

@@ -69,8 +69,9 @@ def run(config: Config, options: RunOptions, hal: Hal | None = None) -> dict[str
             balance = walk.report()["balance"] if isinstance(walk, Walk) else None
             if not fell:
                 supervisor.handle("stop")
-                stood = (lambda: supervisor.mode == Mode.STAND), heading.toppled
-                fell = _walk(loop, int(STOP_TIMEOUT_S / period), *stood)
+                fell = _walk(
+                    loop, int(STOP_TIMEOUT_S / period), lambda: supervisor.mode == Mode.STAND, heading.toppled
+                )
         wall = time.perf_counter() - began  # finishing the video or the recording included
         end_pose = _truth(hal)
     summary = summarise(loop, supervisor, options, config, fell, wall, start_pose, end_pose)
