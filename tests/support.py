@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from plend.plenctl import Client
 from plend.plenctl import main as plenctl
@@ -64,6 +66,17 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=30)
         return self.proc.returncode, err
+
+
+def status_once(d: Daemon, check: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+    """The daemon's status once ``check`` holds for it, or the last one read after
+    ``timeout``: a command takes effect at the next tick, and status shows the last tick's."""
+    deadline = time.monotonic() + timeout
+    status = d.status()
+    while not check(status) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        status = d.status()
+    return status
 
 
 def wait_for_mode(d: Daemon, mode: str, timeout: float = 10.0) -> None:

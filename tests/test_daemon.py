@@ -18,7 +18,7 @@ import pytest
 
 from plend.plenctl import Client
 from plend.plenctl import main as plenctl
-from tests.support import Daemon, wait_for_mode
+from tests.support import Daemon, status_once, wait_for_mode
 
 pytest.importorskip("pybullet")
 
@@ -206,7 +206,8 @@ def test_a_policy_walks_on_the_command_it_is_given_and_refuses_others(
     assert (
         capsys.readouterr().out.strip() == "policy command speed 0.8, turn -0.3, side +0 from the next step"
     )
-    assert daemon.status()["gait"]["command"] == {"speed": 0.8, "turn": -0.3, "side": 0.0}
+    steered = {"speed": 0.8, "turn": -0.3, "side": 0.0}
+    assert status_once(daemon, lambda s: s["gait"]["command"] == steered)["gait"]["command"] == steered
     assert daemon.ctl("stop") == 0
     wait_for_mode(daemon, "stand")
 
