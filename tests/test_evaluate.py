@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from plend.cli.evaluate import ProgressBar, parse_settings, totals, world_seeds
@@ -37,6 +38,7 @@ def test_a_small_evaluation_in_parallel(tmp_path: Path, capsys: pytest.CaptureFi
     report = json.loads(out.read_text())
     assert [r["world"] for r in report["worlds"]] == ["5", "6", "7"]
     assert report["totals"]["worlds"] == 3 and report["walker"]["speed"] == 0.5
+    assert report["versions"]["numpy"] == np.__version__, "what the figures were measured with"
     for r in report["worlds"]:
         assert r["parameters"]["seed"] == int(r["world"])
         assert r["fell"] == (r["time_to_fall_s"] is not None)

@@ -224,9 +224,25 @@ def run_plan(plan: Plan, jobs: int, progress: bool, out: TextIO | None = None) -
         "factors": list(plan.factors) if plan.factors is not None else "all",
         "jobs": jobs,
         "wall_s": round(time.perf_counter() - began, 2),
+        "versions": library_versions(),
         "totals": total,
         "worlds": rows,
     }
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries a walk's arithmetic runs on. A walk on a randomised
+    world is chaotic: another numpy or pybullet can turn a world that stood into one that
+    fell, so a report says which it was measured with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("numpy", "pybullet", "onnxruntime"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plend.cli.evaluate import ProgressBar, default_jobs, totals
+from plend.cli.evaluate import ProgressBar, default_jobs, library_versions, totals
 from plend.core.config import Config, HardwareConfig
 from plend.daemon.headless import RunOptions
 from plend.model.sim_world import SimWorld
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, group in groups.items():
         results[key], at = rows[at : at + len(group)], at + len(group)
     print(f"{args.file}: targets ({args.worlds} worlds x {args.seconds:g} s)")
+    print(", ".join(f"{name} {v}" for name, v in library_versions().items()))
     table = verdicts(spec, results)
     width = max(len(t) for t, _, _ in table)
     for target, reached, met in table:

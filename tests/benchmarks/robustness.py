@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plend.cli.evaluate import Plan, default_jobs, evaluate, parse_settings, totals
+from plend.cli.evaluate import Plan, default_jobs, evaluate, library_versions, parse_settings, totals
 from plend.core.config import Config
 from plend.daemon.headless import RunOptions
 from plend.main import apply_settings
@@ -80,6 +80,7 @@ MODEL_W = (24, -5, 7, 5, 10, 9, -7)
 def suite_rows(base: Config, args: argparse.Namespace, report: dict[str, Any]) -> None:
     worlds = f"worlds {args.first}-{args.first + args.worlds - 1}"
     print(f"robustness suite: sine gait, {worlds} x {args.seconds:g} s, {args.jobs} processes")
+    print(", ".join(f"{name} {v}" for name, v in library_versions().items()))
     print(line(SUITE_HEAD, SUITE_W))
     for speed in SPEEDS:
         for label, settings in balance_settings(base, args.only):
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = apply_settings(Config(), parse_settings(args.set))
     report: dict[str, Any] = {"first": args.first, "worlds": args.worlds, "seconds": args.seconds,
-                              "jobs": args.jobs, "suite": [], "models": []}  # fmt: skip
+                              "jobs": args.jobs, "versions": library_versions(),
+                              "suite": [], "models": []}  # fmt: skip
     suite_rows(base, args, report)
     model_rows(base, args, report)
     first = report["suite"][0]
