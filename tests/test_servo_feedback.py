@@ -5,6 +5,7 @@ refined one reads the link's angle; a refinement the runs cannot support is refu
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,8 +15,11 @@ from calibration.servo_excitation import choose_centre, two_runs
 from calibration.servo_feedback import MIN_SPAN_DEG, refine_line, refined_joint
 from calibration.servo_id import Run, RunFit
 from calibration.servo_replay import replay
+from calibration.store import CALIBRATION_VERSION, SERVO_MODEL_KEYS, CalibrationRecord, ServoRecord
+from calibration.wizard import Wizard
 from plend.model.servo_map import JointCalibration
 
+KNEE_NAME = "r_knee_r_shin"
 PERIOD = 1.0 / 60.0
 _D = math.radians
 # A knee under its own weight: 2.2 deg of play, a pendulum's load that turns over at
@@ -107,3 +111,24 @@ def test_a_refinement_further_than_a_sweep_can_be_off_is_refused() -> None:
     refinement = refine_line(*identified(wrong, LOW + _D(3), HIGH - _D(3), rng), wrong)
     assert "more than a sweep is off by" in refinement.refused
     assert refined_joint(wrong, refinement) is wrong
+
+
+def test_a_joint_swept_again_says_its_line_is_the_sweeps_once_more() -> None:
+    servo = ServoRecord(
+        delay_ms=24.0, time_constant_ms=12.0, dead_band_deg=0.6, backlash_deg=2.2, speed_rad_s=9.0,
+        speed_reached=True, fit_error_deg=0.1, spread=dict.fromkeys(SERVO_MODEL_KEYS, 0.0), rate_hz=60.0,
+        substeps=3, identified_at="2026-01-01T00:00:00+00:00", feedback_scale=1.017, feedback_shift_deg=-0.4,
+    )  # fmt: skip
+    other = "l_knee_l_shin"
+    stored = CalibrationRecord(
+        CALIBRATION_VERSION,
+        "plen-01",
+        "2026-01-01T00:00:00+00:00",
+        {},
+        servos={KNEE_NAME: servo, other: servo},
+    )
+    wizard = SimpleNamespace(stored=stored, results={KNEE_NAME: JointCalibration()})
+    kept = Wizard._servos_kept(wizard)  # type: ignore[arg-type]
+    assert (kept[KNEE_NAME].feedback_scale, kept[KNEE_NAME].feedback_shift_deg) == (1.0, 0.0)
+    assert kept[KNEE_NAME].time_constant_ms == 12.0, "the servo's dynamics stay its own"
+    assert kept[other] == servo, "a joint not swept keeps its refined line"
