@@ -14,10 +14,10 @@ angles (the replay of what was commanded), and that line replaces the sweep's: t
 feedback then reads the angle of the link as the simulation, driven by the same commands
 through the same model, has it. Only readings where the target had been still for a few
 ticks are regressed: the link has settled at the side of its play that the model gives
-it. The excitation spans up to 40 deg (its fast step out and
-back, held at both ends), around where the joint rests. A line is only replaced when the
-runs span enough angle to fix a slope and the change is one a sweep can be off by; else
-the sweep's line stays, and the wizard says why.
+it. The excitation spans up to 40 deg (its fast step out and back, held at both ends),
+around where the joint rests. A line is only replaced when the runs span enough angle to
+fix a slope and the change is one a sweep can be off by; else the sweep's line stays, and
+the wizard says why.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.servo_id import SKIP_S, Run, RunFit
+from calibration.servo_id import FEEDBACK_SCALE, SKIP_S, Run, RunFit
 from calibration.servo_replay import replay
 from plend.model.servo_map import JointCalibration
 
 SETTLED_TICKS = 5  # the readings regressed: the target still this long (83 ms at 60 Hz)
 MIN_SPAN_DEG = 15.0  # less than this and a slope is not known well enough to replace the sweep's
-MAX_SCALE_CHANGE = 0.05  # a sweep's slope is this good (the fit allows as much, FEEDBACK_SCALE)
+MAX_SCALE_CHANGE = FEEDBACK_SCALE[1] - 1.0  # a sweep's slope is this good (the fit allows as much)
 MAX_SHIFT_DEG = 5.0  # its offset: within the play and dead band (up to 3.5 deg together)
 
 
