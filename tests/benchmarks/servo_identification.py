@@ -9,7 +9,8 @@ ticks walk through the PCA9685's 50 Hz frames (the delay found is their average)
 ``plenctl calibrate --operator sim`` calibrates it; then ``plenctl calibrate --servos``
 (its wizard, in this process, to read the truth the emulation reports) measures every
 servo. Printed per joint: true and found values and their errors; per seed the worst;
-robot time and fit time.
+robot time and fit time; how far the sweep's and the refined feedback line read from the
+link at the stand pose.
 
 Then 10 s of the sine gait's joint targets (speed 0.5, at 50 Hz) are replayed open loop,
 on the stand, on the emulated robot and in the simulation with the identified, the true
