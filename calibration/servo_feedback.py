@@ -139,3 +139,18 @@ def refined_joint(line: JointCalibration, refinement: LineRefinement) -> JointCa
     return dataclasses.replace(
         line, code_at_zero=refinement.code_at_zero, codes_per_rad=refinement.codes_per_rad
     )
+
+
+def change_from_sweep(
+    line: JointCalibration, before: tuple[float, float], refinement: LineRefinement
+) -> tuple[float, float]:
+    """The scale and shift (deg) of the line to be saved from the sweep's, as the servo's
+    record keeps them, when ``line`` (in use while the runs were recorded) was itself
+    ``before`` (scale, shift) from the sweep's: a joint identified again refines the line
+    refined the last time, and its record still tells how far it is from the sweep's."""
+    scale, shift_deg = before
+    if refinement.refused:
+        return scale, shift_deg
+    swept_at_zero = line.code_at_zero + line.codes_per_rad * math.radians(shift_deg)
+    shift = math.degrees((swept_at_zero - refinement.code_at_zero) / refinement.codes_per_rad)
+    return scale * refinement.scale, shift

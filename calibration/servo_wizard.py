@@ -26,7 +26,7 @@ from calibration.joint_steps import now as _now
 from calibration.operators import KeyboardOperator, Operator
 from calibration.servo_checks import Recording, ServoRefusedError, assess, check_feedback
 from calibration.servo_excitation import RUN_S, ExcitationError, choose_centre, frame_phases, two_runs
-from calibration.servo_feedback import LineRefinement, refine_line, refined_joint
+from calibration.servo_feedback import LineRefinement, change_from_sweep, refine_line, refined_joint
 from calibration.servo_id import fit_runs
 from calibration.session import Aborted, Link, Session, WizardError
 from calibration.store import (
@@ -181,12 +181,16 @@ class ServoWizard(Wizard):
                 refused[name] = str(exc)
                 self.say(f"  {name} refused: {exc}.")
                 continue
+            in_use = self.calibration.joints[name]
             line = refine_line([runs[i] for i in mine], [codes[i] for i in mine], [fits[i] for i in mine],
-                               self.calibration.joints[name])  # fmt: skip
+                               in_use)  # fmt: skip
             self.lines[name] = line
-            self.servos[name] = servo if line.refused else dataclasses.replace(
-                servo, feedback_scale=round(line.scale, 6), feedback_shift_deg=round(line.shift_deg, 4)
-            )  # fmt: skip
+            last = self.calibration.servos.get(name)
+            before = (last.feedback_scale, last.feedback_shift_deg) if last else (1.0, 0.0)
+            scale, shift = change_from_sweep(in_use, before, line)
+            self.servos[name] = dataclasses.replace(
+                servo, feedback_scale=round(scale, 6), feedback_shift_deg=round(shift, 4)
+            )
         self.say(f"  done in {self.fit_s:.0f} s.")
         return refused
 
@@ -238,7 +242,7 @@ class ServoWizard(Wizard):
         self.say("Feedback lines refined from the servos (rms from the model's link angles, before->after):")
         for name, line in self.lines.items():
             if line.refused:
-                self.say(f"  {name:<20} kept as swept: {line.refused}", wrap=False)
+                self.say(f"  {name:<20} kept as it was: {line.refused}", wrap=False)
             else:
                 change = describe_refinement(line.scale, line.shift_deg)
                 self.say(

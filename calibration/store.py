@@ -76,10 +76,10 @@ class ServoRecord:
         spread: each key's difference between the two runs (the repeatability).
         rate_hz, substeps: the loop rate and physics substeps the parameters are for.
         identified_at: when, ISO 8601.
-        feedback_scale, feedback_shift_deg: how the identification refined the joint's
-            feedback line (``calibration.servo_feedback``): the new line's codes per
-            radian over the old one's, and how much more the new line reads where the old
-            one read 0; 1 and 0 when it left the line as it was.
+        feedback_scale, feedback_shift_deg: how far the joint's feedback line, as servo
+            identification refined it (``calibration.servo_feedback``), is from the
+            calibration sweep's: its codes per radian over the sweep's, and how much more
+            it reads where the sweep's line read 0; 1 and 0 for the sweep's own line.
     """
 
     delay_ms: float

@@ -4,6 +4,7 @@ refined one reads the link's angle; a refinement the runs cannot support is refu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -12,7 +13,13 @@ import pytest
 
 from calibration.fit import fit_sweep
 from calibration.servo_excitation import choose_centre, two_runs
-from calibration.servo_feedback import MIN_SPAN_DEG, refine_line, refined_joint
+from calibration.servo_feedback import (
+    MIN_SPAN_DEG,
+    LineRefinement,
+    change_from_sweep,
+    refine_line,
+    refined_joint,
+)
 from calibration.servo_id import Run, RunFit
 from calibration.servo_replay import replay
 from calibration.store import CALIBRATION_VERSION, SERVO_MODEL_KEYS, CalibrationRecord, ServoRecord
@@ -132,3 +139,22 @@ def test_a_joint_swept_again_says_its_line_is_the_sweeps_once_more() -> None:
     assert (kept[KNEE_NAME].feedback_scale, kept[KNEE_NAME].feedback_shift_deg) == (1.0, 0.0)
     assert kept[KNEE_NAME].time_constant_ms == 12.0, "the servo's dynamics stay its own"
     assert kept[other] == servo, "a joint not swept keeps its refined line"
+
+
+def test_a_joint_identified_again_records_its_line_from_the_sweeps() -> None:
+    swept = JointCalibration(code_at_zero=12000.0, codes_per_rad=-5100.0)
+    first = JointCalibration(code_at_zero=12010.0, codes_per_rad=-5180.0)
+    second = JointCalibration(code_at_zero=12004.0, codes_per_rad=-5200.0)
+
+    def step(old: JointCalibration, new: JointCalibration) -> LineRefinement:
+        shift = math.degrees((old.code_at_zero - new.code_at_zero) / new.codes_per_rad)
+        return LineRefinement(new.code_at_zero, new.codes_per_rad, new.codes_per_rad / old.codes_per_rad,
+                              shift, 0.2, 0.1, 40.0)  # fmt: skip
+
+    once = change_from_sweep(swept, (1.0, 0.0), step(swept, first))
+    assert once == pytest.approx((step(swept, first).scale, step(swept, first).shift_deg))
+    twice = change_from_sweep(first, once, step(first, second))
+    direct = step(swept, second)
+    assert twice == pytest.approx((direct.scale, direct.shift_deg))
+    refused = dataclasses.replace(step(first, second), refused="no")
+    assert change_from_sweep(first, once, refused) == once, "a line kept is as far from the sweep's"
