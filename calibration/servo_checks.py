@@ -71,6 +71,11 @@ class Recording:
         sent, measured, codes = arrays
         return cls(period, runs, sent, measured, codes, fresh, state.get("truth"))
 
+    def split_codes(self) -> list[np.ndarray]:
+        """The raw feedback codes of each run, as :meth:`split` splits the ticks."""
+        size = len(self.codes) // self.runs
+        return [self.codes[r * size : (r + 1) * size] for r in range(self.runs)]
+
     def split(self, substeps: int, frame_s: float | None) -> list[Run]:
         """The runs to fit; a reading that was not fresh is left out."""
         size = len(self.sent) // self.runs

@@ -89,6 +89,9 @@ class RunFit:
         alone: the time constant, dead band and backlash that this run alone fits best,
             searched from the model its servo's runs share (their spread between a
             servo's runs is its repeatability); empty for a run fitted on its own.
+        params: the replay's parameter vector (:mod:`calibration.servo_replay`) that the
+            fit found, its delay the replay's own (before the frames' wait): with it,
+            :func:`~calibration.servo_replay.replay` reproduces the run.
     """
 
     delay_s: float
@@ -101,6 +104,7 @@ class RunFit:
     offset_rad: float
     nuisance: tuple[float, ...]
     alone: tuple[float, ...] = ()
+    params: tuple[float, ...] = ()
 
 
 class _Batch:
@@ -308,6 +312,7 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
     x[:, [4, 8]] = swing[:, [4, 8]]  # the fit error is that of the speed that fits best
     batch.robust = False  # the fit error reported is the plain rms, where the model holds
     best, offset = batch.cost(np.arange(len(runs)), x)
+    replayed = x.copy()
     for i, run in enumerate(runs):  # the delay over the run, whatever the frames' phase did
         arrive = arrivals(len(run.sent), run.period_s, x[i, :1], x[i, 9:], batch.frames[i : i + 1])
         x[i, 0] = float(np.mean(arrive[:, 0] - np.arange(len(run.sent)) * run.period_s))
@@ -323,8 +328,9 @@ def fit_runs(runs: Sequence[Run], partners: Sequence[int] | None = None, seed: i
             offset_rad=float(o),
             nuisance=tuple(float(v) for v in p[5:]),
             alone=tuple(float(v) for v in a),
+            params=tuple(float(v) for v in r),
         )
-        for p, v, ok, e, o, a in zip(x, speed, reached, best, offset, alone, strict=True)
+        for p, v, ok, e, o, a, r in zip(x, speed, reached, best, offset, alone, replayed, strict=True)
     ]
 
 

@@ -26,9 +26,16 @@ from calibration.joint_steps import now as _now
 from calibration.operators import KeyboardOperator, Operator
 from calibration.servo_checks import Recording, ServoRefusedError, assess, check_feedback
 from calibration.servo_excitation import RUN_S, ExcitationError, choose_centre, frame_phases, two_runs
+from calibration.servo_feedback import LineRefinement, change_from_sweep, refine_line, refined_joint
 from calibration.servo_id import fit_runs
 from calibration.session import Aborted, Link, Session, WizardError
-from calibration.store import CalibrationRecord, ServoRecord, describe_servos, from_json
+from calibration.store import (
+    CalibrationRecord,
+    ServoRecord,
+    describe_refinement,
+    describe_servos,
+    from_json,
+)
 from calibration.wizard import Options, Wizard
 from plend.core.errors import ConnectionLostError, PlendError
 from plend.model.robot import joint
@@ -43,6 +50,7 @@ class ServoWizard(Wizard):
     def __init__(self, session: Session, operator: Operator, out: TextIO, options: Options):
         super().__init__(session, operator, out, options)
         self.servos: dict[str, ServoRecord] = {}
+        self.lines: dict[str, LineRefinement] = {}  # the feedback lines the servos refined
         self.truths: dict[str, list[dict[str, float]]] = {}
         self.robot_time_s = 0.0  # the daemon's clock over the excitations
         self.fit_s = 0.0
@@ -152,11 +160,12 @@ class ServoWizard(Wizard):
     def _fit(self, recordings: dict[str, Recording]) -> dict[str, str]:
         info = self.session.info
         substeps, frame = int(info["sim_substeps"]), info.get("pwm_frame_s")
-        runs, owners = [], []
+        runs, owners, codes = [], [], []
         for name, recording in recordings.items():
-            for run in recording.split(substeps, frame):
+            for run, raw in zip(recording.split(substeps, frame), recording.split_codes(), strict=True):
                 runs.append(run)
                 owners.append(name)
+                codes.append(raw)
         self.say("")
         self.say(f"Fitting the servo model to {len(runs)} runs...")
         started = time.monotonic()
@@ -165,12 +174,23 @@ class ServoWizard(Wizard):
         self.fit_s = time.monotonic() - started
         refused: dict[str, str] = {}
         for name in recordings:
-            mine = [f for f, owner in zip(fits, owners, strict=True) if owner == name]
+            mine = [i for i, owner in enumerate(owners) if owner == name]
             try:
-                self.servos[name] = assess(mine, info["rate_hz"], substeps, _now())
+                servo = assess([fits[i] for i in mine], info["rate_hz"], substeps, _now())
             except ServoRefusedError as exc:
                 refused[name] = str(exc)
                 self.say(f"  {name} refused: {exc}.")
+                continue
+            in_use = self.calibration.joints[name]
+            line = refine_line([runs[i] for i in mine], [codes[i] for i in mine], [fits[i] for i in mine],
+                               in_use)  # fmt: skip
+            self.lines[name] = line
+            last = self.calibration.servos.get(name)
+            before = (last.feedback_scale, last.feedback_shift_deg) if last else (1.0, 0.0)
+            scale, shift = change_from_sweep(in_use, before, line)
+            self.servos[name] = dataclasses.replace(
+                servo, feedback_scale=round(scale, 6), feedback_shift_deg=round(shift, 4)
+            )
         self.say(f"  done in {self.fit_s:.0f} s.")
         return refused
 
@@ -195,6 +215,7 @@ class ServoWizard(Wizard):
         self.say("")
         self.say("== Review ==")
         self.say("\n".join(describe_servos(self.servos)), wrap=False)
+        self._describe_lines()
         self.say(
             f"Robot time: {self.robot_time_s:.0f} s for {len(self.servos)} servo(s); fit {self.fit_s:.0f} s."
         )
@@ -202,12 +223,33 @@ class ServoWizard(Wizard):
             self.say("Not saved; the stored calibration is as it was.")
             return 1
         stored = self.calibration
-        record = dataclasses.replace(stored, created=_now(), servos={**stored.servos, **self.servos})
+        joints = {name: refined_joint(j, self.lines[name]) if name in self.lines else j
+                  for name, j in stored.joints.items()}  # fmt: skip
+        record = dataclasses.replace(
+            stored, created=_now(), joints=joints, servos={**stored.servos, **self.servos}
+        )
         result = self.session.op("save", record=_as_json(record))
         self.say(
             f"Saved {result['path']}. 'plend run --servo-model {result['path']}' simulates these servos."
         )
         return 0
+
+    def _describe_lines(self) -> None:
+        """What saving does to each measured joint's feedback line (the sweep's read the
+        angle the servo was sent; the refined one reads where its model puts the link)."""
+        if not self.lines:
+            return
+        self.say("Feedback lines refined from the servos (rms from the model's link angles, before->after):")
+        for name, line in self.lines.items():
+            if line.refused:
+                self.say(f"  {name:<20} kept as it was: {line.refused}", wrap=False)
+            else:
+                change = describe_refinement(line.scale, line.shift_deg)
+                self.say(
+                    f"  {name:<20} {change} ({line.before_deg:.2f} -> {line.after_deg:.2f} deg over "
+                    f"{line.span_deg:.0f} deg)",
+                    wrap=False,
+                )
 
 
 def _stored(info: dict[str, Any]) -> CalibrationRecord:

@@ -36,8 +36,10 @@ from plend.model.servo_map import (  # re-exported: the file's limits and errors
     _timestamp,
 )
 
-CALIBRATION_VERSION = 2  # 2: the "servos" section (servo identification); 1 is read as 2
-READABLE_VERSIONS = (1, 2)
+# 2: the "servos" section (servo identification); 3: each servo records how its
+# identification refined the joint's feedback line. Older versions are read as 3.
+CALIBRATION_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MAX_FILE_BYTES = 16 << 20  # a calibration file is a few kilobytes; this only bounds a bad one
 FILE_MODE = 0o640  # the daemon writes it; group plend (operators) may read it
 IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
@@ -74,6 +76,10 @@ class ServoRecord:
         spread: each key's difference between the two runs (the repeatability).
         rate_hz, substeps: the loop rate and physics substeps the parameters are for.
         identified_at: when, ISO 8601.
+        feedback_scale, feedback_shift_deg: how far the joint's feedback line, as servo
+            identification refined it (``calibration.servo_feedback``), is from the
+            calibration sweep's: its codes per radian over the sweep's, and how much more
+            it reads where the sweep's line read 0; 1 and 0 for the sweep's own line.
     """
 
     delay_ms: float
@@ -87,6 +93,8 @@ class ServoRecord:
     rate_hz: float
     substeps: int
     identified_at: str
+    feedback_scale: float = 1.0
+    feedback_shift_deg: float = 0.0
 
     def __post_init__(self) -> None:
         from plend.model.sim_world import SERVO_KEYS
@@ -108,8 +116,19 @@ class ServoRecord:
             raise CalibrationError(f"rate_hz {self.rate_hz} is outside 5..200")
         _integer("substeps", self.substeps, 1, 100)
         _timestamp("identified_at", self.identified_at)
+        lo, hi = 1.0 / MAX_FEEDBACK_SCALE, MAX_FEEDBACK_SCALE
+        if not lo <= _number("feedback_scale", self.feedback_scale) <= hi:
+            raise CalibrationError(f"feedback_scale {self.feedback_scale} is outside {lo:.3f}..{hi:g}")
+        if abs(_number("feedback_shift_deg", self.feedback_shift_deg)) > MAX_FEEDBACK_SHIFT_DEG:
+            raise CalibrationError(
+                f"feedback_shift_deg {self.feedback_shift_deg} is beyond +-{MAX_FEEDBACK_SHIFT_DEG:g}"
+            )
 
 
+# A refinement of a feedback line never goes further than these (what a sweep's line can
+# be off by: a few percent of slope, and the gears' play and dead band in offset).
+MAX_FEEDBACK_SCALE = 1.1
+MAX_FEEDBACK_SHIFT_DEG = 10.0
 SERVO_MODEL_KEYS = ("delay_ms", "time_constant_ms", "dead_band_deg", "backlash_deg", "speed_rad_s")
 
 
@@ -208,9 +227,17 @@ def _measured(values: dict[str, Any]) -> JointRecord:
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """A file's parsed JSON brought to :data:`CALIBRATION_VERSION`: version 1 had no
-    ``servos`` section (nothing identified yet); its joints and IMU stay as they were."""
+    ``servos`` section (nothing identified yet); version 2's servos left the feedback
+    lines as they were (scale 1, shift 0). Joints and IMU stay as they were."""
     if data.get("version") == 1 and "servos" not in data:
-        return {**data, "version": CALIBRATION_VERSION, "servos": {}}
+        data = {**data, "version": 2, "servos": {}}
+    if data.get("version") == 2 and isinstance(data.get("servos"), dict):
+        unrefined = {"feedback_scale": 1.0, "feedback_shift_deg": 0.0}
+        servos = {
+            name: {**unrefined, **values} if isinstance(values, dict) else values
+            for name, values in data["servos"].items()
+        }
+        data = {**data, "version": CALIBRATION_VERSION, "servos": servos}
     return data
 
 
@@ -557,7 +584,7 @@ def describe_servos(servos: dict[str, ServoRecord], order: dict[str, int] | None
         f"servos as identified (for the simulation at {first.rate_hz:g} Hz, {first.substeps} substeps; "
         "[difference between the two runs]):",
         f"{'joint':<20} {'delay ms':>13} {'lag ms':>13} {'dead band deg':>14} {'backlash deg':>14}"
-        f" {'speed rad/s':>15} {'fit deg':>7}",
+        f" {'speed rad/s':>15} {'fit deg':>7}  feedback line",
     ]
     for name in sorted(servos, key=lambda n: (order.get(n, len(order)), n)):
         s, d = servos[name], servos[name].spread
@@ -565,6 +592,14 @@ def describe_servos(servos: dict[str, ServoRecord], order: dict[str, int] | None
         lines.append(
             f"{name:<20} {s.delay_ms:>5.1f} [{d['delay_ms']:>4.1f}] {s.time_constant_ms:>5.1f} "
             f"[{d['time_constant_ms']:>4.1f}] {s.dead_band_deg:>6.2f} [{d['dead_band_deg']:.2f}] "
-            f"{s.backlash_deg:>6.2f} [{d['backlash_deg']:.2f}] {speed:>15} {s.fit_error_deg:>7.2f}"
+            f"{s.backlash_deg:>6.2f} [{d['backlash_deg']:.2f}] {speed:>15} {s.fit_error_deg:>7.2f}  "
+            + describe_refinement(s.feedback_scale, s.feedback_shift_deg)
         )
     return lines
+
+
+def describe_refinement(scale: float, shift_deg: float) -> str:
+    """How an identification changed a feedback line, in a few words ("as swept" if not)."""
+    if scale == 1.0 and shift_deg == 0.0:
+        return "as swept"
+    return f"slope {100.0 * (scale - 1.0):+.1f} %, {shift_deg:+.2f} deg at 0"

@@ -34,6 +34,7 @@ from calibration.store import (
     CalibrationRecord,
     Draft,
     JointRecord,
+    ServoRecord,
     describe,
     from_json,
 )
@@ -272,7 +273,7 @@ class Wizard:
             joints=joints,
             imu_offsets=self.stored.imu_offsets if keep_imu and self.stored else self.imu_offsets,
             imu_calib_status=self.stored.imu_calib_status if keep_imu and self.stored else self.imu_status,
-            servos=dict(self.stored.servos) if self.stored else {},  # a servo's dynamics stay its own
+            servos=self._servos_kept(),
         )  # fmt: skip
         self.say("")
         self.say("== Review ==")
@@ -285,6 +286,14 @@ class Wizard:
         self.say(f"Saved {result['path']}{backup}. The daemon drives the servos with it from now on.")
         self.say("The servos are relaxed. Try 'plenctl stand'.")
         return 0
+
+    def _servos_kept(self) -> dict[str, ServoRecord]:
+        """The stored servos (a servo's dynamics stay its own); a joint swept again has its
+        sweep's feedback line, no longer the one its identification refined."""
+        servos = dict(self.stored.servos) if self.stored else {}
+        for name in self.results.keys() & servos.keys():
+            servos[name] = dataclasses.replace(servos[name], feedback_scale=1.0, feedback_shift_deg=0.0)
+        return servos
 
 
 def from_draft(data: dict[str, Any]) -> Draft:

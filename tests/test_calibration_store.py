@@ -81,7 +81,7 @@ def test_the_file_is_sorted_indented_json(path: Path) -> None:
     save(path, make_record())
     text = path.read_text()
     assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
-    assert '\n  "version": 2' in text
+    assert '\n  "version": 3' in text
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -211,7 +211,7 @@ BAD_FILES: list[tuple[str, Mutation | str, str]] = [
     ("empty", "", "is not JSON"),
     ("a list", "[]", "does not hold a JSON object"),
     ("NaN", to_json(make_record()).replace('"offset_deg": -5.0', '"offset_deg": NaN'), "not a finite number"),
-    ("newer version", lambda d: d.update(version=3), "format version 3"),
+    ("newer version", lambda d: d.update(version=4), "format version 4"),
     ("no version", lambda d: d.pop("version"), "no format version"),
     ("unknown joint", lambda d: d["joints"].update(re_servo_r_elbow=_joint(d)), "unknown: re_servo_r_elbow"),
     ("missing joint", lambda d: d["joints"].pop("r_knee_r_shin"), "missing: r_knee_r_shin"),

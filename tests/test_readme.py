@@ -308,7 +308,7 @@ def test_the_calibration_rehearsal_needs_no_root_and_keeps_its_own_file(user: Us
     done = user.run(_session(REHEARSAL), timeout=600)
     saved = user.home / ".local/state/plend/emulated/seed-11/calibration.json"
     assert f"Saved {saved}." in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
-    assert f"{saved}\ncalibration v2 of emulated robot (seed 11)" in done.stdout
+    assert f"{saved}\ncalibration v3 of emulated robot (seed 11)" in done.stdout
     assert re.findall(r"^rc=(\d+)$", done.stdout, re.M) == ["0", "0"]
     # The README's emulated robot still runs afterwards: the rehearsal did not block it.
     after = user.run(QUICK_START[4])

@@ -47,6 +47,7 @@ def servo_record(**overrides: Any) -> dict[str, Any]:
         "spread": {"delay_ms": 1.0, "time_constant_ms": 0.5, "dead_band_deg": 0.05, "backlash_deg": 0.04,
                    "speed_rad_s": 0.1},
         "rate_hz": 50.0, "substeps": 3, "identified_at": WHEN,
+        "feedback_scale": 1.0, "feedback_shift_deg": 0.0,
     }  # fmt: skip
     return {**values, **overrides}
 
@@ -69,11 +70,11 @@ def test_a_file_from_before_servo_identification_still_loads_and_is_saved_in_the
 ) -> None:
     old = write(tmp_path / "calibration.json", version_1_file())
     record = load(old)
-    assert record.version == CALIBRATION_VERSION == 2 and record.servos == {}
+    assert record.version == CALIBRATION_VERSION == 3 and record.servos == {}
     assert record.joints[KNEE] == JointRecord(**{**joint_record(), "range_rad": (-0.8, 1.2)})
     save(old, record)
     again = json.loads(old.read_text())
-    assert again["version"] == 2 and again["servos"] == {}
+    assert again["version"] == 3 and again["servos"] == {}
     assert load(old) == record
     assert "servos as identified" not in describe(record)
 
@@ -84,9 +85,31 @@ def test_an_unfinished_session_of_the_old_version_can_still_be_resumed() -> None
     assert KNEE in draft_from_json(draft).joints
 
 
+def test_a_file_with_servos_of_version_2_loads_with_its_feedback_lines_as_swept(tmp_path: Path) -> None:
+    as_written = {k: v for k, v in servo_record().items() if not k.startswith("feedback_")}
+    data = {**version_1_file(), "version": 2, "servos": {KNEE: as_written}}
+    path = write(tmp_path / "calibration.json", data)
+    record = load(path)
+    assert record.version == 3
+    assert record.servos[KNEE].feedback_scale == 1.0 and record.servos[KNEE].feedback_shift_deg == 0.0
+    assert record.joints[KNEE].codes_per_rad == 5093.0
+    save(path, record)
+    again = json.loads(path.read_text())
+    assert again["version"] == 3 and again["servos"][KNEE]["feedback_scale"] == 1.0
+    assert load(path) == record
+    assert "as swept" in describe(record)
+
+
+def test_a_refined_feedback_line_is_shown_beside_its_servo(tmp_path: Path) -> None:
+    refined = servo_record(feedback_scale=1.017, feedback_shift_deg=-0.42)
+    path = write(tmp_path / "calibration.json", {**version_1_file(), "version": 3, "servos": {KNEE: refined}})
+    knee = next(line for line in describe(load(path)).splitlines() if line.startswith(KNEE) and "[" in line)
+    assert knee.endswith("slope +1.7 %, -0.42 deg at 0")
+
+
 def test_identified_servos_round_trip_and_are_shown(tmp_path: Path) -> None:
     servos = {KNEE: servo_record(), "torso_r_shoulder": servo_record(speed_rad_s=9.0, speed_reached=False)}
-    data = {**version_1_file(), "version": 2, "servos": servos}
+    data = {**version_1_file(), "version": 3, "servos": servos}
     path = write(tmp_path / "calibration.json", data)
     record = load(path)
     assert record.servos[KNEE] == ServoRecord(**servo_record())
@@ -107,19 +130,21 @@ def test_identified_servos_round_trip_and_are_shown(tmp_path: Path) -> None:
         ({"substeps": 0}, "substeps must be an integer in 1..100"),
         ({"identified_at": "last week"}, "identified_at must be an ISO 8601 time"),
         ({"time_constant_ms": float("nan")}, "time_constant_ms is nan, not a finite number"),
+        ({"feedback_scale": 1.5}, "feedback_scale 1.5 is outside 0.909..1.1"),
+        ({"feedback_shift_deg": -30.0}, "feedback_shift_deg -30.0 is beyond"),
     ],
 )
 def test_an_implausible_servo_record_is_refused_naming_it(
     tmp_path: Path, change: dict[str, Any], message: str
 ) -> None:
-    data = {**version_1_file(), "version": 2, "servos": {KNEE: servo_record(**change)}}
+    data = {**version_1_file(), "version": 3, "servos": {KNEE: servo_record(**change)}}
     with pytest.raises(CalibrationError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
         load(write(tmp_path / "calibration.json", data))
     assert "\n" not in str(caught.value) and "rerun the calibration wizard" in str(caught.value)
 
 
 def test_a_servo_of_a_joint_without_a_servo_is_refused(tmp_path: Path) -> None:
-    data = {**version_1_file(), "version": 2, "servos": {"re_servo_r_elbow": servo_record()}}
+    data = {**version_1_file(), "version": 3, "servos": {"re_servo_r_elbow": servo_record()}}
     with pytest.raises(CalibrationError, match="servos must map wired joint names"):
         load(write(tmp_path / "calibration.json", data))
 
@@ -129,7 +154,7 @@ def test_a_servo_of_a_joint_without_a_servo_is_refused(tmp_path: Path) -> None:
 
 def config_with(tmp_path: Path, servos: dict[str, Any] | None, source: str = "calibration") -> Config:
     if servos is not None:
-        write(tmp_path / "calibration.json", {**version_1_file(), "version": 2, "servos": servos})
+        write(tmp_path / "calibration.json", {**version_1_file(), "version": 3, "servos": servos})
     config = replace_section(Config(), "paths", state_dir=str(tmp_path))
     return replace_section(config, "sim", servo_model=source)
 

@@ -49,8 +49,19 @@ def test_the_servos_are_found_and_saved_beside_the_calibration(
     finally:
         d.stop()
     after = load(tmp_path / "calibration.json")
-    assert after.joints == before.joints and after.imu_offsets == before.imu_offsets, "the rest as it was"
-    assert set(after.servos) == {ANKLE, SHOULDER}
+    measured = {ANKLE, SHOULDER}
+    assert {n: j for n, j in after.joints.items() if n not in measured} == {
+        n: j for n, j in before.joints.items() if n not in measured
+    }, "the rest as it was"
+    assert after.imu_offsets == before.imu_offsets
+    assert set(after.servos) == measured
+    for name in measured:  # this robot is built as calibrated: its refined lines stay near exact
+        old, new, servo = before.joints[name], after.joints[name], after.servos[name]
+        assert new.codes_per_rad / old.codes_per_rad == pytest.approx(servo.feedback_scale, rel=1e-5)
+        assert servo.feedback_scale == pytest.approx(1.0, abs=0.005)
+        assert abs(servo.feedback_shift_deg) < 0.3
+        assert new.offset_deg == old.offset_deg and new.range_rad == old.range_rad
+    assert "Feedback lines refined from the servos" in out
     truth = true_servos(SEED)
     for name in (ANKLE, SHOULDER):
         found, true = after.servos[name], truth[name]

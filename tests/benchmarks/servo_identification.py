@@ -9,7 +9,8 @@ ticks walk through the PCA9685's 50 Hz frames (the delay found is their average)
 ``plenctl calibrate --operator sim`` calibrates it; then ``plenctl calibrate --servos``
 (its wizard, in this process, to read the truth the emulation reports) measures every
 servo. Printed per joint: true and found values and their errors; per seed the worst;
-robot time and fit time.
+robot time and fit time; how far the sweep's and the refined feedback line read from the
+link at the stand pose.
 
 Then 10 s of the sine gait's joint targets (speed 0.5, at 50 Hz) are replayed open loop,
 on the stand, on the emulated robot and in the simulation with the identified, the true
@@ -52,9 +53,10 @@ from plend.core.config import load as load_config
 from plend.core.servo_source import apply_servo_model
 from plend.daemon.runtime import robot_calibration
 from plend.hal.emulated.operator import SimulatedOperator
-from plend.hal.emulated.robot import make_emulated_hardware_hal, with_true_servos
+from plend.hal.emulated.robot import make_emulated_hardware_hal, miscalibrated, with_true_servos
 from plend.hal.sim import SimHal
-from plend.model.robot import JOINTS
+from plend.model.robot import JOINTS, joint_index
+from plend.model.servo_map import JointCalibration, angle_to_code, angle_to_pulse_us, pulse_us_to_angle
 from plend.plenctl import Client
 from tests.support import Daemon
 
@@ -131,6 +133,32 @@ def table(
         print(row + f"{servo.fit_error_deg:>9.2f}")
     print("worst: " + ", ".join(f"{k} {v:.2f} {UNITS[k]}" for k, v in worst.items()))
     return worst
+
+
+def reading_error_deg(line: JointCalibration, true: JointCalibration, angle: float) -> float:
+    """What ``line`` reads, less the truth, where the link is at ``angle`` in the frame of
+    the commanded angles (the true angle less the horn's error that calibration left)."""
+    horn = pulse_us_to_angle(angle_to_pulse_us(0.0, line), true)
+    return math.degrees((angle_to_code(angle + horn, true) - line.code_at_zero) / line.codes_per_rad - angle)
+
+
+def lines(seed: int, swept: dict[str, JointCalibration], refined: dict[str, JointCalibration]) -> None:
+    """Per joint, how far the sweep's and the refined feedback line read from the link's
+    angle at the stand pose (deg), and their slopes' errors (%)."""
+    truth = miscalibrated(seed).joints
+    stand = stand_pose()
+    worst = [0.0, 0.0]
+    row = []
+    for name in (j.name for j in JOINTS if j.wired and j.name in refined):
+        angle = float(stand[joint_index(name)])
+        errors = [reading_error_deg(line[name], truth[name], angle) for line in (swept, refined)]
+        slopes = [100.0 * (line[name].codes_per_rad / truth[name].codes_per_rad - 1.0)
+                  for line in (swept, refined)]  # fmt: skip
+        worst = [max(w, abs(e)) for w, e in zip(worst, errors, strict=True)]
+        row.append(f"{name}={errors[0]:+.2f}/{errors[1]:+.2f} ({slopes[0]:+.2f}/{slopes[1]:+.2f} %)")
+    print(f"seed {seed}: feedback at the stand pose, swept / refined line, deg off the link (slope error):")
+    print("    " + " ".join(row))
+    print(f"seed {seed}: feedback worst at the stand pose: swept {worst[0]:.2f}, refined {worst[1]:.2f} deg")
 
 
 def gait_targets(seconds: float) -> np.ndarray:
@@ -245,7 +273,9 @@ def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
                 f"seed {seed}: robot time {found.robot_time_s:.0f} s for {len(found.servos)} servos "
                 f"(moves and excitations); fit {found.fit_s:.0f} s; wall {wall:.0f} s (8x real time)"
             )
-            assert load(Path(tmp) / "calibration.json").servos, "nothing was saved"
+            saved = load(Path(tmp) / "calibration.json")
+            assert saved.servos, "nothing was saved"
+            lines(seed, found.calibration.joints, saved.joints)
             if not joints:  # the replay needs every joint's servo
                 replays.append(replay(seed, Path(tmp)))
                 line = ", ".join(f"{k} {r:.2f} / {m:.2f} / {e:.2f}" for k, (r, m, e) in replays[-1].items())
