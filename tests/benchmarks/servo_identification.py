@@ -280,7 +280,8 @@ def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
             worst = table(seed, found.servos, found.truths)
             print(
                 f"seed {seed}: robot time {found.robot_time_s:.0f} s for {len(found.servos)} servos "
-                f"(moves and excitations); fit {found.fit_s:.0f} s; wall {wall:.0f} s (8x real time)"
+                f"(moves and excitations); fit {found.fit_s:.0f} s; wall {wall:.0f} s "
+                f"({TIME_SCALE[0]:g}x real time)"
             )
             saved = load(Path(tmp) / "calibration.json")
             assert saved.servos, "nothing was saved"
