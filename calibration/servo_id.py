@@ -245,16 +245,22 @@ def _fit_speed(batch: _Batch, x: np.ndarray) -> np.ndarray:
 def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per run the speed to report and whether the run reached it: when a servo far faster
     fits as well, the run never drove this one at its limit, and only the slowest speed
-    that still fits is known."""
+    that still fits is known: searched down from the best fit, in steps of 2 %, to the
+    last that fits (a lower bound of the servo's speed, where the best fit is any of the
+    speeds above it that fit as well)."""
     runs = len(x)
-    speeds = np.linspace(0.0, 1.0, 24)
-    trials = np.repeat(x, len(speeds), axis=0)
-    trials[:, 4] = (x[:, 4, None] + (FAST_SPEED_RAD_S - x[:, 4, None]) * speeds[None]).ravel()
-    cost = batch.cost(np.repeat(np.arange(runs), len(speeds)), trials)[0].reshape(runs, -1)
     tolerance = np.maximum(0.02 * best, _D(0.002))
+    factors = np.concatenate([[FAST_SPEED_RAD_S], np.linspace(1.0, 0.3, 36)])  # then shares of x
+    trials = np.repeat(x, len(factors), axis=0)
+    trials[:, 4] = np.column_stack(
+        [np.full(runs, FAST_SPEED_RAD_S), x[:, 4, None] * factors[None, 1:]]
+    ).ravel()
+    cost = batch.cost(np.repeat(np.arange(runs), len(factors)), trials)[0].reshape(runs, -1)
     fits = cost <= (best + tolerance)[:, None]
-    reached = ~fits[:, -1]
-    slowest = np.array([trials[r * len(speeds) + int(np.argmax(fits[r])), 4] for r in range(runs)])
+    reached = ~fits[:, 0]
+    down = fits[:, 1:]
+    last = np.where(down.all(axis=1), down.shape[1], np.argmin(down, axis=1)) - 1  # the run of fits from x
+    slowest = x[:, 4] * factors[1:][np.maximum(last, 0)]
     return np.where(reached, x[:, 4], slowest), reached
 
 

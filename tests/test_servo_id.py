@@ -71,7 +71,9 @@ def test_a_servo_never_driven_at_its_limit_is_reported_as_at_least_some_speed() 
     (fit,) = fit_runs([Run(sent, measure(sent, truth, rng, 0.01, 0.01, None), PERIOD, 3)])
     assert fit.alone == (), "a run fitted on its own has no shared model to differ from"
     assert not fit.speed_reached
-    assert fit.speed_rad_s < 12.0, "only the slowest speed that fits is known"
+    # Only the slowest speed that fits is known: about the 3 rad/s the excitation asked,
+    # not the best fit, which is any speed above it.
+    assert 2.7 <= fit.speed_rad_s <= 3.4
     assert fit.delay_s == pytest.approx(0.02, abs=0.003)
 
 

@@ -22,11 +22,16 @@ pose from below, so that a servo's play sits at the same side on the robot and i
 simulation.
 
     .venv/bin/python tests/benchmarks/servo_identification.py [SEED ...] [--joint NAME ...] [--time-scale X]
+        [--keep DIR]
+    .venv/bin/python tests/benchmarks/servo_identification.py --refit DIR [SEED ...]
 
 (default seeds 1 2 3; with ``--joint`` only those joints are measured, and the replay,
 which needs every joint's servo, is left out. ``--time-scale`` runs the emulated robot
 that many times faster than real time, default 8: on a loaded machine a fast one misses
-ticks, and what it records then changes from one run to the next.)
+ticks, and what it records then changes from one run to the next. ``--keep DIR`` writes
+each seed's recordings and true servos to ``DIR/seed-N.pkl``; ``--refit DIR`` fits those
+again, with the fit as it is now, and prints the same tables without running a robot, so
+a change to the fit is measured on the very same recordings.)
 
 The last line: ``worst: delay X ms, time constant Y %, backlash Z deg, speed W %``.
 """
@@ -37,6 +42,7 @@ import argparse
 import dataclasses
 import io
 import math
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -47,6 +53,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' daemon helper
 from calibration import servo_wizard
+from calibration.joint_steps import now as _now
+from calibration.servo_checks import Recording, ServoRefusedError, assess
+from calibration.servo_id import fit_runs
 from calibration.store import SERVO_MODEL_KEYS, ServoRecord, load
 from calibration.wizard import Options
 from gaits.sine import stand_pose
@@ -77,6 +86,18 @@ TARGETS = {
 
 
 TIME_SCALE = [8.0]  # the emulated robot's speed-up; --time-scale sets it
+KEPT: dict[str, object] = {}  # the last identification's recordings and the fit's settings
+_fit = servo_wizard.ServoWizard._fit
+
+
+def _fit_keeping(wizard: servo_wizard.ServoWizard, recordings: dict[str, Recording]) -> dict[str, str]:
+    info = wizard.session.info
+    KEPT.update(recordings=recordings, substeps=int(info["sim_substeps"]), frame=info.get("pwm_frame_s"),
+                rate_hz=float(info["rate_hz"]))  # fmt: skip
+    return _fit(wizard, recordings)
+
+
+servo_wizard.ServoWizard._fit = _fit_keeping  # type: ignore[method-assign]
 
 
 def config_text(seed: int) -> str:
@@ -268,7 +289,48 @@ def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
+def refit(path: Path) -> tuple[dict[str, ServoRecord], dict[str, list[dict[str, float]]], float]:
+    """A kept identification's servos fitted again (as the wizard fits them), its truths,
+    and the fit's time (s)."""
+    with path.open("rb") as f:
+        kept = pickle.load(f)
+    runs, owners = [], []
+    for name, recording in kept["recordings"].items():
+        for run in recording.split(kept["substeps"], kept["frame"]):
+            runs.append(run)
+            owners.append(name)
+    began = time.perf_counter()
+    fits = fit_runs(runs, [i + 1 if i % 2 == 0 else i - 1 for i in range(len(runs))])
+    took = time.perf_counter() - began
+    servos = {}
+    for name in kept["recordings"]:
+        try:
+            mine = [f for f, owner in zip(fits, owners, strict=True) if owner == name]
+            servos[name] = assess(mine, kept["rate_hz"], kept["substeps"], _now())
+        except ServoRefusedError as exc:
+            print(f"  {name} refused: {exc}")
+    return servos, kept["truths"], took
+
+
+def main_refit(folder: Path, seeds: list[int]) -> None:
+    overall = dict.fromkeys(SERVO_MODEL_KEYS, 0.0)
+    errors: list[dict[str, float]] = []
+    for seed in seeds:
+        servos, truths, took = refit(folder / f"seed-{seed}.pkl")
+        worst = table(seed, servos, truths)
+        print(f"seed {seed}: fit {took:.0f} s")
+        for key in overall:
+            overall[key] = max(overall[key], worst[key])
+        errors += all_errors(servos, truths)
+    spread(errors)
+    print(
+        f"worst: delay {overall['delay_ms']:.1f} ms, time constant {overall['time_constant_ms']:.0f} %, "
+        f"backlash {overall['backlash_deg']:.2f} deg, speed {overall['speed_rad_s']:.0f} % "
+        f"(dead band {overall['dead_band_deg']:.2f} deg)"
+    )
+
+
+def main(seeds: list[int], joints: tuple[str, ...] = (), keep: Path | None = None) -> None:
     overall = dict.fromkeys(SERVO_MODEL_KEYS, 0.0)
     replays: list[dict[str, tuple[float, float, float]]] = []
     errors: list[dict[str, float]] = []
@@ -277,6 +339,10 @@ def main(seeds: list[int], joints: tuple[str, ...] = ()) -> None:
             began = time.perf_counter()
             found = identify(seed, Path(tmp), joints)
             wall = time.perf_counter() - began
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                with (keep / f"seed-{seed}.pkl").open("wb") as f:
+                    pickle.dump({**KEPT, "truths": found.truths}, f)
             worst = table(seed, found.servos, found.truths)
             print(
                 f"seed {seed}: robot time {found.robot_time_s:.0f} s for {len(found.servos)} servos "
@@ -343,6 +409,11 @@ if __name__ == "__main__":
     parser.add_argument("seeds", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--joint", action="append", default=[], metavar="NAME")
     parser.add_argument("--time-scale", type=float, default=TIME_SCALE[0])
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="write each seed's recordings there")
+    parser.add_argument("--refit", type=Path, metavar="DIR", help="fit the recordings kept there again")
     options = parser.parse_args()
     TIME_SCALE[0] = options.time_scale
-    main(options.seeds, tuple(options.joint))
+    if options.refit is not None:
+        main_refit(options.refit, options.seeds)
+    else:
+        main(options.seeds, tuple(options.joint), options.keep)
