@@ -90,11 +90,12 @@ KEPT: dict[str, object] = {}  # the last identification's recordings and the fit
 _fit = servo_wizard.ServoWizard._fit
 
 
-def _fit_keeping(wizard: servo_wizard.ServoWizard, recordings: dict[str, Recording]) -> dict[str, str]:
-    info = wizard.session.info
+def _fit_keeping(self: servo_wizard.ServoWizard, recordings: dict[str, Recording]) -> dict[str, str]:
+    """The wizard's fit, keeping what it fitted in :data:`KEPT`."""
+    info = self.session.info
     KEPT.update(recordings=recordings, substeps=int(info["sim_substeps"]), frame=info.get("pwm_frame_s"),
                 rate_hz=float(info["rate_hz"]))  # fmt: skip
-    return _fit(wizard, recordings)
+    return _fit(self, recordings)
 
 
 servo_wizard.ServoWizard._fit = _fit_keeping  # type: ignore[method-assign]
