@@ -39,6 +39,7 @@ def test_a_small_evaluation_in_parallel(tmp_path: Path, capsys: pytest.CaptureFi
     assert [r["world"] for r in report["worlds"]] == ["5", "6", "7"]
     assert report["totals"]["worlds"] == 3 and report["walker"]["speed"] == 0.5
     assert report["versions"]["numpy"] == np.__version__, "what the figures were measured with"
+    assert report["versions"]["numpy_simd"], "and the vector instructions numpy used"
     for r in report["worlds"]:
         assert r["parameters"]["seed"] == int(r["world"])
         assert r["fell"] == (r["time_to_fall_s"] is not None)

@@ -231,9 +231,11 @@ def run_plan(plan: Plan, jobs: int, progress: bool, out: TextIO | None = None) -
 
 
 def library_versions() -> dict[str, str]:
-    """The versions of the libraries a walk's arithmetic runs on. A walk on a randomised
-    world is chaotic: another numpy or pybullet can turn a world that stood into one that
-    fell, so a report says which it was measured with."""
+    """The versions of the libraries a walk's arithmetic runs on, and the vector
+    instructions numpy uses on this processor. A walk on a randomised world is chaotic:
+    another numpy or pybullet, or the same numpy on a processor with other vector
+    instructions (it picks its kernels at run time), can turn a world that stood into one
+    that fell, so a report says which it was measured with."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
@@ -242,7 +244,18 @@ def library_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
+    found["numpy_simd"] = _numpy_simd()
     return found
+
+
+def _numpy_simd() -> str:
+    """The run-time dispatched instruction sets numpy uses here (e.g. ``X86_V3 X86_V4``)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # another numpy layout: say so rather than guess
+        return "unknown"
+    used = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+    return " ".join(used) or "baseline only"
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:
