@@ -288,7 +288,7 @@ def test_the_daemon_and_plenctl_as_the_readme_shows(user: User) -> None:
     assert f"walk.onnx                  41   12  residual    50  {user.checkout}/policies/walk.onnx" in out
     assert f"loaded {user.checkout}/policies/walk.onnx" in out, done.stderr
     assert "walking on the loaded policy (mode policy)" in out
-    assert "policy command speed 0.8, turn -0.3, side +0 from the next step" in out
+    assert "policy command speed 0.8, turn -0.3, side +0 from the next step" in out, done.stderr
     assert "speed 1.5 is outside what this policy was trained for: [0, 1]" in done.stderr
     calibration = f"{user.home}/.local/state/plend/calibration.json"
     assert f"no calibration at {calibration}; calibrate the robot first" in done.stderr
