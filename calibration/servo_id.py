@@ -250,17 +250,15 @@ def _speeds(batch: _Batch, x: np.ndarray, best: np.ndarray) -> tuple[np.ndarray,
     speeds above it that fit as well)."""
     runs = len(x)
     tolerance = np.maximum(0.02 * best, _D(0.002))
-    factors = np.concatenate([[FAST_SPEED_RAD_S], np.linspace(1.0, 0.3, 36)])  # then shares of x
-    trials = np.repeat(x, len(factors), axis=0)
-    trials[:, 4] = np.column_stack(
-        [np.full(runs, FAST_SPEED_RAD_S), x[:, 4, None] * factors[None, 1:]]
-    ).ravel()
-    cost = batch.cost(np.repeat(np.arange(runs), len(factors)), trials)[0].reshape(runs, -1)
+    shares = np.linspace(1.0, 0.3, 36)  # of the best fit; the first is the best fit itself
+    speeds = np.column_stack([np.full(runs, FAST_SPEED_RAD_S), x[:, 4, None] * shares[None]])
+    trials = np.repeat(x, speeds.shape[1], axis=0)
+    trials[:, 4] = speeds.ravel()
+    cost = batch.cost(np.repeat(np.arange(runs), speeds.shape[1]), trials)[0].reshape(runs, -1)
     fits = cost <= (best + tolerance)[:, None]
     reached = ~fits[:, 0]
-    down = fits[:, 1:]
-    last = np.where(down.all(axis=1), down.shape[1], np.argmin(down, axis=1)) - 1  # the run of fits from x
-    slowest = x[:, 4] * factors[1:][np.maximum(last, 0)]
+    fitting = np.logical_and.accumulate(fits[:, 1:], axis=1).sum(axis=1)  # shares that fit, from 1 down
+    slowest = speeds[np.arange(runs), np.maximum(fitting, 1)]  # the last of them, at least the best fit
     return np.where(reached, x[:, 4], slowest), reached
 
 

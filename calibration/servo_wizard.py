@@ -21,13 +21,15 @@ import sys
 import time
 from typing import Any, TextIO
 
+import numpy as np
+
 from calibration.fit import FeedbackError
 from calibration.joint_steps import now as _now
 from calibration.operators import KeyboardOperator, Operator
 from calibration.servo_checks import Recording, ServoRefusedError, assess, check_feedback
 from calibration.servo_excitation import RUN_S, ExcitationError, choose_centre, frame_phases, two_runs
 from calibration.servo_feedback import LineRefinement, change_from_sweep, refine_line, refined_joint
-from calibration.servo_id import fit_runs
+from calibration.servo_id import Run, fit_runs
 from calibration.session import Aborted, Link, Session, WizardError
 from calibration.store import (
     CalibrationRecord,
@@ -52,6 +54,7 @@ class ServoWizard(Wizard):
         self.servos: dict[str, ServoRecord] = {}
         self.lines: dict[str, LineRefinement] = {}  # the feedback lines the servos refined
         self.truths: dict[str, list[dict[str, float]]] = {}
+        self.recordings: dict[str, Recording] = {}  # the last of each joint fitted
         self.robot_time_s = 0.0  # the daemon's clock over the excitations
         self.fit_s = 0.0
         self.exit_code = 1
@@ -159,18 +162,13 @@ class ServoWizard(Wizard):
 
     def _fit(self, recordings: dict[str, Recording]) -> dict[str, str]:
         info = self.session.info
-        substeps, frame = int(info["sim_substeps"]), info.get("pwm_frame_s")
-        runs, owners, codes = [], [], []
-        for name, recording in recordings.items():
-            for run, raw in zip(recording.split(substeps, frame), recording.split_codes(), strict=True):
-                runs.append(run)
-                owners.append(name)
-                codes.append(raw)
+        self.recordings.update(recordings)
+        substeps = int(info["sim_substeps"])
+        runs, owners, codes = split_recordings(recordings, substeps, info.get("pwm_frame_s"))
         self.say("")
         self.say(f"Fitting the servo model to {len(runs)} runs...")
         started = time.monotonic()
-        partners = [i + 1 if i % 2 == 0 else i - 1 for i in range(len(runs))]
-        fits = fit_runs(runs, partners)
+        fits = fit_runs(runs, repeats(len(runs)))
         self.fit_s = time.monotonic() - started
         refused: dict[str, str] = {}
         for name in recordings:
@@ -274,6 +272,26 @@ def run(link: Link, operator: Operator, options: Options, out: TextIO = sys.stdo
     """
     wizard = identify(link, operator, options, out)
     return wizard.exit_code
+
+
+def split_recordings(
+    recordings: dict[str, Recording], substeps: int, frame_s: float | None
+) -> tuple[list[Run], list[str], list[np.ndarray]]:
+    """Every joint's runs in one list (a joint's two runs side by side), each run's joint,
+    and each run's raw feedback codes."""
+    runs, owners, codes = [], [], []
+    for name, recording in recordings.items():
+        for run, raw in zip(recording.split(substeps, frame_s), recording.split_codes(), strict=True):
+            runs.append(run)
+            owners.append(name)
+            codes.append(raw)
+    return runs, owners, codes
+
+
+def repeats(count: int) -> list[int]:
+    """For each of ``count`` runs split by :func:`split_recordings`, its repeat: the other
+    run of its joint (fitted with it as one servo)."""
+    return [i + 1 if i % 2 == 0 else i - 1 for i in range(count)]
 
 
 def identify(link: Link, operator: Operator, options: Options, out: TextIO = sys.stdout) -> ServoWizard:

@@ -54,7 +54,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' daemon helper
 from calibration import servo_wizard
 from calibration.joint_steps import now as _now
-from calibration.servo_checks import Recording, ServoRefusedError, assess
+from calibration.servo_checks import ServoRefusedError, assess
 from calibration.servo_id import fit_runs
 from calibration.store import SERVO_MODEL_KEYS, ServoRecord, load
 from calibration.wizard import Options
@@ -86,19 +86,6 @@ TARGETS = {
 
 
 TIME_SCALE = [8.0]  # the emulated robot's speed-up; --time-scale sets it
-KEPT: dict[str, object] = {}  # the last identification's recordings and the fit's settings
-_fit = servo_wizard.ServoWizard._fit
-
-
-def _fit_keeping(self: servo_wizard.ServoWizard, recordings: dict[str, Recording]) -> dict[str, str]:
-    """The wizard's fit, keeping what it fitted in :data:`KEPT`."""
-    info = self.session.info
-    KEPT.update(recordings=recordings, substeps=int(info["sim_substeps"]), frame=info.get("pwm_frame_s"),
-                rate_hz=float(info["rate_hz"]))  # fmt: skip
-    return _fit(self, recordings)
-
-
-servo_wizard.ServoWizard._fit = _fit_keeping  # type: ignore[method-assign]
 
 
 def config_text(seed: int) -> str:
@@ -290,18 +277,23 @@ def replay(seed: int, tmp: Path) -> dict[str, tuple[float, float, float]]:
     return out
 
 
+def print_worst(overall: dict[str, float]) -> None:
+    """The benchmark's last line: the worst error of each value over the seeds."""
+    print(
+        f"worst: delay {overall['delay_ms']:.1f} ms, time constant {overall['time_constant_ms']:.0f} %, "
+        f"backlash {overall['backlash_deg']:.2f} deg, speed {overall['speed_rad_s']:.0f} % "
+        f"(dead band {overall['dead_band_deg']:.2f} deg)"
+    )
+
+
 def refit(path: Path) -> tuple[dict[str, ServoRecord], dict[str, list[dict[str, float]]], float]:
     """A kept identification's servos fitted again (as the wizard fits them), its truths,
     and the fit's time (s)."""
     with path.open("rb") as f:
         kept = pickle.load(f)
-    runs, owners = [], []
-    for name, recording in kept["recordings"].items():
-        for run in recording.split(kept["substeps"], kept["frame"]):
-            runs.append(run)
-            owners.append(name)
+    runs, owners, _ = servo_wizard.split_recordings(kept["recordings"], kept["substeps"], kept["frame"])
     began = time.perf_counter()
-    fits = fit_runs(runs, [i + 1 if i % 2 == 0 else i - 1 for i in range(len(runs))])
+    fits = fit_runs(runs, servo_wizard.repeats(len(runs)))
     took = time.perf_counter() - began
     servos = {}
     for name in kept["recordings"]:
@@ -324,11 +316,7 @@ def main_refit(folder: Path, seeds: list[int]) -> None:
             overall[key] = max(overall[key], worst[key])
         errors += all_errors(servos, truths)
     spread(errors)
-    print(
-        f"worst: delay {overall['delay_ms']:.1f} ms, time constant {overall['time_constant_ms']:.0f} %, "
-        f"backlash {overall['backlash_deg']:.2f} deg, speed {overall['speed_rad_s']:.0f} % "
-        f"(dead band {overall['dead_band_deg']:.2f} deg)"
-    )
+    print_worst(overall)
 
 
 def main(seeds: list[int], joints: tuple[str, ...] = (), keep: Path | None = None) -> None:
@@ -342,8 +330,13 @@ def main(seeds: list[int], joints: tuple[str, ...] = (), keep: Path | None = Non
             wall = time.perf_counter() - began
             if keep is not None:
                 keep.mkdir(parents=True, exist_ok=True)
+                info = found.session.info
+                kept = {
+                    "recordings": found.recordings, "truths": found.truths, "rate_hz": float(info["rate_hz"]),
+                    "substeps": int(info["sim_substeps"]), "frame": info.get("pwm_frame_s"),
+                }  # fmt: skip
                 with (keep / f"seed-{seed}.pkl").open("wb") as f:
-                    pickle.dump({**KEPT, "truths": found.truths}, f)
+                    pickle.dump(kept, f)
             worst = table(seed, found.servos, found.truths)
             print(
                 f"seed {seed}: robot time {found.robot_time_s:.0f} s for {len(found.servos)} servos "
@@ -372,11 +365,7 @@ def main(seeds: list[int], joints: tuple[str, ...] = (), keep: Path | None = Non
             "replay over the seeds, worst joint rms as is / less its constant difference / from the robot's "
             f"true angles (deg): {line}"
         )
-    print(
-        f"worst: delay {overall['delay_ms']:.1f} ms, time constant {overall['time_constant_ms']:.0f} %, "
-        f"backlash {overall['backlash_deg']:.2f} deg, speed {overall['speed_rad_s']:.0f} % "
-        f"(dead band {overall['dead_band_deg']:.2f} deg)"
-    )
+    print_worst(overall)
 
 
 def all_errors(
