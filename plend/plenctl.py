@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         ("relax", "unpower the servos"),
         ("stop", "stop at the next safe point and stand"),
         ("estop", "relax at once; latched until reset"),
-        ("reset", "clear the e-stop and latched faults (the robot stays relaxed)"),
+        ("reset", "clear the e-stop and latched faults (relaxed; a fallen simulated robot is stood up)"),
     ):
         command(name, text)
     gait = command("gait", "walk on a gait")

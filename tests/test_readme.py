@@ -277,6 +277,7 @@ def _session(commands: list[str]) -> str:
 def test_the_daemon_and_plenctl_as_the_readme_shows(user: User) -> None:
     done = user.run(_session(DAEMON))
     out = done.stdout
+    said = done.stderr + (user.checkout / "daemon.log").read_text()[-4000:]  # what a failure shows
     assert "walking on the sine gait at speed 0.5 (mode sine)" in out
     assert "speed 0.3 from the next step" in out
     assert "mode      sine" in out
@@ -286,14 +287,14 @@ def test_the_daemon_and_plenctl_as_the_readme_shows(user: User) -> None:
     assert "cannot stand: the e-stop is latched" in done.stderr
     assert "e-stop and faults cleared" in out
     assert f"walk.onnx                  41   12  residual    50  {user.checkout}/policies/walk.onnx" in out
-    assert f"loaded {user.checkout}/policies/walk.onnx" in out, done.stderr
-    assert "walking on the loaded policy (mode policy)" in out
-    assert "policy command speed 0.8, turn -0.3, side +0 from the next step" in out, done.stderr
+    assert f"loaded {user.checkout}/policies/walk.onnx" in out, said
+    assert "walking on the loaded policy (mode policy)" in out, said
+    assert "policy command speed 0.8, turn -0.3, side +0 from the next step" in out, said
     assert "speed 1.5 is outside what this policy was trained for: [0, 1]" in done.stderr
     calibration = f"{user.home}/.local/state/plend/calibration.json"
     assert f"no calibration at {calibration}; calibrate the robot first" in done.stderr
     expected = ["0", "0", "0", "0", "1", "0", "0", "1", "0", "0", "0", "0", "0", "0", "1", "1"]
-    assert re.findall(r"^rc=(\d+)$", out, re.M) == expected, out + done.stderr
+    assert re.findall(r"^rc=(\d+)$", out, re.M) == expected, out + said
     assert "daemon rc=0" in out
     assert "socket group" not in (user.checkout / "daemon.log").read_text()
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from gaits.sine import stand_pose
+from plend.control.behaviours import Stand
 from plend.control.loop import ControlLoop, Request, StepClock
 from plend.control.safety import SafetyFilter
-from plend.control.supervisor import Supervisor
+from plend.control.supervisor import CommandError, Supervisor
 from plend.core.config import Config
 from plend.hal import make_hal
 from plend.hal.base import GroundTruth
@@ -91,13 +92,51 @@ def test_after_estop_and_reset_stand_gets_a_crumpled_robot_up(world: World) -> N
     assert world.height() > 0.14
 
 
-def test_reset_of_a_standing_robot_does_not_teleport_it(world: World) -> None:
+def test_reset_right_after_an_estop_stands_the_robot_where_it_was(world: World) -> None:
+    # Its servos off, a simulated robot starts to fall at once; reset catches it in place.
     world.command("stand")
     world.ticks(1.0)
     before = world.hal.truth().position
     world.command("estop")
-    assert world.command("reset") == {"mode": "relax"}
+    assert world.command("reset") == {"mode": "stand", "respawned": True}
     assert world.hal.truth().position == pytest.approx(before, abs=0.01)
+    world.ticks(2.0)
+    assert world.supervisor.mode == "stand" and world.height() > 0.14
+
+
+def test_reset_while_the_robot_topples_after_an_estop_stands_it_up(world: World) -> None:
+    # plenctl answers within a tick or two: the reset can come while the robot is still
+    # on its way down, not yet tilted past the fall threshold. It must not stay limp.
+    world.command("gait", speed=0.5)
+    world.ticks(1.0)
+    world.command("estop")
+    world.ticks(0.1)
+    tilt = world.supervisor._tilt_deg
+    assert 5.0 < tilt < Config().safety.fall_tilt_deg
+    assert world.command("reset") == {"mode": "stand", "respawned": True}
+    world.ticks(2.0)
+    assert world.supervisor.mode == "stand" and world.height() > 0.14
+    world.command("gait", speed=0.5)
+    world.ticks(4.0)
+    assert world.supervisor.mode == "sine" and world.supervisor.counts.falls == 0
+
+
+def test_a_robot_lying_down_is_not_set_walking(world: World) -> None:
+    world.command("stand")
+    world.ticks(1.0)
+    world.command("relax")  # no fault: it simply folds up on the floor
+    world.ticks(2.0)
+    assert world.height() < 0.06
+    world.command("policy_load", behaviour=Stand())
+    for name, args in (("gait", {"speed": 0.5}), ("policy_start", {})):
+        down = r"the robot is down \(torso tilted \d+ degrees\); stand it up first \('plenctl stand' stands a"
+        with pytest.raises(CommandError, match=down):
+            world.command(name, **args)
+        assert world.supervisor.mode == "relax"
+    assert world.command("stand") == {"mode": "stand", "respawned": True}
+    world.ticks(1.0)
+    assert world.height() > 0.14
+    assert world.command("gait", speed=0.5)["mode"] == "sine"
 
 
 def test_respawn_is_refused_while_the_estop_is_latched(world: World) -> None:

@@ -44,6 +44,10 @@ log = logging.getLogger("plend.supervisor")
 # A switch blends from the measured pose at this joint speed (min-jerk peaks at 1.9x).
 BLEND_SPEED_RAD_S = 1.5
 MIN_BLEND_S = 0.3
+# A simulated robot whose servos are off and that leans or turns more than this is going
+# down: nobody holds it, so ``reset`` stands it up as it would one already lying.
+TOPPLING_TILT_DEG = 5.0
+TOPPLING_RATE_RAD_S = 0.3
 
 
 class CommandError(PlendError, RuntimeError):
@@ -93,6 +97,7 @@ class Supervisor:
         self._measured: np.ndarray = stand_pose()
         self._now = 0.0
         self._tilt_deg = 0.0
+        self._turn_rate = 0.0  # rad/s, the IMU's angular rate
         self._on_change = on_change or (lambda mode: None)
         self._respawn_robot = hal.respawn if isinstance(hal, Respawn) else None
         self._set_calibration = hal.set_calibration if isinstance(hal, Calibratable) else None
@@ -222,7 +227,7 @@ class Supervisor:
     def _cmd_stand(self) -> Reply:
         if self._tilt_deg > self.safety.fall_tilt_deg and self._respawn_robot is not None:
             self._respawn()  # a simulated robot lying on the floor is stood up, not driven
-            return None
+            return {"mode": self.mode, "respawned": True}
         self._switch(Stand())
         return None
 
@@ -235,6 +240,7 @@ class Supervisor:
         if isinstance(self.behaviour, Walk) and not self.behaviour.finished:
             self.behaviour.set_command(speed, turn, side)
         else:
+            self._check_upright("walk")
             self._switch(Walk(speed, turn, side, self.gait))
         return None
 
@@ -257,6 +263,7 @@ class Supervisor:
             raise CommandError(f"cannot drive while {self.mode} runs; stop it first")
         if not any(command.values()):
             return {"walker": None, "took": []}
+        self._check_upright("drive")
         if walker == "policy":
             self._cmd_policy_start()
         else:
@@ -275,6 +282,7 @@ class Supervisor:
         self.faults = [f for f in self.faults if f.code != code]
 
     def _cmd_replay(self, trajectory: Trajectory) -> Reply:
+        self._check_upright("replay")
         self._switch(Replay(trajectory))
         return None
 
@@ -288,6 +296,7 @@ class Supervisor:
         problem = self._pose_problem(self.policy)
         if problem:
             raise CommandError(f"cannot start the policy: {problem}")
+        self._check_upright("start the policy")
         if command is not None:
             self._cmd_policy_command(command)
         self._switch(self.policy)
@@ -303,6 +312,15 @@ class Supervisor:
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         return None
+
+    def _check_upright(self, name: str) -> None:
+        """Refuse to set off a robot that is down: it would only trip the fall monitor."""
+        if self._tilt_deg > self.safety.fall_tilt_deg:
+            how = "'plenctl stand' stands a simulated one up" if self._respawn_robot else "by hand"
+            raise CommandError(
+                f"cannot {name}: the robot is down (torso tilted {self._tilt_deg:.0f} degrees); "
+                f"stand it up first ({how})"
+            )
 
     def _pose_problem(self, behaviour: Behaviour) -> str | None:
         """Why ``behaviour`` cannot have the camera pose it reads, or None."""
@@ -320,13 +338,17 @@ class Supervisor:
         self._switch(Relax())
 
     def _reset(self) -> bool:
-        """Clear the e-stop and latched faults; returns whether a fallen simulated robot
-        was stood up again (a real one stays relaxed where it lies)."""
+        """Clear the e-stop and latched faults; returns whether a simulated robot that fell,
+        or is falling with its servos off, was stood up again (a real one stays relaxed
+        where it lies)."""
         if self.estopped or self._latched():
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
         self.faults = [f for f in self.faults if not f.latched or not f.resettable]
-        if self._tilt_deg > self.safety.fall_tilt_deg and self._respawn_robot is not None:
+        toppling = isinstance(self.behaviour, Relax) and (
+            self._tilt_deg > TOPPLING_TILT_DEG or self._turn_rate > TOPPLING_RATE_RAD_S
+        )
+        if (self._tilt_deg > self.safety.fall_tilt_deg or toppling) and self._respawn_robot is not None:
             self._respawn()
             return True
         self._switch(Relax())
@@ -373,6 +395,7 @@ class Supervisor:
         self._now = sensors.stamp
         roll, pitch, _ = sensors.imu.euler
         self._tilt_deg = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch)))))
+        self._turn_rate = float(np.linalg.norm(np.nan_to_num(np.asarray(sensors.imu.gyro, float))))
         measured = sensors.joint_pos
         self._measured = np.where(np.isfinite(measured), measured, stand_pose())
 
