@@ -134,7 +134,7 @@ class BalanceGains:
 # The sine gait's own tuning (the [gait] defaults). BalanceGains() keeps the values the
 # balanced gait had when policies first learnt on it: a policy walks on what it learnt on.
 SINE_GAINS = BalanceGains(
-    pitch_rate_gain=0.05, recover_deg=20.0, recover_back_deg=10.0, max_lean_back_m=0.004
+    pitch_rate_gain=0.05, recover_deg=20.0, recover_back_deg=10.0, max_lean_back_m=0.002
 )
 _ORIGINAL = BalanceGains()
 RETUNED = tuple(n for n in GAIN_RANGES if getattr(SINE_GAINS, n) != getattr(_ORIGINAL, n))

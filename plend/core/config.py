@@ -360,7 +360,7 @@ class GaitConfig:
     max_level_m: float = 0.008
     lean_gain: float = 0.15
     max_lean_m: float = 0.01
-    max_lean_back_m: float = 0.004
+    max_lean_back_m: float = 0.002
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
