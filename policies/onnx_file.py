@@ -55,6 +55,8 @@ def fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
     Varints and fixed-width values come as ints (fixed ones as their raw bytes' integer),
     length-delimited ones as memoryviews.
     """
+    if not isinstance(buf, memoryview):
+        raise OnnxFormatError("a message is stored as a number (a damaged file?)")
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
@@ -79,7 +81,23 @@ def fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
         yield number, wire, value
 
 
-def _int64(value: int) -> int:
+def _num(value: Any) -> int:
+    """A varint field's value; a field of another wire type there is a damaged file."""
+    if not isinstance(value, int):
+        raise OnnxFormatError("a number is stored as bytes (a damaged file?)")
+    return value
+
+
+def _raw(value: Any) -> bytes:
+    """A length-delimited (or fixed-width) field's bytes; never ``bytes(n)`` of a number,
+    which would make ``n`` zero bytes."""
+    if not isinstance(value, memoryview):
+        raise OnnxFormatError("text or data is stored as a number (a damaged file?)")
+    return bytes(value)
+
+
+def _int64(value: Any) -> int:
+    value = _num(value)
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
@@ -96,7 +114,7 @@ def _ints(wire: int, value: Any) -> list[int]:
 
 def _floats(wire: int, value: Any, fmt: str = "f") -> list[float]:
     """A repeated float (or double, ``fmt="d"``) field's values: one, or a packed run."""
-    data = bytes(value)
+    data = _raw(value)
     if len(data) % struct.calcsize(fmt):
         raise OnnxFormatError("a packed number list has a partial number")
     return list(struct.unpack(f"<{len(data) // struct.calcsize(fmt)}{fmt}", data))
@@ -104,7 +122,7 @@ def _floats(wire: int, value: Any, fmt: str = "f") -> list[float]:
 
 def _text(value: Any) -> str:
     try:
-        return bytes(value).decode("utf-8")
+        return _raw(value).decode("utf-8")
     except UnicodeDecodeError:
         raise OnnxFormatError("a name is not UTF-8 text") from None
 
@@ -161,13 +179,13 @@ def read_tensor(buf: memoryview) -> tuple[str, np.ndarray]:
         if number == 1:
             dims += _ints(wire, value)
         elif number == 2:
-            data_type = value
+            data_type = _num(value)
         elif number == 8:
             name = _text(value)
         elif number == 9:
-            raw = bytes(value)
+            raw = _raw(value)
         elif number == 14:
-            location = value
+            location = _num(value)
         elif number in (4, 5, 7, 11, 12):  # float, int32, int64, double, uint64 data
             items: list[Any]
             if number == 4:
@@ -205,11 +223,11 @@ def _attribute(buf: memoryview) -> tuple[str, Any]:
         if number == 1:
             name = _text(value)
         elif number == 2:
-            scalar = _floats(wire, value)[0]
+            scalar = next(iter(_floats(wire, value)), None)
         elif number == 3:
             scalar = _int64(value)
         elif number == 4:
-            scalar = bytes(value)
+            scalar = _raw(value)
         elif number == 5:
             scalar = read_tensor(value)[1]
         elif number == 7:
@@ -217,9 +235,9 @@ def _attribute(buf: memoryview) -> tuple[str, Any]:
         elif number == 8:
             ints += _ints(wire, value)
         elif number == 9:
-            strings.append(bytes(value))
+            strings.append(_raw(value))
         elif number == 20:
-            kind = value
+            kind = _num(value)
     if kind == 6 or (scalar is None and floats):  # FLOATS
         return name, floats
     if kind == 7 or (scalar is None and ints):  # INTS
@@ -267,7 +285,7 @@ def _tensor_type(buf: memoryview) -> tuple[int, list[int | str | None]]:
     shape: list[int | str | None] = []
     for number, _wire, value in fields(buf):
         if number == 1:
-            elem_type = value
+            elem_type = _num(value)
         elif number == 2:  # TensorShapeProto
             for n, _w, dim in fields(value):
                 if n == 1:
@@ -311,15 +329,15 @@ def read_model(data: bytes) -> Model:
     model, has_graph = Model(), False
     for number, _wire, value in fields(memoryview(data)):
         if number == 1:
-            model.ir_version = value
+            model.ir_version = _num(value)
         elif number == 7:
             model.graph, has_graph = _graph(value), True
         elif number == 8:  # OperatorSetIdProto: domain (1), version (2)
             parts = _first_and_second(value)
-            model.opsets[_text(parts.get(1, b""))] = int(parts.get(2, 0))
+            model.opsets[_text(parts.get(1, memoryview(b"")))] = _num(parts.get(2, 0))
         elif number == 14:  # StringStringEntryProto: key (1), value (2)
             parts = _first_and_second(value)
-            model.metadata[_text(parts.get(1, b""))] = _text(parts.get(2, b""))
+            model.metadata[_text(parts.get(1, memoryview(b"")))] = _text(parts.get(2, memoryview(b"")))
     if not has_graph or model.ir_version < 3:
         raise OnnxFormatError("no ONNX graph in it")
     return model

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from policies.contract import PolicyError
@@ -174,9 +174,17 @@ def test_a_graph_that_cannot_run_is_refused_at_load(tmp_path: Path, monkeypatch:
         load_runner(path, 50.0, "sim", None)
 
 
+# Bits whose flip once crashed the loader or broke its message over two lines: a name
+# holding a tab and a newline, numbers where messages or text belong, and back.
 @settings(max_examples=100, deadline=None)
 @given(cut=st.integers(0, WALK.stat().st_size - 1), flip=st.integers(0, WALK.stat().st_size - 1),
        bit=st.integers(0, 7))  # fmt: skip
+@example(cut=0, flip=62, bit=3)
+@example(cut=0, flip=73, bit=1)
+@example(cut=0, flip=77, bit=2)
+@example(cut=0, flip=78, bit=1)
+@example(cut=0, flip=188, bit=1)
+@example(cut=0, flip=190, bit=4)
 def test_a_damaged_file_is_refused_in_one_line_or_loads(cut: int, flip: int, bit: int) -> None:
     data = bytearray(WALK.read_bytes())
     data[flip] ^= 1 << bit
@@ -188,6 +196,24 @@ def test_a_damaged_file_is_refused_in_one_line_or_loads(cut: int, flip: int, bit
                 load_runner(path, 50.0, "sim", None)
             except PolicyError as exc:
                 assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+
+
+def test_a_number_where_text_belongs_is_refused_without_making_that_many_bytes() -> None:
+    # A metadata entry (field 14) whose key (field 1) is a varint of 2**40 instead of text:
+    # bytes(2**40) would ask for a terabyte.
+    entry = bytes([0x08]) + _varint(1 << 40)
+    model = bytes([0x72, len(entry)]) + entry
+    with pytest.raises(ValueError, match=r"text or data is stored as a number \(a damaged file\?\)"):
+        read_model(model)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
 
 
 @contextlib.contextmanager
