@@ -48,6 +48,16 @@ class World:
     def height(self) -> float:
         return self.hal.truth().position[2]
 
+    def stands_then_walks(self, falls: int) -> None:
+        """Stood up: on its feet 2 s later with no fault, then it walks 4 s (``falls``: the
+        falls counted since the world began)."""
+        self.ticks(2.0)
+        assert self.supervisor.mode == "stand" and self.supervisor.fault_list() == []
+        assert self.height() > 0.14  # on its feet: the torso stands about 0.15 m up
+        self.command("gait", speed=0.5)
+        self.ticks(4.0)
+        assert self.supervisor.mode == "sine" and self.supervisor.counts.falls == falls
+
     def knock_over(self) -> None:
         pb, c, robot = self.hal._pb, self.hal._c, self.hal._robot  # type: ignore[attr-defined]
         position, _ = pb.getBasePositionAndOrientation(robot, **c)
@@ -69,12 +79,7 @@ def test_reset_after_a_fall_stands_the_robot_up_and_it_walks(world: World) -> No
     assert world.supervisor.mode == "relax" and world.height() < 0.06
     assert [f["code"] for f in world.supervisor.fault_list()] == ["fall"]
     assert world.command("reset") == {"mode": "stand", "respawned": True}
-    world.ticks(3.0)
-    assert world.supervisor.mode == "stand" and world.supervisor.fault_list() == []
-    assert world.height() > 0.14  # on its feet: the torso stands about 0.15 m up
-    world.command("gait", speed=0.5)
-    world.ticks(6.0)
-    assert world.supervisor.mode == "sine" and world.supervisor.counts.falls == 1
+    world.stands_then_walks(falls=1)
 
 
 def test_after_estop_and_reset_stand_gets_a_crumpled_robot_up(world: World) -> None:
@@ -114,11 +119,7 @@ def test_reset_while_the_robot_topples_after_an_estop_stands_it_up(world: World)
     tilt = world.supervisor._tilt_deg
     assert 5.0 < tilt < Config().safety.fall_tilt_deg
     assert world.command("reset") == {"mode": "stand", "respawned": True}
-    world.ticks(2.0)
-    assert world.supervisor.mode == "stand" and world.height() > 0.14
-    world.command("gait", speed=0.5)
-    world.ticks(4.0)
-    assert world.supervisor.mode == "sine" and world.supervisor.counts.falls == 0
+    world.stands_then_walks(falls=0)
 
 
 def test_a_robot_lying_down_is_not_set_walking(world: World) -> None:
