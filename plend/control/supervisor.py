@@ -97,7 +97,7 @@ class Supervisor:
         self._measured: np.ndarray = stand_pose()
         self._now = 0.0
         self._tilt_deg = 0.0
-        self._turn_rate = 0.0  # rad/s, the IMU's angular rate
+        self._gyro: Any = (0.0, 0.0, 0.0)  # the last IMU angular rate (rad/s), read on reset only
         self._on_change = on_change or (lambda mode: None)
         self._respawn_robot = hal.respawn if isinstance(hal, Respawn) else None
         self._set_calibration = hal.set_calibration if isinstance(hal, Calibratable) else None
@@ -345,8 +345,9 @@ class Supervisor:
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
         self.faults = [f for f in self.faults if not f.latched or not f.resettable]
+        turn_rate = float(np.linalg.norm(np.nan_to_num(np.asarray(self._gyro, float))))
         toppling = isinstance(self.behaviour, Relax) and (
-            self._tilt_deg > TOPPLING_TILT_DEG or self._turn_rate > TOPPLING_RATE_RAD_S
+            self._tilt_deg > TOPPLING_TILT_DEG or turn_rate > TOPPLING_RATE_RAD_S
         )
         if (self._tilt_deg > self.safety.fall_tilt_deg or toppling) and self._respawn_robot is not None:
             self._respawn()
@@ -395,7 +396,7 @@ class Supervisor:
         self._now = sensors.stamp
         roll, pitch, _ = sensors.imu.euler
         self._tilt_deg = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(roll) * math.cos(pitch)))))
-        self._turn_rate = float(np.linalg.norm(np.nan_to_num(np.asarray(sensors.imu.gyro, float))))
+        self._gyro = sensors.imu.gyro
         measured = sensors.joint_pos
         self._measured = np.where(np.isfinite(measured), measured, stand_pose())
 
