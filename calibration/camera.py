@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -21,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from calibration.store import write_atomically
+from plend.core import atomic
 from plend.core.errors import ConfigError
+from plend.core.files import FileRefusedError, read_limited
 from plend.track.detect import CameraModel, MarkerDetector
 from plend.track.geometry import Pose, tilt_deg
 from plend.track.markers import board, cv2_module
@@ -30,6 +32,8 @@ from plend.track.settings import TrackConfig
 
 CAMERA_CALIBRATION_VERSION = 1
 MIN_BOARD_CORNERS = 10  # of the board's 24 inner corners, for a view to count
+MAX_FILE_BYTES = 1 << 20  # the file is about a kilobyte; this only bounds a bad one
+READ_TIMEOUT_S = 2.0
 MAX_RMS_PX = 1.0  # a worse intrinsic fit is a bad set of views, not a camera
 FLOOR_VIEWS = 10
 
@@ -140,10 +144,12 @@ def calibration_path(config: TrackConfig, state_dir: str | Path) -> Path:
 def load(path: Path, need_floor: bool = True) -> CameraRecord:
     """Read and check the file; raise :class:`CameraCalibrationError` saying what to do."""
     advice = "run 'plend track --calibrate', then 'plend track --set-floor'"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CameraCalibrationError(f"camera calibration {path} not found; {advice}") from None
+    if not os.path.lexists(path):
+        raise CameraCalibrationError(f"camera calibration {path} not found; {advice}")
+    try:  # anything but a regular file (a FIFO, a directory) is refused, not waited on
+        data = json.loads(read_limited(path, MAX_FILE_BYTES, READ_TIMEOUT_S, "camera calibration"))
+    except FileRefusedError as exc:
+        raise CameraCalibrationError(f"{exc}; {advice}") from None
     except (OSError, UnicodeError, ValueError) as exc:
         raise CameraCalibrationError(f"camera calibration {path} cannot be read ({exc}); {advice}") from None
     if not isinstance(data, dict) or data.get("version") != CAMERA_CALIBRATION_VERSION:
@@ -167,8 +173,11 @@ def save(path: Path, record: CameraRecord) -> None:
     """Write atomically, keeping the previous file as ``camera.json.bak``."""
     _check(record)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, (json.dumps(asdict(record), indent=2) + "\n").encode())
+        data = (json.dumps(asdict(record), indent=2) + "\n").encode()
+        backup = path.with_suffix(".json.bak")
+        atomic.replace_keeping_backup(path, data, backup, MAX_FILE_BYTES, "camera calibration")
+    except FileRefusedError as exc:  # the previous file cannot be kept: nothing is written
+        raise CameraCalibrationError(f"cannot write {path}: {exc}") from None
     except OSError as exc:
         raise CameraCalibrationError(f"cannot write {path}: {exc.strerror or exc}") from None
 

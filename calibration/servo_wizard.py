@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from calibration.describe import describe_refinement, describe_servos
 from calibration.fit import FeedbackError
 from calibration.joint_steps import now as _now
 from calibration.operators import KeyboardOperator, Operator
@@ -31,13 +32,7 @@ from calibration.servo_excitation import RUN_S, ExcitationError, choose_centre, 
 from calibration.servo_feedback import LineRefinement, change_from_sweep, refine_line, refined_joint
 from calibration.servo_id import Run, fit_runs
 from calibration.session import Aborted, Link, Session, WizardError
-from calibration.store import (
-    CalibrationRecord,
-    ServoRecord,
-    describe_refinement,
-    describe_servos,
-    from_json,
-)
+from calibration.store import CalibrationRecord, ServoRecord, from_json
 from calibration.wizard import Options, Wizard
 from plend.core.errors import ConnectionLostError, PlendError
 from plend.model.robot import joint

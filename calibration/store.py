@@ -10,17 +10,14 @@ cannot trust.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
-import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from plend.core import atomic
 from plend.core.files import FileRefusedError, read_limited
 from plend.model.robot import JOINTS
 from plend.model.servo_map import (  # re-exported: the file's limits and errors are the calibration's
@@ -41,12 +38,11 @@ from plend.model.servo_map import (  # re-exported: the file's limits and errors
 CALIBRATION_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 MAX_FILE_BYTES = 16 << 20  # a calibration file is a few kilobytes; this only bounds a bad one
-FILE_MODE = 0o640  # the daemon writes it; group plend (operators) may read it
 IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
 
 __all__ = [
     "MAX_CODES_PER_RAD", "MAX_ERROR_DEG", "MAX_OFFSET_DEG", "MIN_CODES_PER_RAD", "MIN_PULSE_SPAN_US",
-    "CalibrationError", "CalibrationRecord", "Draft", "JointRecord", "ServoRecord",
+    "CalibrationError", "CalibrationRecord", "JointRecord", "ServoRecord",
 ]  # fmt: skip
 
 
@@ -165,14 +161,14 @@ class CalibrationRecord:
             isinstance(k, str) and isinstance(v, JointRecord) for k, v in self.joints.items()
         ):
             raise CalibrationError("joints must map joint names to joint records")
-        object.__setattr__(self, "imu_offsets", _checked_imu(self.imu_offsets, self.imu_calib_status))
+        object.__setattr__(self, "imu_offsets", checked_imu(self.imu_offsets, self.imu_calib_status))
         if not isinstance(self.servos, dict) or not all(
             k in wired_joint_names() and isinstance(v, ServoRecord) for k, v in self.servos.items()
         ):
             raise CalibrationError("servos must map wired joint names to servo records")
 
 
-def _checked_imu(offsets: object, status: object) -> tuple[int, ...] | None:
+def checked_imu(offsets: object, status: object) -> tuple[int, ...] | None:
     """The IMU offsets as a tuple, after checking them and the CALIB_STAT byte."""
     if status is not None:
         _integer("imu_calib_status", status, 0, 255)
@@ -200,7 +196,7 @@ def to_json(record: CalibrationRecord) -> str:
     return json.dumps(asdict(record), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
-def _fields_of(cls: type, data: object, where: str) -> dict[str, Any]:
+def fields_of(cls: type, data: object, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CalibrationError(f"{where} must be a JSON object")
     names = {f.name for f in fields(cls)}
@@ -215,7 +211,7 @@ def _fields_of(cls: type, data: object, where: str) -> dict[str, Any]:
     return dict(data)
 
 
-def _measured(values: dict[str, Any]) -> JointRecord:
+def measured_joint(values: dict[str, Any]) -> JointRecord:
     """A joint as a file holds it: plausible, and measured (its sweep's range and time)."""
     joint = JointRecord(**values)
     if joint.range_rad is None:
@@ -247,7 +243,7 @@ def _records(cls: type, table: object, what: str, make: Callable[[dict[str, Any]
     out = {}
     for name, values in table.items():
         try:
-            out[name] = make(_fields_of(cls, values, f"{what} {name}"))
+            out[name] = make(fields_of(cls, values, f"{what} {name}"))
         except CalibrationError as exc:
             raise CalibrationError(f"{what} {name}: {exc}") from None
     return out
@@ -255,8 +251,8 @@ def _records(cls: type, table: object, what: str, make: Callable[[dict[str, Any]
 
 def from_json(data: object) -> CalibrationRecord:
     """A record from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
-    top = _fields_of(CalibrationRecord, data, "the file")
-    joints = _records(JointRecord, top["joints"], "joint", _measured)
+    top = fields_of(CalibrationRecord, data, "the file")
+    joints = _records(JointRecord, top["joints"], "joint", measured_joint)
     servos = _records(ServoRecord, top["servos"], "servo", lambda values: ServoRecord(**values))
     return CalibrationRecord(**{**top, "joints": joints, "servos": servos})
 
@@ -292,7 +288,7 @@ def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> Cali
     """
     path = Path(path)
     try:
-        text = _read_text(path)
+        text = read_text(path)
     except FileNotFoundError:
         raise _refuse(path, "not found", "run the calibration wizard to create it") from None
     except UnicodeError as exc:
@@ -316,7 +312,7 @@ def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> Cali
     return record
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The file's text. Anything but a regular file (a directory, a FIFO, a symbolic link
     to nothing or in a loop) is refused: raises FileNotFoundError only when nothing at all
     is at ``path``, CalibrationError otherwise."""
@@ -336,126 +332,6 @@ def load_optional(path: str | Path, joints_expected: Iterable[str] | None = None
     return load(path, joints_expected) if os.path.lexists(path) else None
 
 
-def draft_path(path: Path) -> Path:
-    """Where an unfinished wizard session keeps its joints: ``calibration.draft.json``."""
-    return path.with_suffix(".draft.json")
-
-
-@dataclass(frozen=True)
-class Draft:
-    """The joints and IMU offsets an unfinished wizard session has measured so far."""
-
-    robot_id: str
-    started: str
-    joints: dict[str, JointRecord]
-    imu_offsets: tuple[int, ...] | None = None
-    imu_calib_status: int | None = None
-
-
-def draft_to_json(draft: Draft) -> str:
-    return json.dumps({"version": CALIBRATION_VERSION, **asdict(draft)}, sort_keys=True, indent=2) + "\n"
-
-
-def draft_from_json(data: object) -> Draft:
-    """A draft from parsed JSON; raises :class:`CalibrationError` naming the bad value."""
-    if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
-        raise CalibrationError("not a calibration draft of this version")
-    data = {k: v for k, v in data.items() if k != "version"}
-    top = _fields_of(Draft, data, "the draft")
-    if not isinstance(top["joints"], dict):
-        raise CalibrationError("joints must be a JSON object")
-    joints = {}
-    for name, values in top["joints"].items():
-        if name not in wired_joint_names():
-            raise CalibrationError(f"unknown joint {name!r}")
-        try:
-            joints[name] = _measured(_fields_of(JointRecord, values, f"joint {name}"))
-        except CalibrationError as exc:
-            raise CalibrationError(f"joint {name}: {exc}") from None
-    _timestamp("started", top["started"])
-    if not isinstance(top["robot_id"], str):
-        raise CalibrationError(f"robot_id must be a string, got {top['robot_id']!r}")
-    imu = _checked_imu(top["imu_offsets"], top["imu_calib_status"])
-    return Draft(top["robot_id"], top["started"], joints, imu, top["imu_calib_status"])
-
-
-def load_draft(path: Path) -> Draft | None:
-    """The draft of ``path``'s calibration, or None when there is none or it is unusable
-    (an unusable draft is set aside as ``.bad``: it only costs re-measuring)."""
-    draft = draft_path(path)
-    try:
-        return draft_from_json(json.loads(_read_text(draft)))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError):  # CalibrationError included: a ValueError
-        with contextlib.suppress(OSError):
-            os.replace(draft, draft.with_suffix(".bad"))
-        return None
-
-
-def save_draft(path: Path, draft: Draft) -> None:
-    """Write the draft next to ``path`` atomically."""
-    _replace_atomically(draft_path(path), draft_to_json(draft).encode("utf-8"))
-
-
-def remove_draft(path: Path) -> None:
-    draft_path(path).unlink(missing_ok=True)
-
-
-def remove_stale_temps(path: Path) -> int:
-    """Delete temporary files a killed writer left next to ``path``; returns how many."""
-    count = 0
-    for prefix in (f".{path.name}.", f".{draft_path(path).name}."):
-        for temp in path.parent.glob(f"{prefix}*.tmp"):
-            temp.unlink(missing_ok=True)
-            count += 1
-    return count
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    temp = _write_temp(path.parent, f".{path.name}.", data)
-    try:
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)  # the state directory is made when first needed
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
-    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the README promises group plend can read it
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return Path(name)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``, keeping the previous file as ``<name>.bak``; a crash
-    at any point leaves the old or the new file at ``path``, never a part of one."""
-    prefix = f".{path.name}."
-    temps = [_write_temp(path.parent, prefix, data)]
-    try:
-        if path.exists():
-            temps.append(_write_temp(path.parent, prefix, path.read_bytes()))
-            os.replace(temps[-1], backup_path(path))
-        os.replace(temps[0], path)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(path: str | Path, record: CalibrationRecord, joints_expected: Iterable[str] | None = None) -> None:
     """Write the file atomically, keeping the previous one as ``<name>.json.bak``.
 
@@ -473,25 +349,9 @@ def save(path: str | Path, record: CalibrationRecord, joints_expected: Iterable[
         _check_joints(record, joints_expected)
     except CalibrationError as exc:
         raise CalibrationError(f"refusing to write {path}: {exc}") from None
-    prefix = f".{path.name}."
-    temps = [_write_temp(path.parent, prefix, to_json(record).encode("utf-8"))]
-    try:
-        if _is_regular(path):  # anything else there (a link, a FIFO) is replaced, not kept
-            previous = read_limited(path, MAX_FILE_BYTES, 2.0, "calibration file")
-            temps.append(_write_temp(path.parent, prefix, previous))
-            os.replace(temps[-1], backup_path(path))
-        os.replace(temps[0], path)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
+    atomic.replace_keeping_backup(
+        path, to_json(record).encode("utf-8"), backup_path(path), MAX_FILE_BYTES, "calibration file"
+    )
 
 
 def to_servo_calibration(record: CalibrationRecord, source: str | Path = "calibration record") -> Calibration:
@@ -526,80 +386,3 @@ def load_for_robot(path: str | Path, robot_id: str) -> Calibration:
         )  # fmt: skip
         return Calibration(problem=str(problem))
     return to_servo_calibration(record, source=path)
-
-
-def _changes(now: JointRecord, before: JointRecord | None) -> str:
-    if before is None:
-        return "new"
-    changes = []
-    if abs(now.offset_deg - before.offset_deg) >= 0.1:
-        changes.append(f"offset {now.offset_deg - before.offset_deg:+.1f}")
-    if now.direction != before.direction:
-        changes.append("direction flipped")
-    if abs(now.fit_error_deg - before.fit_error_deg) >= 0.05:
-        changes.append(f"fit {before.fit_error_deg:.2f}->{now.fit_error_deg:.2f}")
-    return ", ".join(changes) or "-"
-
-
-def describe(record: CalibrationRecord, previous: CalibrationRecord | None = None) -> str:
-    """The review table: one row per joint, plus what changed since ``previous``."""
-    order = {name: i for i, name in enumerate(j.name for j in JOINTS)}
-    names = sorted(record.joints, key=lambda n: (order.get(n, len(order)), n))
-    status = record.imu_calib_status
-    imu = "not stored" if record.imu_offsets is None else "stored"
-    if status is not None:
-        sys_, gyro, accel, mag = (status >> shift & 3 for shift in (6, 4, 2, 0))
-        imu += f" (sys {sys_}/3 gyro {gyro}/3 accel {accel}/3 mag {mag}/3)"
-    title = f"calibration v{record.version} of {record.robot_id}, created {record.created}"
-    lines = [f"{title}; IMU offsets {imu}"]
-    header = f"{'joint':<20} {'offset deg':>10} {'dir':>3} {'pulse us':>9} {'fit deg':>7} {'hyst deg':>8}"
-    header += f" {'swept deg':>10}" + ("  changed since last" if previous is not None else "")
-    lines.append(header)
-    for name in names:
-        j = record.joints[name]
-        assert j.range_rad is not None  # a file's joints are measured
-        lo, hi = (math.degrees(v) for v in j.range_rad)
-        pulses, swept = f"{j.pulse_min_us:.0f}-{j.pulse_max_us:.0f}", f"{lo:+.0f}..{hi:+.0f}"
-        row = f"{name:<20} {j.offset_deg:>+10.1f} {j.direction:>+3d} {pulses:>9}"
-        row += f" {j.fit_error_deg:>7.2f} {j.hysteresis_deg:>8.2f} {swept:>10}"
-        if previous is not None:
-            row += f"  {_changes(j, previous.joints.get(name))}"
-        lines.append(row)
-    if previous is not None:
-        dropped = sorted(previous.joints.keys() - record.joints.keys())
-        lines += [f"{name:<20} (only in the previous calibration)" for name in dropped]
-    lines += describe_servos(record.servos, order)
-    return "\n".join(lines)
-
-
-def describe_servos(servos: dict[str, ServoRecord], order: dict[str, int] | None = None) -> list[str]:
-    """The identified servos as a table (no lines when there are none): each value, then
-    in brackets its difference between the two runs; speed ">=" where it was not reached."""
-    if not servos:
-        return []
-    order = order or {j.name: i for i, j in enumerate(JOINTS)}
-    first = next(iter(servos.values()))
-    lines = [
-        "",
-        f"servos as identified (for the simulation at {first.rate_hz:g} Hz, {first.substeps} substeps; "
-        "[difference between the two runs]):",
-        f"{'joint':<20} {'delay ms':>13} {'lag ms':>13} {'dead band deg':>14} {'backlash deg':>14}"
-        f" {'speed rad/s':>15} {'fit deg':>7}  feedback line",
-    ]
-    for name in sorted(servos, key=lambda n: (order.get(n, len(order)), n)):
-        s, d = servos[name], servos[name].spread
-        speed = f"{'' if s.speed_reached else '>='}{s.speed_rad_s:.1f} [{d['speed_rad_s']:.1f}]"
-        lines.append(
-            f"{name:<20} {s.delay_ms:>5.1f} [{d['delay_ms']:>4.1f}] {s.time_constant_ms:>5.1f} "
-            f"[{d['time_constant_ms']:>4.1f}] {s.dead_band_deg:>6.2f} [{d['dead_band_deg']:.2f}] "
-            f"{s.backlash_deg:>6.2f} [{d['backlash_deg']:.2f}] {speed:>15} {s.fit_error_deg:>7.2f}  "
-            + describe_refinement(s.feedback_scale, s.feedback_shift_deg)
-        )
-    return lines
-
-
-def describe_refinement(scale: float, shift_deg: float) -> str:
-    """How an identification changed a feedback line, in a few words ("as swept" if not)."""
-    if scale == 1.0 and shift_deg == 0.0:
-        return "as swept"
-    return f"slope {100.0 * (scale - 1.0):+.1f} %, {shift_deg:+.2f} deg at 0"

@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from calibration.describe import describe
+from calibration.drafts import Draft
 from calibration.joint_steps import JointSteps, now
 from calibration.operators import (
     KeyboardOperator,
@@ -32,10 +34,8 @@ from calibration.store import (
     CALIBRATION_VERSION,
     CalibrationError,
     CalibrationRecord,
-    Draft,
     JointRecord,
     ServoRecord,
-    describe,
     from_json,
 )
 from plend.core.errors import ConnectionLostError, PlendError
@@ -297,7 +297,7 @@ class Wizard:
 
 
 def from_draft(data: dict[str, Any]) -> Draft:
-    from calibration.store import draft_from_json
+    from calibration.drafts import draft_from_json
 
     return draft_from_json({"version": CALIBRATION_VERSION, **data})
 

@@ -378,7 +378,8 @@ def _print(args: argparse.Namespace, result: Any) -> None:
 
 def _show_calibration(args: argparse.Namespace) -> str:
     """The calibration file as a table (read here: the daemon need not run)."""
-    from calibration.store import backup_path, describe, load, load_optional
+    from calibration.describe import describe
+    from calibration.store import backup_path, load, load_optional
 
     candidates = [args.file] if args.file else _calibration_files(args)
     for path in candidates:

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from calibration.describe import describe
 from calibration.store import (
     CALIBRATION_VERSION,
     CalibrationError,
     CalibrationRecord,
     JointRecord,
     backup_path,
-    describe,
     from_json,
     load,
     load_optional,
@@ -285,7 +285,8 @@ NOT_A_FILE: dict[str, tuple[Callable[[Path], object], str]] = {
 def test_something_that_is_not_a_file_is_a_fault_not_a_missing_calibration(
     path: Path, case: tuple[Callable[[Path], object], str]
 ) -> None:
-    from calibration.store import load_draft, load_for_robot
+    from calibration.drafts import load_draft
+    from calibration.store import load_for_robot
 
     make, fragment = case
     make(path)
@@ -298,7 +299,7 @@ def test_something_that_is_not_a_file_is_a_fault_not_a_missing_calibration(
 
 
 def test_files_are_group_readable(path: Path) -> None:
-    from calibration.store import Draft, draft_path, save_draft
+    from calibration.drafts import Draft, draft_path, save_draft
 
     old = os.umask(0o077)
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration.store import backup_path, draft_path, load, load_draft
+from calibration.drafts import draft_path, load_draft
+from calibration.store import backup_path, load
 from plend.hal.emulated.robot import miscalibrated
 from plend.model.robot import JOINTS
 from plend.plenctl import Client, ClientError

@@ -33,7 +33,7 @@ PACKAGES = ("plend", "gaits", "policies", "calibration")
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "plend", "plend.core.*", "plend.model.*", "plend.drive.settings", "plend.track.settings",
-        "calibration.store",
+        "calibration.store", "calibration.drafts",
     ),
     "gaits": ("gaits.*",),
     "hal": ("plend.hal.*",),

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from calibration.describe import describe
+from calibration.drafts import draft_from_json
 from calibration.store import (
     CALIBRATION_VERSION,
     CalibrationError,
     CalibrationRecord,
     JointRecord,
     ServoRecord,
-    describe,
-    draft_from_json,
     load,
     save,
     wired_joint_names,

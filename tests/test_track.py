@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,10 @@ def _corrupt(path: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
             file.write_text(json.dumps({**data, **change}))
         cases[name] = (file, words)
     cases["missing"] = (tmp / "absent.json", "not found")
+    fifo = tmp / "fifo.json"  # a reader that waited on it would hang the daemon's start
+    os.mkfifo(fifo)
+    cases["fifo"] = (fifo, "FIFO (named pipe), not a regular file")
+    cases["directory"] = (tmp, "a directory, not a regular file")
     return cases
 
 

@@ -15,7 +15,7 @@ import math
 import threading
 from typing import Any
 
-from calibration import store
+from calibration import drafts, store
 from plend.control.behaviours import Mode
 from plend.control.calibration_mode import (
     FILTER_SPEED_RAD_S,
@@ -138,7 +138,7 @@ class CalibrationControls:
             stored = store.load_optional(self.path)
         except store.CalibrationError:
             stored = None
-        draft = store.load_draft(self.path)
+        draft = drafts.load_draft(self.path)
         if draft is not None and draft.robot_id != self.robot_id:
             draft = None
         joints = []
@@ -221,10 +221,10 @@ class CalibrationControls:
         if "draft" not in args:
             raise ArgumentError("calibrate_draft needs a 'draft' (an object, or null to drop it)")
         if args["draft"] is None:
-            store.remove_draft(self.path)
+            drafts.remove_draft(self.path)
             return {"draft": None}
         try:
-            draft = store.draft_from_json({"version": store.CALIBRATION_VERSION, **args["draft"]})
+            draft = drafts.draft_from_json({"version": store.CALIBRATION_VERSION, **args["draft"]})
         except (store.CalibrationError, TypeError) as exc:
             raise ArgumentError(f"calibration draft refused: {exc}") from None
         if draft.robot_id != self.robot_id:
@@ -232,13 +232,13 @@ class CalibrationControls:
                 f"calibration draft is for robot {draft.robot_id!r}, this is {self.robot_id!r}"
             )
         try:
-            store.save_draft(self.path, draft)
+            drafts.save_draft(self.path, draft)
         except OSError as exc:
             raise CalibrationUnavailableError(
                 f"cannot keep the draft next to {self.path}: {exc.strerror or exc}; "
                 "make that directory writable for the daemon, or set [paths] state_dir"
             ) from None
-        return {"draft": str(store.draft_path(self.path)), "joints": len(draft.joints)}
+        return {"draft": str(drafts.draft_path(self.path)), "joints": len(draft.joints)}
 
     def save(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate and write the calibration file, then drive the servos with it."""
@@ -258,7 +258,7 @@ class CalibrationControls:
             raise CalibrationUnavailableError(
                 f"cannot write {self.path}: {exc.strerror or exc}; the previous calibration is untouched"
             ) from None
-        store.remove_draft(self.path)
+        drafts.remove_draft(self.path)
         self._submit("calibrate_apply", calibration=store.to_servo_calibration(record, self.path))
         log.info("calibration saved to %s and in use", self.path)
         backup = store.backup_path(self.path)

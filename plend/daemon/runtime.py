@@ -84,7 +84,8 @@ def robot_calibration(config: Config) -> Calibration:
     """The servo calibration of the robot ``config`` drives, from its file. Never raises:
     with no file it is the built-in default; with a file that cannot be trusted it is the
     default with ``problem`` saying why (the robot then refuses to move)."""
-    from calibration.store import load_for_robot, remove_stale_temps
+    from calibration.drafts import remove_stale_temps
+    from calibration.store import load_for_robot
 
     path = config.calibration_path()
     if path.parent.is_dir():
