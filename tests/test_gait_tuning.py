@@ -178,14 +178,15 @@ def test_status_says_the_steps_stopped_because_the_torso_pitched_back() -> None:
 LEGACY = GaitConfig(stride_exponent=1.0, heading_average=False, recover_back_deg=0.0, max_lean_back_m=0.01)
 
 
-@pytest.mark.parametrize(("seed", "speed"), [(46, 0.5), (5, 1.0)])
+@pytest.mark.parametrize(("seed", "speed"), [(4, 0.5), (57, 1.0)])
 def test_worlds_that_fell_now_walk(seed: int, speed: float) -> None:
-    """World 46 (soles 9.9 mm apart) fell at 2.2 s at speed 0.5, world 5 (rounded soles,
-    40 ms of servo delay) over backwards at 2.9 s at 1.0, on the gait as it was."""
+    """World 4 (soles 5.2 mm apart with rounded edges, a floor tilted 2.6 degrees) fell at
+    3.9 s at speed 0.5, world 57 (rounded edges, a floor tilted 2.6 degrees, the torso's
+    mass 4 mm behind) at 3.0 s at 1.0, on the gait as it was."""
 
     def walk(gait: GaitConfig) -> dict[str, object]:
         config = dataclasses.replace(Config(), sim=draw_world(seed), gait=gait)
-        return run(config, RunOptions(speed=speed, duration_s=5.0, fast=True))
+        return run(config, RunOptions(speed=speed, duration_s=8.0, fast=True))
 
     assert walk(LEGACY)["fell"], "the gait as it was"
     now = walk(GaitConfig())

@@ -92,6 +92,24 @@ def test_a_lower_sole_tilts_the_standing_robot_away_from_it() -> None:
     assert contacts == (True, True)
 
 
+def test_soles_far_apart_in_height_are_set_down_on_both_and_stand() -> None:
+    # Set down upright on the longer leg, this robot fell 10 mm onto the other and over.
+    world = SimWorld(sole_height_right_mm=5.0, sole_height_left_mm=-5.0)
+    hal = SimHal(world, stand_pose())
+    hal.open(PERIOD)
+    try:
+        lows = [hal._pb.getAABB(hal._robot, link, **hal._c)[0][2] for link in hal._foot_links]
+        set_down = math.degrees(hal.truth().euler[0])
+        for _ in range(150):  # 3 s holding the stand pose
+            hal.write(stand_pose())
+        after = math.degrees(hal.truth().euler[0])
+    finally:
+        hal.close()
+    assert abs(lows[0] - lows[1]) < 5e-5, "both soles touch the floor"
+    assert -16.0 < set_down < -10.0, "tilted towards the shorter left leg"
+    assert abs(after - set_down) < 2.0, f"it stands where it was set down ({set_down:.1f} -> {after:.1f} deg)"
+
+
 def test_rounded_soles_and_rolling_friction_stand() -> None:
     for world in (SimWorld(sole_edge_radius_mm=5.0, sole_crown_mm=1.0), SimWorld(rolling_friction=0.01)):
         with standing(world, 100) as hal:
