@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,40 @@ class Fault:
     since: float
     latched: bool = True
     resettable: bool = True  # False: only a fix clears it (a new calibration), not reset
+
+
+class FaultLog:
+    """The faults in force and the last :data:`HISTORY` raised (cleared ones included)."""
+
+    HISTORY = 50
+
+    def __init__(self) -> None:
+        self.active: list[Fault] = []
+        self.history: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        self.active.append(fault)
+        self.history = [*self.history[1 - self.HISTORY :], fault]
+
+    def has(self, code: str) -> bool:
+        return any(f.code == code for f in self.active)
+
+    def latched(self) -> list[Fault]:
+        return [f for f in self.active if f.latched]
+
+    def clear(self, code: str) -> None:
+        self.active = [f for f in self.active if f.code != code]
+
+    def clear_latched(self) -> None:
+        """What ``reset`` clears: the latched faults, but those only a fix clears."""
+        self.active = [f for f in self.active if not f.latched or not f.resettable]
+
+    def listed(self) -> list[dict[str, Any]]:
+        """The faults in force, for status."""
+        return [
+            {"code": f.code, "message": f.message, "since": f.since, "latched": f.latched}
+            for f in self.active
+        ]
 
 
 @dataclass

@@ -28,10 +28,10 @@ from plend.control.behaviours import (
     Stepping,
     Trajectory,
     Walk,
-    min_jerk,
 )  # fmt: skip
+from plend.control.blend import Blend
 from plend.control.calibration_mode import CalibrationMode
-from plend.control.monitors import Fault, MonitorCounts, Monitors, crouch_pose
+from plend.control.monitors import Fault, FaultLog, MonitorCounts, Monitors, crouch_pose
 from plend.core.config import GaitConfig, SafetyConfig
 from plend.core.errors import PlendError
 from plend.drive.lease import ENDS_DRIVE, DriveLease, steer
@@ -41,9 +41,6 @@ from plend.model.servo_map import Calibration
 
 log = logging.getLogger("plend.supervisor")
 
-# A switch blends from the measured pose at this joint speed (min-jerk peaks at 1.9x).
-BLEND_SPEED_RAD_S = 1.5
-MIN_BLEND_S = 0.3
 # A simulated robot whose servos are off and that leans or turns more than this is going
 # down: nobody holds it, so ``reset`` stands it up as it would one already lying.
 TOPPLING_TILT_DEG = 5.0
@@ -88,12 +85,9 @@ class Supervisor:
         self.behaviour: Behaviour = Relax()
         self.policy: Behaviour | None = None
         self.estopped = False
-        self.faults: list[Fault] = []
-        self.history: list[Fault] = []
+        self._faults = FaultLog()
         self._monitors = Monitors(safety, period_s)
-        self._blend_from: np.ndarray | None = None
-        self._blend_t = 0.0
-        self._blend_s = MIN_BLEND_S
+        self._blend = Blend()
         self._measured: np.ndarray = stand_pose()
         self._now = 0.0
         self._tilt_deg = 0.0
@@ -133,8 +127,15 @@ class Supervisor:
     def counts(self) -> MonitorCounts:
         return self._monitors.counts
 
-    def _latched(self) -> list[Fault]:
-        return [f for f in self.faults if f.latched]
+    @property
+    def faults(self) -> list[Fault]:
+        """The faults in force."""
+        return self._faults.active
+
+    @property
+    def history(self) -> list[Fault]:
+        """The last 50 faults raised, cleared ones included."""
+        return self._faults.history
 
     # -- commands (control thread, between ticks) ----------------------------------------
 
@@ -146,7 +147,7 @@ class Supervisor:
         """Apply one command; raise :class:`CommandError` to refuse it unchanged."""
         if name in ENDS_DRIVE:
             self.drive.end(f"'{name}' was asked")
-            self._clear("drive")
+            self._faults.clear("drive")
         handler = self._anytime.get(name)
         if handler is None:
             handler = self._moves.get(name)
@@ -195,7 +196,7 @@ class Supervisor:
             self._set_calibration(calibration)
         else:
             raise CommandError("this backend has no calibration to apply")
-        self._clear("calibration")
+        self._faults.clear("calibration")
         return None
 
     def _cmd_drive_end(self, session: str, reason: str) -> Reply:
@@ -206,7 +207,7 @@ class Supervisor:
     def _check_may_move(self, name: str, calibration_ok: bool = False) -> None:
         if self.estopped:
             raise CommandError(f"cannot {name}: the e-stop is latched; run 'plenctl reset' first")
-        latched = [f for f in self._latched() if not (calibration_ok and f.code == "calibration")]
+        latched = [f for f in self._faults.latched() if not (calibration_ok and f.code == "calibration")]
         if latched:
             raise CommandError(
                 f"cannot {name}: fault '{latched[0].code}' is latched ({latched[0].message}); "
@@ -252,7 +253,7 @@ class Supervisor:
 
     def _drive(self, session: str, command: dict[str, float], lease_s: float, walker: str) -> dict[str, Any]:
         self.drive.renew(session, self._wall(), lease_s)
-        self._clear("drive")
+        self._faults.clear("drive")
         now = self.behaviour
         if isinstance(now, Stepping) and now.stopping and not now.finished:  # stands first, walks anew
             return {"walker": None, "took": []}
@@ -277,9 +278,6 @@ class Supervisor:
         if self.mode in (Mode.SINE, Mode.POLICY):
             self.behaviour.stop()
         self._fault("drive", f"dead-man: {reason}; the walk stops at its next step", latched=False)
-
-    def _clear(self, code: str) -> None:
-        self.faults = [f for f in self.faults if f.code != code]
 
     def _cmd_replay(self, trajectory: Trajectory) -> Reply:
         self._check_upright("replay")
@@ -341,10 +339,10 @@ class Supervisor:
         """Clear the e-stop and latched faults; returns whether a simulated robot that fell,
         or is falling with its servos off, was stood up again (a real one stays relaxed
         where it lies)."""
-        if self.estopped or self._latched():
+        if self.estopped or self._faults.latched():
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
-        self.faults = [f for f in self.faults if not f.latched or not f.resettable]
+        self._faults.clear_latched()
         turn_rate = float(np.linalg.norm(np.nan_to_num(np.asarray(self._gyro, float))))
         toppling = isinstance(self.behaviour, Relax) and (
             self._tilt_deg > TOPPLING_TILT_DEG or turn_rate > TOPPLING_RATE_RAD_S
@@ -376,9 +374,7 @@ class Supervisor:
         # Stand and calibration move from the measured pose by themselves; the others hold
         # their first pose while the blend brings the joints to it.
         own_pace = isinstance(behaviour, (Relax, Stand)) or behaviour is self._session
-        self._blend_from = None if own_pace else self._measured.copy()
-        self._blend_t = 0.0
-        self._blend_s = MIN_BLEND_S
+        self._blend.begin(None if own_pace else self._measured)
         if self.mode != previous:
             log.info("mode %s -> %s", previous, self.mode)
             self._on_change(self.mode)
@@ -410,7 +406,7 @@ class Supervisor:
             return None
         if self.behaviour.finished:
             self._switch(Stand())
-        blending = self._blend_from is not None
+        blending = self._blend.active
         try:
             targets = self.behaviour.update(sensors, 0.0 if blending else self.period)
         except Exception as exc:  # e.g. a policy's non-finite output: stand, report, go on
@@ -421,19 +417,7 @@ class Supervisor:
             targets = self.behaviour.update(sensors, self.period)
         if targets is None or not blending:
             return targets
-        return self._blend(targets)
-
-    def _blend(self, targets: np.ndarray) -> np.ndarray:
-        assert self._blend_from is not None
-        if self._blend_t == 0.0:
-            distance = float(np.max(np.abs(targets - self._blend_from)))
-            self._blend_s = max(MIN_BLEND_S, distance / BLEND_SPEED_RAD_S)
-        self._blend_t += self.period
-        w = min_jerk(self._blend_t / self._blend_s)
-        if w >= 1.0:
-            self._blend_from = None
-            return targets
-        return self._blend_from + w * (targets - self._blend_from)
+        return self._blend.apply(targets, self.period)
 
     def _run_monitors(self, sensors: Sensors, last_targets: np.ndarray | None) -> None:
         m = self._monitors
@@ -447,7 +431,7 @@ class Supervisor:
                 Relax() if self.safety.fall_action == "relax" else Stand(crouch_pose(), 0.3, Mode.CROUCH)
             )
         stale = m.stale(sensors)
-        active = any(f.code == "stale_sensors" for f in self.faults)
+        active = self._faults.has("stale_sensors")
         if stale and not active:
             m.counts.stale += 1
             self._fault("stale_sensors", stale, latched=False)
@@ -455,11 +439,11 @@ class Supervisor:
             stand = self.safety.stale_action == "stand" and not calibrating
             self._switch(Stand() if stand else Relax())
         elif not stale and active:
-            self.faults = [f for f in self.faults if f.code != "stale_sensors"]
+            self._faults.clear("stale_sensors")
             log.info("sensors fresh again")
         self._check_pose()
         tracking = m.tracking(sensors, None if calibrating else last_targets, sensors.stamp)
-        if tracking and not any(f.code == "tracking" for f in self._latched()):
+        if tracking and not any(f.code == "tracking" for f in self._faults.latched()):
             m.counts.tracking += 1
             self._fault("tracking", tracking, latched=True)
             self._switch(Relax())
@@ -468,25 +452,20 @@ class Supervisor:
         """A behaviour that reads the camera's pose stands the robot when it goes stale
         (the joints and the IMU are fine, so standing is safe); the fault clears once
         poses are fresh again, and walking does not resume by itself."""
-        active = any(f.code == "stale_pose" for f in self.faults)
+        active = self._faults.has("stale_pose")
         problem = self._pose_problem(self.behaviour)
         if problem and not active:
             self._monitors.counts.stale += 1
             self._fault("stale_pose", f"{self.behaviour.name} stopped: {problem}", latched=False)
             self._switch(Stand())
         elif active and not problem and (self._pose is None or self._pose.problem() is None):
-            self.faults = [f for f in self.faults if f.code != "stale_pose"]
+            self._faults.clear("stale_pose")
             log.info("camera pose fresh again")
 
     def _fault(self, code: str, message: str, latched: bool, resettable: bool = True) -> None:
-        fault = Fault(code, message, self._now, latched, resettable)
         log.error("fault %s: %s", code, message)
-        self.faults.append(fault)
-        self.history = [*self.history[-49:], fault]
+        self._faults.add(Fault(code, message, self._now, latched, resettable))
 
     def fault_list(self) -> list[dict[str, Any]]:
         """Active faults, for status."""
-        return [
-            {"code": f.code, "message": f.message, "since": f.since, "latched": f.latched}
-            for f in self.faults
-        ]
+        return self._faults.listed()
