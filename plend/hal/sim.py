@@ -23,13 +23,12 @@ from plend.core.errors import HalError, require_package
 from plend.hal.base import Filmable, Hal, ImuReading, Respawn, Sensors, SimulationState, TorsoTruth
 from plend.hal.servo_model import ServoBank
 from plend.hal.sim_frames import WorldFrames
+from plend.hal.sim_placement import rest_on_both_feet
 from plend.hal.sim_scene import CameraView, SceneBox, SceneReader, tiny_render
 from plend.model.robot import JOINT_NAMES, NUM_JOINTS, urdf_path
 from plend.model.urdf_model import RobotModel, check_robot_urdf, make_variant
 
 GRAVITY = 9.81
-REST_STEPS = 8  # a robot put down tilts onto both feet in at most this many steps...
-REST_TOLERANCE_M = 2e-5  # ...until its soles are this close to equally low
 
 
 def _import_pybullet():  # type: ignore[no-untyped-def]
@@ -194,7 +193,7 @@ class SimHal(Hal, Filmable, Respawn, SimulationState):
         pose = self._initial if pose is None else pose
         self.set_joint_angles(pose + self._servos.table.offset_rad)
         if not self.world.fixed_base:
-            self._rest_on_both_feet()
+            rest_on_both_feet(self._pb, self._robot, self._foot_links, self._c)
         links = range(-1, pb.getNumJoints(self._robot, **c))
         lowest = min(pb.getAABB(self._robot, link, **c)[0][2] for link in links)
         pos, orn = pb.getBasePositionAndOrientation(self._robot, **c)
@@ -204,44 +203,6 @@ class SimHal(Hal, Filmable, Respawn, SimulationState):
         )
         self._command(pose)
         self._servos.reset(pose)
-
-    def _rest_on_both_feet(self) -> None:
-        """Tilt the robot sideways about the point between its feet until both soles are
-        equally low: a robot whose soles differ in height is put down as a person puts it
-        down, resting on both feet, not upright on the longer leg with the other in the
-        air (from where it dropped onto the shorter one and, 10 mm apart, fell over)."""
-        pb, c = self._pb, self._c
-        upright = pb.getBasePositionAndOrientation(self._robot, **c)
-        feet = [np.asarray(s[4]) for s in pb.getLinkStates(self._robot, list(self._foot_links), **c)]
-        # Secant steps on the tilt: the soles' edges (rounded or not) move their lowest
-        # points as the robot tilts, so the first guess from the feet's spacing is short.
-        before = (0.0, self._tilted_excess(upright, feet, 0.0))
-        angle = -float(np.arctan2(before[1], max(self._across(upright, feet), 1e-3)))
-        for _ in range(REST_STEPS):
-            now = (angle, self._tilted_excess(upright, feet, angle))
-            if abs(now[1]) < REST_TOLERANCE_M or now[1] == before[1]:
-                return
-            angle = now[0] - now[1] * (now[0] - before[0]) / (now[1] - before[1])
-            before = now
-
-    def _across(self, upright: tuple, feet: list[np.ndarray]) -> float:
-        """The right foot's distance to the left one, across the robot's heading."""
-        yaw = self._pb.getEulerFromQuaternion(upright[1])[2]
-        return float(np.array([-np.sin(yaw), np.cos(yaw), 0.0]) @ (feet[1] - feet[0]))
-
-    def _tilted_excess(self, upright: tuple, feet: list[np.ndarray], angle: float) -> float:
-        """Tilt the robot from ``upright`` by ``angle`` about its heading, through the point
-        between ``feet`` (positive lifts the left foot); how much higher the left sole is."""
-        pb, c = self._pb, self._c
-        yaw = pb.getEulerFromQuaternion(upright[1])[2]
-        turn = pb.getQuaternionFromAxisAngle([np.cos(yaw), np.sin(yaw), 0.0], angle)
-        rot = np.asarray(pb.getMatrixFromQuaternion(turn)).reshape(3, 3)
-        middle = (feet[0] + feet[1]) / 2.0
-        position = middle + rot @ (np.asarray(upright[0]) - middle)
-        orientation = pb.multiplyTransforms([0.0] * 3, turn, [0.0] * 3, upright[1])[1]
-        pb.resetBasePositionAndOrientation(self._robot, position, orientation, **c)
-        right, left = (pb.getAABB(self._robot, link, **c)[0][2] for link in self._foot_links)
-        return left - right
 
     def respawn(self, pose: np.ndarray) -> None:
         """Stand the robot up where it lies, facing the way it faced, its joints at
