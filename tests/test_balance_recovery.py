@@ -124,11 +124,11 @@ def test_a_world_that_fell_now_walks() -> None:
 
 
 def test_status_says_when_the_gait_stands_to_recover() -> None:
-    from plend.plenctl import _gait_lines
+    from plend.cli.status_text import gait_lines
 
     gait = SineGait(0.5, balance=Balance(RECOVERING))
     t = walk(gait, 1.0)
-    assert not any(line.startswith("recovery") for line in _gait_lines(gait.report()))
+    assert not any(line.startswith("recovery") for line in gait_lines(gait.report()))
     walk(gait, 0.2, t, roll=math.radians(25.0))
-    lines = _gait_lines(gait.report())
+    lines = gait_lines(gait.report())
     assert "recovery  standing until the tilt passes  (1 so far)" in lines

@@ -161,7 +161,7 @@ def test_a_robot_pitched_forward_carries_its_weight_back_only_so_far() -> None:
 
 
 def test_status_says_the_steps_stopped_because_the_torso_pitched_back() -> None:
-    from plend.plenctl import _gait_lines
+    from plend.cli.status_text import gait_lines
 
     gains = dataclasses.replace(SINE_GAINS, settle_max_s=0.0)
     gait = SineGait(0.5, balance=Balance(gains))
@@ -171,7 +171,7 @@ def test_status_says_the_steps_stopped_because_the_torso_pitched_back() -> None:
         gait.update(reading(t, pitch=math.radians(-12.0)), DT)
     report = gait.report()["balance"]
     assert report["recovering"] and report["recovery_cause"] == "pitched back"
-    assert "recovery  standing until upright again (pitched back)  (1 so far)" in _gait_lines(gait.report())
+    assert "recovery  standing until upright again (pitched back)  (1 so far)" in gait_lines(gait.report())
 
 
 # The sine gait as it was before these changes.

@@ -1,1 +1,2 @@
-"""plend's subcommands that are not the daemon: evaluate, recordings, plots, the live view, probe."""
+"""plend's subcommands that are not the daemon (evaluate, recordings, plots, the live view,
+probe), and plenctl's status table."""
