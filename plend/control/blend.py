@@ -31,8 +31,7 @@ class Blend:
     def begin(self, measured: np.ndarray | None) -> None:
         """Blend from ``measured`` (None: no blend, the behaviour paces itself)."""
         self._start = None if measured is None else measured.copy()
-        self._t = 0.0
-        self._duration = MIN_BLEND_S
+        self._t = 0.0  # the first apply sets the duration from the distance to go
 
     def apply(self, targets: np.ndarray, period_s: float) -> np.ndarray:
         """This tick's point on the way from the measured pose to ``targets``; the blend
