@@ -59,9 +59,19 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+    yield from make_rig(tmp_path, seed=3)
+
+
+@pytest.fixture
+def mirrored_rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+    """A robot built with a shoulder servo mounted mirrored."""
+    yield from make_rig(tmp_path, seed=11)
+
+
+def make_rig(tmp_path, seed: int) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
     config = Config(hal="hardware")
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
-    config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=3)
+    config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=seed)
     config = replace_section(config, "sim", fixed_base=True)
     hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
@@ -87,6 +97,27 @@ def test_calibration_starts_limp_and_only_from_relax(rig: Rig) -> None:
     assert all(p is None for p in rig.pulses().values()), "every servo unpowered"
     with pytest.raises(CommandError, match="calibration wizard is running"):
         rig.supervisor.handle("gait", speed=0.5)
+
+
+def test_a_servo_that_cannot_follow_may_be_calibrated_but_not_driven(mirrored_rig: Rig) -> None:
+    rig = mirrored_rig
+    # Servos never calibrated, one mounted mirrored, cannot follow a stand pose: the
+    # tracking monitor relaxes the robot and latches a fault that blocks moving...
+    rig.supervisor.handle("stand")
+    rig.ticks(100)
+    faults = [f.code for f in rig.supervisor.faults]
+    assert "tracking" in faults and rig.supervisor.mode == "relax"
+    with pytest.raises(CommandError, match="fault 'tracking' is latched"):
+        rig.supervisor.handle("stand")
+    # ...but calibrating is the fix, and a new calibration clears the fault.
+    rig.begin()
+    rig.supervisor.handle("calibrate_apply", calibration=rig.hal.calibration)
+    assert "tracking" not in [f.code for f in rig.supervisor.faults]
+    rig.supervisor.handle("estop")
+    rig.supervisor.handle("reset")
+    rig.supervisor.handle("estop")
+    with pytest.raises(CommandError, match="e-stop is latched"):
+        rig.begin()
 
 
 def test_one_joint_moves_slowly_and_alone(rig: Rig) -> None:

@@ -46,6 +46,9 @@ log = logging.getLogger("plend.supervisor")
 TOPPLING_TILT_DEG = 5.0
 TOPPLING_RATE_RAD_S = 0.3
 
+# The latched faults that calibrating may start over, and that a new calibration clears.
+CALIBRATION_FIXES = ("calibration", "tracking")
+
 
 class CommandError(PlendError, RuntimeError):
     """A command cannot be carried out in the robot's current state."""
@@ -196,7 +199,8 @@ class Supervisor:
             self._set_calibration(calibration)
         else:
             raise CommandError("this backend has no calibration to apply")
-        self._faults.clear("calibration")
+        for code in CALIBRATION_FIXES:
+            self._faults.clear(code)
         return None
 
     def _cmd_drive_end(self, session: str, reason: str) -> Reply:
@@ -207,7 +211,9 @@ class Supervisor:
     def _check_may_move(self, name: str, calibration_ok: bool = False) -> None:
         if self.estopped:
             raise CommandError(f"cannot {name}: the e-stop is latched; run 'plenctl reset' first")
-        latched = [f for f in self._faults.latched() if not (calibration_ok and f.code == "calibration")]
+        # Calibrating is the fix for a wrong calibration and for a servo that could not
+        # follow its target (it may be miscalibrated); the wizard starts limp either way.
+        latched = [f for f in self._faults.latched() if not (calibration_ok and f.code in CALIBRATION_FIXES)]
         if latched:
             raise CommandError(
                 f"cannot {name}: fault '{latched[0].code}' is latched ({latched[0].message}); "
