@@ -180,11 +180,12 @@ _WORLD_OPTIONS = {
 
 def apply_world_options(config: Config, args: argparse.Namespace) -> Config:
     """``--urdf``, ``--world-seed`` and ``--factors`` applied to ``config``'s world."""
+    from plend.model.urdf_checks import absolute_model_path
     from plend.model.worlds import draw_world
 
     world = config.sim
     if getattr(args, "urdf", None) is not None:
-        world = replace(world, urdf=str(args.urdf.expanduser().resolve()))
+        world = replace(world, urdf=absolute_model_path(args.urdf))
     factors = getattr(args, "factors", None)
     if getattr(args, "world_seed", None) is not None:
         world = draw_world(args.world_seed, world, parse_factors(factors))

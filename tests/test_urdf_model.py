@@ -70,7 +70,7 @@ BROKEN = {
     ),
     "bad numbers": (
         lambda t: edit_joint(t, "r_knee_r_shin", '<axis xyz="0 -1 0"/>', '<axis xyz="0 -1"/>'),
-        "joint r_knee_r_shin axis must be three numbers",
+        "joint r_knee_r_shin axis xyz must be three numbers",
     ),
     "not XML": (lambda t: t[: len(t) // 2], "is not valid XML"),
     "not URDF": (lambda t: "<sdf version='1.6'></sdf>", "is not a URDF file (its root element is <sdf>"),
@@ -173,11 +173,12 @@ def test_a_model_pybullet_cannot_load_is_one_line_and_leaves_nothing_open(
     from plend.core.errors import HalError
     from plend.hal.sim import SimHal
 
-    # It passes the joint check, but names a mesh that is not there.
+    # It passes every check, but names a mesh in a format PyBullet does not read.
     text = PACKAGED.replace(
         '<geometry><box size="0.036 0.056 0.066"/></geometry>',
-        '<geometry><mesh filename="gone.stl"/></geometry>',
+        '<geometry><mesh filename="torso.ply"/></geometry>',
     )
+    (tmp_path / "torso.ply").write_text("ply\n")
     path = write(tmp_path, text)
     hal = SimHal(SimWorld(urdf=str(path)))
     with pytest.raises(HalError, match="PyBullet could not load the robot model"):

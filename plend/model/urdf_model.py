@@ -3,7 +3,8 @@
 :func:`check_robot_urdf` refuses, in one line naming the joint or the problem, a file that
 is not this robot: unreadable, not URDF, a joint of the table missing, an extra driven
 joint, a joint that is not revolute or turns about another axis (compared in the torso
-frame at zero pose, so a file may orient its frames as it likes).
+frame at zero pose, so a file may orient its frames as it likes). First it refuses what
+would hang or crash PyBullet, or feed it nonsense (:mod:`plend.model.urdf_checks`).
 
 :func:`make_variant` writes the model as a world changes it: the torso's centre of mass
 moved, a sole lowered or raised, soles with rounded edges or a convex bottom (a convex
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from plend.core.errors import ConfigError
 from plend.model.robot import JOINTS, LEG_JOINT_NAMES, Side
 from plend.model.sim_world import SimWorld
+from plend.model.urdf_checks import check_files, check_numbers, check_structure, parse_model, read_model_text
 
 AXIS_TOLERANCE_RAD = math.radians(2.0)
 # PyBullet inflates a mesh's convex hull by this collision margin; the sole's points are
@@ -33,35 +35,34 @@ DRIVEN_TYPES = ("revolute", "continuous", "prismatic", "planar", "floating")
 @dataclass(frozen=True)
 class RobotModel:
     """A URDF that passed :func:`check_robot_urdf`: its text, where it came from, its root
-    link and the foot link of each side."""
+    link, the foot link of each side, and the mesh and texture files it names (each
+    ``filename`` as written, mapped to the absolute path of the file that was checked)."""
 
     path: Path
     text: str
     root: str
     feet: dict[Side, str]
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 def check_robot_urdf(path: Path) -> RobotModel:
     """Parse ``path`` and check it is this robot; raise :class:`ConfigError` otherwise."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the robot model {path}: {exc}") from None
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise ConfigError(f"robot model {path} is not valid XML: {exc}") from None
+    text = read_model_text(path)
+    root = parse_model(path, text)
     if root.tag != "robot":
         raise ConfigError(
             f"robot model {path} is not a URDF file (its root element is <{root.tag}>, not <robot>)"
         )
-    joints = {j.get("name", ""): j for j in root.iter("joint")}
+    check_structure(path, root)
+    check_numbers(path, root)
+    # Direct children only, as URDF readers take them: a <transmission> names joints too.
+    joints = {j.get("name", ""): j for j in root.findall("joint")}
     _check_joint_set(path, joints)
     frames = _joint_frames(path, joints)
     for j in JOINTS:
         _check_joint(path, joints[j.name], frames[j.name], j.axis)
     children = {j.find("child").get("link") for j in joints.values()}  # type: ignore[union-attr]
-    roots = [link.get("name", "") for link in root.iter("link") if link.get("name") not in children]
+    roots = [link.get("name", "") for link in root.findall("link") if link.get("name") not in children]
     if len(roots) != 1:
         raise ConfigError(
             f"robot model {path} must have one root link (the torso); it has {len(roots)}: {roots}"
@@ -70,7 +71,7 @@ def check_robot_urdf(path: Path) -> RobotModel:
         side: joints[LEG_JOINT_NAMES[side][5]].find("child").get("link", "")  # type: ignore[union-attr]
         for side in ("right", "left")
     }
-    return RobotModel(path=path, text=text, root=roots[0], feet=feet)
+    return RobotModel(path=path, text=text, root=roots[0], feet=feet, files=check_files(path, root))
 
 
 def _check_joint_set(path: Path, joints: dict[str, ET.Element]) -> None:
@@ -162,8 +163,8 @@ def _check_joint(path: Path, element: ET.Element, frame: np.ndarray, expected: t
 def make_variant(model: RobotModel, world: SimWorld, directory: Path) -> Path:
     """Write ``model`` as ``world`` changes it into ``directory``; return the URDF's path."""
     root = ET.fromstring(model.text)
-    _absolute_meshes(root, model.path.parent)
-    links = {link.get("name"): link for link in root.iter("link")}
+    _checked_files(root, model.files)
+    links = {link.get("name"): link for link in root.findall("link")}
     _move_com(model, links[model.root], world.torso_com_mm)
     for side, height in (("right", world.sole_height_right_mm), ("left", world.sole_height_left_mm)):
         foot = links[model.feet[side]]  # type: ignore[index]
@@ -175,11 +176,13 @@ def make_variant(model: RobotModel, world: SimWorld, directory: Path) -> Path:
     return out
 
 
-def _absolute_meshes(root: ET.Element, base: Path) -> None:
-    for mesh in root.iter("mesh"):
-        name = mesh.get("filename", "")
-        if name and "://" not in name and not Path(name).is_absolute():
-            mesh.set("filename", str((base / name).resolve()))
+def _checked_files(root: ET.Element, files: dict[str, Path]) -> None:
+    """Name each mesh and texture by the file that was checked: the variant is written
+    elsewhere, where PyBullet would look for relative names in other places."""
+    for element in [*root.iter("mesh"), *root.iter("texture")]:
+        name = element.get("filename", "")
+        if name in files:
+            element.set("filename", str(files[name]))
 
 
 def _move_com(model: RobotModel, link: ET.Element, offset_mm: tuple[float, float, float]) -> None:
