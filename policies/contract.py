@@ -28,6 +28,16 @@ METADATA_KEY = "plend.policy"
 # The sine gait's options (``[gait]`` names) a policy may record, and what a policy that
 # does not record one walks on: the gait as it was before the option existed.
 GAIT_OPTIONS: dict[str, float | bool] = {"stride_exponent": 1.0, "heading_average": False}
+# The range of each number in the metadata that a walking policy can use, with its unit.
+# A value outside (NaN, infinite, 1e308) is refused at load: the safety filter would
+# otherwise clip every tick, or the robot fall.
+NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
+    "action.scale": (-math.pi, math.pi, "rad per action unit"),
+    "action.offset": (-math.pi, math.pi, "rad"),
+    "rate_hz": (5.0, 200.0, "Hz, what the loop can run"),
+    "gait_speed": (-1.0, 1.0, "the sine gait's speed"),
+    "observation size": (1, 1000, "values"),
+}
 
 
 class PolicyError(PlendError, ValueError):
@@ -204,7 +214,7 @@ class PolicySpec:
                 gait_options={str(k): v for k, v in dict(data.get("gait_options", {})).items()},
                 format_version=int(data["format_version"]), notes=dict(data.get("notes", {})),
             )  # fmt: skip
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise PolicyError(
                 f"its '{METADATA_KEY}' metadata is malformed ({type(exc).__name__}: {exc})"
             ) from None
@@ -217,6 +227,7 @@ class PolicySpec:
             raise PolicyError(
                 f"policy format {self.format_version} is not supported (this plend reads {FORMAT_VERSION})"
             )
+        self._validate_numbers()
         n = len(self.action_joints)
         for name, size in self.observation:
             expected = SOURCES[name][0] if name in SOURCES else -1
@@ -237,9 +248,18 @@ class PolicySpec:
             raise PolicyError("action scale (and offset, in absolute mode) need one value per action joint")
         if not isinstance(self.gait_balance, bool):
             raise PolicyError(f"gait_balance must be true or false, got {self.gait_balance!r}")
-        if not (math.isfinite(self.rate_hz) and 5.0 <= self.rate_hz <= 200.0):
-            raise PolicyError(f"policy rate {self.rate_hz} Hz is outside what the loop can run (5-200 Hz)")
         self._validate_commands()
+
+    def _validate_numbers(self) -> None:
+        """Refuse the first number outside :data:`NUMBER_RANGES`, naming it, its value and the range."""
+        values: list[tuple[str, str, Any]] = [
+            *(("observation size", f"observation size ({name})", size) for name, size in self.observation),
+            *(("action.scale", f"action.scale[{i}]", v) for i, v in enumerate(self.action_scale)),
+            *(("action.offset", f"action.offset[{i}]", v) for i, v in enumerate(self.action_offset)),
+            ("rate_hz", "rate_hz", self.rate_hz), ("gait_speed", "gait_speed", self.gait_speed),
+        ]  # fmt: skip
+        for key, label, value in values:
+            check_number(label, value, NUMBER_RANGES[key])
 
     def _validate_commands(self) -> None:
         for name, bounds in self.commands.items():
@@ -315,6 +335,28 @@ class PolicySpec:
                 trained = f"[{low:g}, {high:g}]" if low != high else f"only {low:g}"
                 raise PolicyError(f"{name} {value!r} is outside what this policy was trained for: {trained}")
         return (float(speed), float(turn), float(side))
+
+
+def _shown_number(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= 24:
+        return text
+    try:
+        return f"{float(value):g}"  # an integer of hundreds of digits (1e308 made whole) as 1e+308
+    except (OverflowError, TypeError, ValueError):
+        return f"{text[:12]}... ({len(text)} characters)"
+
+
+def check_number(label: str, value: Any, allowed: tuple[float, float, str]) -> None:
+    """Raise :class:`PolicyError` unless ``value`` is a finite number within ``allowed``
+    (low, high, meaning); the message names ``label``, the value and the range."""
+    low, high, meaning = allowed
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and low <= value <= high):
+        raise PolicyError(
+            f"{label} = {_shown_number(value)} is outside the allowed range [{low:.4g}, {high:.4g}] "
+            f"({meaning}); export the policy again with a value in that range"
+        )
 
 
 class ObservationBuilder:

@@ -8,7 +8,10 @@ straight from the file (no inference engine needed).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ from policies.contract import METADATA_KEY
 
 SHIPPED = Path(__file__).resolve().parent
 HIDDEN_FROM_THE_SERVICE = (Path("/home"), Path("/root"))
+NAME_MAX, PATH_MAX = 255, 4095  # bytes: Linux's limits on a file name and a path
+SHOWN_CHARS = 60
 
 
 class PolicyNotFoundError(PlendError, FileNotFoundError):
@@ -31,28 +36,93 @@ def search_dirs(state_dir: Path) -> list[Path]:
 
 def find(name_or_path: str, state_dir: Path) -> Path:
     """The policy file a user means: a bare name (``walk``, ``walk.onnx``) from the
-    search folders, or an absolute path."""
+    search folders, or an absolute path.
+
+    Raises:
+        PolicyNotFoundError: nothing there, or a name or path no file can have (too
+            long, a NUL character, a symbolic link loop), in one line.
+    """
     text = name_or_path.strip()
     if not text:
         raise PolicyNotFoundError("name a policy: a file name from 'plenctl policy list', or a path")
+    _check_usable(text)
     if "/" in text:
         return _existing(Path(text))
     names = [text] if text.endswith(".onnx") else [text, f"{text}.onnx"]
     dirs = search_dirs(state_dir)
     for folder in dirs:
         for candidate in names:
-            if (folder / candidate).is_file():
+            if _is_file(folder / candidate, text):
                 return folder / candidate
     searched = ", ".join(str(d) for d in dirs)
     raise PolicyNotFoundError(
-        f"no policy {text!r} in {searched}; 'plenctl policy list' shows what there is, or give a path"
+        f"no policy {_shown(text)} in {searched}; 'plenctl policy list' shows what there is, or give a path"
     )
+
+
+def _shown(text: str) -> str:
+    """A name or path as an error repeats it: quoted, and cut short if long."""
+    shown = repr(text)
+    return shown if len(shown) <= SHOWN_CHARS else f"{shown[:SHOWN_CHARS]}... ({len(text)} characters)"
+
+
+def _check_usable(text: str) -> None:
+    """Refuse a name or path that no file can have, before asking the filesystem."""
+    if "\0" in text:
+        raise PolicyNotFoundError(
+            f"policy {_shown(text)} contains a NUL character; give a file name or a path"
+        )
+    longest = max(len(part.encode("utf-8", "surrogateescape")) for part in text.split("/"))
+    if "/" not in text and longest > NAME_MAX:
+        raise PolicyNotFoundError(
+            f"policy name {_shown(text)} is too long ({longest} bytes, a file name has at most {NAME_MAX}); "
+            "'plenctl policy list' shows the names there are"
+        )
+    if len(text.encode("utf-8", "surrogateescape")) > PATH_MAX or longest > NAME_MAX:
+        raise PolicyNotFoundError(
+            f"policy path {_shown(text)} is too long (a path has at most {PATH_MAX} bytes, each name in it "
+            f"{NAME_MAX}); give the path of an existing policy file"
+        )
+
+
+def _stat_error(path: Path, text: str, exc: OSError) -> PolicyNotFoundError:
+    """The one-line error for a lookup the filesystem refused."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return PolicyNotFoundError(f"policy {_shown(text)}: the name or path is too long for the filesystem")
+    if exc.errno == errno.ELOOP:
+        return PolicyNotFoundError(
+            f"policy {_shown(str(path))}: a symbolic link loop; point the link at a policy file"
+        )
+    return PolicyNotFoundError(f"policy {_shown(str(path))}: cannot look there ({exc.strerror or exc})")
+
+
+def _is_file(path: Path, text: str) -> bool:
+    """Whether ``path`` is a file (following links); a missing one is not, any other
+    failure to look is a :class:`PolicyNotFoundError`."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise _stat_error(path, text, exc) from None
+
+
+def _lexists(path: Path) -> bool:
+    """Whether anything (a file, a folder, a link, even a dangling one) is at ``path``."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise _stat_error(path, str(path), exc) from None
+    return True
 
 
 def _existing(path: Path) -> Path:
     if not path.is_absolute():
-        raise PolicyNotFoundError(f"path {path} must be absolute (plenctl makes it so)")
-    if path.exists() or path.is_symlink():
+        raise PolicyNotFoundError(f"path {_shown(str(path))} must be absolute (plenctl makes it so)")
+    if _lexists(path):
+        _is_file(path, str(path))  # refuses a link that loops; a dangling one is the loader's to say
         return path  # the loader's own checks say what is wrong with one that is not a file
     if under_systemd() and any(path.is_relative_to(top) for top in HIDDEN_FROM_THE_SERVICE):
         raise PolicyNotFoundError(

@@ -106,11 +106,40 @@ def policy_engine() -> str:
     return "onnxruntime" if found else "numpy"
 
 
+def _observation_size(metadata: dict[str, str]) -> int:
+    """What the graph is fed, from the metadata; 1 where it has none that is valid (such a
+    file is refused before its graph ever runs, and creating a session reads no input)."""
+    try:
+        return PolicySpec.from_json(metadata[METADATA_KEY]).observation_size
+    except (KeyError, PolicyError):
+        return 1
+
+
+def _check_graph(path: Path) -> None:
+    """Refuse a graph whose tensors would be larger than a walking policy needs, before
+    an engine allocates them (see policies.graph_sizes)."""
+    from policies.graph_sizes import GraphSizeError, check_sizes
+    from policies.onnx_file import OnnxFormatError, read_model
+
+    try:
+        model = read_model(path.read_bytes())
+        check_sizes(model, (1, _observation_size(model.metadata)))
+    except OnnxFormatError as exc:
+        raise PolicyError(f"{path}: not a valid ONNX model ({exc})") from None
+    except GraphSizeError as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def _session(path: Path) -> Any:
     if not path.is_file():
         raise PolicyError(f"{path}: no such file")
     if policy_engine() == "numpy":
-        return _numpy_session(path)
+        session = _numpy_session(path)  # allocates only the file's own weights
+        _check_graph(path)
+        return session
+    _check_graph(path)
     require_package("onnxruntime", "onnxruntime")
     import onnxruntime as ort
 
@@ -208,9 +237,10 @@ def _dry_run(runner: PolicyRunner, sample: Sensors | None, period: float) -> Non
     runner.inference_ms = timing.as_dict()
     if not timing.fits:
         raise PolicyError(
-            f"{runner.path}: inference takes {timing.cpu_p50:.2f} ms of CPU at the median of {timing.runs} "
-            f"runs, over the {timing.budget:.1f} ms budget of a tick (a quarter); use a smaller network "
-            "or a lower rate"
+            f"{runner.path}: inference takes {timing.cpu_p50:.3f} ms of CPU at the median of "
+            f"{timing.runs} runs (wall median {timing.p50:.3f} ms, p99 {timing.p99:.3f} ms), over the "
+            f"{timing.budget:.3g} ms budget (a quarter of the {period * 1000:g} ms tick); use a smaller "
+            "network or a lower rate"
         )
 
 

@@ -151,7 +151,8 @@ def test_a_busy_machine_alone_does_not_refuse_a_policy_that_fits() -> None:
 
 def test_the_load_reply_has_the_timing_figures(steer: Path) -> None:
     figures = load_runner(steer, 50.0, "sim", None).inference_ms
-    assert figures["runs"] == 200 and 0 < figures["cpu_p50"] <= figures["budget"] == 5.0
+    assert 10 <= figures["runs"] <= 200, "stops once the verdict is clear"
+    assert 0 < figures["cpu_p50"] <= figures["budget"] == 5.0
     assert figures["p50"] <= figures["p99"]
 
 
