@@ -28,6 +28,7 @@ TYPE_NAMES = {
     9: "bool", 10: "float16", 11: "double", 12: "uint32", 13: "uint64",
 }  # fmt: skip
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+MAX_NODES = 10_000
 
 
 class OnnxFormatError(ValueError):
@@ -307,6 +308,8 @@ def _graph(buf: memoryview) -> Graph:
     graph = Graph()
     for number, _wire, value in fields(buf):
         if number == 1:
+            if len(graph.nodes) >= MAX_NODES:  # stop before spending seconds decoding the rest
+                raise OnnxFormatError(f"the graph has over {MAX_NODES:,} nodes; a walking policy has dozens")
             graph.nodes.append(_node(value))
         elif number == 5:
             name, array = read_tensor(value)

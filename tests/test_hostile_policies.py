@@ -26,7 +26,7 @@ from plend.model.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies import library  # noqa: E402
 from policies.contract import METADATA_KEY, NUMBER_RANGES, PolicyError, PolicySpec  # noqa: E402
 from policies.graph_sizes import MAX_ELEMENTS, GraphSizeError, check_sizes  # noqa: E402
-from policies.onnx_file import read_model  # noqa: E402
+from policies.onnx_file import MAX_NODES, read_model  # noqa: E402
 from policies.runner import load_runner  # noqa: E402
 from policies.timing import CHECK_EVERY, RUNS, time_inference  # noqa: E402
 from tests.support import Daemon  # noqa: E402
@@ -189,6 +189,15 @@ def test_an_input_declared_without_a_shape_is_sized_as_it_is_fed(tmp_path: Path)
              helper.make_node("ReduceSum", ["big"], ["sum"], keepdims=0), *tail]  # fmt: skip
     path = save(tmp_path / "shapeless.onnx", nodes, [const("reps", [1_000_000, 1]), *init], input_shape=None)
     with pytest.raises(PolicyError, match=f"Tile node big would hold {N_OBS * 1_000_000:,} values"):
+        load_runner(path, 50.0, "sim", None)
+
+
+def test_a_graph_of_very_many_nodes_is_refused_without_decoding_it_all(tmp_path: Path) -> None:
+    chain = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"]) for i in range(MAX_NODES + 5)]
+    nodes = [helper.make_node("Identity", ["observation"], ["t0"]), *chain]
+    last = helper.make_node("Slice", [f"t{MAX_NODES + 5}", "zero", "twelve", "one"], ["action"])
+    path = save(tmp_path / "chain.onnx", [*nodes, last], first_twelve_plus("x")[1])
+    with pytest.raises(PolicyError, match=f"over {MAX_NODES:,} nodes"):
         load_runner(path, 50.0, "sim", None)
 
 
