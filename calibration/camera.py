@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import numpy as np
 
 from plend.core import atomic
 from plend.core.errors import ConfigError
-from plend.core.files import FileRefusedError, read_limited
+from plend.core.files import FileRefusedError, nothing_at, parse_json, read_limited
 from plend.track.detect import CameraModel, MarkerDetector
 from plend.track.geometry import Pose, tilt_deg
 from plend.track.markers import board, cv2_module
@@ -144,14 +143,17 @@ def calibration_path(config: TrackConfig, state_dir: str | Path) -> Path:
 def load(path: Path, need_floor: bool = True) -> CameraRecord:
     """Read and check the file; raise :class:`CameraCalibrationError` saying what to do."""
     advice = "run 'plend track --calibrate', then 'plend track --set-floor'"
-    if not os.path.lexists(path):
+    if nothing_at(path):
         raise CameraCalibrationError(f"camera calibration {path} not found; {advice}")
     try:  # anything but a regular file (a FIFO, a directory) is refused, not waited on
-        data = json.loads(read_limited(path, MAX_FILE_BYTES, READ_TIMEOUT_S, "camera calibration"))
+        raw = read_limited(path, MAX_FILE_BYTES, READ_TIMEOUT_S, "camera calibration")
     except FileRefusedError as exc:
-        raise CameraCalibrationError(f"{exc}; {advice}") from None
-    except (OSError, UnicodeError, ValueError) as exc:
-        raise CameraCalibrationError(f"camera calibration {path} cannot be read ({exc}); {advice}") from None
+        raise CameraCalibrationError(f"{exc}; {exc.advice or advice}") from None
+    try:  # not JSON, nested too deep, a number too long: one line, never a traceback
+        data = parse_json(raw.decode("utf-8"), "")
+    except (UnicodeError, ValueError) as exc:
+        problem = f"cannot be read ({str(exc).lstrip(': ')})"
+        raise CameraCalibrationError(f"camera calibration {path} {problem}; {advice}") from None
     if not isinstance(data, dict) or data.get("version") != CAMERA_CALIBRATION_VERSION:
         found = data.get("version") if isinstance(data, dict) else None
         raise CameraCalibrationError(

@@ -26,6 +26,7 @@ from calibration.store import (
     wired_joint_names,
 )
 from plend.core import atomic
+from plend.core.files import parse_json
 from plend.model.servo_map import _timestamp
 
 
@@ -77,7 +78,7 @@ def load_draft(path: Path) -> Draft | None:
     (an unusable draft is set aside as ``.bad``: it only costs re-measuring)."""
     draft = draft_path(path)
     try:
-        return draft_from_json(json.loads(read_text(draft)))
+        return draft_from_json(parse_json(read_text(draft), f"draft {draft}"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):  # CalibrationError included: a ValueError

@@ -8,16 +8,19 @@ import dataclasses
 import shutil
 import sys
 import textwrap
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 from calibration.session import WizardError
+from plend.core.checks import shown
+from plend.core.files import FileRefusedError, nothing_at, parse_toml, read_limited
 
 FINE_DEG = 0.5
 COARSE_DEG = 5.0
 JOG_KEYS = {"+": FINE_DEG, "-": -FINE_DEG, ">": COARSE_DEG, "<": -COARSE_DEG}
+MAX_ANSWERS_BYTES = 1 << 20  # an answers file is a few lines; this only bounds a bad one
+ANSWERS_READ_S = 2.0
 
 
 @dataclasses.dataclass
@@ -157,18 +160,30 @@ class ScriptedOperator:
 
     @classmethod
     def from_file(cls, path: Path) -> ScriptedOperator:
+        """The answers of the TOML file ``path``, read as any file a person names is (a FIFO,
+        ``/dev/zero`` or a file nested a thousand deep is refused, not waited on)."""
+        if nothing_at(path):
+            raise WizardError(f"answers file {path} does not exist")
         try:
-            return cls(tomllib.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise WizardError(f"answers file {path} does not exist") from None
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise WizardError(f"answers file {path} cannot be read: {exc}") from None
+            data = read_limited(path, MAX_ANSWERS_BYTES, ANSWERS_READ_S, "answers file")
+            return cls(parse_toml(data.decode("utf-8"), f"answers file {path}"))
+        except FileRefusedError as exc:
+            raise WizardError(f"{exc}; {exc.advice or 'give a UTF-8 TOML answers file'}") from None
+        except UnicodeDecodeError as exc:
+            raise WizardError(
+                f"answers file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML"
+            ) from None
 
     def known(self, name: str) -> dict[str, Any] | None:
         """The zero and direction the answers give for a joint, checked, or None."""
-        given = self.answers.get("joints", {}).get(name)
+        joints = self.answers.get("joints", {})
+        if not isinstance(joints, dict):
+            raise WizardError("answers: joints must be tables [joints.NAME] of offset_deg and direction")
+        given = joints.get(name)
         if given is None:
             return None
+        if not isinstance(given, dict):
+            raise WizardError(f"answers: [joints.{name}] must be a table of offset_deg and direction")
         offset, direction = given.get("offset_deg"), given.get("direction")
         if not isinstance(offset, int | float) or direction not in (1, -1):
             raise WizardError(f"answers: [joints.{name}] needs offset_deg (a number) and direction (1 or -1)")
@@ -179,7 +194,7 @@ class ScriptedOperator:
             raise WizardError(f"the answers do not say {question!r}: add '{key} = true' or 'false'")
         value = self.answers[key]
         if not isinstance(value, bool):
-            raise WizardError(f"answers: {key} must be true or false, got {value!r}")
+            raise WizardError(f"answers: {key} must be true or false, got {shown(value)}")
         return value
 
     def ask(self, key: str, question: str, choices: str, default: str) -> str:
@@ -189,7 +204,7 @@ class ScriptedOperator:
             return "y" if self._flag(key, question) else "n"
         if key == "bad_feedback":
             choice = self.answers.get("bad_feedback", "quit")
-            return {"skip": "s", "quit": "q", "retry": "r"}.get(choice, "q")
+            return {"skip": "s", "quit": "q", "retry": "r"}.get(str(choice), "q")
         if key == "horn_done":
             return "y"  # scripted: the horns are on
         raise WizardError(f"the answers cannot say {question!r} ({key}); run the wizard interactively")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from plend.core import atomic
-from plend.core.files import FileRefusedError, read_limited
+from plend.core.files import FileRefusedError, nothing_at, parse_json, read_limited
 from plend.model.robot import JOINTS
 from plend.model.servo_map import (  # re-exported: the file's limits and errors are the calibration's
     MAX_CODES_PER_RAD,
@@ -39,6 +39,7 @@ CALIBRATION_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 MAX_FILE_BYTES = 16 << 20  # a calibration file is a few kilobytes; this only bounds a bad one
 IMU_OFFSET_BYTES = 22  # the BNO055's offset registers 0x55-0x6A
+_WHAT = "calibration file "  # how messages name the file, before its path
 
 __all__ = [
     "MAX_CODES_PER_RAD", "MAX_ERROR_DEG", "MAX_OFFSET_DEG", "MIN_CODES_PER_RAD", "MIN_PULSE_SPAN_US",
@@ -268,9 +269,9 @@ def _check_joints(record: CalibrationRecord, expected: Iterable[str] | None) -> 
 
 
 def _refuse(path: Path, problem: str, advice: str | None = None) -> CalibrationError:
-    if advice is None:
-        backup = backup_path(path)
-        restore = f" or restore the previous one from {backup}" if backup.exists() else ""
+    if not advice:
+        backup = backup_path(path) if path.name else None  # "/" or "." has no backup
+        restore = f" or restore the previous one from {backup}" if backup and os.path.exists(backup) else ""
         advice = f"rerun the calibration wizard{restore}"
     return CalibrationError(f"calibration file {path}: {problem}; {advice}")
 
@@ -294,9 +295,9 @@ def load(path: str | Path, joints_expected: Iterable[str] | None = None) -> Cali
     except UnicodeError as exc:
         raise _refuse(path, f"cannot be read ({exc})") from None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise _refuse(path, f"is not JSON ({exc})") from None
+        data = parse_json(text, _WHAT + str(path))
+    except FileRefusedError as exc:
+        raise _refuse(path, _problem(exc, path)) from None
     if not isinstance(data, dict):
         raise _refuse(path, "does not hold a JSON object")
     version = data.get("version")
@@ -316,20 +317,24 @@ def read_text(path: Path) -> str:
     """The file's text. Anything but a regular file (a directory, a FIFO, a symbolic link
     to nothing or in a loop) is refused: raises FileNotFoundError only when nothing at all
     is at ``path``, CalibrationError otherwise."""
-    if not os.path.lexists(path):
+    if nothing_at(path):
         raise FileNotFoundError(path)
     try:
-        data = read_limited(path, MAX_FILE_BYTES, 2.0, "calibration file")
+        data = read_limited(path, MAX_FILE_BYTES, 2.0, _WHAT.strip())
     except FileRefusedError as exc:
-        problem = str(exc).removeprefix(f"calibration file {path}").lstrip(": ")
-        raise _refuse(path, problem) from None
+        raise _refuse(path, _problem(exc, path), exc.advice) from None
     return data.decode("utf-8")
+
+
+def _problem(exc: FileRefusedError, path: Path) -> str:
+    """What :mod:`plend.core.files` found wrong with the file, without the file's name."""
+    return str(exc).removeprefix(_WHAT + str(path)).lstrip(": ")
 
 
 def load_optional(path: str | Path, joints_expected: Iterable[str] | None = None) -> CalibrationRecord | None:
     """Like :func:`load`, but None when there is nothing at all at ``path`` (an
     uncalibrated robot). A dangling symbolic link, a directory or a FIFO there is refused."""
-    return load(path, joints_expected) if os.path.lexists(path) else None
+    return None if nothing_at(Path(path)) else load(path, joints_expected)
 
 
 def save(path: str | Path, record: CalibrationRecord, joints_expected: Iterable[str] | None = None) -> None:

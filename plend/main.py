@@ -25,6 +25,7 @@ from plend.cli.recording_cli import (
 from plend.core.config import Config, as_dict, from_dict, load, replace_section
 from plend.core.console import reader_went_away
 from plend.core.errors import ConfigError, PlendError
+from plend.core.files import absolute
 from plend.hal import backend_names
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--mass-jitter", type=float, help="random per-link mass change, e.g. 0.2 for +-20%%")
     world.add_argument("--actuation-delay", type=int, help="ticks between a command and the servos")
     world.add_argument(
-        "--servo-model", type=Path, metavar="FILE",
+        "--servo-model", metavar="FILE",
         help="drive the simulated servos as identified on the robot: a calibration file from "
         "'plenctl calibrate --servos' ([sim] servo_model)",
     )  # fmt: skip
@@ -207,7 +208,9 @@ def _apply_options(config: Config, args: argparse.Namespace) -> Config:
     from plend.core.servo_source import apply_servo_model
 
     if getattr(args, "servo_model", None) is not None:
-        config = replace_section(config, "sim", servo_model=str(args.servo_model))
+        if not args.servo_model.strip():  # "" in config means none; on the command line, a mistake
+            raise ConfigError("--servo-model needs the path of a calibration file; it was given ''")
+        config = replace_section(config, "sim", servo_model=args.servo_model)
     config = apply_servo_model(config)
     config = apply_world_options(config, args)
     # "is not None": 0 is a value (--seed 0, --actuation-delay 0); --gui is False unless given.
@@ -340,7 +343,7 @@ def batch_options(args: argparse.Namespace) -> RunOptions:
     from plend.daemon.headless import RunOptions
 
     duration = 20.0 if args.duration is None else args.duration
-    policy = args.policy.resolve() if args.policy else None
+    policy = absolute(args.policy, "--policy") if args.policy else None
     return RunOptions(
         gait=args.gait or "sine", speed=args.speed, duration_s=duration, fast=True, policy=policy,
         turn=args.turn, side=args.side, video=video_options(args), record=record_path(args),

@@ -20,6 +20,7 @@ from typing import Any
 from plend.cli.status_text import format_status
 from plend.core.console import reader_went_away
 from plend.core.errors import ConnectionLostError, PlendError
+from plend.core.files import absolute
 from plend.core.locations import DEFAULT_SOCKET_PATH
 from plend.core.replies import sentence
 
@@ -236,7 +237,17 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return args.socket or Path(os.environ.get("PLEND_SOCKET") or DEFAULT_SOCKET_PATH)
 
 
-def _request(client: Client, args: argparse.Namespace) -> Any:
+def _file_arguments(args: argparse.Namespace) -> dict[str, str]:
+    """The file a command names, as the daemon is sent it; found before connecting, so a
+    path that cannot be (a symbolic link loop, too long) is refused in one line at once."""
+    if args.command == "replay":
+        return {"path": str(absolute(args.file, "trajectory"))}
+    if args.command == "policy" and args.action == "load":
+        return _policy_argument(args.policy)
+    return {}
+
+
+def _request(client: Client, args: argparse.Namespace, files: dict[str, str]) -> Any:
     cmd = args.command
     if cmd == "gait":
         return client.request("gait", name=args.name, speed=args.speed, turn=args.turn, side=args.side)
@@ -244,10 +255,10 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
         extra: dict[str, Any] = {} if args.rate is None else {"rate_hz": args.rate}
         if args.measured:
             extra["source"] = "measured"
-        return client.request("replay", path=str(args.file.resolve()), **extra)
+        return client.request("replay", **files, **extra)
     if cmd == "policy":
         if args.action == "load":
-            return client.request("policy_load", **_policy_argument(args.policy))
+            return client.request("policy_load", **files)
         if args.action in ("start", "command"):
             given = {k: getattr(args, k) for k in ("speed", "turn", "side") if getattr(args, k) is not None}
             return client.request(f"policy_{args.action}", **given)
@@ -263,9 +274,8 @@ def _request(client: Client, args: argparse.Namespace) -> Any:
 
 def _policy_argument(given: str) -> dict[str, str]:
     """A file here is sent as its absolute path; a bare name is looked up by the daemon."""
-    path = Path(given).expanduser()
-    if path.is_file() or "/" in given:
-        return {"path": str(path.resolve())}
+    if "/" in given or os.path.isfile(os.path.expanduser(given)):
+        return {"path": str(absolute(Path(given), "policy"))}
     return {"name": given}
 
 
@@ -291,6 +301,8 @@ def _show_calibration(args: argparse.Namespace) -> str:
     from calibration.describe import describe
     from calibration.store import backup_path, load, load_optional
 
+    if args.file is not None and (not args.file.name or os.path.isdir(args.file)):
+        raise ClientError(f"--file {args.file} is a directory; give a calibration file (calibration.json)")
     candidates = [args.file] if args.file else _calibration_files(args)
     for path in candidates:
         record = load_optional(path)
@@ -383,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "drive":
             return _drive(args)
         plan = _calibration_plan(args) if args.command == "calibrate" else None
+        files = _file_arguments(args)
         client = Client(_socket_path(args))
         try:
             if args.command == "status" and args.watch:
@@ -395,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                 from calibration.wizard import run as run_wizard
 
                 return run_wizard(client, *plan)
-            _print(args, _request(client, args))
+            _print(args, _request(client, args, files))
         finally:
             client.close()
         return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +17,7 @@ from plend.core.checks import check_bool as _check_bool
 from plend.core.checks import check_choice as _check_choice
 from plend.core.checks import check_int as _check_int
 from plend.core.checks import check_range as _check_range
+from plend.core.checks import shown
 from plend.core.errors import ConfigError
 from plend.core.gait_config import GaitConfig as GaitConfig  # the [gait] section, re-exported
 from plend.core.locations import DEFAULT_SOCKET_GROUP, DEFAULT_SOCKET_PATH, default_state_dir
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # numpy is imported where it is used: plenctl starts without 
     import numpy as np
 
 DEFAULT_CONFIG_PATH = Path("/etc/plend/plend.toml")
+HAL_NAMES = ("sim", "hardware")  # the backends plend.hal builds (a layer above: not imported here)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ class SafetyConfig:
         _check_range("safety.tracking_error_rad", self.tracking_error_rad, 0.05, 3.0)
         _check_range("safety.tracking_time_s", self.tracking_time_s, 0.02, 10.0)
         if not isinstance(self.limits, dict):
-            raise ConfigError(f"safety.limits must be a table of joint = [lower, upper], got {self.limits!r}")
+            raise ConfigError(
+                f"safety.limits must be a table of joint = [lower, upper], got {shown(self.limits)}"
+            )
         for name, pair in self.limits.items():
             key = f"safety.limits.{name}"
             if name not in JOINT_NAMES:
@@ -105,7 +108,7 @@ class SafetyConfig:
             j = joint(name)
             ok = isinstance(pair, (list, tuple)) and len(pair) == 2
             if not ok or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair):
-                raise ConfigError(f"{key} must be [lower, upper] in radians, got {pair!r}")
+                raise ConfigError(f"{key} must be [lower, upper] in radians, got {shown(pair)}")
             if not j.lower <= pair[0] < pair[1] <= j.upper:
                 raise ConfigError(
                     f"{key} = {list(pair)} must narrow the joint's limits [{j.lower}, {j.upper}]"
@@ -124,7 +127,7 @@ class SafetyConfig:
 
 def _check_path(key: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip() or "\0" in value:
-        raise ConfigError(f"{key} must be a file system path (a non-empty string), got {value!r}")
+        raise ConfigError(f"{key} must be a file system path (a non-empty string), got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,9 @@ class SocketConfig:
         _check_path("socket.path", self.path)
         _check_int("socket.mode", self.mode, 0, 0o777)
         if not isinstance(self.group, str) or not self.group.strip():
-            raise ConfigError(f"socket.group must be a group name (a non-empty string), got {self.group!r}")
+            raise ConfigError(
+                f"socket.group must be a group name (a non-empty string), got {shown(self.group)}"
+            )
         _check_int("socket.max_message_bytes", self.max_message_bytes, 256, 2**24)
         _check_int("socket.max_connections", self.max_connections, 1, 4096)
         _check_range("socket.request_timeout_s", self.request_timeout_s, 0.1, 300.0)
@@ -286,7 +291,7 @@ class HardwareConfig:
 
         _check_choice("hardware.feedback_polarity", self.feedback_polarity, (1, -1))
         if not isinstance(self.robot_id, str):
-            raise ConfigError(f"hardware.robot_id must be a string, got {self.robot_id!r}")
+            raise ConfigError(f"hardware.robot_id must be a string, got {shown(self.robot_id)}")
         if not isinstance(self.emulated_feedback_faults, dict):
             raise ConfigError("hardware.emulated_feedback_faults must be a table of joint = fault")
         for name, fault in self.emulated_feedback_faults.items():
@@ -303,7 +308,9 @@ class HardwareConfig:
         _check_int("hardware.pwm_address", self.pwm_address, 0x03, 0x77)
         _check_range("hardware.pwm_frequency_hz", self.pwm_frequency_hz, 40.0, 400.0)
         if not isinstance(self.adc_addresses, (list, tuple)) or len(self.adc_addresses) != 4:
-            raise ConfigError(f"hardware.adc_addresses must list four addresses, got {self.adc_addresses!r}")
+            raise ConfigError(
+                f"hardware.adc_addresses must list four addresses, got {shown(self.adc_addresses)}"
+            )
         for address in self.adc_addresses:
             _check_int("hardware.adc_addresses[]", address, 0x03, 0x77)
         object.__setattr__(self, "adc_addresses", tuple(self.adc_addresses))
@@ -339,6 +346,9 @@ class Config:
     gait: GaitConfig = field(default_factory=GaitConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
 
+    def __post_init__(self) -> None:
+        _check_choice("hal", self.hal, HAL_NAMES)
+
     def calibration_path(self) -> Path:
         """The calibration file of the robot this config drives.
 
@@ -363,11 +373,11 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str) -> T:
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key {path!r}; valid keys: {', '.join(fields)}")
+            raise ConfigError(f"unknown config key {shown(path)}; valid keys: {', '.join(fields)}")
         sub = fields[key].default_factory  # type: ignore[misc]
         if dataclasses.is_dataclass(sub):
             if not isinstance(value, dict):
-                raise ConfigError(f"{path} must be a table, got {value!r}")
+                raise ConfigError(f"{path} must be a table, got {shown(value)}")
             kwargs[key] = _build(sub, value, f"{path}.")  # type: ignore[arg-type]
         else:
             kwargs[key] = value
@@ -388,10 +398,12 @@ def load(path: Path | None) -> Config:
         if not DEFAULT_CONFIG_PATH.is_file():
             return Config()
         path = DEFAULT_CONFIG_PATH
+    from plend.core.files import FileRefusedError, parse_toml
+
     try:
-        data = tomllib.loads(_read_config_text(path))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = parse_toml(_read_config_text(path), f"config file {path}")
+    except FileRefusedError as exc:
+        raise ConfigError(f"{exc}; correct the file") from None
     return from_dict(data)
 
 
@@ -400,14 +412,14 @@ MAX_CONFIG_BYTES = 1 << 20
 
 def _read_config_text(path: Path) -> str:
     """The text of a config file, or a ConfigError saying in one line why it cannot be had."""
-    from plend.core.files import FileRefusedError, read_limited
+    from plend.core.files import FileRefusedError, nothing_at, read_limited
 
     try:
         data = read_limited(path, MAX_CONFIG_BYTES, 5.0, "config file")
     except FileRefusedError as exc:
-        if not path.exists() and not path.is_symlink():
+        if nothing_at(path):
             raise ConfigError(f"config file {path} does not exist") from None
-        raise ConfigError(f"{exc}; give a UTF-8 TOML file") from None
+        raise ConfigError(f"{exc}; {exc.advice or 'give a UTF-8 TOML file'}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

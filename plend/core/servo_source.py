@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from plend.core.config import Config
@@ -41,6 +42,11 @@ def apply_servo_model(config: Config) -> Config:
     path = servo_model_path(config)
     if path is None:
         return config
+    if not path.name or os.path.isdir(path):  # "/", ".", a directory: no calibration file
+        raise ConfigError(
+            f"sim.servo_model: {path} is a directory; give the path of a calibration file "
+            "(calibration.json, written by 'plenctl calibrate --servos')"
+        )
     try:
         record = load(path)
     except CalibrationError as exc:
