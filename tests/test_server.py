@@ -60,18 +60,36 @@ class Handlers:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.started = threading.Semaphore(0)
+        self.heavy_served = 0
+        self.estop_after: list[int] = []  # heavy requests served before each e-stop
+        self.records: list[str] = []  # what "record" did (a side effect on a worker)
 
     def slow(self, args: dict[str, Any]) -> LoopCall:
         self.started.release()
         self.release.wait(30)
         return LoopCall("slow_done")
 
+    def heavy(self, args: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.004)  # a status that takes a while to compute and encode
+        self.heavy_served += 1
+        return {"mode": "stand"}
+
+    def estop(self, args: dict[str, Any]) -> LoopCall:
+        self.estop_after.append(self.heavy_served)
+        return LoopCall("estop", urgent=True)
+
+    def record(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.records.append("started")
+        return {"path": "/tmp/x.mcap"}
+
     def table(self) -> dict[str, Any]:
         return {
             "status": lambda args: {"mode": "stand"},
-            "estop": lambda args: LoopCall("estop", urgent=True),
+            "heavy": self.heavy,
+            "estop": self.estop,
             "gait": lambda args: LoopCall("gait", {"speed": args.get("speed")}),
             "slow": self.slow,
+            "record": self.record,
         }
 
 
@@ -82,7 +100,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[ControlServer, FakeLoop, Handlers]]:
         path=str(tmp_path / "s.sock"), max_connections=CAP, request_timeout_s=0.3, idle_timeout_s=1.0,
         slow_request_timeout_s=1.0, workers=WORKERS, max_message_bytes=256,
     )  # fmt: skip
-    dispatcher = Dispatcher(handlers.table(), inline=frozenset({"status", "estop", "gait"}))
+    dispatcher = Dispatcher(handlers.table(), inline=frozenset({"status", "heavy", "estop", "gait"}))
     srv = ControlServer(tmp_path / "s.sock", dispatcher, settings, loop.submit)
     srv.start()
     yield srv, loop, handlers
@@ -137,6 +155,69 @@ def test_estop_is_answered_while_every_worker_is_stuck(rig: tuple[ControlServer,
     handlers.release.set()
     for s in stuck:
         assert replies(s)[0]["result"] == {"mode": "slow_done"}
+        s.close()
+
+
+def test_clients_pipelining_many_requests_cannot_keep_an_estop_waiting(
+    rig: tuple[ControlServer, FakeLoop, Handlers],
+) -> None:
+    srv, _, handlers = rig
+    flood = [connect(srv) for _ in range(CAP - 1)]
+    for s in flood:  # 15 x 60 requests of 4 ms each: a minute's queue served in arrival order
+        send(s, *[{"cmd": "heavy"}] * 60)
+    time.sleep(0.1)
+    answer = ask(srv, {"cmd": "estop"})
+    assert answer["result"] == {"mode": "estop"}
+    served = handlers.estop_after[0]
+    assert served < 4 * len(flood), f"the e-stop was served after {served} queued requests of others"
+    for s in flood:
+        assert all(r["ok"] for r in replies(s, 60)), "every pipelined request is still answered"
+        s.close()
+
+
+def test_a_request_that_never_got_a_worker_is_not_carried_out_after_its_timeout(
+    rig: tuple[ControlServer, FakeLoop, Handlers],
+) -> None:
+    srv, _, handlers = rig
+    stuck = [connect(srv) for _ in range(WORKERS)]
+    for s in stuck:
+        send(s, {"cmd": "slow"})
+    for _ in range(WORKERS):
+        assert handlers.started.acquire(timeout=10)
+    with connect(srv) as s:
+        send(s, {"cmd": "record"})
+        answer = replies(s)[0]
+        assert answer["error"] == "timeout"
+        assert "waited 1 s for a free worker" in answer["message"] and "not carried out" in answer["message"]
+        handlers.release.set()
+        for t in stuck:
+            replies(t)
+            t.close()
+        time.sleep(0.3)
+        send(s, {"cmd": "record"})
+        assert replies(s)[0]["ok"], "the same request runs once a worker is free"
+    assert handlers.records == ["started"], "the request its client was told was not carried out ran"
+
+
+def test_a_closed_connection_is_cleaned_up_at_once_while_every_worker_is_busy(
+    rig: tuple[ControlServer, FakeLoop, Handlers],
+) -> None:
+    srv, _, handlers = rig
+    cleaned: list[int] = []
+    done = threading.Event()
+    srv.on_disconnect.append(lambda connection: (cleaned.append(connection), done.set()))
+    stuck = [connect(srv) for _ in range(WORKERS + WORKER_BACKLOG)]
+    for s in stuck:
+        send(s, {"cmd": "slow"})
+    for _ in range(WORKERS):
+        assert handlers.started.acquire(timeout=10)
+    driver = connect(srv)
+    send(driver, {"cmd": "status"})
+    replies(driver)
+    driver.close()
+    assert done.wait(0.5), "a leaving client's cleanup (its drive, its calibration) waited behind file reads"
+    handlers.release.set()
+    for s in stuck:
         s.close()
 
 

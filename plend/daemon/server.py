@@ -9,6 +9,12 @@ on this thread, commands that read files on a few worker threads, commands for t
 control loop answered when the loop has applied them; e-stop and relax go through the
 loop's urgent channel, ahead of everything else.
 
+Connections take turns: each pass reads what arrived and serves one request line of each
+of the next few connections waiting, an estop or relax first, so a client that pipelines
+many requests (or many clients that do) cannot keep another's e-stop waiting behind them. What a closed
+connection leaves to clean up (a drive it held, a calibration it owned) runs on a thread
+of its own, never behind slow requests.
+
 Past ``socket.max_connections`` a connection is still taken, but may only ask estop,
 relax, status or version once; anything else is told the daemon is busy.
 """
@@ -18,8 +24,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import itertools
 import json
 import logging
+import queue
 import selectors
 import socket
 import threading
@@ -54,6 +62,7 @@ __all__ = [
 log = logging.getLogger("plend.server")
 
 _TICK_S = 0.1  # how often timeouts are checked
+_TURNS_PER_PASS = 32  # requests served between two looks for new ones (an e-stop among them)
 
 
 class ControlServer:
@@ -68,6 +77,9 @@ class ControlServer:
         self._overflow: dict[int, Connection] = {}  # past the cap, oldest first
         self._requests = Requests(dispatcher, settings, submit, self._reply, self._process, self._post)
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
+        self._runnable: dict[int, Connection] = {}  # requests waiting for their turn, in turn order
+        self._cleanups: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # closed connections
+        self._cleaner: threading.Thread | None = None
         self._stopping = False
         self._accept_paused_until = 0.0
         self._next_check = 0.0
@@ -83,6 +95,8 @@ class ControlServer:
 
     def start(self) -> None:
         self._requests.start()
+        self._cleaner = threading.Thread(target=self._clean_up, name="plend-disconnect", daemon=True)
+        self._cleaner.start()
         self._thread = threading.Thread(target=self._serve, name="plend-socket", daemon=True)
         self._thread.start()
 
@@ -94,6 +108,7 @@ class ControlServer:
             self._thread.join(5.0)
             self._thread = None
         self._requests.close()
+        self._cleanups.put(None)
         for conn in list(self._conns.values()):
             self._close(conn, notify=False)
         with contextlib.suppress(OSError):
@@ -124,7 +139,8 @@ class ControlServer:
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
             self._sel.register(self._listener, selectors.EVENT_READ, "listen")
-        for key, mask in self._sel.select(max(0.0, min(_TICK_S, self._next_check - now))):
+        wait = 0.0 if self._runnable else max(0.0, min(_TICK_S, self._next_check - now))
+        for key, mask in self._sel.select(wait):
             if key.data == "listen":
                 self._accept()
             elif key.data == "wake":
@@ -134,6 +150,7 @@ class ControlServer:
                 self._ready(key.data, mask)
         while self._posted:
             self._posted.popleft()()
+        self._take_turns()
         if time.monotonic() >= self._next_check:
             self._check_timeouts(time.monotonic())
             self._next_check = time.monotonic() + _TICK_S
@@ -211,6 +228,8 @@ class ControlServer:
     def _ready(self, conn: Connection, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
             self._flush(conn)
+            if conn.lines:  # requests held back while its replies were unread
+                self._process(conn)
         if mask & selectors.EVENT_READ and not conn.closed:
             try:
                 data = conn.sock.recv(65536)
@@ -227,24 +246,45 @@ class ControlServer:
                 conn.eof = True
             self._process(conn)
 
+    def _take_turns(self) -> None:
+        """Serve the next request of connections in turn, a few per pass so that new ones
+        are read often: those whose next request is an estop or relax first."""
+        urgent = [c for c in self._runnable.values() if c.lines and _is_urgent(c.lines[0])]
+        waiting = itertools.islice(self._runnable.values(), _TURNS_PER_PASS)
+        turns = {c.id: c for c in [*urgent, *waiting]}  # one turn each; the rest wait a pass
+        for conn in turns.values():
+            if self._runnable.pop(conn.id, None) is not None:
+                self._turn(conn)  # back at the end of the queue if it has more
+
     def _process(self, conn: Connection) -> None:
-        """Handle this connection's next requests, one at a time, in order."""
-        while not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
+        """Give this connection a turn when it has requests and is free to be served."""
+        if not conn.closed and not conn.busy and conn.lines:
+            self._runnable[conn.id] = conn
+        self._turn(conn, serve=False)
+
+    def _turn(self, conn: Connection, serve: bool = True) -> None:
+        """Handle this connection's next request (with ``serve``), in order; close it once
+        it is done; queue it for another turn while more requests wait."""
+        if serve and not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
             if conn.priority_only and conn.served:
                 conn.lines.clear()
-                break
-            line = conn.lines.popleft()
-            if line is None:
-                limit = self.settings.max_message_bytes
-                too_large = RequestError(f"request is larger than {limit} bytes; send less")
-                self._reply(conn, self.dispatcher.error_reply(too_large))
-            elif line.strip():
-                self._requests.handle(conn, line)
+            else:
+                self._handle(conn, conn.lines.popleft())
+        if not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
+            self._runnable[conn.id] = conn
         done = conn.eof or (conn.priority_only and conn.served)
         if not conn.closed and not conn.busy and not conn.lines and done:
             conn.closing = True
             self._flush(conn)
         self._interest(conn)
+
+    def _handle(self, conn: Connection, line: bytes | None) -> None:
+        if line is None:
+            limit = self.settings.max_message_bytes
+            too_large = RequestError(f"request is larger than {limit} bytes; send less")
+            self._reply(conn, self.dispatcher.error_reply(too_large))
+        elif line.strip():
+            self._requests.handle(conn, line)
 
     # -- timeouts ---------------------------------------------------------------------------
 
@@ -310,12 +350,20 @@ class ControlServer:
         conn.sock.close()
         del self._conns[conn.id]
         self._overflow.pop(conn.id, None)
+        self._runnable.pop(conn.id, None)
         if notify and self.on_disconnect:
-            self._requests.defer(lambda: self._disconnected(conn.id))
+            self._cleanups.put(conn.id)  # the id only: a closed connection's buffers go now
 
-    def _disconnected(self, connection: int) -> None:
-        for callback in self.on_disconnect:
-            try:
-                callback(connection)
-            except Exception:  # one failing callback must not hide the others
-                log.exception("error while closing a connection")
+    def _clean_up(self) -> None:
+        """Run the disconnect callbacks of closed connections (they may wait for the loop)."""
+        while (connection := self._cleanups.get()) is not None:
+            for callback in self.on_disconnect:
+                try:
+                    callback(connection)
+                except Exception:  # one failing callback must not hide the others
+                    log.exception("error while closing a connection")
+
+
+def _is_urgent(line: bytes | None) -> bool:
+    """Whether a request line asks for an e-stop or relax (a cheap look, only to order turns)."""
+    return line is not None and (b'"estop"' in line or b'"relax"' in line)

@@ -4,7 +4,9 @@ The server (plend.daemon.server) owns the connections; each complete request lin
 A quick command runs at once on the socket thread; one that reads files runs on one of a
 few worker threads (a full pool is answered ``busy`` at once); a command for the control
 loop is submitted and answered when the loop has applied it. A request that outlives its
-deadline is answered with an error and its late outcome is dropped.
+deadline is answered with an error and its late outcome is dropped: one still waiting for
+a worker then never runs, and one already running is said to be so (what it had begun,
+such as opening a recording, may still complete; what it would ask of the loop is not).
 
 Everything here runs on the socket thread except the jobs themselves, which hand their
 outcome back to it through ``post``.
@@ -70,6 +72,7 @@ class _Work:
     call: LoopCall | None = None
     request: Pending | None = None
     over: bool = False  # answered (or given up): a late outcome is dropped
+    started: bool = False  # a worker took it (``over`` and ``started`` change under a lock)
 
 
 class Requests:
@@ -98,6 +101,7 @@ class Requests:
         self._work: set[_Work] = set()
         self._slow = 0  # requests handed to the workers and not finished there, timed out or not
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._taking = threading.Lock()  # a worker taking a job vs its deadline giving it up
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -110,10 +114,6 @@ class Requests:
         """Let the workers finish what they run and end."""
         for _ in self._workers:
             self._jobs.put(None)
-
-    def defer(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on a worker thread (something that may wait, off the socket thread)."""
-        self._jobs.put(job)
 
     def handle(self, conn: Connection, line: bytes) -> None:
         """Decode, check and run one request line of ``conn``."""
@@ -144,13 +144,21 @@ class Requests:
     def check_timeouts(self, now: float) -> None:
         """Answer every request past its deadline with an error and give it up."""
         for work in [w for w in self._work if now > w.deadline]:
-            self._end(work)
+            with self._taking:
+                self._end(work)
+            limit = self.settings.slow_request_timeout_s
             if work.call is not None:
                 error: Exception = _stalled(work.name)
+            elif not work.started:
+                error = SlowRequestError(
+                    f"{work.name} waited {limit:g} s for a free worker (plend is busy with slow "
+                    "requests); it was not carried out; try again"
+                )
             else:
                 error = SlowRequestError(
-                    f"{work.name} did not finish within {self.settings.slow_request_timeout_s:g} s "
-                    "(a slow disk?); it was abandoned"
+                    f"{work.name} did not finish within {limit:g} s (a slow disk or a slow check); "
+                    "its reply is dropped and anything it would ask of the loop is not applied, "
+                    "but what it had begun may still complete: see 'plenctl status'"
                 )
             self._reply(work.conn, self.dispatcher.error_reply(error))
             self._process(work.conn)
@@ -207,7 +215,7 @@ class Requests:
     def _job_done(self, work: _Work, outcome: Any, failed: bool, received: float) -> None:
         self._slow -= 1
         if work.over:
-            if isinstance(outcome, LoopCall):
+            if isinstance(outcome, LoopCall) and work.started:
                 log.info("%s finished after its client was told it timed out; not carried out", work.name)
             return
         self._end(work)
@@ -228,6 +236,11 @@ class Requests:
                 log.exception("control socket worker: unexpected error")
 
     def _run_job(self, work: _Work, received: float) -> None:
+        with self._taking:
+            work.started = not work.over
+        if not work.started:  # its client was told it was not carried out
+            self._post(lambda: self._job_done(work, None, True, received))
+            return
         set_current_connection(work.conn.id)
         try:
             assert work.args is not None

@@ -11,6 +11,8 @@ files  Files that are not trajectories (a 500 MB file, /dev/zero, a FIFO) and th
 kill   SIGKILL during a recording, 10 times: is every file readable, how much was lost.
 status 50 clients asking for status as fast as they are answered, for 3 s: requests
        served, the loop's ticks against its configured rate, overruns.
+pipeline  E-stop round trip, 20 times, while 200 clients (another process) keep 64 status
+       requests each queued ahead of their replies.
 """
 
 from __future__ import annotations
@@ -380,8 +382,48 @@ def bench_status(clients: int = 50, seconds: float = 3.0) -> None:
     )
 
 
+def _pipeline_flood(sock: Path, clients: int, stop: Any) -> None:
+    """Keep ``clients`` connections with 64 status requests each queued (another process)."""
+    sel, batch = selectors.DefaultSelector(), b'{"cmd": "status"}\n' * 64
+    for _ in range(clients):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(sock))
+        s.sendall(batch)
+        sel.register(s, selectors.EVENT_READ, [0])  # replies read since the last batch
+    while not stop.is_set():
+        for key, _ in sel.select(0.1):
+            data = key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
+            key.data[0] += data.count(b"\n")
+            if key.data[0] >= 64:
+                key.data[0] -= 64
+                with contextlib.suppress(OSError):
+                    key.fileobj.sendall(batch)  # type: ignore[union-attr]
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()  # type: ignore[union-attr]
+
+
+def bench_pipeline(clients: int = 200, trials: int = 20) -> None:
+    d = Daemon(Path(tempfile.mkdtemp(prefix="pipeline-")))
+    control = fuzz.Session(d.socket)
+    stop = multiprocessing.Event()
+    flood = multiprocessing.Process(target=_pipeline_flood, args=(d.socket, clients, stop))
+    try:
+        flood.start()
+        time.sleep(2.0)
+        _, answer, not_relaxed = _estop_trials(d, control, trials)
+    finally:
+        stop.set()
+        flood.join(10)
+        control.close()
+        d.stop()
+    print(f"estop while {clients} clients pipeline 64 status requests each ({trials} trials):")
+    print(f"  client request->answer ms {pct(answer)}")
+    print(f"  servos relaxed after every estop: {not_relaxed == 0} ({trials - not_relaxed}/{trials})")
+
+
 BENCHES = {"estop": bench_estop, "fuzz": bench_fuzz, "files": bench_files, "kill": bench_kill}
 BENCHES["status"] = bench_status
+BENCHES["pipeline"] = bench_pipeline
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or list(BENCHES):
