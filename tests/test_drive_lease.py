@@ -128,6 +128,22 @@ def test_driving_is_refused_when_the_robot_may_not_move_or_does_something_else(r
     assert sup.mode == "replay"
 
 
+def test_a_refused_or_idle_update_holds_no_lease_and_leaves_no_fault(rig: Any) -> None:
+    sup, loop = rig
+    trajectory = Trajectory(("r_knee_r_shin",), np.full((20, 1), stand_pose()[3]), 10.0)
+    sup.handle("replay", trajectory=trajectory)
+    with pytest.raises(CommandError, match="cannot drive while replay runs"):
+        drive(sup, "refused", speed=0.5)
+    loop.run(round(LEASE / DT) * 3)  # past the lease the refused update would have taken
+    assert not sup.faults, "a refused drive left a dead-man fault"
+    sup.handle("stand")
+    loop.run(10)
+    assert drive(sup, "idle") == {"mode": "stand", "walker": None, "took": []}
+    loop.run(round(LEASE / DT) * 3)
+    assert not sup.faults, "a driver that asked for nothing left a dead-man fault"
+    assert drive(sup, "other", speed=0.5)["walker"] == "sine", "an earlier session keeps the robot"
+
+
 def test_a_walk_taken_away_ends_the_session_and_is_not_restarted(rig: Any) -> None:
     sup, loop = rig
     drive(sup, speed=0.5)

@@ -46,6 +46,8 @@ BAD = {
     "unknown key": ({**pose(), "speed": 3}, "speed"),
     "unknown source": ({**pose(), "source": "lidar"}, "lidar"),
     "empty lost": ({"lost": "", "age_s": 0.0}, "say why"),
+    "seq": ({**pose(), "seq": 3}, "seq"),
+    "lost with a position": ({"lost": "glare", "age_s": 0.0, "position": [0, 0, 0.15]}, "position"),
 }
 
 
@@ -59,6 +61,7 @@ def test_malformed_poses_are_refused_with_a_reason_and_change_nothing(store, cas
     with pytest.raises(ArgumentError, match=words):
         s.submit(message)
     assert s.latest is before
+    assert (s.accepted, s.lost) == (1, 0), "a refused pose is not counted"
 
 
 def test_jumps_faster_than_the_robot_can_move_are_refused(store) -> None:

@@ -108,6 +108,15 @@ def test_estop_relaxes_at_once_and_latches_until_reset() -> None:
     assert supervisor.mode == "stand" and robot.writes[-1] is not None
 
 
+def test_reset_with_nothing_latched_leaves_a_standing_robot_standing() -> None:
+    loop, supervisor, robot = make()
+    supervisor.handle("stand")
+    loop.run(60)
+    supervisor.handle("reset")
+    loop.run(5)
+    assert supervisor.mode == "stand" and robot.writes[-1] is not None, "reset dropped a standing robot"
+
+
 def test_a_fall_goes_limp_latches_and_is_counted() -> None:
     loop, supervisor, robot = make(fall_ticks=3)
     supervisor.handle("gait", speed=0.5)

@@ -258,25 +258,31 @@ class Supervisor:
         return {"mode": self.mode, **result}  # the mode after the update: a walk may have started
 
     def _drive(self, session: str, command: dict[str, float], lease_s: float, walker: str) -> dict[str, Any]:
-        self.drive.renew(session, self._wall(), lease_s)
-        self._faults.clear("drive")
+        self.drive.may_drive(session)  # a refused update takes no lease and leaves no fault
         now = self.behaviour
         if isinstance(now, Stepping) and now.stopping and not now.finished:  # stands first, walks anew
+            self._take_lease(session, lease_s)
             return {"walker": None, "took": []}
         if now is self.policy or (isinstance(now, Walk) and not now.finished):
+            self._take_lease(session, lease_s)
             self.drive.walker = now
             return {"walker": now.name, "took": steer(now, command)}
         if not isinstance(now, (Stand, Relax)) and not now.finished:  # a walk that just ended is idle
             raise CommandError(f"cannot drive while {self.mode} runs; stop it first")
-        if not any(command.values()):
+        if not any(command.values()):  # nothing walks and nothing is asked: nothing to hold
             return {"walker": None, "took": []}
         self._check_upright("drive")
         if walker == "policy":
             self._cmd_policy_start()
         else:
             self._switch(Walk(command["speed"], command["turn"], command["side"], self.gait))
+        self._take_lease(session, lease_s)
         self.drive.walker = self.behaviour
         return {"walker": walker, "took": steer(self.behaviour, command)}
+
+    def _take_lease(self, session: str, lease_s: float) -> None:
+        self.drive.renew(session, self._wall(), lease_s)
+        self._faults.clear("drive")
 
     def _drive_stop(self, reason: str) -> None:
         """The dead-man rule: end the session and stop the walk at its next step."""
@@ -344,8 +350,10 @@ class Supervisor:
     def _reset(self) -> bool:
         """Clear the e-stop and latched faults; returns whether a simulated robot that fell,
         or is falling with its servos off, was stood up again (a real one stays relaxed
-        where it lies)."""
-        if self.estopped or self._faults.latched():
+        where it lies). With nothing latched, what the robot does goes on (a standing robot
+        is not dropped)."""
+        latched = self.estopped or bool(self._faults.latched())
+        if latched:
             log.info("reset: e-stop and latched faults cleared; robot stays relaxed")
         self.estopped = False
         self._faults.clear_latched()
@@ -356,7 +364,8 @@ class Supervisor:
         if (self._tilt_deg > self.safety.fall_tilt_deg or toppling) and self._respawn_robot is not None:
             self._respawn()
             return True
-        self._switch(Relax())
+        if latched:
+            self._switch(Relax())
         return False
 
     def _respawn(self) -> None:

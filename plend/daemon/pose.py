@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from plend.core.errors import PlendError
+from plend.daemon.protocol import quote
 from plend.daemon.server import ArgumentError
 from plend.track.settings import TrackConfig
 
@@ -101,9 +102,12 @@ class PoseStore:
         """Take one ``pose`` message; raise ArgumentError (malformed) or
         PoseRefusedError (well-formed but not believable or too frequent)."""
         now = self.clock()
-        unknown = sorted(set(args) - {"position", "euler", "age_s", "source", "seq", "lost"})
-        if unknown:
-            raise ArgumentError(f"pose takes position, euler, age_s, source, seq or lost; got {unknown}")
+        known = {"lost", "age_s"} if "lost" in args else {"position", "euler", "age_s", "source"}
+        unknown = sorted(set(args) - known)
+        if unknown:  # refused before anything is counted or stored
+            raise ArgumentError(
+                f"pose takes position, euler, age_s and source, or lost and age_s; got {quote(unknown, 60)}"
+            )
         age = _age(args)
         if "lost" in args:
             return self._lost(args["lost"], now)

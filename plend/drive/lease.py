@@ -51,13 +51,17 @@ class DriveLease:
         Raises:
             DriveRefusedError: the session has ended, or another one holds the lease.
         """
+        self.may_drive(session)
+        self.session, self.lease_s, self.deadline = session, lease_s, now + lease_s
+
+    def may_drive(self, session: str) -> None:
+        """Raise DriveRefusedError when ``session`` has ended or another one holds the lease."""
         if session in self._ended:
             raise DriveRefusedError(
                 f"drive session ended: {self._ended[session]}; press a movement key to drive again"
             )
         if self.session is not None and self.session != session:
             raise DriveRefusedError("another plenctl drive is driving the robot; stop it first")
-        self.session, self.lease_s, self.deadline = session, lease_s, now + lease_s
 
     def touch(self, session: str, now: float, lease_s: float) -> bool:
         """Renew the lease of the running ``session`` without the loop (a socket thread,
