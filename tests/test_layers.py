@@ -39,7 +39,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "hal": ("plend.hal.*",),
     "control": (
         "plend.control.*", "plend.drive.lease", "policies", "policies.contract", "policies.runner",
-        "policies.onnx_file", "policies.numpy_onnx", "policies.library", "policies.timing",
+        "policies.onnx_file", "policies.numpy_onnx", "policies.graph_sizes", "policies.library",
+        "policies.timing",
     ),
     "daemon": ("plend.daemon.*", "plend.drive", "plend.drive.controls", "plend.drive.motion"),
     "tools": (
