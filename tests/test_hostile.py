@@ -64,6 +64,11 @@ ABUSE = {
     "an unknown argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "sped": 0.9}}', "bad_argument"),
     "v true": (b'{"v": true, "cmd": "stand"}', "bad_request"),
     "a lone surrogate": (b'{"cmd": "gait", "args": {"name": "\\udc80", "speed": 0.5}}', "bad_request"),
+    "an empty drive walker": (
+        b'{"cmd": "drive", "args": {"session": "s", "speed": 0.5, "walker": ""}}',
+        "bad_argument",
+    ),
+    "a pose's stray key": (b'{"cmd": "pose", "args": {"lost": "glare", "seq": 1}}', "bad_argument"),
     "20 KB to echo": (
         b'{"cmd": "gait", "args": {"name": "' + b"A" * 20_000 + b'", "speed": 0.5}}',
         "bad_argument",

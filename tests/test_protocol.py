@@ -57,6 +57,8 @@ BAD_REQUESTS = {
     "unknown argument": (b'{"cmd": "gait", "args": {"speed": 0.5, "sped": 1}}', "bad_argument", "'sped'"),
     "argument to status": (b'{"cmd": "status", "args": {"all": true}}', "bad_argument", "'all'"),
     "args a list": (b'{"cmd": "status", "args": []}', "bad_request", '"args" must be a JSON object'),
+    "cmd twice": (b'{"cmd": "status", "cmd": "estop"}', "bad_request", "'cmd' appears twice"),
+    "argument twice": (SPEED + b'0.1, "speed": 0.9}}', "bad_request", "'speed' appears twice"),
 }  # fmt: skip
 
 

@@ -312,6 +312,17 @@ def test_a_request_sent_just_before_closing_is_still_carried_out(
     assert "estop" in loop.applied
 
 
+def test_a_last_request_without_its_newline_is_answered_when_the_client_stops_sending(
+    rig: tuple[ControlServer, FakeLoop, Handlers],
+) -> None:
+    srv, _, _ = rig
+    with connect(srv) as s:
+        s.sendall(b'{"cmd": "status"}\n{"cmd": "gait", "args": {"speed": 0.3}}')
+        s.shutdown(socket.SHUT_WR)
+        assert [r["result"] for r in replies(s, 2)] == [{"mode": "stand"}, {"mode": "gait"}]
+        assert closed_by_server(s)
+
+
 def test_clients_that_leave_before_their_reply_log_no_traceback(
     rig: tuple[ControlServer, FakeLoop, Handlers], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -61,6 +61,14 @@ class Connection:
         waiting = bool(self.partial) or self.discarding
         self.partial_since = (self.partial_since or time.monotonic()) if waiting else None
 
+    def end_of_input(self) -> None:
+        """The client has sent all it will: a last line without its newline is a request too."""
+        self.eof = True
+        if self.partial and not self.discarding:
+            self.lines.append(bytes(self.partial))
+        self.partial.clear()
+        self.partial_since = None
+
     def send(self) -> bool:
         """Send what the socket takes now; False when the client has gone."""
         while self.out:

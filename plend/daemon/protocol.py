@@ -167,6 +167,16 @@ def _constant(name: str) -> float:
     raise RequestError(f"{name} is not a JSON number; send finite numbers only")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (JSON leaves a repeated key's meaning open)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RequestError(f"key {quote(key, 40)} appears twice in one object; give each key once")
+        out[key] = value
+    return out
+
+
 def _float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
@@ -207,7 +217,9 @@ def decode(line: bytes) -> tuple[str, Args]:
     except UnicodeDecodeError as exc:
         raise RequestError(f"request is not valid UTF-8 (byte {exc.start})") from None
     try:
-        request = json.loads(text, parse_int=_big_int, parse_constant=_constant, parse_float=_float)
+        request = json.loads(
+            text, parse_int=_big_int, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object
+        )
     except RecursionError:
         raise RequestError(f"the request is nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -288,11 +300,15 @@ class Dispatcher:
         code = getattr(exc, "error_code", None) or next(
             (c for cls, c in self.ERROR_CODES if isinstance(exc, cls)), "internal"
         )
-        if code == "internal":
-            log.exception("internal error while handling a request", exc_info=exc)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         if not isinstance(message, str):
             message = str(message)
+        if code == "internal":
+            log.exception("internal error while handling a request", exc_info=exc)
+            message = (
+                f"plend failed unexpectedly ({type(exc).__name__}: {message[:200]}); the daemon's log "
+                "(journalctl -u plend) has the details; please report it"
+            )
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[:MAX_MESSAGE_CHARS] + "..."
         return {"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": message}

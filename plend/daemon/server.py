@@ -243,7 +243,7 @@ class ControlServer:
             if data:
                 conn.take(data, self.settings.max_message_bytes)
             else:
-                conn.eof = True
+                conn.end_of_input()
             self._process(conn)
 
     def _take_turns(self) -> None:

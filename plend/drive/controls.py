@@ -117,7 +117,8 @@ class DriveControls:
         lease_s = self.config.drive.lease_s if lease_s is None else lease_s
         if not (math.isfinite(lease_s) and 0.1 <= lease_s <= 5.0):
             raise ArgumentError(f"drive: lease_s = {lease_s!r} is out of range; use a value in [0.1, 5.0]")
-        walker = argument(args, "walker", str, required=False) or "sine"
+        walker = argument(args, "walker", str, required=False)
+        walker = "sine" if walker is None else walker
         if walker not in WALKERS:
             raise ArgumentError(f"drive: unknown walker {quote(walker, 40)}; choose sine or policy")
         return session, command, lease_s, walker
