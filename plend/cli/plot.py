@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from plend.cli.recording import Recording
+from plend.cli.recording import Recording, text
 from plend.core.errors import ConfigError, require_package
 from plend.model.robot import JOINTS
 
@@ -27,6 +27,7 @@ MODE_COLOURS = {
     "relax": "#d9d9d9", "stand": "#a6cee3", "sine": "#b2df8a", "policy": "#fdbf6f", "replay": "#cab2d6",
     "estop": "#fb9a99", "crouch": "#fb9a99", "calibrate": "#ffff99",
 }  # fmt: skip
+MAX_FAULT_MARKS = 100  # a fault that comes and goes every tick would bury the timeline
 
 
 def joints_for(choice: str, names: tuple[str, ...]) -> list[str]:
@@ -49,8 +50,8 @@ def _label(name: str) -> str:
     return f"{role} ({name})" if role else name
 
 
-def plot(rec: Recording, out: Path, joints: list[str]) -> None:
-    """Draw ``rec`` to ``out`` (PNG, SVG or PDF by its suffix)."""
+def plot(rec: Recording, out: Path | IO[bytes], joints: list[str], fmt: str | None = None) -> None:
+    """Draw ``rec`` to ``out`` as ``fmt`` (png, svg or pdf; by default, by its suffix)."""
     require_package("matplotlib", "plot")
     import matplotlib
 
@@ -86,15 +87,17 @@ def plot(rec: Recording, out: Path, joints: list[str]) -> None:
     for panel in panels[:-1]:
         axes[panel].tick_params(labelbottom=False)
     axes["modes"].set_xlabel("time (s)")
-    axes["modes"].set_xlim(t[0], max(t[-1], t[0] + 1e-3))
+    # From the earliest tick to the latest: a file's ticks may be out of order, and text far
+    # outside the axes cannot be drawn.
+    axes["modes"].set_xlim(t.min(), max(t.max(), t.min() + 1e-3))
     fig.suptitle(_title(rec), fontsize=11)
-    fig.savefig(out)
+    fig.savefig(out, format=fmt)
     plt.close(fig)
 
 
 def _title(rec: Recording) -> str:
     info = rec.info
-    source = f"{info.get('hal', '?')} at {rec.rate_hz():.0f} Hz, plend {info.get('plend', '?')}"
+    source = f"{text(info.get('hal'))} at {rec.rate_hz():.0f} Hz, plend {text(info.get('plend'))}"
     return f"{rec.path.name}: {len(rec.t)} ticks, {rec.duration_s:.1f} s ({source}, format {rec.format})"
 
 
@@ -162,13 +165,15 @@ def _modes(ax: Any, t: np.ndarray, rec: Recording) -> None:
             mode = rec.mode[start]
             end = t[k] if k < len(t) else t[-1]
             ax.axvspan(t[start], end, color=MODE_COLOURS.get(mode, "#eeeeee"), lw=0)
-            if end - t[start] > 0.04 * max(t[-1], 1e-9):
+            if end - t[start] > 0.04 * max(t.max() - t.min(), 1e-9):
                 ax.text((t[start] + end) / 2, 0.72, mode, ha="center", va="center", fontsize=8)
             start = k
     seen: set[str] = set()
+    marks = 0
     for k, faults in enumerate(rec.faults):
         for code in faults:
-            if code not in seen and (k == 0 or code not in rec.faults[k - 1]):
+            if code not in seen and (k == 0 or code not in rec.faults[k - 1]) and marks < MAX_FAULT_MARKS:
+                marks += 1
                 ax.axvline(t[k], color="#e31a1c", lw=1.0)
                 ax.text(t[k], 0.25, f" {code}", color="#e31a1c", fontsize=8, va="center")
         seen = set(faults)

@@ -4,16 +4,51 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from plend.core.errors import ConfigError
 
+OUT_MODE = 0o666  # less the umask, as for any file a command writes
+
 
 def run_recording_command(args: argparse.Namespace) -> int:
     """``plend plot`` or ``plend export``."""
     return _cmd_plot(args) if args.command == "plot" else _cmd_export(args)
+
+
+def _read(args: argparse.Namespace) -> Any:
+    """The recording ``args`` name, read within the limits of a recording plend writes
+    (telemetry.max_bytes, from the config ``--config`` names)."""
+    from plend.cli.recording import ReadLimits, read
+    from plend.core.config import load
+
+    max_bytes = load(getattr(args, "config", None)).telemetry.max_bytes
+    rec = read(args.recording, limits=ReadLimits(max_bytes, ticks=max(2_000_000, max_bytes // 64)))
+    for problem in rec.problems:
+        print(f"plend: note: {args.recording}: {problem}", file=sys.stderr)
+    return rec
+
+
+def _refuse_existing(option: str, out: Path) -> None:
+    """An output file is never overwritten, nor written through a symbolic link."""
+    if os.path.lexists(out):
+        what = "is a symbolic link" if out.is_symlink() else "already exists"
+        raise ConfigError(f"{option} {out} {what}; choose another file name")
+
+
+def _create(option: str, out: Path) -> int:
+    """A new file at ``out`` (never through a link), open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(out, flags, OUT_MODE)
+    except FileExistsError:
+        raise ConfigError(f"{option} {out} already exists; choose another file name") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def add_video_options(run: argparse.ArgumentParser) -> None:
@@ -46,6 +81,11 @@ def video_options(args: argparse.Namespace) -> Any:
             f"--video-size {args.video_size!r} / --video-view {args.video_view!r}: give WxH (e.g. 320x240) "
             "and YAW,PITCH,DIST (e.g. 135,-22,0.55)"
         ) from None
+    if args.video.is_symlink() or (args.video.exists() and not args.video.is_file()):
+        # A regular file is filmed over (the README remakes docs/walk.gif so); a link never followed.
+        raise ConfigError(
+            f"--video {args.video} is a symbolic link or not a regular file; choose another file name"
+        )
     return VideoOptions(args.video, width, height, args.video_fps, args.video_renderer, distance, yaw, pitch)
 
 
@@ -72,36 +112,45 @@ def add_recording_commands(sub: Any) -> None:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from plend.cli.plot import joints_for, plot
-    from plend.cli.recording import read
 
     out = args.out or args.recording.with_suffix(".png")
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ConfigError(f"-o {out}: give a .png, .svg or .pdf file")
     if not out.absolute().parent.is_dir():
         raise ConfigError(f"-o {out}: the folder {out.absolute().parent} does not exist")
-    rec = read(args.recording)
-    for problem in rec.problems:
-        print(f"plend: note: {args.recording}: {problem}", file=sys.stderr)
-    plot(rec, out, joints_for(args.joints, rec.joint_names))
+    _refuse_existing("-o", out)
+    rec = _read(args)
+    joints = joints_for(args.joints, rec.joint_names)
+    fd = _create("-o", out)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            plot(rec, f, joints, out.suffix.lower()[1:])
+    except BaseException:
+        out.unlink(missing_ok=True)  # ours: made above, never through a link
+        raise
     print(f"plotted {len(rec.t)} ticks ({rec.duration_s:.1f} s) of {args.recording} to {out}")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from plend.cli.recording import read, trajectory
+    from plend.cli.recording import trajectory
 
     out = args.out or args.recording.with_suffix(".csv")
     if out.suffix.lower() != ".csv":
         raise ConfigError(f"-o {out}: the replay format is CSV; give a .csv file")
-    if out.exists():
-        raise ConfigError(f"-o {out} already exists; choose another file name")
-    rec = read(args.recording)
+    _refuse_existing("-o", out)
+    rec = _read(args)
     joints, positions, rate, note = trajectory(rec, "measured" if args.measured else "targets")
-    for problem in [*rec.problems, note]:
-        if problem:
-            print(f"plend: note: {args.recording}: {problem}", file=sys.stderr)
+    if not math.isfinite(rate):
+        raise ConfigError(
+            f"{args.recording}: its control rate is not known (no usable rate in its info, and too few or "
+            "too close ticks to tell); nothing to write"
+        )
+    if note:
+        print(f"plend: note: {args.recording}: {note}", file=sys.stderr)
+    fd = _create("-o", out)
     try:
-        with out.open("x", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(f"# rate_hz: {rate:g}\n{','.join(joints)}\n")
             for row in positions:
                 f.write(",".join(f"{v:.6f}" for v in row) + "\n")
@@ -121,6 +170,5 @@ def record_path(args: argparse.Namespace) -> Path | None:
         raise ConfigError(f"--record {path}: a recording's name ends in .mcap")
     if not path.parent.is_dir():
         raise ConfigError(f"--record {path}: the folder {path.parent} does not exist")
-    if path.exists():
-        raise ConfigError(f"--record {path} already exists; choose another file name")
+    _refuse_existing("--record", path)
     return path

@@ -7,9 +7,12 @@ header before its numbers), and no error repeats the file's contents: they name 
 path, the sample and the joint, or the column's position when it is not a joint.
 
 CSV: an optional first line ``# rate_hz: 50``, a header row of joint names, then one row
-of angles (rad) per sample. NPY: a one-dimensional structured array whose fields are
-joint names, each one float per sample. MCAP: a plend recording, whose targets (or
-measured angles) are played at the rate it was recorded at (plend.cli.recording.trajectory).
+of angles (rad) per sample (a UTF-8 byte-order mark is skipped). A line longer than
+:data:`MAX_LINE` or a number longer than :data:`MAX_NUMBER` is refused before it is
+parsed: parsing it would hold the interpreter, and the control loop, for long. NPY: a
+one-dimensional structured array whose fields are joint names, each one float per
+sample. MCAP: a plend recording, whose targets (or measured angles) are played at the rate
+it was recorded at (plend.cli.recording.trajectory), read within the limits above.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from plend.model.robot import JOINT_NAMES, stand_pose
 NPY_MAGIC = b"\x93NUMPY"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 MAX_NPY_HEADER = 10_000
+# A number needs at most about 40 characters (17 significant digits, a sign, an exponent);
+# parsing a longer one holds the interpreter, and the control loop, for as long as it is.
+MAX_NUMBER = 40
+MAX_LINE = 4096  # bytes: a row of one number a joint, with room for spaces
+BOM = "\ufeff"
 
 
 class TrajectoryError(PlendError, ValueError):
@@ -95,7 +103,7 @@ def load_trajectory(
         raise TrajectoryError(str(exc)) from None
     file_rate: float | None
     if data.startswith(MCAP_MAGIC):
-        joints, positions, file_rate = _read_recording(path, data, source, limits.max_trajectory_samples)
+        joints, positions, file_rate = _read_recording(path, data, source, limits)
     elif path.suffix.lower() == ".mcap":
         raise TrajectoryError(f"{path}: not an MCAP recording (no MCAP header); record with plenctl record")
     elif source != "targets":
@@ -120,15 +128,19 @@ def load_trajectory(
 
 
 def _read_recording(
-    path: Path, data: bytes, source: str, max_samples: int
+    path: Path, data: bytes, source: str, limits: LimitsConfig
 ) -> tuple[tuple[str, ...], np.ndarray, float]:
-    from plend.cli.recording import RecordingReadError, read, trajectory
+    from plend.cli.recording import ReadLimits, RecordingReadError, read, trajectory
 
+    bounds = ReadLimits(
+        limits.max_trajectory_bytes, "limits.max_trajectory_bytes", limits.max_trajectory_samples,
+        "limits.max_trajectory_samples", limits.file_read_timeout_s,
+    )  # fmt: skip
     try:
-        joints, positions, rate, _ = trajectory(read(path, data), source)
+        joints, positions, rate, _ = trajectory(read(path, data, bounds), source)
     except RecordingReadError as exc:
         raise TrajectoryError(str(exc)) from None
-    _check_count(path, len(positions), max_samples)
+    _check_count(path, len(positions), limits.max_trajectory_samples)
     return joints, positions, rate
 
 
@@ -155,6 +167,12 @@ def _check_count(path: Path, samples: int, max_samples: int) -> None:
 
 
 def _npy_header(path: Path, data: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    size = _npy_header_size(data)
+    if size > MAX_NPY_HEADER:
+        raise TrajectoryError(
+            f"{path}: its NPY header is {size} bytes, more than the {MAX_NPY_HEADER} a trajectory's needs "
+            f"(at most {len(JOINT_NAMES)} fields, one a joint); save only the joints' fields, one float each"
+        )
     stream = io.BytesIO(data)
     try:
         major, _ = np.lib.format.read_magic(stream)
@@ -163,6 +181,13 @@ def _npy_header(path: Path, data: bytes) -> tuple[tuple[int, ...], np.dtype]:
     except Exception:  # numpy's messages quote the header: say only that it is damaged
         raise TrajectoryError(f"{path}: not a readable NPY file (its header is damaged)") from None
     return shape, dtype
+
+
+def _npy_header_size(data: bytes) -> int:
+    """The header length an NPY file states (0 if it is too short to state one)."""
+    width = 2 if data[6:7] == b"\x01" else 4
+    field = data[8 : 8 + width]
+    return int.from_bytes(field, "little") if len(field) == width else 0
 
 
 def _read_npy(path: Path, data: bytes, max_samples: int) -> tuple[tuple[str, ...], np.ndarray, None]:
@@ -193,11 +218,16 @@ def _read_npy(path: Path, data: bytes, max_samples: int) -> tuple[tuple[str, ...
     return names, positions, None
 
 
-def _lines(path: Path, data: bytes) -> Iterator[str]:
-    """The file's non-blank lines, decoded one at a time: decoding or splitting a large file
-    at once holds the interpreter long enough for the control loop to miss a tick."""
+def _lines(path: Path, data: bytes) -> Iterator[tuple[int, str]]:
+    """The file's non-blank lines and their numbers, decoded one at a time: decoding or
+    splitting a large file at once holds the interpreter long enough for the control loop
+    to miss a tick. A byte-order mark before the first line is skipped."""
     offset = 0
-    for raw in io.BytesIO(data):
+    for number, raw in enumerate(io.BytesIO(data), start=1):
+        if len(raw) > MAX_LINE:
+            raise TrajectoryError(
+                f"{path}: line {number} is longer than {MAX_LINE} bytes; a row holds one number per joint"
+            )
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -206,23 +236,25 @@ def _lines(path: Path, data: bytes) -> Iterator[str]:
                 f"{path}: not UTF-8 text (byte {where}); a CSV trajectory is text"
             ) from None
         offset += len(raw)
+        if number == 1:
+            line = line.removeprefix(BOM)
         if line.strip():
-            yield line.rstrip("\r\n")
+            yield number, line.rstrip("\r\n")
 
 
 def _read_csv(path: Path, data: bytes, max_samples: int) -> tuple[tuple[str, ...], np.ndarray, float | None]:
     lines = _lines(path, data)
-    first = next(lines, "")
+    number, first = next(lines, (0, ""))
     rate = None
     if first.startswith("#"):
         key, _, value = first.lstrip("# ").partition(":")
         if key.strip() != "rate_hz":
             raise TrajectoryError(f"{path}: first line must be '# rate_hz: <Hz>'")
         try:
-            rate = float(value)
+            rate = _number(value)
         except ValueError:
             raise TrajectoryError(f"{path}: the rate on its first line is not a number") from None
-        first = next(lines, "")
+        number, first = next(lines, (0, ""))
     names = tuple(n.strip() for n in first.split(","))
     if first:
         _check_names(path, names, "column")
@@ -230,29 +262,45 @@ def _read_csv(path: Path, data: bytes, max_samples: int) -> tuple[tuple[str, ...
     # never written are never resident, so a generous size costs nothing.
     positions = np.empty((min(len(data) // (2 * len(names)) + 1, max_samples + 1), len(names)))
     n = 0
-    for n, line in enumerate(lines, start=1):
+    for n, (number, line) in enumerate(lines, start=1):
         if n > max_samples:
             raise TrajectoryError(
                 f"{path}: more than the {max_samples} samples allowed (limits.max_trajectory_samples)"
             )
-        positions[n - 1] = _row(path, n - 1, line, len(names))
+        positions[n - 1] = _row(path, n - 1, number, line, len(names))
     if n == 0:
         raise TrajectoryError(f"{path}: needs a header row of joint names and at least one sample")
     return names, positions[:n], rate
 
 
-def _row(path: Path, i: int, line: str, width: int) -> list[float]:
+def _number(field: str) -> float:
+    """``float(field)`` for what a number is written as: not longer than MAX_NUMBER, and
+    without the digit separators Python reads ("-1_0" would be -10)."""
+    if len(field.strip()) > MAX_NUMBER or "_" in field:
+        raise ValueError("not a plain number")
+    return float(field)
+
+
+def _row(path: Path, i: int, line_number: int, line: str, width: int) -> list[float]:
     fields = line.split(",")
+    where = f"{path}: sample {i} (line {line_number})"
     if len(fields) != width:
         raise TrajectoryError(
-            f"{path}: sample {i} has {len(fields)} values; every row needs {width} values, "
-            "one per joint in the header"
+            f"{where} has {len(fields)} values; every row needs {width} values, one per joint in the header"
         )
+    for value in fields:
+        if len(value.strip()) > MAX_NUMBER:
+            raise TrajectoryError(
+                f"{where} holds a value of more than {MAX_NUMBER} characters; no number needs more"
+            )
+        if "_" in value:
+            raise TrajectoryError(f"{where} holds a '_'; write numbers without digit separators")
     try:
         return [float(v) for v in fields]
     except ValueError:
         raise TrajectoryError(
-            f"{path}: cannot read trajectory: sample {i} holds a value that is not a number"
+            f"{path}: cannot read trajectory: sample {i} holds a value that is not a number "
+            f"(line {line_number})"
         ) from None
 
 

@@ -1,4 +1,5 @@
-"""Where a recording may be written, and a file that is a readable MCAP file at all times.
+"""Where a recording may be written, a file that is a readable MCAP file at all times, and
+reading one back within bounds.
 
 Paths: a client names a recording by a file name, or a relative path, inside the
 recordings directory (an absolute path is taken only if it lies inside it). ``..``,
@@ -12,6 +13,12 @@ summary, the closing magic), then fsyncs. The file on disk is therefore always a
 complete MCAP file holding every committed chunk: a SIGKILL, a power cut or a full disk
 loses only what was not committed yet. The standard reader reads such a file linearly;
 :meth:`~mcap.writer.Writer.finish` replaces the marker with the summary and its index.
+
+Reading: a file someone else made may state or hold anything. :func:`records` gives its
+records as the standard stream reader does, but checks each chunk's stated size against
+what is left of a budget before decompressing it, never decompresses past that size,
+and decompresses in pieces, so a small file cannot expand to gigabytes or hold the
+interpreter for long.
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ import errno
 import functools
 import os
 import stat
+import struct
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from plend.core.errors import PlendError
 
@@ -29,8 +39,23 @@ FILE_MODE = 0o640  # group plend may read recordings
 DIR_MODE = 0o750
 
 
+PIECE = 2**20  # decompressed at a time: the interpreter is let go between pieces
+# Writers make chunks of a few MiB at most (plend's: 256 KiB): one that states more is read
+# by no one, and would be decompressed whole into memory.
+MAX_CHUNK = 64 * 2**20
+
+
 class RecordingError(PlendError, OSError):
     """A recording cannot start, is not running, or failed; the message names the file."""
+
+
+class DataLimitError(PlendError, ValueError):
+    """An MCAP file's chunks, decompressed, would hold more than the reader allows: all
+    together, or (``chunk`` is its stated size) one alone."""
+
+    def __init__(self, limit: int, chunk: int = 0):
+        super().__init__(f"its chunks hold more than {limit} bytes once decompressed")
+        self.limit, self.chunk = limit, chunk
 
 
 @functools.cache
@@ -172,3 +197,100 @@ def _make_dir(path: Path, root: Path) -> None:
         raise RecordingError(f"{path} is a symbolic link; recordings stay inside {root}")
     if not stat.S_ISDIR(info.st_mode):
         raise RecordingError(f"cannot create a recording in {path}: it is not a directory")
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def records(stream: IO[bytes], max_data: int) -> Iterator[Any]:
+    """The records of the MCAP file in ``stream`` (channels, messages, ...), chunks opened.
+
+    Raises:
+        DataLimitError: Before decompressing a chunk whose stated size would take what
+            the chunks hold past ``max_data`` bytes, or is over :data:`MAX_CHUNK`.
+        ValueError: A chunk that holds more than it states, or a damaged chunk (and the
+            standard reader's errors for a damaged or cut file).
+    """
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader
+
+    budget = max_data
+    for record in StreamReader(stream, emit_chunks=True, record_size_limit=max_data).records:
+        if not isinstance(record, Chunk):
+            yield record
+            continue
+        budget -= record.uncompressed_size
+        if budget < 0:
+            raise DataLimitError(max_data)
+        if record.uncompressed_size > MAX_CHUNK:
+            raise DataLimitError(MAX_CHUNK, record.uncompressed_size)
+        yield from _chunk_records(_decompress(record))
+
+
+def _decompress(chunk: Any) -> memoryview:
+    """What ``chunk`` holds, at most its stated size; ValueError if it holds more."""
+    size, data = chunk.uncompressed_size, chunk.data
+    if chunk.compression == "":
+        if len(data) != size:
+            raise ValueError("an uncompressed chunk is not the size it states")
+        return memoryview(data)
+    read: Callable[[int], bytes]
+    if chunk.compression == "zstd":
+        import zstandard
+
+        read = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read
+    elif chunk.compression == "lz4":
+        read = _lz4_reader(data)
+    else:
+        raise ValueError(f"a chunk is compressed with {chunk.compression[:20]!r}, which plend cannot read")
+    out = bytearray(size)  # pages are only made resident as they are written
+    got = 0
+    while piece := read(min(PIECE, size + 1 - got)):
+        if got + len(piece) > size:
+            raise ValueError("a chunk holds more than the size it states")
+        out[got : got + len(piece)] = piece
+        got += len(piece)
+    if got != size:
+        raise ValueError("a chunk holds less than the size it states")
+    return memoryview(out)
+
+
+def _lz4_reader(data: bytes) -> Callable[[int], bytes]:
+    """``read(n)``: the next at most ``n`` bytes that lz4 ``data`` holds; b"" at its end."""
+    import lz4.frame
+
+    decompress = lz4.frame.LZ4FrameDecompressor().decompress
+    pending = [data]
+
+    def read(n: int) -> bytes:
+        return decompress(pending.pop() if pending else b"", max_length=n)  # type: ignore[no-any-return]
+
+    return read
+
+
+def _chunk_records(data: memoryview) -> Iterator[Any]:
+    """The channels and messages in a chunk's decompressed ``data`` (other records skipped),
+    read in place: a large chunk is never copied whole."""
+    import io
+
+    from mcap.data_stream import ReadDataStream
+    from mcap.opcode import Opcode
+    from mcap.records import Channel, Message
+
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < 9:
+            raise ValueError("a chunk ends inside a record")
+        opcode, length = struct.unpack_from("<BQ", data, offset)
+        start, offset = offset + 9, offset + 9 + length
+        if offset > len(data):
+            raise ValueError("a record runs past the end of its chunk")
+        if opcode == Opcode.MESSAGE:
+            if length < 22:
+                raise ValueError("a message record is too short")
+            channel, sequence, log_time, publish_time = struct.unpack_from("<HIQQ", data, start)
+            body = bytes(data[start + 22 : offset])
+            yield Message(channel_id=channel, sequence=sequence, log_time=log_time, publish_time=publish_time,
+                          data=body)  # fmt: skip
+        elif opcode == Opcode.CHANNEL:
+            yield Channel.read(ReadDataStream(io.BytesIO(data[start:offset])))
