@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from gaits.sine import stand_pose
 from plend.core.config import Config
 from plend.daemon.headless import RunOptions, run
 from plend.daemon.render import SKY, Camera, render
-from plend.daemon.video import VideoOptions
+from plend.daemon.video import VideoOptions, VideoRecorder
 from plend.hal.sim import SimHal
 from plend.hal.sim_scene import CameraView
 from plend.main import main as plend
@@ -135,3 +136,25 @@ def test_the_summary_names_the_video(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert plend(["run", "--fast", "--duration", "0.5", "--summary", "json", "--video", str(path)]) == 0
     video = json.loads(capsys.readouterr().out)["video"]
     assert video["path"] == str(path) and video["bytes"] == path.stat().st_size > 0
+
+
+def test_a_video_is_written_beside_and_renamed_over_its_path(tmp_path: Path) -> None:
+    """An older film is replaced whole, a link put at the path during the run is replaced
+    rather than written through, and nothing is left beside it."""
+    path, elsewhere = tmp_path / "w.gif", tmp_path / "elsewhere.gif"
+    path.write_text("an older film")
+    argv = ["run", "--fast", "--duration", "0.5", "--summary", "json", "--video", str(path)]
+    argv += ["--video-size", "64x64", "--video-fps", "5"]
+    opened = VideoRecorder.open
+
+    def open_then_link(recorder: VideoRecorder) -> None:
+        opened(recorder)
+        path.unlink()
+        path.symlink_to(elsewhere)  # after the checks, before the film is written
+
+    elsewhere.write_text("not to be touched")
+    with mock.patch.object(VideoRecorder, "open", open_then_link):
+        assert plend(argv) == 0
+    assert elsewhere.read_text() == "not to be touched"
+    assert path.read_bytes().startswith(b"GIF8") and not path.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.gif", "w.gif"]

@@ -9,10 +9,12 @@ reads the simulation, so the run's figures are the same with and without a video
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,7 @@ class VideoRecorder:
         self._speed = 0.0  # forward speed, averaged over about a second
         self.frames = 0
         self.render_s = 0.0
+        self._partial = options.path
 
     def open(self) -> None:
         if not isinstance(self.hal, Filmable):
@@ -96,7 +99,20 @@ class VideoRecorder:
             require_package("PIL", "video")
         if not path.parent.is_dir():
             raise VideoError(f"cannot write {path}: its directory does not exist")
-        self._writer = _GifWriter(self.options) if path.suffix.lower() == ".gif" else _Mp4Writer(self.options)
+        # Frames go to a new file beside it, renamed over the path once complete: a rename
+        # replaces a symbolic link there rather than writing through it, and a run that
+        # fails leaves the old file as it was.
+        self._partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+        try:
+            os.close(os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        except OSError as exc:
+            raise VideoError(f"cannot write {path}: {exc.strerror or exc}") from None
+        partial = replace(self.options, path=self._partial)
+        try:
+            self._writer = _GifWriter(partial) if path.suffix.lower() == ".gif" else _Mp4Writer(partial)
+        except VideoError:
+            self._partial.unlink(missing_ok=True)
+            raise VideoError(f"cannot write {path}: OpenCV could not open an MP4 writer there") from None
         truth = self.hal.truth()
         self._heading = truth.euler[2]
         self._target = np.asarray(truth.position, float)
@@ -148,9 +164,15 @@ class VideoRecorder:
     def close(self) -> dict[str, Any]:
         """Finish the file; returns its figures (path, frames, bytes, render ms per frame)."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
         path = self.options.path
+        if writer is not None:
+            try:
+                writer.close()
+                if self.frames:
+                    os.replace(self._partial, path)
+            finally:
+                with contextlib.suppress(OSError):
+                    self._partial.unlink()
         return {
             "path": str(path),
             "frames": self.frames,
@@ -198,10 +220,6 @@ class _GifWriter:
         self.options = options
         self._frames: list[Any] = []
         self._palette: Any = None
-        try:
-            options.path.open("wb").close()  # can it be written? fail now, not after the run
-        except OSError as exc:
-            raise VideoError(f"cannot write {options.path}: {exc.strerror or exc}") from None
 
     def write(self, frame: np.ndarray) -> None:
         from PIL import Image
