@@ -404,6 +404,7 @@ def test_a_full_disk_ends_the_recording_with_a_fault_and_a_readable_file(
         time.sleep(0.05)
     status = rec.status()
     assert status["recording"] is False and status["error"] == "No space left on device"
+    assert status["bytes"] == path.stat().st_size, "the size said is what the file holds"
     assert [f["code"] for f in rec.faults()] == ["recording"]
     assert "No space left on device" in rec.faults()[0]["message"]
     rec.submit(tick(99))  # the loop may still offer ticks: nothing happens

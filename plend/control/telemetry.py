@@ -139,6 +139,13 @@ class _Session:
         """Bytes written plus the open chunk, uncompressed: an upper bound until it is finished."""
         return self.file.tell() + self.open_bytes
 
+    def _bytes_on_disk(self) -> int:
+        """What a failed recording's file holds (what it meant to write never reached it)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
     @property
     def ended(self) -> bool:
         """A write failed: the recording is over, whether or not it was stopped."""
@@ -230,7 +237,7 @@ class _Session:
             "path": str(self.path),
             "written": self.written,
             "dropped": self.dropped_full + self.dropped_late,
-            "bytes": self.bytes,
+            "bytes": self.bytes if self.error is None else self._bytes_on_disk(),
             "capped": self.capped,
             "error": None if self.error is None else _reason(self.error),
         }
