@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,10 +165,11 @@ def test_answers_of_the_wrong_shape_are_one_line() -> None:
     from calibration.operators import ScriptedOperator
     from calibration.session import WizardError
 
-    for answers, fragment in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"joints": 5}, "joints must be tables"),
         ({"joints": {"r_knee": 1}}, "[joints.r_knee]"),
-    ]:
+    ]
+    for answers, fragment in cases:
         with pytest.raises(WizardError, match=fragment.replace("[", r"\[")):
             ScriptedOperator(answers).known("r_knee")
     assert ScriptedOperator({"bad_feedback": [1]}).ask("bad_feedback", "?", "sqr", "q") == "q"

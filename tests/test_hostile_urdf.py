@@ -237,15 +237,26 @@ def test_numbers_that_are_not_plausible_are_refused_by_link_and_attribute(tmp_pa
 # -- meshes -------------------------------------------------------------------------------
 
 
+def fifo(path: Path, name: str) -> str:
+    """Make a FIFO at ``path``; the mesh name that points at it."""
+    os.mkfifo(path)
+    return name
+
+
+def folder(path: Path) -> str:
+    path.mkdir()
+    return path.name
+
+
 MESHES: dict[str, tuple[Callable[[Path], str], str]] = {
-    "fifo beside": (lambda d: os.mkfifo(d / "torso.stl") or "torso.stl", "is a FIFO (named pipe)"),
+    "fifo beside": (lambda d: fifo(d / "torso.stl", "torso.stl"), "is a FIFO (named pipe)"),
     "fifo by package://": (
-        lambda d: os.mkfifo(d / "torso.stl") or "package://torso.stl",
+        lambda d: fifo(d / "torso.stl", "package://torso.stl"),
         "link torso mesh 'package://torso.stl' resolves to",
     ),
     "device": (lambda d: "/dev/zero", "resolves to /dev/zero, which is a character device"),
     "huge": (lambda d: sparse(d / "big.stl", 33 * 2**20).name, "is 33.0 MiB, over the 32.0 MiB limit"),
-    "directory": (lambda d: (d / "dir.stl").mkdir() or "dir.stl", "which is a directory"),
+    "directory": (lambda d: folder(d / "dir.stl"), "which is a directory"),
     "missing": (lambda d: "gone.stl", "link torso mesh 'gone.stl' is not found; put it beside the model"),
 }
 
