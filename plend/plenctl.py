@@ -8,8 +8,8 @@ set ``PLEND_DEBUG=1`` for a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import math
 import os
 import socket
 import sys
@@ -25,6 +25,7 @@ from plend.core.locations import DEFAULT_SOCKET_PATH
 from plend.core.replies import sentence
 
 TIMEOUT_S = 5.0
+MAX_REPLY_BYTES = 16 << 20  # a status is a few KB; past this the other end is not plend
 
 
 class ClientError(PlendError, ConnectionError):
@@ -39,7 +40,8 @@ class Client:
     """One connection to the daemon; requests are sent one at a time."""
 
     def __init__(self, path: Path, timeout: float = TIMEOUT_S):
-        self.path = path
+        self.path, self.timeout = path, timeout
+        self._pending = b""  # what came after the last reply's newline
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -58,38 +60,65 @@ class Client:
         except OSError as exc:
             self._sock.close()
             raise ClientError(f"cannot connect to plend at {path}: {exc.strerror or exc}") from None
-        self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:
         from plend.daemon.server import PROTOCOL_VERSION
 
         line = json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, "args": args}).encode() + b"\n"
+        deadline = time.monotonic() + self.timeout  # for the whole reply, however it trickles
         try:
-            self._file.write(line)
-            self._file.flush()
-            reply_line = self._file.readline()
+            self._sock.settimeout(self.timeout)
+            self._sock.sendall(line)
+            reply_line = self._read_line(deadline)
         except TimeoutError:
             raise ConnectionLostError(f"plend at {self.path} did not answer {cmd} in time") from None
         except OSError as exc:
             raise ConnectionLostError(
                 f"lost the connection to plend at {self.path}: {exc.strerror or exc}"
             ) from None
-        if not reply_line:
-            raise ConnectionLostError(f"plend at {self.path} closed the connection")
         try:
             reply = json.loads(reply_line)
-        except ValueError:
+        except (ValueError, RecursionError):
             reply = None
-        if not isinstance(reply, dict):
-            raise ConnectionLostError(f"plend at {self.path} sent a reply that is not a JSON object")
-        if not reply.get("ok"):
-            raise ClientError(f"{reply.get('message')} [{reply.get('error')}]", reply.get("error"))
-        return reply["result"]
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            raise ConnectionLostError(f"plend at {self.path} sent a reply that is not a plend reply")
+        if not reply["ok"]:
+            message, code = reply.get("message"), reply.get("error")
+            if not isinstance(message, str) or not isinstance(code, str):
+                raise ConnectionLostError(f"plend at {self.path} sent an error that is not a plend error")
+            raise ClientError(f"{_printable(message)} [{_printable(code)}]", code)
+        return reply.get("result")
+
+    def _read_line(self, deadline: float) -> bytes:
+        """The next reply line, within ``deadline`` and :data:`MAX_REPLY_BYTES`."""
+        data = bytearray(self._pending)
+        end = data.find(b"\n")
+        while end < 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionLostError(f"plend at {self.path} closed the connection")
+            end = chunk.find(b"\n")
+            end = end if end < 0 else len(data) + end
+            data += chunk
+            if end < 0 and len(data) > MAX_REPLY_BYTES:
+                raise ConnectionLostError(
+                    f"the reply from {self.path} is over {MAX_REPLY_BYTES >> 20} MiB without an end; "
+                    "is plend what listens there?"
+                )
+        self._pending = bytes(data[end + 1 :])
+        return bytes(data[:end])
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):  # the daemon went away first: nothing left to flush
-            self._file.close()
         self._sock.close()
+
+
+def _printable(text: str) -> str:
+    """A daemon's message on one line (a newline or escape codes in it cannot forge output)."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:2000]
 
 
 # Commands that need an action word, and what to say when it is missing.
@@ -126,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, parents=[common], **kwargs)
 
     status = command("status", "mode, speed, policy, timing, joints, IMU, faults")
-    status.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS", help="refresh")
+    status.add_argument(
+        "--watch", type=_watch_period, nargs="?", const=1.0, metavar="SECONDS", help="refresh every SECONDS"
+    )
     for name, text in (
         ("stand", "move to the stand pose (a fallen simulated robot is stood up)"),
         ("relax", "unpower the servos"),
@@ -364,6 +395,17 @@ def _calibration_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     return operator, wizard.Options(joints=tuple(args.joint), imu=args.imu, imu_only=args.imu_only)
 
 
+def _watch_period(text: str) -> float:
+    """A --watch period: a number of seconds in [0.1, 3600]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.1 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a period; give seconds in [0.1, 3600]")
+    return value
+
+
 def _watch(client: Client, args: argparse.Namespace) -> int:
     try:
         while True:
@@ -422,6 +464,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # plenctl status --json | head
         return reader_went_away()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        if os.environ.get("PLEND_DEBUG"):
+            raise
+        print(
+            f"plenctl: error: the reply holds what this plenctl cannot show ({type(exc).__name__}: "
+            f"{_printable(str(exc))[:200]}); are plenctl and plend the same version?",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

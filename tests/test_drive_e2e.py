@@ -215,3 +215,18 @@ def test_a_gamepad_drives_and_its_disappearance_stops_the_robot(daemon: Daemon, 
         if client.poll() is None:
             client.kill()
             client.communicate()
+
+
+def test_a_refused_update_for_another_session_does_not_hide_the_one_that_walks(daemon: Daemon) -> None:
+    from plend.plenctl import Client, ClientError
+
+    client = Client(daemon.socket)
+    client.request("drive", session="walking", speed=0.5, lease_s=5.0)
+    until("a walk", lambda: daemon.status()["mode"] == "sine")
+    with pytest.raises(ClientError, match="another plenctl drive is driving"):
+        client.request("drive", session="other", speed=0.5, lease_s=5.0)
+    client.close()
+    closed = time.monotonic()
+    faults = until("the stop", lambda: drive_faults(daemon), timeout=4.0)  # well within the 5 s lease
+    assert "connection closed" in faults[0]["message"], faults
+    print(f"walk stopped {time.monotonic() - closed:.2f} s after the client closed")

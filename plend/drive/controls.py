@@ -30,6 +30,7 @@ log = logging.getLogger("plend.drive")
 
 WALKERS = ("sine", "policy")
 _ARGUMENTS = frozenset({"session", *COMMAND_KEYS, "lease_s", "walker"})
+_SESSIONS_KEPT = 8  # sessions remembered per connection
 
 
 class DriveControls:
@@ -49,7 +50,9 @@ class DriveControls:
         self.lease: DriveLease = supervisor.drive
         self._wall = wall_clock
         self._lock = threading.Lock()
-        self._connections: dict[int, str] = {}  # connection -> the last session it drove
+        # connection -> the sessions it named, newest last: all are ended when it closes,
+        # so an update it sent for another session cannot hide the one that walks.
+        self._connections: dict[int, dict[str, None]] = {}
         # The last update the loop applied and its answer: a repeat of it only renews the lease.
         self._applied: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
@@ -63,7 +66,7 @@ class DriveControls:
         connection = current_connection()
         if connection is not None:
             with self._lock:
-                self._connections[connection] = session
+                self._remember(self._connections.setdefault(connection, {}), session)
         update = (session, command, lease_s, walker)
         result = self._repeat(update)
         if result is not None:
@@ -123,13 +126,22 @@ class DriveControls:
             raise ArgumentError(f"drive: unknown walker {quote(walker, 40)}; choose sine or policy")
         return session, command, lease_s, walker
 
+    def _remember(self, sessions: dict[str, None], session: str) -> None:
+        """Add ``session`` to a connection's; past a few, forget the oldest that does not drive."""
+        sessions.pop(session, None)
+        sessions[session] = None
+        if len(sessions) > _SESSIONS_KEPT:
+            old = next(s for s in sessions if s != self.lease.session)
+            del sessions[old]
+
     def connection_closed(self, connection: int) -> None:
-        """A client went away: end the session it drove, which stops the walk."""
+        """A client went away: end the sessions it drove, which stops the walk."""
         with self._lock:
-            session = self._connections.pop(connection, None)
-        if session is None:
-            return
-        try:
-            self._submit("drive_end", session=session, reason="the drive client's connection closed")
-        except PlendError as exc:
-            log.error("could not end the drive session of a closed connection: %s", exc)
+            sessions = self._connections.pop(connection, {})
+        driving = self.lease.session
+        for session in sorted(sessions, key=lambda s: s != driving):  # the one that drives first;
+            # ending one that does not drive changes nothing
+            try:
+                self._submit("drive_end", session=session, reason="the drive client's connection closed")
+            except PlendError as exc:
+                log.error("could not end the drive session of a closed connection: %s", exc)
