@@ -20,6 +20,7 @@ import numpy as np
 from gaits.balance import SINE_GAINS, BalanceError, trained_gains
 from gaits.sine import GaitError, SpeedMap, stand_pose
 from plend.core.errors import PlendError
+from plend.core.files import parse_json
 from plend.hal.base import Sensors
 from plend.model.robot import JOINT_NAMES, NUM_JOINTS
 
@@ -199,7 +200,7 @@ class PolicySpec:
     @classmethod
     def from_json(cls, text: str) -> PolicySpec:
         try:
-            data = json.loads(text)
+            data = parse_json(text, f"its '{METADATA_KEY}' metadata")
             action = data["action"]
             spec = cls(
                 observation=tuple((f["name"], int(f["size"])) for f in data["observation"]),

@@ -9,13 +9,13 @@ straight from the file (no inference engine needed).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 from plend.core.errors import PlendError
+from plend.core.files import parse_json
 from plend.core.locations import under_systemd
 from policies.contract import METADATA_KEY
 
@@ -132,14 +132,19 @@ def _existing(path: Path) -> Path:
     raise PolicyNotFoundError(f"{path}: no such file")
 
 
+_DESCRIBED_BYTES = 64 << 20  # a policy file larger than this is named, not read, by the list
+
+
 def describe(path: Path) -> dict[str, Any]:
     """One policy file's name, place and metadata (or what is wrong with it)."""
     from policies.onnx_file import OnnxFormatError, read_model
 
     entry: dict[str, Any] = {"name": path.name, "file": str(path)}
     try:
+        if path.stat().st_size > _DESCRIBED_BYTES:
+            raise ValueError(f"it is over {_DESCRIBED_BYTES >> 20} MiB")
         model = read_model(path.read_bytes())
-        meta = json.loads(model.metadata[METADATA_KEY])
+        meta = parse_json(model.metadata[METADATA_KEY], f"its '{METADATA_KEY}' metadata")
         observation = meta["observation"]
         entry.update(
             observations=sum(int(o["size"]) for o in observation),

@@ -119,6 +119,17 @@ def test_a_number_out_of_range_in_the_metadata_is_refused_naming_it(
     assert repr(value)[:12] in message, message
 
 
+def test_metadata_nested_past_any_policy_is_one_line_and_listed_as_a_problem(tmp_path: Path) -> None:
+    data = json.loads(SPEC.to_json())
+    text = json.dumps(data)[:-1] + ', "notes": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = zero_policy(tmp_path / "deep.onnx", text)
+    with pytest.raises(PolicyError, match="malformed") as info:
+        load_runner(path, 50.0, "sim", None)
+    assert "\n" not in str(info.value)
+    problem = library.describe(path)["problem"]  # what 'plenctl policy list' shows for it
+    assert "not a plend policy" in problem and "nested" in problem
+
+
 def test_numbers_in_range_still_load(tmp_path: Path) -> None:
     data = json.loads(SPEC.to_json())
     data["action"]["scale"] = [-np.pi] + [np.pi] * 11
