@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -261,12 +262,15 @@ def test_not_running_is_reported_with_the_path(tmp_path: Path, capsys: pytest.Ca
     assert capsys.readouterr().err.strip() == f"plenctl: error: plend is not running (no socket at {path})"
 
 
-def test_sigterm_stands_relaxes_and_exits_zero(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGUSR1"])
+def test_a_stop_signal_stands_relaxes_and_exits_zero(tmp_path: Path, sig: str) -> None:
+    """SIGHUP is a closed terminal; no signal whose default kills may leave a stride held."""
     d = Daemon(tmp_path, "--gait", "sine")
     wait_for_mode(d, "sine")
+    d.proc.send_signal(getattr(signal, sig))
     code, err = d.stop()
     assert code == 0, err
-    assert "stopping (SIGTERM)" in err and "stopped: servos relaxed" in err
+    assert f"stopping ({sig})" in err and "stopped: servos relaxed" in err
     assert not d.socket.exists()
 
 

@@ -39,6 +39,13 @@ log = logging.getLogger("plend")
 SAFE_STOP_S = 3.0
 
 
+# Signals whose default ends the process at once (SIGPIPE stays ignored, as Python sets it).
+STOP_SIGNALS = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
+    signal.SIGVTALRM, signal.SIGPROF,
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DaemonOptions:
     """How this daemon run differs from the config."""
@@ -146,7 +153,9 @@ class Daemon:
     def _wait(self, thread: threading.Thread) -> None:
         deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            # Every signal whose default would end the process at once ends it the safe way:
+            # a closed terminal (SIGHUP) must not leave the servos holding a stride.
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, lambda signum, frame: self.request_stop(signal.Signals(signum).name))
         while thread.is_alive() and not self.stop_requested.is_set():
             if deadline is not None and time.monotonic() >= deadline:
