@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -276,6 +277,8 @@ def test_submit_when_not_recording_does_nothing(tmp_path: Path) -> None:
         ("{tmp}/escape.mcap", "recordings go in"),  # absolute, outside the recordings
         ("calibration.json", "ends in .mcap"),
         ("", "not a usable recording name"),
+        ("a\nfaults    none.mcap", "no newlines or control characters"),
+        ("bell\x07.mcap", "no newlines or control characters"),
     ],
 )
 def test_recordings_stay_in_their_directory(tmp_path: Path, name: str, fragment: str) -> None:
@@ -429,29 +432,41 @@ def test_starting_on_a_full_disk_is_refused_and_leaves_no_file(
     assert rec.status()["recording"] is False
 
 
+def test_starting_with_almost_no_space_left_is_refused_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = recorder(tmp_path)
+    (tmp_path / "rec").mkdir(exist_ok=True)
+    real = os.statvfs(tmp_path)
+    almost_full = os.statvfs_result((*real[:4], 3, *real[5:]))  # three blocks free
+    monkeypatch.setattr(os, "statvfs", lambda path: almost_full)
+    with pytest.raises(RecordingError, match=r"KiB free in .* free some space") as caught:
+        rec.start("none.mcap")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "rec" / "none.mcap").exists()
+
+
 def test_a_real_full_disk(tmp_path: Path) -> None:
-    """On a 256 KiB tmpfs (needs root; skipped elsewhere)."""
+    """On a 2 MiB tmpfs (needs root; skipped elsewhere)."""
     import subprocess
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
-    )
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (not root)")
     rec = Recorder(disk, queue_size=100_000)
     try:
         path = rec.start("fill.mcap")
         rng = np.random.default_rng(0)
-        for i in range(5000):  # far more than 256 KiB of random, incompressible ticks
+        for i in range(10_000):  # 3.7 MB of random, incompressible ticks: more than 2 MiB
             rec.submit(tick(i, rng))
         deadline = time.monotonic() + 30
         while rec.recording and time.monotonic() < deadline:
             time.sleep(0.05)
         assert rec.status()["error"] == "No space left on device"
         written = len(read_unfinished(path))
-        assert 0 < written < 5000
+        assert 0 < written < 10_000
         with pytest.raises(RecordingError, match="No space left on device"):
             rec.stop()
         assert sorted(p.name for p in disk.iterdir()) == ["fill.mcap"]

@@ -78,6 +78,7 @@ class TickRecord:
 
 
 _STOP = object()  # queue sentinel: everything before it is written, then the file is finished
+MIN_FREE_BYTES = 1 << 20  # free space a recording needs to start (about 40 s of ticks)
 _RECORD_OVERHEAD = 31 + 16  # message record header plus its message-index entry, bytes
 _CHUNK_OVERHEAD = 256  # chunk header, message-index headers and the chunk's summary index
 _SUMMARY_OVERHEAD = 1024  # statistics, channels, offsets, footer, magic (schemas added apart)
@@ -296,6 +297,7 @@ class Recorder:
                 self._reap()
             now = self._wall_clock()
             path = recording_path(self.directory, None if out is None else str(out), now)
+            self._check_free_space()
             fd = create(self.directory, path)
             try:
                 info = info_message(self.hal, self.rate_hz)
@@ -307,6 +309,19 @@ class Recorder:
             session.thread.start()
             self._session = session
             return path
+
+    def _check_free_space(self) -> None:
+        """Refuse to start where a few seconds of ticks would not fit."""
+        try:
+            fs = os.statvfs(self.directory)
+        except OSError:
+            return  # no directory yet: creating it says what is wrong
+        free = fs.f_bavail * fs.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise RecordingError(
+                f"only {free >> 10} KiB free in {self.directory} (a recording needs at least "
+                f"{MIN_FREE_BYTES >> 20} MiB to start); free some space"
+            )
 
     @property
     def recording(self) -> bool:

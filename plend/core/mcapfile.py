@@ -143,8 +143,11 @@ def recording_path(root: Path, out: str | None, now: float) -> Path:
     inside ``root`` by name; :func:`create` checks the directories on the way."""
     if out is None:
         return root / time.strftime("plend-%Y%m%d-%H%M%S.mcap", time.localtime(now))
-    if not out or "\0" in out or len(out) > 1024:
-        raise RecordingError(f"{out[:100]!r} is not a usable recording name")
+    if not out or not out.isprintable() or len(out) > 1024:
+        raise RecordingError(
+            f"{out[:100]!r} is not a usable recording name; give printable characters "
+            "(no newlines or control characters), at most 1024"
+        )
     path = Path(out)
     if path.is_absolute():
         try:
