@@ -15,7 +15,7 @@ import pytest
 
 from plend.control.loop import Request
 from plend.core.config import SocketConfig
-from plend.daemon import socketfile
+from plend.daemon import server, socketfile
 from plend.daemon.protocol import Dispatcher, LoopCall
 from plend.daemon.server import WORKER_BACKLOG, ControlServer
 
@@ -90,6 +90,7 @@ class Handlers:
             "gait": lambda args: LoopCall("gait", {"speed": args.get("speed")}),
             "slow": self.slow,
             "record": self.record,
+            "big": lambda args: {"pad": "x" * 20_000},
         }
 
 
@@ -100,7 +101,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[ControlServer, FakeLoop, Handlers]]:
         path=str(tmp_path / "s.sock"), max_connections=CAP, request_timeout_s=0.3, idle_timeout_s=1.0,
         slow_request_timeout_s=1.0, workers=WORKERS, max_message_bytes=256,
     )  # fmt: skip
-    dispatcher = Dispatcher(handlers.table(), inline=frozenset({"status", "heavy", "estop", "gait"}))
+    dispatcher = Dispatcher(handlers.table(), inline=frozenset({"status", "heavy", "estop", "gait", "big"}))
     srv = ControlServer(tmp_path / "s.sock", dispatcher, settings, loop.submit)
     srv.start()
     yield srv, loop, handlers
@@ -172,6 +173,23 @@ def test_clients_pipelining_many_requests_cannot_keep_an_estop_waiting(
     assert served < 4 * len(flood), f"the e-stop was served after {served} queued requests of others"
     for s in flood:
         assert all(r["ok"] for r in replies(s, 60)), "every pipelined request is still answered"
+        s.close()
+
+
+def test_clients_that_never_read_their_replies_cannot_fill_the_daemons_memory(
+    rig: tuple[ControlServer, FakeLoop, Handlers], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv, _, _ = rig
+    monkeypatch.setattr(server, "CROWD_BYTES", 300_000)  # 16 MiB in the daemon
+    hoarders = [connect(srv) for _ in range(CAP - 1)]
+    for s in hoarders:  # 64 replies of 20 KB each asked, none read
+        send(s, *[{"cmd": "big"}] * 64)
+    time.sleep(0.6)  # within the idle timeout (1 s here)
+    held = sum(len(c.out) + c.queued + len(c.partial) for c in list(srv._conns.values()))
+    assert held < 1_000_000, f"the daemon holds {held} bytes for clients that do not read"
+    assert ask(srv, {"cmd": "estop"})["ok"], "an e-stop is still served"
+    for s in hoarders:
+        assert all(r["ok"] for r in replies(s, 64)), "every request is answered once they read"
         s.close()
 
 

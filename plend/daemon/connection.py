@@ -12,8 +12,13 @@ import time
 
 log = logging.getLogger("plend.server")
 
-MAX_OUT_BYTES = 1 << 20  # replies a client has not read; past this its requests wait
+MAX_OUT_BYTES = 128 << 10  # replies a client has not read; past this its requests wait
 MAX_QUEUED_LINES = 64  # requests one client may send ahead; past this it is not read
+MAX_QUEUED_BYTES = 128 << 10  # ... and their bytes
+# While the clients together hold more than CROWD_BYTES unread or unhandled, each may hold
+# only CROWDED_BYTES more: many clients that never read cannot fill the daemon's memory.
+CROWD_BYTES = 16 << 20
+CROWDED_BYTES = 8 << 10
 _ids = itertools.count(1)
 
 
@@ -38,6 +43,7 @@ class Connection:
         self.accepted = self.last_active = self.last_sent = now
         self.busy = self.discarding = self.eof = self.closing = self.closed = False
         self.served = 0
+        self.queued = 0  # bytes of the lines waiting
         self.events = 0  # what the selector watches for now
 
     def take(self, data: bytes, limit: int) -> None:
@@ -49,7 +55,7 @@ class Connection:
                 self.discarding = False
             else:
                 self.partial += data[start:nl]
-                self.lines.append(None if len(self.partial) > limit else bytes(self.partial))
+                self._queue(None if len(self.partial) > limit else bytes(self.partial))
             self.partial.clear()
             start = nl + 1
         if not self.discarding:
@@ -57,15 +63,28 @@ class Connection:
             if len(self.partial) > limit:
                 self.partial.clear()
                 self.discarding = True
-                self.lines.append(None)
+                self._queue(None)
         waiting = bool(self.partial) or self.discarding
         self.partial_since = (self.partial_since or time.monotonic()) if waiting else None
+
+    def _queue(self, line: bytes | None) -> None:
+        self.lines.append(line)
+        self.queued += 0 if line is None else len(line)
+
+    def next_line(self) -> bytes | None:
+        line = self.lines.popleft()
+        self.queued -= 0 if line is None else len(line)
+        return line
+
+    def drop_lines(self) -> None:
+        self.lines.clear()
+        self.queued = 0
 
     def end_of_input(self) -> None:
         """The client has sent all it will: a last line without its newline is a request too."""
         self.eof = True
         if self.partial and not self.discarding:
-            self.lines.append(bytes(self.partial))
+            self._queue(bytes(self.partial))
         self.partial.clear()
         self.partial_since = None
 
@@ -83,11 +102,25 @@ class Connection:
             self.last_sent = time.monotonic()
         return True
 
-    def wanted_events(self) -> int:
+    def held(self) -> int:
+        """Bytes this connection holds: unread replies, requests not handled yet."""
+        return len(self.out) + self.queued + len(self.partial)
+
+    def may_be_served(self, crowded: bool) -> bool:
+        """Whether its next request may be handled now (its unread replies are few enough)."""
+        return len(self.out) < (CROWDED_BYTES if crowded else MAX_OUT_BYTES)
+
+    def wanted_events(self, crowded: bool = False) -> int:
         """Read while it may send more (not past its queue or unread replies); write while
         replies wait."""
         want = 0
-        if not self.eof and len(self.lines) < MAX_QUEUED_LINES and len(self.out) < MAX_OUT_BYTES:
+        cap = CROWDED_BYTES if crowded else MAX_QUEUED_BYTES
+        if (
+            not self.eof
+            and len(self.lines) < MAX_QUEUED_LINES
+            and self.queued < cap
+            and self.may_be_served(crowded)
+        ):
             want |= selectors.EVENT_READ
         if self.out:
             want |= selectors.EVENT_WRITE

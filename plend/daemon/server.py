@@ -38,7 +38,7 @@ from typing import Any
 
 from plend.core.config import SocketConfig
 from plend.daemon import socketfile
-from plend.daemon.connection import MAX_OUT_BYTES, Connection
+from plend.daemon.connection import CROWD_BYTES, Connection
 from plend.daemon.protocol import (  # re-exported: handlers import them from here
     PROTOCOL_VERSION,
     ArgumentError,
@@ -63,6 +63,11 @@ log = logging.getLogger("plend.server")
 
 _TICK_S = 0.1  # how often timeouts are checked
 _TURNS_PER_PASS = 32  # requests served between two looks for new ones (an e-stop among them)
+# The share of the time this thread may spend serving requests, and the most it may save up:
+# a flood of requests then leaves the control thread the interpreter for the rest (an
+# estop or relax is served whatever the share).
+_SERVE_SHARE = 0.5
+_SERVE_BURST_S = 0.01
 
 
 class ControlServer:
@@ -82,6 +87,9 @@ class ControlServer:
         self._cleaner: threading.Thread | None = None
         self._stopping = False
         self._accept_paused_until = 0.0
+        self._held = 0  # bytes the connections hold: unread replies, unhandled requests
+        self._was_crowded = False
+        self._credit, self._credit_at = _SERVE_BURST_S, time.perf_counter()  # serving time left
         self._next_check = 0.0
         self._thread: threading.Thread | None = None
         self._listener, self._identity = socketfile.bind(path, settings)
@@ -139,7 +147,9 @@ class ControlServer:
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
             self._sel.register(self._listener, selectors.EVENT_READ, "listen")
-        wait = 0.0 if self._runnable else max(0.0, min(_TICK_S, self._next_check - now))
+        wait = max(0.0, min(_TICK_S, self._next_check - now))
+        if self._runnable:  # at once, or when there is serving time again
+            wait = min(wait, max(0.0, -self._credit / _SERVE_SHARE))
         for key, mask in self._sel.select(wait):
             if key.data == "listen":
                 self._accept()
@@ -214,7 +224,7 @@ class ControlServer:
     def _interest(self, conn: Connection) -> None:
         if conn.closed:
             return
-        want = conn.wanted_events()
+        want = conn.wanted_events(self._crowded)
         if want == conn.events:
             return
         if conn.events == 0:
@@ -240,21 +250,27 @@ class ControlServer:
                 self._close(conn)
                 return
             conn.last_active = time.monotonic()
+            before = conn.held()
             if data:
                 conn.take(data, self.settings.max_message_bytes)
             else:
                 conn.end_of_input()
+            self._held += conn.held() - before
             self._process(conn)
 
     def _take_turns(self) -> None:
         """Serve the next request of connections in turn, a few per pass so that new ones
         are read often: those whose next request is an estop or relax first."""
+        began = time.perf_counter()
+        self._credit = min(_SERVE_BURST_S, self._credit + (began - self._credit_at) * _SERVE_SHARE)
         urgent = [c for c in self._runnable.values() if c.lines and _is_urgent(c.lines[0])]
-        waiting = itertools.islice(self._runnable.values(), _TURNS_PER_PASS)
+        waiting = itertools.islice(self._runnable.values(), _TURNS_PER_PASS if self._credit > 0 else 0)
         turns = {c.id: c for c in [*urgent, *waiting]}  # one turn each; the rest wait a pass
         for conn in turns.values():
             if self._runnable.pop(conn.id, None) is not None:
                 self._turn(conn)  # back at the end of the queue if it has more
+        self._credit_at = time.perf_counter()
+        self._credit -= self._credit_at - began
 
     def _process(self, conn: Connection) -> None:
         """Give this connection a turn when it has requests and is free to be served."""
@@ -265,12 +281,16 @@ class ControlServer:
     def _turn(self, conn: Connection, serve: bool = True) -> None:
         """Handle this connection's next request (with ``serve``), in order; close it once
         it is done; queue it for another turn while more requests wait."""
-        if serve and not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
+        if serve and not conn.closed and not conn.busy and conn.lines and conn.may_be_served(self._crowded):
+            before = conn.queued
             if conn.priority_only and conn.served:
-                conn.lines.clear()
+                conn.drop_lines()
+                self._held -= before
             else:
-                self._handle(conn, conn.lines.popleft())
-        if not conn.closed and not conn.busy and conn.lines and len(conn.out) < MAX_OUT_BYTES:
+                line = conn.next_line()
+                self._held -= before - conn.queued
+                self._handle(conn, line)
+        if not conn.closed and not conn.busy and conn.lines and conn.may_be_served(self._crowded):
             self._runnable[conn.id] = conn
         done = conn.eof or (conn.priority_only and conn.served)
         if not conn.closed and not conn.busy and not conn.lines and done:
@@ -291,7 +311,13 @@ class ControlServer:
     def _check_timeouts(self, now: float) -> None:
         self._requests.check_timeouts(now)
         s = self.settings
+        self._held = sum(c.held() for c in self._conns.values())  # exact again, whatever drifted
+        crowded, self._was_crowded = self._was_crowded, self._crowded
         for conn in list(self._conns.values()):
+            if crowded != self._crowded:
+                self._interest(conn)  # reads and serves as the crowd allows now
+                if not self._crowded and conn.lines:
+                    self._process(conn)
             quiet = conn.quiet_for(now)
             if conn.closing and quiet > s.request_timeout_s:
                 self._close(conn)  # it does not read its last reply
@@ -315,7 +341,8 @@ class ControlServer:
                 self._close(conn)
 
     def _close_after_reply(self, conn: Connection) -> None:
-        conn.lines.clear()
+        self._held -= conn.queued
+        conn.drop_lines()
         conn.eof = conn.closing = True
         self._flush(conn)
 
@@ -327,16 +354,26 @@ class ControlServer:
         except (TypeError, ValueError) as exc:  # a handler returned something JSON cannot hold
             return json.dumps(self.dispatcher.error_reply(exc)).encode() + b"\n"
 
+    @property
+    def _crowded(self) -> bool:
+        """The clients together hold more than CROWD_BYTES: each may hold only a little more."""
+        return self._held > CROWD_BYTES
+
     def _reply(self, conn: Connection, reply: dict[str, Any]) -> None:
         if conn.closed:
             return
-        conn.out += self._encode(reply)
+        data = self._encode(reply)
+        conn.out += data
+        self._held += len(data)
         self._flush(conn)
 
     def _flush(self, conn: Connection) -> None:
         if conn.closed:
             return
-        if not conn.send() or (conn.closing and not conn.out):
+        before = len(conn.out)
+        sent = conn.send()
+        self._held -= before - len(conn.out)
+        if not sent or (conn.closing and not conn.out):
             self._close(conn)
         else:
             self._interest(conn)
@@ -345,6 +382,7 @@ class ControlServer:
         if conn.closed:
             return
         conn.closed = True
+        self._held -= conn.held()
         if conn.events:
             self._sel.unregister(conn.sock)
         conn.sock.close()

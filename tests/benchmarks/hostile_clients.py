@@ -410,7 +410,9 @@ def bench_pipeline(clients: int = 200, trials: int = 20) -> None:
     try:
         flood.start()
         time.sleep(2.0)
+        before = control.send(b'{"cmd": "status"}\n')["result"]
         _, answer, not_relaxed = _estop_trials(d, control, trials)
+        after = control.send(b'{"cmd": "status"}\n')["result"]
     finally:
         stop.set()
         flood.join(10)
@@ -419,6 +421,8 @@ def bench_pipeline(clients: int = 200, trials: int = 20) -> None:
     print(f"estop while {clients} clients pipeline 64 status requests each ({trials} trials):")
     print(f"  client request->answer ms {pct(answer)}")
     print(f"  servos relaxed after every estop: {not_relaxed == 0} ({trials - not_relaxed}/{trials})")
+    ticks = after["ticks"] - before["ticks"]
+    print(f"  the loop meanwhile: {ticks} ticks, overruns {after['overruns'] - before['overruns']}")
 
 
 BENCHES = {"estop": bench_estop, "fuzz": bench_fuzz, "files": bench_files, "kill": bench_kill}
