@@ -22,22 +22,15 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plend.model.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies import library  # noqa: E402
-from policies.contract import METADATA_KEY, NUMBER_RANGES, PolicyError, PolicySpec  # noqa: E402
+from policies.contract import METADATA_KEY, NUMBER_RANGES, PolicyError  # noqa: E402
 from policies.graph_sizes import MAX_ELEMENTS, GraphSizeError, check_sizes  # noqa: E402
 from policies.onnx_file import MAX_NODES, read_model  # noqa: E402
 from policies.runner import load_runner  # noqa: E402
 from policies.timing import CHECK_EVERY, RUNS, time_inference  # noqa: E402
 from tests.support import Daemon  # noqa: E402
+from tests.test_policy import SPEC  # noqa: E402  (the policy those tests build)
 
-LEGS = LEG_JOINT_NAMES["right"] + LEG_JOINT_NAMES["left"]
-SPEC = PolicySpec(
-    observation=(
-        ("joint_pos", 18), ("projected_gravity", 3), ("gyro", 3), ("last_action", 12), ("gait_phase", 2),
-    ),
-    action_joints=LEGS, action_mode="residual", action_scale=(0.1,) * 12, rate_hz=50.0, gait_speed=0.5,
-)  # fmt: skip
 N_OBS = SPEC.observation_size
 
 
