@@ -230,3 +230,47 @@ def test_a_refused_update_for_another_session_does_not_hide_the_one_that_walks(d
     faults = until("the stop", lambda: drive_faults(daemon), timeout=4.0)  # well within the 5 s lease
     assert "connection closed" in faults[0]["message"], faults
     print(f"walk stopped {time.monotonic() - closed:.2f} s after the client closed")
+
+
+def test_the_estop_key_works_long_into_a_session_and_after_a_suspend(daemon: Daemon) -> None:
+    """The spare connection outlives the daemon's 'asks nothing' timeout (5 s); after
+    Ctrl-Z and fg the terminal is back in key-at-a-time mode."""
+    term = Pty(drive_command(daemon).split())
+    try:
+        term.type("w")
+        until("a walk", lambda: daemon.status()["mode"] == "sine")
+        time.sleep(6.0)  # past socket.request_timeout_s
+        attrs = termios.tcgetattr(term.slave)
+        attrs[3] |= termios.ICANON | termios.ECHO  # what a shell leaves after Ctrl-Z and fg
+        termios.tcsetattr(term.slave, termios.TCSANOW, attrs)
+        term.proc.send_signal(signal.SIGCONT)
+        term.type("x")  # waits for key-at-a-time mode first
+        status = until("the e-stop", lambda: (s := daemon.status())["estop"] and s)
+        assert status["mode"] == "estop" and "E-STOP NOT SENT" not in term.read()
+    finally:
+        term.close()
+
+
+def test_the_spare_connection_is_opened_again_when_found_closed() -> None:
+    from plend.core.errors import ConnectionLostError
+    from plend.drive.client import SpareConnection
+
+    asked: list[tuple[int, str]] = []
+
+    class Fake:
+        def __init__(self, n: int):
+            self.n = n
+
+        def request(self, cmd: str) -> dict[str, Any]:
+            if self.n == 0 and cmd == "estop":
+                raise ConnectionLostError("lost the connection to plend: Broken pipe")
+            asked.append((self.n, cmd))
+            return {}
+
+        def close(self) -> None:
+            pass
+
+    made = iter(range(2))
+    spare = SpareConnection(lambda: Fake(next(made)))
+    spare.request("estop")
+    assert asked == [(0, "version"), (1, "estop")]

@@ -15,12 +15,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from plend.core.errors import PlendError
+from plend.core.errors import ConnectionLostError, PlendError
 from plend.drive.gamepad import Gamepad, GamepadGoneError, PadEvent
 from plend.drive.keys import KEY_ACTIONS, Command, KeyDecoder, apply, changes_command
 from plend.drive.link import Link
@@ -49,11 +49,20 @@ def cbreak(stream: TextIO) -> Iterator[None]:
 
     fd = stream.fileno()
     saved = termios.tcgetattr(fd)
+    main = threading.current_thread() is threading.main_thread()
+
+    def resumed(signum: int, frame: object) -> None:  # after Ctrl-Z and fg the shell's mode is back
+        with contextlib.suppress(termios.error):
+            tty.setcbreak(fd, termios.TCSANOW)
+
+    previous = signal.signal(signal.SIGCONT, resumed) if main else None
     try:
         tty.setcbreak(fd, termios.TCSANOW)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        if main:
+            signal.signal(signal.SIGCONT, previous)
 
 
 @contextlib.contextmanager
@@ -223,7 +232,7 @@ def run(args: Any, connect: Any, config: DriveConfig) -> int:
         gamepad_path = Path(args.gamepad) if args.gamepad else find_gamepad()
     client = connect()
     try:
-        estop_client = connect()
+        estop_client = SpareConnection(connect)
         try:
             options = Options(gamepad_path, "policy" if args.policy else "sine")
             return drive(client, estop_client, config, options, sys.stdin, sys.stdout)
@@ -231,6 +240,28 @@ def run(args: Any, connect: Any, config: DriveConfig) -> int:
             estop_client.close()
     finally:
         client.close()
+
+
+class SpareConnection:
+    """The connection for e-stop and the last stop. It asks something at once (the daemon
+    closes a connection that asks nothing within a few seconds) and, found closed when it
+    is needed (idle for long, the daemon restarted), is opened again and asked again."""
+
+    def __init__(self, connect: Callable[[], Any]):
+        self._connect = connect
+        self._client = connect()
+        self._client.request("version")
+
+    def request(self, cmd: str, **args: Any) -> Any:
+        try:
+            return self._client.request(cmd, **args)
+        except ConnectionLostError:
+            self._client.close()
+            self._client = self._connect()
+            return self._client.request(cmd, **args)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 @dataclass(frozen=True)
