@@ -50,6 +50,19 @@ class Operator(Protocol):
 _ARROWS = {b"[C": "+", b"[D": "-", b"[A": ">", b"[B": "<"}  # right, left, up, down
 
 
+def _answer(typed: str, choices: str, default: str) -> str | None:
+    """The choice a typed line gives: one choice letter (``yes``/``no`` for y/n), the
+    default for an empty line, None for anything else."""
+    word = typed.strip().lower()
+    if not word:
+        return default
+    if len(word) == 1 and word in choices:
+        return word
+    if word in ("yes", "no") and word[0] in choices:
+        return word[0]
+    return None
+
+
 class KeyboardOperator:
     """A person at a terminal: single keys to jog, answers confirmed with Enter.
 
@@ -110,17 +123,27 @@ class KeyboardOperator:
         typed = ""
         while True:
             ch = self._key()
+            if ch == "\x04":  # Ctrl-D: leave, as Ctrl-C does
+                raise KeyboardInterrupt
             if ch in ("\n", "\r"):
+                answer = _answer(typed, choices, default)
                 self.stdout.write(("" if typed else default) + "\n")
-                self.stdout.flush()
                 self._forget_typed_ahead()  # a CR LF pair, or keys typed past the answer
-                return typed or default
-            if ch in ("\x7f", "\b") and typed:
+                if answer is not None:
+                    self.stdout.flush()
+                    return answer
+                # Anything but one of the choices is no answer: "no way" must not be a yes.
+                names = " or ".join(choices)
+                self.stdout.write(
+                    wrapped(f"answer {names} (Enter alone: {default}). {question} [{shown}]") + " "
+                )
                 typed = ""
+            elif ch in ("\x7f", "\b") and typed:
+                typed = typed[:-1]
                 self.stdout.write("\b \b")
-            elif ch and ch.lower() in choices:
-                self.stdout.write(("\b" if typed else "") + ch.lower())
-                typed = ch.lower()
+            elif ch and ch.isprintable() and len(typed) < 40:
+                self.stdout.write(ch)
+                typed += ch
             self.stdout.flush()
 
     def jog(self, view: JogView) -> str:

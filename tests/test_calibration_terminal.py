@@ -271,7 +271,11 @@ def test_a_person_recalibrates_one_joint_at_the_keyboard(tmp_path: Path) -> None
         (["n", "\r"], "n"),  # the Enter confirms and goes with the answer
         (["\r"], "y"),  # Enter alone: the default
         (["y", "\x7f", "n", "\r"], "n"),  # rubbed out and changed
-        (["x", "n", "\r\n"], "n"),  # other keys ignored; a CR LF pair does not leave its LF
+        (["x", "\x7f", "n", "\r\n"], "n"),  # a CR LF pair does not leave its LF
+        (["y", "e", "s", "\r"], "y"),
+        # Anything but a choice is asked again: "no way" holds a y, and must not be a yes.
+        (["n", "o", " ", "w", "a", "y", "\r", "n", "\r"], "n"),
+        (["m", "a", "y", "b", "e", "\r", "\r"], "y"),
     ],
 )
 def test_a_yes_no_answer_consumes_its_whole_line(keys: list[str], answer: str) -> None:
