@@ -7,6 +7,7 @@ Set ``PLEND_DEBUG=1`` to see tracebacks instead of one-line errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ from plend.cli.recording_cli import (
 from plend.core.config import Config, as_dict, from_dict, load, replace_section
 from plend.core.console import reader_went_away
 from plend.core.errors import ConfigError, PlendError
-from plend.core.files import absolute
+from plend.core.files import absolute, refuse_existing, write_new
 from plend.hal import backend_names
 
 if TYPE_CHECKING:
@@ -313,13 +314,16 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
     if not 1 <= jobs <= 256:
         raise ConfigError(f"--jobs {jobs} is out of range; use 1 to 256")
     plan = Plan(config, options, seeds, factors)
-    report = run_plan(plan, jobs, progress=not args.no_progress)
-    if args.json is not None:
-        text = json.dumps(report, indent=1)
-        if str(args.json) == "-":
-            print(text)
-        else:
-            args.json.write_text(text + "\n", encoding="utf-8")
+    to_stdout = args.json is not None and str(args.json) == "-"
+    if args.json is not None and not to_stdout:
+        refuse_existing("--json", args.json)  # before minutes of evaluation, not after
+    with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+        report = run_plan(plan, jobs, progress=not args.no_progress)  # the table: stderr under --json -
+    text = json.dumps(report, indent=1) + "\n"
+    if to_stdout:
+        sys.stdout.write(text)
+    elif args.json is not None:
+        write_new("--json", args.json, text.encode())
     return 0
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from plend.cli.evaluate import ProgressBar, default_jobs, totals, walk_world, world_seeds
 from plend.core.config import Config
 from plend.core.errors import PlendError
+from plend.core.files import refuse_existing, write_new
 from plend.daemon.headless import RunOptions
 from plend.model.worlds import draw_world
 
@@ -230,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("plend").setLevel(logging.CRITICAL)  # falls are in the table
     try:
+        if args.json is not None:
+            refuse_existing("--json", args.json)  # before the evaluation, not after
         report = evaluate(args)
         if args.json is not None:
-            args.json.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            write_new("--json", args.json, (json.dumps(report, indent=1, default=str) + "\n").encode())
     except (PlendError, OSError) as exc:
         if os.environ.get("PLEND_DEBUG"):
             raise

@@ -146,3 +146,36 @@ def test_a_policy_is_evaluated_through_the_daemons_policy_path(tmp_path: Path) -
     report = json.loads(out.read_text())
     assert report["walker"]["policy"] == str(policy)
     assert report["worlds"][0]["distance_m"] > 0.02 and not report["worlds"][0]["fell"]
+
+
+def test_the_json_report_is_refused_before_the_run_where_it_would_overwrite_or_follow_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "kept.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "elsewhere.json")
+    cases = (
+        ("kept.json", "already exists"),
+        ("link.json", "is a symbolic link"),
+        ("no/r.json", "does not exist"),
+    )
+    for name, words in cases:
+        args = [
+            "evaluate",
+            "--worlds",
+            "1",
+            "--seconds",
+            "1",
+            "--no-progress",
+            "--json",
+            str(tmp_path / name),
+        ]
+        assert main(args) == 2
+        out, err = capsys.readouterr()
+        assert words in err and err.count("\n") == 1 and out == "", "refused before any world ran"
+    assert (tmp_path / "kept.json").read_text() == "{}" and not (tmp_path / "elsewhere.json").exists()
+
+
+def test_json_to_stdout_is_the_only_thing_there(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--worlds", "1", "--seconds", "1", "--no-progress", "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["worlds"] and "falls" in err  # the table went to stderr

@@ -181,6 +181,22 @@ def test_the_printed_marker_is_the_robots(tmp_path: Path, capsys: pytest.Capture
     assert board_points(cv2.imread(str(tmp_path / "b.png"), cv2.IMREAD_GRAYSCALE)) is not None
 
 
+def test_a_printed_marker_never_overwrites_nor_follows_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "kept.png").write_text("a file of the user's")
+    (tmp_path / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    for name, words in (("kept.png", "already exists"), ("link.png", "is a symbolic link")):
+        assert main(["track", "--print-marker", str(tmp_path / name)]) != 0
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+    assert (tmp_path / "kept.png").read_text() == "a file of the user's"
+    assert not (tmp_path / "elsewhere.png").exists()
+    same = str(tmp_path / "both.png")
+    assert main(["track", "--print-marker", same, "--print-board", same]) != 0
+    assert "its own file" in capsys.readouterr().err and not (tmp_path / "both.png").exists()
+
+
 def _config(tmp: Path) -> Path:
     path = tmp / "plend.toml"
     path.write_text(f'[paths]\nstate_dir = "{tmp}"\n')

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from plend.core.errors import ConfigError
-
-OUT_MODE = 0o666  # less the umask, as for any file a command writes
+from plend.core.files import create_new, refuse_existing
 
 
 def run_recording_command(args: argparse.Namespace) -> int:
@@ -31,24 +30,6 @@ def _read(args: argparse.Namespace) -> Any:
     for problem in rec.problems:
         print(f"plend: note: {args.recording}: {problem}", file=sys.stderr)
     return rec
-
-
-def _refuse_existing(option: str, out: Path) -> None:
-    """An output file is never overwritten, nor written through a symbolic link."""
-    if os.path.lexists(out):
-        what = "is a symbolic link" if out.is_symlink() else "already exists"
-        raise ConfigError(f"{option} {out} {what}; choose another file name")
-
-
-def _create(option: str, out: Path) -> int:
-    """A new file at ``out`` (never through a link), open for writing."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(out, flags, OUT_MODE)
-    except FileExistsError:
-        raise ConfigError(f"{option} {out} already exists; choose another file name") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def add_video_options(run: argparse.ArgumentParser) -> None:
@@ -118,10 +99,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {out}: give a .png, .svg or .pdf file")
     if not out.absolute().parent.is_dir():
         raise ConfigError(f"-o {out}: the folder {out.absolute().parent} does not exist")
-    _refuse_existing("-o", out)
+    refuse_existing("-o", out)
     rec = _read(args)
     joints = joints_for(args.joints, rec.joint_names)
-    fd = _create("-o", out)
+    fd = create_new("-o", out)
     try:
         with os.fdopen(fd, "wb") as f:
             plot(rec, f, joints, out.suffix.lower()[1:])
@@ -138,7 +119,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = args.out or args.recording.with_suffix(".csv")
     if out.suffix.lower() != ".csv":
         raise ConfigError(f"-o {out}: the replay format is CSV; give a .csv file")
-    _refuse_existing("-o", out)
+    refuse_existing("-o", out)
     rec = _read(args)
     joints, positions, rate, note = trajectory(rec, "measured" if args.measured else "targets")
     if not math.isfinite(rate):
@@ -148,7 +129,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
     if note:
         print(f"plend: note: {args.recording}: {note}", file=sys.stderr)
-    fd = _create("-o", out)
+    fd = create_new("-o", out)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(f"# rate_hz: {rate:g}\n{','.join(joints)}\n")
@@ -170,5 +151,5 @@ def record_path(args: argparse.Namespace) -> Path | None:
         raise ConfigError(f"--record {path}: a recording's name ends in .mcap")
     if not path.parent.is_dir():
         raise ConfigError(f"--record {path}: the folder {path.parent} does not exist")
-    _refuse_existing("--record", path)
+    refuse_existing("--record", path)
     return path

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plend.core.errors import PlendError
+from plend.core.errors import ConfigError, PlendError
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -313,3 +313,42 @@ def _parsed(what: str, invalid: str, parse: Callable[[], Any]) -> Any:
             return data
         problem = f"is nested deeper than {MAX_DEPTH} levels"
     raise FileRefusedError(f"{what}: {problem}")
+
+
+# -- files a command writes ------------------------------------------------------------
+
+OUT_MODE = 0o666  # less the umask, as for any file a command writes
+
+
+def refuse_existing(option: str, out: Path) -> None:
+    """Before the work: an output file is never overwritten, nor written through a
+    symbolic link, and its folder must exist."""
+    if not str(out) or str(out) == ".":
+        raise ConfigError(f"{option} needs a file name")
+    if os.path.lexists(out):
+        what = "is a symbolic link" if out.is_symlink() else "already exists"
+        raise ConfigError(f"{option} {out} {what}; choose another file name")
+    if not out.absolute().parent.is_dir():
+        raise ConfigError(f"{option} {out}: the folder {out.absolute().parent} does not exist")
+
+
+def create_new(option: str, out: Path) -> int:
+    """A new file at ``out`` (never through a link), open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(out, flags, OUT_MODE)
+    except FileExistsError:
+        raise ConfigError(f"{option} {out} already exists; choose another file name") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def write_new(option: str, out: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``out``; a failure leaves no file behind."""
+    fd = create_new(option, out)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        out.unlink(missing_ok=True)  # ours: made above, never through a link
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None

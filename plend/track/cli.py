@@ -21,6 +21,7 @@ from typing import Any
 
 from plend.core.config import Config
 from plend.core.errors import ConfigError, PlendError
+from plend.core.files import refuse_existing, write_new
 
 log = logging.getLogger("plend.track")
 
@@ -91,11 +92,16 @@ def _print(config: Config, args: argparse.Namespace) -> int:
          "the ChArUco calibration board: glue it on card",
          markers.BOARD_SQUARE_M),
     ]  # fmt: skip
+    paths = [path for path, *_ in jobs if path is not None]
+    if len(set(paths)) < len(paths):
+        raise ConfigError("give each --print-* option its own file")
+    for path in paths:
+        refuse_existing("--print", path)
     for path, make, what, size in jobs:
         if path is None:
             continue
         image = make()
-        markers.write_png(path, image, dpi)
+        write_new("--print", path, markers.png_bytes(image, dpi))
         print(f"{path}: {what}. Print at 100 % ({dpi} dpi); "
               f"{'each square' if path == args.print_board else 'the black square'} should measure "
               f"{size * 1000:.1f} mm (set the size in [track] to what you measure).")  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,21 +74,18 @@ def board_image(px_per_m: float) -> np.ndarray:
     return cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=255)
 
 
-def write_png(path: Path, image: np.ndarray, dpi: int = PRINT_DPI) -> None:
-    """Write a greyscale PNG that prints at its true size (it records ``dpi``)."""
+def png_bytes(image: np.ndarray, dpi: int = PRINT_DPI) -> bytes:
+    """A greyscale PNG that prints at its true size (it records ``dpi``)."""
     cv2 = cv2_module()
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
-        raise MarkerError(f"cannot encode {path}")
+        raise MarkerError("cannot encode the image as PNG")
     data = encoded.tobytes()
     ppm = round(dpi / 0.0254)
     body = b"pHYs" + struct.pack(">IIB", ppm, ppm, 1)
     chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
-    try:
-        path.write_bytes(data[:end_of_ihdr] + chunk + data[end_of_ihdr:])
-    except OSError as exc:
-        raise MarkerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
 
 
 def printable_marker(dictionary_name: str, marker_id: int, size_m: float, dpi: int = PRINT_DPI) -> np.ndarray:
