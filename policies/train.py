@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import math
 import os
 import shlex
 import sys
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, help="random seed of the agent and the worlds (default 0)")
     add("--out", type=Path, help="policy file to write (default runs/walk-TIME/walk.onnx; never a "
         "shipped policy)")  # fmt: skip
+    add("--replace", action="store_true", help="train over an existing --out (default: refused)")
     add("--log-dir", type=Path, help="evaluations.csv and model.zip go here (default: beside --out)")
     add("--envs", type=int, default=4, help="simulations in worker processes (default 4)")
     add("--updates-per-step", type=float, default=0.25, help="gradient steps per environment step "
@@ -109,37 +111,57 @@ def reward_weights(changes: list[str]) -> Any:
     for change in changes:
         name, _, value = change.partition("=")
         try:
-            if name not in names:
+            if name not in names or not math.isfinite(float(value)):
                 raise ValueError
             values[name] = float(value)
         except ValueError:
             raise PlendError(
-                f"--reward {change!r}: use TERM=WEIGHT with TERM one of {', '.join(names)}"
+                f"--reward {change[:60]!r}: use TERM=WEIGHT, WEIGHT a finite number, TERM one of "
+                f"{', '.join(names)}"
             ) from None
     return RewardWeights(**values)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad options before anything starts; fill in the default output."""
-    checks = [
-        ("--steps", args.steps >= 1), ("--envs", 1 <= args.envs <= 64),
-        ("--updates-per-step", 0 < args.updates_per_step <= 8), ("--batch-size", args.batch_size >= 1),
-        ("--episode-steps", args.episode_steps >= 10), ("--eval-every", args.eval_every >= 0),
-        ("--nominal-share", 0 <= args.nominal_share <= 1), ("--threads", args.threads >= 1),
-        ("--buffer-size", args.buffer_size >= args.batch_size),
-        ("--residual-weight", args.residual_weight >= 0),
+    checks = [  # (option, allowed range); NaN is in none
+        ("--steps", 1, 10**9), ("--envs", 1, 64), ("--updates-per-step", 1e-6, 8), ("--batch-size", 1, 65536),
+        ("--episode-steps", 10, 100_000), ("--eval-every", 0, 10**9), ("--nominal-share", 0, 1),
+        ("--threads", 1, 256), ("--buffer-size", args.batch_size, 10_000_000), ("--residual-weight", 0, 100),
+        ("--learning-starts", 0, 10**9), ("--critic-warmup", 0, 10**9), ("--learning-rate", 1e-9, 1),
+        ("--actor-lr", 1e-9, 1), ("--gamma", 0, 1), ("--noise", 0, 10),
     ]  # fmt: skip
-    for name, ok in checks:
-        if not ok:
-            raise PlendError(f"{name} {getattr(args, name[2:].replace('-', '_'))} is out of range")
+    for name, low, high in checks:
+        value = getattr(args, name[2:].replace("-", "_"))
+        if not low <= value <= high:
+            raise PlendError(f"{name} {value} is out of range; use {low:g} to {high:g}")
+    reward_weights(args.reward)  # refused here, not in the workers
+    if max(_net_arch(args.net_arch)) > 4096:
+        raise PlendError(f"--net-arch {args.net_arch}: at most 4096 units a layer")
+    if args.device not in ("cpu", "cuda", "mps") and not args.device.startswith("cuda:"):
+        raise PlendError(f"--device {args.device[:40]!r}: give cpu, cuda, cuda:N or mps")
     if args.out is None:
         args.out = Path("runs") / time.strftime("walk-%Y%m%d-%H%M%S") / "walk.onnx"
-    if args.out.resolve().parent == SHIPPED:
+    _check_out(args.out, args.replace)
+    args.log_dir = args.log_dir or args.out.parent
+    if args.log_dir.exists() and not args.log_dir.is_dir():
+        raise PlendError(f"--log-dir {args.log_dir} is not a folder")
+
+
+def _check_out(out: Path, replace: bool) -> None:
+    """``--out``: a file name, never a shipped policy, an existing file only with ``--replace``."""
+    if out.name in ("", ".", ".."):
+        raise PlendError("--out needs a file name, e.g. runs/walk.onnx")
+    if out.absolute().parent == SHIPPED or out.resolve().parent == SHIPPED:
         raise PlendError(
-            f"--out {args.out} is where the shipped policies live; write elsewhere (e.g. runs/), measure "
+            f"--out {out} is where the shipped policies live; write elsewhere (e.g. runs/), measure "
             "it, then copy it there"
         )
-    args.log_dir = args.log_dir or args.out.parent
+    if out.is_symlink():
+        raise PlendError(f"--out {out} is a symbolic link; choose another file name")
+    if os.path.lexists(out) and not (replace and out.is_file()):
+        advice = " (or --replace to train over it)" if out.is_file() else ""
+        raise PlendError(f"--out {out} already exists; choose another file name{advice}")
 
 
 def make_spec(args: argparse.Namespace) -> Any:
@@ -258,13 +280,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         restore()
     wall = time.perf_counter() - began
     _, step, actor = progress.best  # type: ignore[misc]
-    exporter.export(step, actor, progress.steps, wall)
-    model.save(str(args.log_dir / "model.zip"), exclude=["replay_buffer"])
-    _write_evaluations(args.log_dir / "evaluations.csv", progress.evaluations)
+    measured = bool(progress.evaluations) or not stop.is_set()
+    if measured:  # stopped before its first evaluation: nothing measured is worth a file
+        exporter.export(step, actor, progress.steps, wall)
+        model.save(str(args.log_dir / "model.zip"), exclude=["replay_buffer"])
+        _write_evaluations(args.log_dir / "evaluations.csv", progress.evaluations)
     return {"command": command, "steps": progress.steps, "wall_s": wall, "out": args.out,
             "exported_step": step, "evaluations": progress.evaluations, "episodes": progress.episodes,
             "last_returns": list(progress.returns)[-10:], "stopped": progress.stopped,
-            "interrupted": stop.is_set()}  # fmt: skip
+            "interrupted": stop.is_set(), "written": measured}  # fmt: skip
 
 
 class _Exporter:
@@ -317,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     rate = done["steps"] / max(done["wall_s"], 1e-9)
     print(f"steps: {done['steps']}  wall: {done['wall_s']:.1f} s  ({rate:.0f} steps/s)")
     print(f"episodes: {done['episodes']}  mean return of the last {len(recent)}: {mean:.1f}")
+    if not done["written"]:
+        print(f"{done['stopped']} before the first evaluation: nothing written ({done['out']} is as it was)")
+        return 130
     if done["stopped"]:
         print(
             f"{done['stopped']}: wrote the best actor so far",

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from plend.core.files import FileRefusedError, read_limited
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec
 from policies.onnx_file import Graph, OnnxFormatError, read_model
 
+MAX_ACTOR_BYTES = 64 << 20  # an actor of 4096-unit layers is about 70 MB; walking ones are < 1 MB
 PASS_THROUGH = {"Cast", "Flatten", "Identity"}  # shape/type plumbing around the layers
 ACTIVATIONS = {"Relu": "ReLU", "Tanh": "Tanh"}  # ONNX op -> torch module name
 
@@ -45,7 +47,9 @@ def read_actor(path: Path) -> ActorWeights:
     not one this trainer wrote."""
     path = Path(path)
     try:
-        model = read_model(path.read_bytes())
+        model = read_model(read_limited(path, MAX_ACTOR_BYTES, 10.0, "--init-actor"))
+    except FileRefusedError as exc:
+        raise PolicyError(str(exc)) from None
     except OSError as exc:
         raise PolicyError(f"--init-actor {path}: cannot read it ({exc.strerror or exc})") from None
     except OnnxFormatError as exc:

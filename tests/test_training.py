@@ -196,6 +196,59 @@ def test_training_never_writes_over_the_shipped_policy(capsys) -> None:
     assert shipped.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--out", "{kept}"], "already exists; choose another file name (or --replace"),
+        (["--out", "{link}"], "is a symbolic link"),
+        (["--out", "{tmp}"], "already exists"),
+        (["--out", ""], "needs a file name"),
+        (["--learning-rate", "nan"], "--learning-rate nan is out of range"),
+        (["--gamma", "5"], "--gamma 5.0 is out of range"),
+        (["--noise", "-1"], "--noise -1.0 is out of range"),
+        (["--buffer-size", "100000000000"], "--buffer-size 100000000000 is out of range"),
+        (["--net-arch", "100000,100000"], "at most 4096 units"),
+        (["--reward", "bogus=1"], "--reward 'bogus=1'"),
+        (["--reward", "action=nan"], "WEIGHT a finite number"),
+        (["--device", "bogus"], "give cpu, cuda"),
+        (["--init-actor", "{fifo}"], "FIFO"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_starts_or_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    kept = tmp_path / "kept.onnx"
+    kept.write_bytes(b"an earlier policy")
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "elsewhere.onnx")
+    os.mkfifo(tmp_path / "fifo")
+    names = {"kept": kept, "link": tmp_path / "link.onnx", "tmp": tmp_path, "fifo": tmp_path / "fifo"}
+    argv = [a.format(**names) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "new.onnx")]
+    assert train.main(["--steps", "10", *argv]) == 1
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+    assert kept.read_bytes() == b"an earlier policy" and not (tmp_path / "elsewhere.onnx").exists()
+    assert not (tmp_path / "new.onnx").exists()
+
+
+def test_ctrl_c_before_the_first_evaluation_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "walk.onnx"
+    out.write_bytes(b"the policy trained yesterday")
+    argv = [sys.executable, "-m", "policies.train", "--steps", "1000000", "--learning-starts", "20",
+            "--eval-every", "1000000", "--envs", "1", "--episode-steps", "40", "--net-arch", "8",
+            "--out", str(out), "--replace", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    time.sleep(15.0)  # learning by now, long before its first evaluation
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "before the first evaluation: nothing written" in stdout
+    assert out.read_bytes() == b"the policy trained yesterday"
+
+
 def test_ctrl_c_ends_training_with_the_best_actor_so_far(tmp_path: Path) -> None:
     out = tmp_path / "walk.onnx"
     argv = [sys.executable, "-m", "policies.train", "--steps", "1000000", "--learning-starts", "20",
