@@ -19,8 +19,9 @@ import numpy as np
 from gaits.balance import Balance
 from gaits.sine import SpeedMap, stand_pose
 from gaits.walker import SineGait
-from plend.core.config import GaitConfig
+from plend.core.config import GaitConfig, LimitsConfig
 from plend.core.errors import PlendError, require_package
+from plend.core.files import FileRefusedError, check_regular
 from plend.hal.base import GroundTruth, ImuReading, Sensors
 from plend.model.robot import JOINT_NAMES
 from policies.contract import (
@@ -133,8 +134,10 @@ def _check_graph(path: Path) -> None:
 
 
 def _session(path: Path) -> Any:
-    if not path.is_file():
-        raise PolicyError(f"{path}: no such file")
+    try:  # a FIFO, a device, a folder or a file of gigabytes: refused before it is read
+        check_regular(path, LimitsConfig().max_policy_bytes, "policy", "limits.max_policy_bytes")
+    except FileRefusedError as exc:
+        raise PolicyError(str(exc)) from None
     if policy_engine() == "numpy":
         session = _numpy_session(path)  # allocates only the file's own weights
         _check_graph(path)

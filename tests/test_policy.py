@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,17 @@ def test_a_good_policy_loads_with_its_inference_time(zero_policy: Path) -> None:
     assert runner.spec == SPEC and runner.inference_ms["p99"] > 0
 
 
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as f:
+        f.truncate(size)
+    return path
+
+
 def bad_files(tmp: Path) -> dict[str, tuple[Path, str, str]]:
     n = SPEC.observation_size
     good = save_model(tmp / "good.onnx", SPEC, n, 12)
@@ -113,6 +125,9 @@ def bad_files(tmp: Path) -> dict[str, tuple[Path, str, str]]:
         "not ONNX": (junk, "sim", "not a valid ONNX model"),
         "truncated": (truncated, "sim", "not a valid ONNX model"),
         "missing file": (tmp / "absent.onnx", "sim", "no such file"),
+        "a folder": (tmp, "sim", "is a directory"),
+        "a FIFO": (_fifo(tmp / "pipe.onnx"), "sim", "FIFO"),
+        "a huge file": (_sparse(tmp / "huge.onnx", 33 << 20), "sim", "limits.max_policy_bytes"),
         "wrong input size": (save_model(tmp / "in.onnx", SPEC, n + 3, 12), "sim", f"input has size {n + 3}"),
         "wrong output size": (save_model(tmp / "out.onnx", SPEC, n, 10), "sim", "output has size 10"),
         "double input": (
