@@ -298,7 +298,8 @@ def _cmd_world(config: Config, args: argparse.Namespace) -> int:
 def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> int:
     from plend.cli.evaluate import Plan, default_jobs, parse_settings, run_plan, world_seeds
 
-    config = apply_settings(config, parse_settings(args.set))
+    settings = parse_settings(args.set)
+    config = apply_settings(config, settings)
     walker = _parser().parse_args(["run", "--fast", *rest])
     if walker.video is not None or walker.record is not None:
         raise ConfigError(
@@ -313,7 +314,10 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
     jobs = default_jobs() if args.jobs is None else args.jobs
     if not 1 <= jobs <= 256:
         raise ConfigError(f"--jobs {jobs} is out of range; use 1 to 256")
-    plan = Plan(config, options, seeds, factors)
+    # The [sim] keys the command line sets hold over every drawn world, as with plend run.
+    given = {key for opt, key in _WORLD_OPTIONS.items() if getattr(walker, opt) not in (None, False)}
+    keep = tuple(sorted((given | set(settings.get("sim", {}))) - {"seed"}))
+    plan = Plan(config, options, seeds, factors, keep)
     to_stdout = args.json is not None and str(args.json) == "-"
     if args.json is not None and not to_stdout:
         refuse_existing("--json", args.json)  # before minutes of evaluation, not after

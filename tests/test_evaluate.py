@@ -179,3 +179,14 @@ def test_json_to_stdout_is_the_only_thing_there(capsys: pytest.CaptureFixture[st
     assert main(["evaluate", "--worlds", "1", "--seconds", "1", "--no-progress", "--json", "-"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["worlds"] and "falls" in err  # the table went to stderr
+
+
+def test_a_world_option_holds_over_what_the_suite_draws(tmp_path: Path) -> None:
+    """As with plend run --world-seed N --friction F: the option wins over the drawn factor."""
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--worlds", "2", "--seconds", "1", "--no-progress", "--friction", "0.3"]
+    assert main([*args, "--set", "sim.mass_scale=1.1", "--json", str(out)]) == 0
+    worlds = json.loads(out.read_text())["worlds"]
+    assert [w["parameters"]["friction"] for w in worlds] == [0.3, 0.3]
+    assert [w["parameters"]["mass_scale"] for w in worlds] == [1.1, 1.1]
+    assert worlds[0]["parameters"]["rolling_friction"] != worlds[1]["parameters"]["rolling_friction"]

@@ -38,21 +38,27 @@ class Plan:
         options: the walker and how long it walks (``duration_s``).
         seeds: the suite's world numbers; empty: the configured world alone.
         factors: the suite's factors drawn (None: all).
+        keep: ``[sim]`` keys the command line set (``--friction``, ``--set sim.KEY=V``): they
+            hold in every world, over what the suite draws, as in ``plend run --world-seed``.
     """
 
     config: Config
     options: RunOptions
     seeds: tuple[int, ...] = ()
     factors: tuple[str, ...] | None = None
+    keep: tuple[str, ...] = ()
 
     def configs(self) -> list[tuple[str, Config]]:
         """(name, config) of every world, in order."""
         if not self.seeds:
             return [("configured", self.config)]
+        kept = {key: getattr(self.config.sim, key) for key in self.keep}
         return [
-            (str(n), dataclasses.replace(self.config, sim=draw_world(n, self.config.sim, self.factors)))
+            (str(n), dataclasses.replace(
+                self.config, sim=dataclasses.replace(draw_world(n, self.config.sim, self.factors), **kept)
+            ))
             for n in self.seeds
-        ]
+        ]  # fmt: skip
 
 
 def walk_world(name: str, config: Config, options: RunOptions) -> dict[str, Any]:
