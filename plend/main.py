@@ -198,11 +198,14 @@ def apply_world_options(config: Config, args: argparse.Namespace) -> Config:
 
 def parse_factors(text: str | None) -> tuple[str, ...] | None:
     """``A,B`` -> the factor names, checked; None for all."""
-    from plend.model.worlds import check_factors
+    from plend.model.worlds import FACTORS, check_factors
 
     if text is None:
         return None
-    return check_factors(name.strip() for name in text.split(",") if name.strip())
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(f"--factors {text[:40]!r} names no factor; give some of: {', '.join(FACTORS)}")
+    return check_factors(names)
 
 
 def _apply_options(config: Config, args: argparse.Namespace) -> Config:

@@ -64,6 +64,9 @@ class Client:
     def request(self, cmd: str, **args: Any) -> Any:
         from plend.daemon.server import PROTOCOL_VERSION
 
+        for name, value in args.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ClientError(f"--{name.replace('_', '-')} {value} is not a number; give a finite value")
         line = json.dumps({"v": PROTOCOL_VERSION, "cmd": cmd, "args": args}).encode() + b"\n"
         deadline = time.monotonic() + self.timeout  # for the whole reply, however it trickles
         try:

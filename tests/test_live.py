@@ -84,3 +84,7 @@ def test_plend_live_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "plend.main", "live", "--rate", "0"], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)  # fmt: skip
     assert done.returncode == 2 and "--rate 0.0 is out of range" in done.stderr
+    for duration in ("0", "-1", "nan"):
+        done = subprocess.run([sys.executable, "-m", "plend.main", "live", "--duration", duration],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+        assert done.returncode == 2 and f"--duration {float(duration)} is out of range" in done.stderr

@@ -120,3 +120,11 @@ def test_a_watch_period_out_of_range_is_refused(period: str, capsys: pytest.Capt
         plenctl(["status", "--watch", period])
     assert caught.value.code == 2
     assert "give seconds in [0.1, 3600]" in capsys.readouterr().err
+
+
+def test_a_number_that_is_not_one_is_refused_before_it_is_sent(
+    endpoint: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = endpoint(lambda conn: conn.sendall(b'{"ok": true, "result": {}}\n'))
+    assert plenctl(["--socket", str(path), "gait", "sine", "--speed", "nan"]) == 1
+    assert "--speed nan is not a number; give a finite value" in capsys.readouterr().err

@@ -110,6 +110,11 @@ def test_the_robot_is_in_the_picture_and_the_camera_follows_it(tmp_path: Path) -
         (["--video", "{tmp}/w.mp4", "--video-size", "big"], "give WxH (e.g. 320x240)"),
         (["--video", "{tmp}/w.mp4", "--video-fps", "0"], "video fps 0.0 is out of range"),
         (["--video", "{tmp}/w.mp4", "--video-view", "0,-95,1"], "video pitch -95.0 deg is out of range"),
+        (["--video", "{tmp}/w.mp4", "--video-view", "nan,-20,1"], "video yaw nan deg is out of range"),
+        (
+            ["--video", "{tmp}/w.gif", "--video-size", "1920x1920", "--video-fps", "60", "--duration", "3"],
+            "film it as .mp4",
+        ),
         (["--video", "{tmp}/w.mp4", "--hal", "hardware", "--bus", "emulated"], "run with --hal sim"),
     ],
 )

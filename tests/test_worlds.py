@@ -137,6 +137,9 @@ def test_plend_world_prints_config(capsys: pytest.CaptureFixture[str]) -> None:
                         "push_direction_deg", "seed"}  # fmt: skip
     assert main(["world", "9", "--factors", "floors"]) == 2
     assert "unknown robustness factor 'floors'" in capsys.readouterr().err
+    for empty in ("", ",,"):  # not the nominal world in disguise
+        assert main(["world", "9", "--factors", empty]) == 2
+        assert "names no factor" in capsys.readouterr().err
 
 
 def test_dump_config_shows_the_drawn_world(capsys: pytest.CaptureFixture[str]) -> None:

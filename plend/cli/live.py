@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     """``plend live``: serve until Ctrl-C (or ``--duration``)."""
     if not (math.isfinite(args.rate) and 1.0 <= args.rate <= 100.0):
         raise ConfigError(f"--rate {args.rate} is out of range; use 1 to 100 requests per second")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise ConfigError(f"--duration {args.duration} is out of range; give a number of seconds above 0")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a port number; use 0 to 65535")
     require_package("foxglove", "live")

@@ -32,6 +32,9 @@ def _read(args: argparse.Namespace) -> Any:
     return rec
 
 
+MAX_GIF_PIXELS = 512 << 20  # one byte a pixel once quantised: 512 MiB of frames
+
+
 def add_video_options(run: argparse.ArgumentParser) -> None:
     """``plend run --fast --video FILE`` and how it looks."""
     video = run.add_argument_group("video of a simulated run (with --fast)")
@@ -67,7 +70,16 @@ def video_options(args: argparse.Namespace) -> Any:
         raise ConfigError(
             f"--video {args.video} is a symbolic link or not a regular file; choose another file name"
         )
-    return VideoOptions(args.video, width, height, args.video_fps, args.video_renderer, distance, yaw, pitch)
+    fps = args.video_fps
+    options = VideoOptions(args.video, width, height, fps, args.video_renderer, distance, yaw, pitch)
+    frames = (20.0 if getattr(args, "duration", None) is None else args.duration) * args.video_fps
+    if args.video.suffix.lower() == ".gif" and frames * width * height > MAX_GIF_PIXELS:
+        raise ConfigError(  # a GIF keeps every frame in memory until it is written
+            f"--video {args.video}: a GIF of {frames:.0f} frames of {width}x{height} would hold "
+            f"{frames * width * height / 2**20:.0f} MiB until the end of the run (at most "
+            f"{MAX_GIF_PIXELS >> 20}); film it as .mp4, or shorter, smaller or at fewer frames per second"
+        )
+    return options
 
 
 def add_recording_commands(sub: Any) -> None:

@@ -71,6 +71,8 @@ class VideoOptions:
             raise ConfigError(f"video renderer {self.renderer!r}; choose one of: {', '.join(RENDERERS)}")
         if not (math.isfinite(self.distance_m) and 0.1 <= self.distance_m <= 10.0):
             raise ConfigError(f"video distance {self.distance_m!r} m is out of range; use [0.1, 10]")
+        if not (math.isfinite(self.yaw_deg) and -360.0 <= self.yaw_deg <= 360.0):
+            raise ConfigError(f"video yaw {self.yaw_deg!r} deg is out of range; use [-360, 360]")
         if not (math.isfinite(self.pitch_deg) and -89.0 <= self.pitch_deg <= 10.0):
             raise ConfigError(f"video pitch {self.pitch_deg!r} deg is out of range; use [-89, 10]")
 
