@@ -103,7 +103,7 @@ def test_a_broken_file_is_refused_in_one_line(tmp_path: Path) -> None:
     conv = tmp_path / "conv.onnx"
     export_actor(torch.nn.Sequential(torch.nn.Linear(41, 12), torch.nn.Sigmoid()), make_spec(), conv)
     for path, message in [
-        (tmp_path / "missing.onnx", "cannot read it"),
+        (tmp_path / "missing.onnx", "no such file"),
         (garbage, "not a valid ONNX model"),
         (bare, "no 'plend.policy' metadata"),
         (conv, "has a Sigmoid node where policies.train's actor has Gemm/Relu/Tanh layers"),
