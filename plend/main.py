@@ -310,6 +310,11 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace, rest: list[str]) -> 
         )
     if walker.world_seed is not None or walker.duration is not None:
         raise ConfigError("plend evaluate picks the worlds and the time: use --first/--worlds and --seconds")
+    if walker.summary is not None or walker.socket is not None or walker.no_socket:
+        raise ConfigError(
+            "plend evaluate serves no socket and reports its own table (--json FILE for the figures); "
+            "leave out --summary, --socket and --no-socket"
+        )
     factors, walker.factors = parse_factors(walker.factors), None  # drawn per world below
     config = _apply_options(config, walker)
     options = replace(batch_options(walker), duration_s=args.seconds)

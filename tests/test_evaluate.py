@@ -94,6 +94,8 @@ BAD = [
     (["--set", "sim.urdf=robot.urdf"], "is not a TOML value (strings need quotes)"),
     (["--urdf", "/nonexistent/robot.urdf"], "cannot read the robot model /nonexistent/robot.urdf"),
     (["--policy", "/nonexistent/walk.onnx"], "/nonexistent/walk.onnx"),
+    (["--summary", "json"], "leave out --summary, --socket and --no-socket"),
+    (["--socket", "/tmp/x.sock"], "leave out --summary, --socket and --no-socket"),
 ]
 
 

@@ -232,6 +232,8 @@ def test_calibrate_set_floor_and_measure_a_walk_from_the_command_line(
         (["track", "--camera", "/dev/video-missing", "--duration", "1"], "no camera at /dev/video-missing"),
         (["track", "--camera", "emulated", "--duration", "-3"], "--duration -3.0 is out of range"),
         (["track", "--calibrate", "--camera", "emulated", "--views", "2"], "--views 2 is out of range"),
+        (["track", "--camera", ""], "--camera needs a device"),
+        (["track", "--camera", "emulated", "--record", "poses.txt"], "ends in .mcap"),
     ],
 )
 def test_bad_track_options_get_one_line(tmp_path: Path, argv: list[str], words: str, capsys) -> None:

@@ -56,6 +56,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
     """Carry out ``plend track``; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="plend track: %(message)s", stream=sys.stderr)
     track = config.track
+    if args.camera is not None and not args.camera.strip():
+        raise ConfigError("--camera needs a device (/dev/video0), an index, a video file or 'emulated'")
+    if args.record is not None and args.record.suffix != ".mcap":
+        raise ConfigError(f"--record {args.record}: a pose recording's name ends in .mcap")
     if args.camera:
         from dataclasses import replace
 
