@@ -133,9 +133,9 @@ def _check_graph(path: Path) -> None:
         raise PolicyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
-def _session(path: Path) -> Any:
+def _session(path: Path, max_bytes: int = LimitsConfig().max_policy_bytes) -> Any:
     try:  # a FIFO, a device, a folder or a file of gigabytes: refused before it is read
-        check_regular(path, LimitsConfig().max_policy_bytes, "policy", "limits.max_policy_bytes")
+        check_regular(path, max_bytes, "policy", "limits.max_policy_bytes")
     except FileRefusedError as exc:
         raise PolicyError(str(exc)) from None
     if policy_engine() == "numpy":
@@ -202,11 +202,17 @@ def read_spec(path: Path, session: Any) -> PolicySpec:
 
 
 def load_runner(
-    path: Path, rate_hz: float, hal_name: str, sample: Sensors | None, pose: Any = None
+    path: Path,
+    rate_hz: float,
+    hal_name: str,
+    sample: Sensors | None,
+    pose: Any = None,
+    max_bytes: int = LimitsConfig().max_policy_bytes,
 ) -> PolicyRunner:
     """Load and check a policy file for a loop at ``rate_hz`` on backend ``hal_name``
-    (with ``pose``, the daemon's camera pose store, on the robot)."""
-    session = _session(path)
+    (with ``pose``, the daemon's camera pose store, on the robot); a file over
+    ``max_bytes`` (``limits.max_policy_bytes``) is refused unread."""
+    session = _session(path, max_bytes)
     spec = read_spec(path, session)
     _check_io(path, session, spec)
     missing = [n for n, _ in spec.observation if n not in available_sources(hal_name, pose)]
@@ -377,7 +383,8 @@ def make_policy_loader(hal: Any, rate_hz: float, sample: Any, pose: Any = None) 
     the camera's, from ``pose`` (a plend.daemon.pose.PoseStore)."""
 
     def load(path: Path, config: Any) -> PolicyBehaviour:
-        runner = load_runner(path, rate_hz, hal.name, sample(), pose)
+        limit = config.limits.max_policy_bytes if config is not None else LimitsConfig().max_policy_bytes
+        runner = load_runner(path, rate_hz, hal.name, sample(), pose, limit)
         gait = config.gait if config is not None else None
         if hal.name == "sim":
             return PolicyBehaviour(runner, hal.truth if isinstance(hal, GroundTruth) else None, gait=gait)

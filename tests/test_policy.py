@@ -17,12 +17,12 @@ pytest.importorskip("pybullet")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from plend.core.clock import StepClock  # noqa: E402
-from plend.core.config import Config, GaitConfig  # noqa: E402
+from plend.core.config import Config, GaitConfig, LimitsConfig  # noqa: E402
 from plend.daemon.headless import RunOptions, run  # noqa: E402
 from plend.hal.fake import FakeHal  # noqa: E402
 from plend.model.robot import LEG_JOINT_NAMES  # noqa: E402
 from policies.contract import METADATA_KEY, PolicyError, PolicySpec, legacy_spec  # noqa: E402
-from policies.runner import PolicyBehaviour, PolicyRunner, load_runner  # noqa: E402
+from policies.runner import PolicyBehaviour, PolicyRunner, load_runner, make_policy_loader  # noqa: E402
 
 LEGS = LEG_JOINT_NAMES["right"] + LEG_JOINT_NAMES["left"]
 SPEC = PolicySpec(
@@ -99,6 +99,14 @@ def test_a_policy_trained_on_the_balanced_gait_runs_on_it(tmp_path: Path) -> Non
 def test_a_good_policy_loads_with_its_inference_time(zero_policy: Path) -> None:
     runner = load_runner(zero_policy, 50.0, "sim", None)
     assert runner.spec == SPEC and runner.inference_ms["p99"] > 0
+
+
+def test_the_size_limit_is_the_one_configured(zero_policy: Path) -> None:
+    with pytest.raises(PolicyError, match=r"limits\.max_policy_bytes"):
+        load_runner(zero_policy, 50.0, "sim", None, max_bytes=1024)
+    config = Config(limits=LimitsConfig(max_policy_bytes=1024))
+    with pytest.raises(PolicyError, match=r"limits\.max_policy_bytes"):
+        make_policy_loader(FakeHal(StepClock()), 50.0, lambda: None)(zero_policy, config)
 
 
 def _fifo(path: Path) -> Path:

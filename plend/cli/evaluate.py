@@ -207,7 +207,8 @@ def check_plan(plan: Plan) -> None:
     if plan.options.policy is not None:
         from policies.runner import load_runner
 
-        runner = load_runner(plan.options.policy, plan.config.loop.rate_hz, "sim", None)
+        rate, limit = plan.config.loop.rate_hz, plan.config.limits.max_policy_bytes
+        runner = load_runner(plan.options.policy, rate, "sim", None, max_bytes=limit)
         runner.spec.check_command(plan.options.speed, plan.options.turn, plan.options.side)
 
 
