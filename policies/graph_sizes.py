@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.onnx_file import DTYPES, Model, Node
+from policies.onnx_file import DTYPES, Model, Node, shown_name
 
 MAX_ELEMENTS = 10_000_000  # values in one tensor (40 MB of float32)
 MAX_TOTAL = 30_000_000  # values in all the graph's tensors together
@@ -63,8 +63,7 @@ class _Unsized(Exception):
 
 
 def _shown(text: str) -> str:
-    shown = text if text.isprintable() else ascii(text)
-    return shown if len(shown) <= 40 else f"{shown[:40]}..."
+    return shown_name(text, 40)
 
 
 class _Sizer:

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from plend.core.checks import shown
 from plend.core.errors import PlendError
 from plend.core.files import parse_json
 from plend.core.locations import under_systemd
@@ -61,9 +62,7 @@ def find(name_or_path: str, state_dir: Path) -> Path:
 
 
 def _shown(text: str) -> str:
-    """A name or path as an error repeats it: quoted, and cut short if long."""
-    shown = repr(text)
-    return shown if len(shown) <= SHOWN_CHARS else f"{shown[:SHOWN_CHARS]}... ({len(text)} characters)"
+    return shown(text, SHOWN_CHARS)
 
 
 def _check_usable(text: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.onnx_file import DTYPES, Model, Node, OnnxFormatError, ValueInfo, read_model
+from policies.onnx_file import DTYPES, Model, Node, OnnxFormatError, ValueInfo, read_model, shown_name
 
 __all__ = ["NumpySession", "OnnxFormatError", "UnsupportedModelError"]
 
@@ -175,21 +175,16 @@ def _as_float32(value: np.ndarray) -> np.ndarray:
     return value.astype(np.float32) if value.dtype == np.float64 else value
 
 
-def _shown(text: str) -> str:
-    """A name read from the file, as an error may repeat it: on one line, and short (a
-    damaged file can hold any bytes there)."""
-    shown = text if text.isprintable() else ascii(text)
-    return shown if len(shown) <= 64 else f"{shown[:64]}..."
-
-
 def _check_graph(model: Model, inputs: list[ValueInfo]) -> None:
     """Refuse, at load, anything :meth:`NumpySession.run` could not evaluate."""
     unknown_domains = sorted(d for d in model.opsets if d not in DEFAULT_DOMAINS)
     if any(node.domain not in DEFAULT_DOMAINS for node in model.graph.nodes):
-        raise UnsupportedModelError(f"operators from the {', '.join(map(_shown, unknown_domains))} domain")
+        raise UnsupportedModelError(
+            f"operators from the {', '.join(map(shown_name, unknown_domains))} domain"
+        )
     missing = sorted({node.op_type for node in model.graph.nodes} - OPS.keys())
     if missing:
-        names = ", ".join(map(_shown, missing))
+        names = ", ".join(map(shown_name, missing))
         raise UnsupportedModelError(
             f"operator {names}, which the numpy evaluator lacks (it has {', '.join(OPS)})"
         )
@@ -205,7 +200,7 @@ def _check_graph(model: Model, inputs: list[ValueInfo]) -> None:
 def _check_node(node: Node, known: set[str]) -> None:
     for name in node.inputs:
         if name and name not in known:
-            raise OnnxFormatError(f"{_shown(node.op_type)} reads {name!r} before anything makes it")
+            raise OnnxFormatError(f"{shown_name(node.op_type)} reads {name!r} before anything makes it")
     to = node.attributes.get("to")
     if node.op_type == "Cast" and not (isinstance(to, int) and to in DTYPES):
         raise UnsupportedModelError(f"a Cast to data type {to!r}")

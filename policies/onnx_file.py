@@ -121,6 +121,13 @@ def _floats(wire: int, value: Any, fmt: str = "f") -> list[float]:
     return list(struct.unpack(f"<{len(data) // struct.calcsize(fmt)}{fmt}", data))
 
 
+def shown_name(text: str, limit: int = 64) -> str:
+    """A name read from the file, as an error may repeat it: on one line, and short (a
+    damaged file can hold any bytes there)."""
+    shown = text if text.isprintable() else ascii(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}..."
+
+
 def _text(value: Any) -> str:
     try:
         return _raw(value).decode("utf-8")

@@ -274,8 +274,6 @@ class ControlServer:
 
     def _process(self, conn: Connection) -> None:
         """Give this connection a turn when it has requests and is free to be served."""
-        if not conn.closed and not conn.busy and conn.lines:
-            self._runnable[conn.id] = conn
         self._turn(conn, serve=False)
 
     def _turn(self, conn: Connection, serve: bool = True) -> None:
