@@ -133,7 +133,7 @@ def _check_graph(path: Path) -> None:
         raise PolicyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
-def _session(path: Path, max_bytes: int) -> Any:
+def _session(path: Path, max_bytes: int = LimitsConfig().max_policy_bytes) -> Any:
     try:  # a FIFO, a device, a folder or a file of gigabytes: refused before it is read
         check_regular(path, max_bytes, "policy", "limits.max_policy_bytes")
     except FileRefusedError as exc:
