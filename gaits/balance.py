@@ -25,7 +25,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    most ``settle_max_s``), so a robot that stands tilted is levelled before it lifts a foot.
 6. **Recovery.** A tilt (from roll and pitch) past ``recover_deg`` stops the steps where
    they are and brings both feet down to the stand pose (:attr:`Balance.recovering`); the
-   walk goes on once the tilt has stayed under half of it for ``recover_s``. A torso
+   walk goes on once the tilt has stayed under half of it for ``recover_s`` (or under
+   it, steadily, for :data:`STEADY_FACTOR` times that: a robot that stands a little
+   tilted would otherwise stand for good). A torso
    pitched back past ``recover_back_deg`` stops the steps the same way, sooner: falling
    over backwards is how most robots on the suite went down. Standing still is not a fall.
 
@@ -61,6 +63,7 @@ from plend.model.sensors import Sensors
 MAX_DT_S = 0.1  # a longer gap between readings (a stall) counts as this much
 ROCK_REFERENCE_TAU_S = 2.0  # rocking is measured from the roll averaged this long...
 ROCK_TAU_S = 1.0  # ...and averaged itself this long
+STEADY_FACTOR = 3.0  # a recovery also ends after this many recover_s under the limits
 CROUCH_PER_LEVEL = 0.25
 
 
@@ -90,7 +93,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "max_correction_rad": (0.0, 0.5, "largest ankle offset"),
     "recover_deg": (0.0, 45.0, "a tilt beyond this stops the steps and stands (0: never)"),
     "recover_back_deg": (0.0, 45.0, "a torso pitched back beyond this also stops the steps (0: off)"),
-    "recover_s": (0.1, 10.0, "steps again once the tilt has stayed under half recover_deg this long"),
+    "recover_s": (0.1, 10.0, "steps again after this long under half recover_deg (3x this long under it)"),
 }
 
 
@@ -189,7 +192,7 @@ class Balance:
         self.recovering = False
         self.recoveries = 0
         self.recovery_cause = ""  # what stopped the steps last: "tilt" or "pitched back"
-        self._calm = 0.0
+        self._calm = self._steady = 0.0
 
     def observe(self, sensors: Sensors | None) -> None:
         """Take this tick's IMU reading (None: no sensors, nothing changes)."""
@@ -249,7 +252,8 @@ class Balance:
     def _watch_tilt(self, roll: float, pitch: float, dt: float) -> None:
         """Recovery: a tilt past ``recover_deg`` (or, with ``recover_back_deg``, a torso
         pitched back past that) stops the steps until both have stayed under half of
-        their limit for ``recover_s``."""
+        their limit for ``recover_s``, or under the limits themselves for
+        ``STEADY_FACTOR`` x ``recover_s``."""
         limit = math.radians(self.gains.recover_deg)
         if limit <= 0.0:
             return
@@ -259,11 +263,16 @@ class Balance:
             if not self.recovering:
                 self.recoveries += 1
                 self.recovery_cause = "tilt" if tilt > limit else "pitched back"
-            self.recovering, self._calm = True, 0.0
+            self.recovering, self._calm, self._steady = True, 0.0, 0.0
         elif self.recovering:
             calm = tilt < 0.5 * limit and -pitch < 0.5 * back
             self._calm = self._calm + dt if calm else 0.0
-            self.recovering = self._calm < self.gains.recover_s
+            # A robot that stands steadily between half the limit and the limit (some
+            # stand a few degrees back on their own) would otherwise stand for good.
+            self._steady += dt
+            self.recovering = (
+                self._calm < self.gains.recover_s and self._steady < STEADY_FACTOR * self.gains.recover_s
+            )
 
     def _duty(self, params: GaitParams) -> float:
         return min(max(params.duty, self.gains.max_duty), params.duty + self.extra_duty)

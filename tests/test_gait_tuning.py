@@ -131,6 +131,24 @@ def test_a_torso_pitched_back_stops_the_steps_before_it_tilts_past_recover_deg()
     assert not off.recovering, "recover_back_deg 0: only the tilt past recover_deg"
 
 
+def test_a_robot_that_stands_steadily_a_little_back_walks_on_after_a_recovery() -> None:
+    """Some robots stand 5-10 degrees back on their own: under the trigger but never under
+    half of it. They must not stand for the rest of the walk."""
+    gains = BalanceGains(recover_deg=20.0, recover_back_deg=10.0, recover_s=0.5, settle_max_s=0.0)
+    balance = Balance(gains)
+    t = 0.0
+    for pitch, seconds in ((-12.0, 0.1), (-7.0, 1.4)):
+        for _ in range(round(seconds / DT)):
+            t += DT
+            balance.observe(reading(t, pitch=math.radians(pitch)))
+    assert balance.recovering, "7 degrees back for less than 3 x recover_s: still standing"
+    for _ in range(round(0.2 / DT)):
+        t += DT
+        balance.observe(reading(t, pitch=math.radians(-7.0)))
+    assert not balance.recovering, "steady under the trigger for 3 x recover_s: walks on"
+    assert balance.recoveries == 1
+
+
 def test_a_policy_walks_on_the_gait_it_trained_on() -> None:
     """A residual policy whose metadata names none of the new settings gets the gait as
     it was: stride in proportion to speed, the heading sampled at each step boundary,
