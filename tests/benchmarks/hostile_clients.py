@@ -13,6 +13,9 @@ status 50 clients asking for status as fast as they are answered, for 3 s: reque
        served, the loop's ticks against its configured rate, overruns.
 pipeline  E-stop round trip, 20 times, while 200 clients (another process) keep 64 status
        requests each queued ahead of their replies.
+replays  Clients naming the largest allowed CSV for ``replay`` back to back, for 10 s, while
+       the robot walks (1, 2 and 4 at once): loads answered, overruns, the loop's lateness,
+       then an e-stop's round trip while they go on.
 """
 
 from __future__ import annotations
@@ -425,9 +428,84 @@ def bench_pipeline(clients: int = 200, trials: int = 20) -> None:
     print(f"  the loop meanwhile: {ticks} ticks, overruns {after['overruns'] - before['overruns']}")
 
 
+def bench_replays(seconds: float = 10.0) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="replays-"))
+    _largest_csv(tmp / "largest.csv")
+    _large_recording(tmp / "large.mcap")
+    for name, rate in (("largest.csv", {"rate_hz": 50}), ("large.mcap", {})):
+        path = tmp / name
+        line = json.dumps({"cmd": "replay", "args": {"path": str(path), **rate}}).encode() + b"\n"
+        size = path.stat().st_size / 2**20
+        print(
+            f"{name} ({size:.1f} MiB) named for replay back to back for {seconds:g} s while the robot walks:"
+        )
+        for clients in (1, 2, 4):
+            _replays(tmp / f"{name}-{clients}", line, clients, seconds)
+
+
+def _large_recording(path: Path) -> None:
+    """A recording just under the replay size limit (16 MiB): 700 s of standing."""
+    import subprocess
+
+    plend = Path(sys.executable).with_name("plend")
+    subprocess.run(
+        [str(plend), "run", "--fast", "--gait", "stand", "--duration", "700", "--record", str(path),
+         "--summary", "none"],
+        check=True, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _replays(home: Path, line: bytes, clients: int, seconds: float) -> None:
+    home.mkdir()
+    d = Daemon(home)
+    stop, answers = threading.Event(), []
+
+    def load() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            reply = request(d.socket, line, timeout=60)
+            answers.append((time.monotonic() - began, reply["ok"] or reply["error"]))
+
+    threads = [threading.Thread(target=load) for _ in range(clients)]
+    try:
+        quiet(d, "gait", "sine", "--speed", "0.5")
+        wait_for_mode(d, "sine")
+        before = d.status()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            began = time.perf_counter()
+            s.connect(str(d.socket))
+            s.sendall(b'{"cmd": "estop"}\n')
+            estop = json.loads(s.makefile("rb").readline())
+            estop_ms = (time.perf_counter() - began) * 1000
+        after = d.status()
+        stop.set()
+        for t in threads:
+            t.join(60)
+    finally:
+        d.stop()
+    outcomes: dict[str, int] = {}
+    for _, outcome in answers:
+        key = "played" if outcome is True else str(outcome)
+        outcomes[key] = outcomes.get(key, 0) + 1
+    took = [t for t, outcome in answers if outcome is True] or [0.0]
+    late = after["lateness_ms"]
+    print(
+        f"  {clients} at once: {dict(sorted(outcomes.items()))}, a load {np.median(took) * 1000:.0f} ms "
+        "median; "
+        f"overruns {after['overruns'] - before['overruns']} in {after['ticks'] - before['ticks']} ticks; "
+        f"lateness p99 {late['p99']:.1f} ms, max {late['max']:.1f} ms; e-stop answered "
+        f"{'ok' if estop['ok'] else estop['error']} in {estop_ms:.1f} ms"
+    )
+
+
 BENCHES = {"estop": bench_estop, "fuzz": bench_fuzz, "files": bench_files, "kill": bench_kill}
 BENCHES["status"] = bench_status
 BENCHES["pipeline"] = bench_pipeline
+BENCHES["replays"] = bench_replays
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or list(BENCHES):
