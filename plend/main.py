@@ -231,6 +231,11 @@ def _apply_options(config: Config, args: argparse.Namespace) -> Config:
         config = replace_section(config, "hardware", bus=args.bus)
     if args.hal is not None:
         config = replace(config, hal=args.hal)
+    if args.bus is not None and config.hal != "hardware":
+        raise ConfigError(
+            f"--bus {args.bus} chooses the hardware backend's bus, but this run uses the {config.hal} "
+            "backend; add --hal hardware (or set hal = \"hardware\" in the config)"
+        )
     return config
 
 

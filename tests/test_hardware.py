@@ -235,6 +235,16 @@ def test_no_bus_on_a_pc_is_one_clear_line(capsys: pytest.CaptureFixture[str]) ->
     assert "plend: error: no I2C bus on this machine" in err and "--bus emulated" in err
 
 
+def test_a_bus_without_the_hardware_backend_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """`plend run --bus emulated` on a sim config used to run the plain simulation."""
+    assert main(["run", "--bus", "emulated", "--fast", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "plend: error: --bus emulated chooses the hardware backend's bus, but this run uses the sim backend; "
+        'add --hal hardware (or set hal = "hardware" in the config)'
+    )
+
+
 def test_a_miscalibrated_robot_reads_wrong_until_given_its_calibration(tmp_path: Path) -> None:
     from plend.hal.emulated.robot import miscalibrated
 
