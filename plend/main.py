@@ -26,7 +26,7 @@ from plend.cli.recording_cli import (
 from plend.core.config import Config, as_dict, from_dict, load, replace_section
 from plend.core.console import reader_went_away
 from plend.core.errors import ConfigError, PlendError
-from plend.core.files import absolute, refuse_existing, write_new
+from plend.core.files import absolute, path_argument, refuse_existing, write_new
 from plend.hal import backend_names
 
 if TYPE_CHECKING:
@@ -37,13 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plend", description="On-robot software of a PLEN2-class biped.")
     parser.add_argument("--version", action="version", version=f"plend {__version__}")
     parser.add_argument(
-        "--config", type=Path, help="TOML config file (default /etc/plend/plend.toml if present)"
+        "--config", type=path_argument, help="TOML config file (default /etc/plend/plend.toml if present)"
     )
     parser.add_argument("--dump-config", action="store_true", help="print the merged configuration and exit")
     # --config is also taken after the subcommand (plend run --config X); SUPPRESS keeps the
     # subcommand's absent option from overwriting one given before it.
     config_option = argparse.ArgumentParser(add_help=False)
-    config_option.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    config_option.add_argument(
+        "--config", type=path_argument, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser(
         "safe-off", add_help=False,
@@ -78,17 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--side", type=float, default=0.0, help="step sideways, in [-1, 1]; positive steps left (default 0)"
     )
-    run.add_argument("--policy", type=Path, help="with --fast: walk on this ONNX policy instead of a gait")
+    run.add_argument(
+        "--policy", type=path_argument, help="with --fast: walk on this ONNX policy instead of a gait"
+    )
     run.add_argument("--duration", type=float, help="seconds to run (default: until stopped; 20 with --fast)")
     run.add_argument("--fast", action="store_true", help="simulation only: run as fast as the machine allows")
-    run.add_argument("--socket", type=Path, help="control socket path (default from config, or PLEND_SOCKET)")
+    run.add_argument(
+        "--socket", type=path_argument, help="control socket path (default from config, or PLEND_SOCKET)"
+    )
     run.add_argument("--no-socket", action="store_true", help="do not serve the control socket")
     run.add_argument(
         "--summary", choices=("json", "text", "none"), help="report on exit (default text with --fast)"
     )
     run.add_argument("--rate", type=float, help="control rate, Hz (default 50)")
     run.add_argument(
-        "--record", type=Path, metavar="FILE.mcap",
+        "--record", type=path_argument, metavar="FILE.mcap",
         help="with --fast: record every tick (and the simulation's ground truth) to this MCAP file",
     )  # fmt: skip
     add_video_options(run)
@@ -134,7 +140,7 @@ def add_evaluate_command(sub: Any) -> None:
     ev.add_argument("--seconds", type=float, default=20.0, help="walking time per world (default 20)")
     ev.add_argument("--jobs", type=int, help="worker processes (default: the cores available)")
     ev.add_argument(
-        "--json", type=Path, metavar="FILE", help="write the report as JSON here ('-' for stdout)"
+        "--json", type=path_argument, metavar="FILE", help="write the report as JSON here ('-' for stdout)"
     )
     ev.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ev.add_argument(
@@ -145,7 +151,9 @@ def add_evaluate_command(sub: Any) -> None:
 
 def add_world_options(group: argparse._ArgumentGroup) -> None:
     """The robot model and the robustness suite's world (``plend run`` and ``plend evaluate``)."""
-    group.add_argument("--urdf", type=Path, help="simulate this URDF of the robot (its 18 joints by name)")
+    group.add_argument(
+        "--urdf", type=path_argument, help="simulate this URDF of the robot (its 18 joints by name)"
+    )
     group.add_argument(
         "--world-seed", type=int, metavar="N",
         help="draw world N of the robustness suite (plend world N prints it as config)",
@@ -167,7 +175,7 @@ def add_world_command(sub: Any) -> None:
     )  # fmt: skip
     world.add_argument("seed", type=int, metavar="N", help="the world's number")
     world.add_argument("--factors", metavar="A,B", help="draw only these factors (default all)")
-    world.add_argument("--urdf", type=Path, help="the robot model the world starts from")
+    world.add_argument("--urdf", type=path_argument, help="the robot model the world starts from")
 
 
 _WORLD_OPTIONS = {
@@ -234,7 +242,7 @@ def _apply_options(config: Config, args: argparse.Namespace) -> Config:
     if args.bus is not None and config.hal != "hardware":
         raise ConfigError(
             f"--bus {args.bus} chooses the hardware backend's bus, but this run uses the {config.hal} "
-            "backend; add --hal hardware (or set hal = \"hardware\" in the config)"
+            'backend; add --hal hardware (or set hal = "hardware" in the config)'
         )
     return config
 

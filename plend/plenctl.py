@@ -20,7 +20,7 @@ from typing import Any
 from plend.cli.status_text import format_status
 from plend.core.console import reader_went_away
 from plend.core.errors import ConnectionLostError, PlendError
-from plend.core.files import absolute
+from plend.core.files import absolute, path_argument
 from plend.core.locations import DEFAULT_SOCKET_PATH
 from plend.core.replies import sentence
 
@@ -137,7 +137,7 @@ def _common() -> argparse.ArgumentParser:
     """--socket and --json: taken before or after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option not given after the subcommand leaves the one given before it.
-    common.add_argument("--socket", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--socket", type=path_argument, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return common
 
@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="--socket and --json may also follow the command.",
     )  # fmt: skip
     p.add_argument(
-        "--socket", type=Path, help="control socket (default $PLEND_SOCKET or /run/plend/plend.sock)"
+        "--socket", type=path_argument, help="control socket (default $PLEND_SOCKET or /run/plend/plend.sock)"
     )
     p.add_argument("--json", action="store_true", help="print the daemon's reply as JSON, for programs")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     gait.add_argument("--turn", type=float, default=0.0, help="turn in [-1, 1], positive left (default 0)")
     gait.add_argument("--side", type=float, default=0.0, help="step sideways in [-1, 1], positive left")
     replay = command("replay", "play a joint trajectory (CSV or NPY) or a recording's targets (MCAP)")
-    replay.add_argument("file", type=Path)
+    replay.add_argument("file", type=path_argument)
     replay.add_argument("--rate", type=float, help="samples per second (overrides the file's)")
     replay.add_argument(
         "--measured", action="store_true", help="of a recording: play its measured angles, not its targets"
@@ -200,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     show = calibration_sub.add_parser(
         "show", parents=[common], help="print the stored calibration and what changed"
     )
-    show.add_argument("--file", type=Path, help="default: the daemon's calibration file")
+    show.add_argument("--file", type=path_argument, help="default: the daemon's calibration file")
     record_sub = _actions(command("record", "telemetry recording to MCAP"))
     record_sub.add_parser("start", parents=[common], help="start recording").add_argument(
         "--out",
@@ -237,7 +237,7 @@ def _add_drive(command: Any) -> None:
     )
     drive.add_argument(
         "--config",
-        type=Path,
+        type=path_argument,
         help="config file with the [drive] steps and gamepad mapping (default /etc/plend/plend.toml)",
     )
 
@@ -251,7 +251,9 @@ def _add_calibrate(command: Any) -> None:
     calibrate.add_argument(
         "--joint", action="append", default=[], metavar="NAME", help="only this joint (repeatable)"
     )
-    calibrate.add_argument("--answers", type=Path, metavar="FILE", help="answers file (TOML): scripted mode")
+    calibrate.add_argument(
+        "--answers", type=path_argument, metavar="FILE", help="answers file (TOML): scripted mode"
+    )
     calibrate.add_argument(
         "--operator", choices=("person", "sim"), default="person",
         help="sim: on a simulated robot, align joints from the simulation's ground truth",

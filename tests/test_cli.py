@@ -174,3 +174,23 @@ def test_ctrl_c_of_a_fast_run_says_so_and_exits_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert "plend: interrupted; the simulated robot was relaxed" in err and "Traceback" not in err, err
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["run", "--fast", "--record", ""], "argument --record: needs a file name; it was given ''"),
+        (["run", "--fast", "--video", " "], "argument --video: needs a file name; it was given ' '"),
+        (["run", "--urdf", ""], "argument --urdf: needs a file name; it was given ''"),
+        (["--config", "", "run"], "argument --config: needs a file name; it was given ''"),
+        (["plot", ""], "argument REC.mcap: needs a file name; it was given ''"),
+    ],
+)
+def test_an_empty_path_is_refused_not_taken_for_the_current_directory(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unset shell variable (`--record "$OUT"`) used to stand for '.' or the folder."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {named}")

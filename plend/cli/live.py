@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plend.core.errors import ConfigError, require_package
+from plend.core.files import path_argument
 from plend.core.recording_format import EULER, TICK_SCHEMA, WXYZ, XYZ
 
 STATUS_SCHEMA: dict[str, Any] = {
@@ -39,7 +40,9 @@ def add_parser(sub: Any) -> None:
         "process asks the daemon for its status (as plenctl does) and publishes it; the daemon opens "
         "no port.",
     )  # fmt: skip
-    live.add_argument("--socket", type=Path, help="the daemon's control socket (default as for plenctl)")
+    live.add_argument(
+        "--socket", type=path_argument, help="the daemon's control socket (default as for plenctl)"
+    )
     live.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from plend.core.errors import ConfigError
-from plend.core.files import create_new, refuse_existing
+from plend.core.files import create_new, path_argument, refuse_existing
 
 
 def run_recording_command(args: argparse.Namespace) -> int:
@@ -38,7 +38,9 @@ MAX_GIF_PIXELS = 512 << 20  # one byte a pixel once quantised: 512 MiB of frames
 def add_video_options(run: argparse.ArgumentParser) -> None:
     """``plend run --fast --video FILE`` and how it looks."""
     video = run.add_argument_group("video of a simulated run (with --fast)")
-    video.add_argument("--video", type=Path, metavar="FILE", help="film the run to FILE.mp4 or FILE.gif")
+    video.add_argument(
+        "--video", type=path_argument, metavar="FILE", help="film the run to FILE.mp4 or FILE.gif"
+    )
     video.add_argument("--video-size", default="320x240", metavar="WxH", help="pixels (default 320x240)")
     video.add_argument("--video-fps", type=float, default=25.0, help="frames per second (default 25)")
     video.add_argument(
@@ -90,16 +92,20 @@ def add_recording_commands(sub: Any) -> None:
         "against measured angle per joint, roll/pitch/yaw, gyro, foot contacts (simulation), tick compute "
         "time and lateness, modes and faults over time.",
     )  # fmt: skip
-    plot.add_argument("recording", type=Path, metavar="REC.mcap")
-    plot.add_argument("-o", "--out", type=Path, help="the picture, .png, .svg or .pdf (default REC.png)")
+    plot.add_argument("recording", type=path_argument, metavar="REC.mcap")
+    plot.add_argument(
+        "-o", "--out", type=path_argument, help="the picture, .png, .svg or .pdf (default REC.png)"
+    )
     plot.add_argument("--joints", default="legs", help="legs (default), arms, all, or names A,B,...")
     export = sub.add_parser(
         "export", help="write a recording's targets (or measured angles) as a replay CSV",
         description="Write the joint targets of a recording (or, with --measured, its measured angles) in "
         "the CSV format plenctl replay plays: '# rate_hz: R', a header of joint names, a row per tick.",
     )  # fmt: skip
-    export.add_argument("recording", type=Path, metavar="REC.mcap")
-    export.add_argument("-o", "--out", type=Path, help="the CSV file (default REC.csv); never overwritten")
+    export.add_argument("recording", type=path_argument, metavar="REC.mcap")
+    export.add_argument(
+        "-o", "--out", type=path_argument, help="the CSV file (default REC.csv); never overwritten"
+    )
     export.add_argument("--measured", action="store_true", help="the measured angles instead of the targets")
 
 

@@ -49,6 +49,16 @@ class FileRefusedError(PlendError, ValueError):
         self.advice = advice
 
 
+def path_argument(text: str) -> Path:
+    """A command line's path: an empty one (an unset shell variable) is refused by argparse
+    with this message instead of standing for the current directory."""
+    if not text.strip():
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"needs a file name; it was given {text!r}")
+    return Path(text)
+
+
 def file_kind(mode: int) -> str:
     """What a file of ``mode`` is, in words ("a directory", "a FIFO (named pipe)", ...)."""
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")

@@ -21,7 +21,7 @@ from typing import Any
 
 from plend.core.config import Config
 from plend.core.errors import ConfigError, PlendError
-from plend.core.files import refuse_existing, write_new
+from plend.core.files import path_argument, refuse_existing, write_new
 
 log = logging.getLogger("plend.track")
 
@@ -37,19 +37,25 @@ def add_parser(sub: Any) -> None:
         "measure a walk (--duration, --summary), calibrate the camera, print the markers.",
     )  # fmt: skip
     p.add_argument("--camera", help="V4L2 device, index, video file or 'emulated' (default from config)")
-    p.add_argument("--socket", type=Path, help="send poses to the daemon on this socket")
+    p.add_argument("--socket", type=path_argument, help="send poses to the daemon on this socket")
     p.add_argument("--duration", type=float, help="seconds to track (default: until stopped; 20 emulated)")
     p.add_argument("--summary", choices=("json", "text", "none"), help="report at the end (default text)")
-    p.add_argument("--record", type=Path, help="write every pose to this new MCAP file")
+    p.add_argument("--record", type=path_argument, help="write every pose to this new MCAP file")
     p.add_argument("--speed", type=float, default=0.5, help="emulated camera without --socket: walking speed")
-    p.add_argument("--calibration", type=Path, help="camera calibration file (default from config)")
+    p.add_argument("--calibration", type=path_argument, help="camera calibration file (default from config)")
     p.add_argument("--calibrate", action="store_true", help="measure the camera's intrinsics from the board")
     p.add_argument("--views", type=int, default=15, help="--calibrate: board views to collect (default 15)")
     p.add_argument("--set-floor", action="store_true", help="measure the floor frame from the floor marker")
     p.add_argument("--yes", action="store_true", help="save a calibration without asking")
-    p.add_argument("--print-marker", type=Path, metavar="PNG", help="write the robot's marker, to print")
-    p.add_argument("--print-floor-marker", type=Path, metavar="PNG", help="write the floor marker, to print")
-    p.add_argument("--print-board", type=Path, metavar="PNG", help="write the calibration board, to print")
+    p.add_argument(
+        "--print-marker", type=path_argument, metavar="PNG", help="write the robot's marker, to print"
+    )
+    p.add_argument(
+        "--print-floor-marker", type=path_argument, metavar="PNG", help="write the floor marker, to print"
+    )
+    p.add_argument(
+        "--print-board", type=path_argument, metavar="PNG", help="write the calibration board, to print"
+    )
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
