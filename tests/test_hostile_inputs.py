@@ -133,10 +133,18 @@ def test_a_servo_model_that_names_no_file_is_one_line(given: str, capsys: pytest
     one_line(capsys, "plend", "--servo-model" if not given else "is a directory", "calibration file")
 
 
-@pytest.mark.parametrize("given", ["", "/"])
-def test_calibration_show_of_a_directory_is_one_line(given: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert plenctl(["calibration", "show", "--file", given]) == 1
+def test_calibration_show_of_a_directory_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plenctl(["calibration", "show", "--file", "/"]) == 1
     one_line(capsys, "plenctl", "is a directory; give a calibration file")
+
+
+def test_calibration_show_of_an_empty_path_names_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty --file (an unset shell variable) is not taken for the current directory."""
+    with pytest.raises(SystemExit) as exit_:
+        plenctl(["calibration", "show", "--file", ""])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "plenctl calibration show: error: argument --file: needs a file name; it was given ''"
 
 
 HOSTILE_ANSWERS = {
