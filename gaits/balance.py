@@ -15,7 +15,9 @@ things, each small and each with its own gain (:class:`BalanceGains`):
    carried ahead of (or behind) the feet, so a robot that tips backwards walks with its
    weight further forward. Behind the feet it goes only ``max_lean_back_m``: a floor
    tilted down ahead pitches the robot forward wherever its weight is, and a lean that
-   followed it all the way put the weight over the heels.
+   followed it all the way put the weight over the heels. The sine gait also carries the
+   torso ``lean_ahead_m`` ahead of the feet from the start: most robots that fall on the
+   suite go over backwards.
 4. **Step timing.** Rocking (the mean distance of roll from its 2 s mean) beyond
    ``rock_deg`` lengthens the double support of every step (the gait's duty), in
    proportion, while the swing keeps its time, so the robot spends longer on both feet
@@ -81,6 +83,7 @@ GAIN_RANGES: dict[str, tuple[float, float, str]] = {
     "lean_gain": (0.0, 0.5, "lean (m/s) per rad of mean pitch"),
     "max_lean_m": (0.0, 0.02, "largest lean, forward or back"),
     "max_lean_back_m": (0.0, 0.02, "largest lean back (the torso carried behind the feet)"),
+    "lean_ahead_m": (-0.01, 0.01, "the torso carried this far ahead of the feet besides the lean"),
     "lean_deadband_deg": (0.0, 10.0, "mean pitch within this leaves the lean alone"),
     "mean_tau_s": (0.05, 5.0, "time constant of the mean roll and pitch"),
     "rock_deg": (0.5, 20.0, "rocking beyond this lengthens double support"),
@@ -110,6 +113,7 @@ class BalanceGains:
     lean_gain: float = 0.15
     max_lean_m: float = 0.01
     max_lean_back_m: float = 0.01
+    lean_ahead_m: float = 0.0
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
@@ -137,7 +141,7 @@ class BalanceGains:
 # The sine gait's own tuning (the [gait] defaults). BalanceGains() keeps the values the
 # balanced gait had when policies first learnt on it: a policy walks on what it learnt on.
 SINE_GAINS = BalanceGains(
-    pitch_rate_gain=0.05, recover_deg=20.0, recover_back_deg=10.0, max_lean_back_m=0.002
+    pitch_rate_gain=0.05, recover_deg=20.0, recover_back_deg=10.0, max_lean_back_m=0.002, lean_ahead_m=0.004
 )
 _ORIGINAL = BalanceGains()
 RETUNED = tuple(n for n in GAIN_RANGES if getattr(SINE_GAINS, n) != getattr(_ORIGINAL, n))
@@ -286,7 +290,7 @@ class Balance:
         """``params`` with the levelling, the lean and the step timing applied."""
         duty = self._duty(params)
         period = self.period_s(params)
-        lean = _clip(params.lean_m + self.lean, 0.02)
+        lean = _clip(params.lean_m + self.gains.lean_ahead_m + self.lean, 0.02)
         # The shortened leg would fold its knee past the limit at the top of its swing:
         # stand a little taller, sharing the difference between the legs.
         crouch = max(0.004, params.crouch_m - CROUCH_PER_LEVEL * abs(self.level))

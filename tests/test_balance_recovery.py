@@ -73,7 +73,8 @@ def test_stop_during_a_recovery_ends_standing() -> None:
 def test_the_sine_gait_gets_the_new_gains_and_a_policy_the_ones_it_learnt_on() -> None:
     config = GaitConfig()
     assert config.sine_gains() == SINE_GAINS
-    assert set(RETUNED) == {"pitch_rate_gain", "recover_deg", "recover_back_deg", "max_lean_back_m"}
+    retuned = {"pitch_rate_gain", "recover_deg", "recover_back_deg", "max_lean_back_m", "lean_ahead_m"}
+    assert set(RETUNED) == retuned
     # A policy whose metadata names no gains walks on the balanced gait it trained on.
     assert config.balance_gains() == BalanceGains()
     assert config.balance_gains().recover_deg == 0.0, "no recovery under an old policy"

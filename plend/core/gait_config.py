@@ -30,10 +30,10 @@ class GaitConfig:
             (1: in proportion; below 1 the slower speeds take longer steps). The gait under
             a residual policy keeps 1, what policies trained on.
         roll_rate_gain, pitch_rate_gain, pitch_gain, level_gain, max_level_m, lean_gain, max_lean_m,
-        max_lean_back_m, lean_deadband_deg, mean_tau_s, rock_deg, duty_gain, start_duty, duty_decay,
-        max_duty, settle_deg, settle_max_s, max_correction_rad, recover_deg, recover_back_deg,
-        recover_s: the balance gains, as in gaits.balance.GAIN_RANGES (each key's meaning
-            and range). The defaults are the
+        max_lean_back_m, lean_ahead_m, lean_deadband_deg, mean_tau_s, rock_deg, duty_gain,
+        start_duty, duty_decay, max_duty, settle_deg, settle_max_s, max_correction_rad,
+        recover_deg, recover_back_deg, recover_s: the balance gains, as in
+            gaits.balance.GAIN_RANGES (each key's meaning and range). The defaults are the
             sine gait's (gaits.balance.SINE_GAINS); the gait under a residual policy keeps
             the retuned ones at the values it trained with (:meth:`balance_gains`).
     """
@@ -51,6 +51,7 @@ class GaitConfig:
     lean_gain: float = 0.15
     max_lean_m: float = 0.01
     max_lean_back_m: float = 0.002
+    lean_ahead_m: float = 0.004
     lean_deadband_deg: float = 2.0
     mean_tau_s: float = 0.3
     rock_deg: float = 2.0
