@@ -234,6 +234,13 @@ def test_the_sine_gait_carries_its_torso_ahead_of_the_feet_and_the_config_can_ch
     for side in ("right", "left"):
         back = foot_targets(0.3, level)[side][0][0] - foot_targets(0.3, ahead)[side][0][0]
         assert back == pytest.approx(0.004), f"the {side} foot 4 mm further back"
+    # Pitched back for long (an IMU that reads the pitch back), the lean winds up: the
+    # torso goes no further ahead than max_lean_m in all, the lean ahead included.
+    balance, t = Balance(SINE_GAINS), 0.0
+    for _ in range(round(20.0 / DT)):
+        t += DT
+        balance.observe(reading(t, pitch=math.radians(-8.0)))
+    assert balance.shape(params).lean_m == pytest.approx(SINE_GAINS.max_lean_m)
     gait = make_gait(0.5, config=GaitConfig(lean_ahead_m=-0.002))
     assert gait.balance is not None and gait.balance.gains.lean_ahead_m == -0.002  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"gait\.lean_ahead_m .*\[-0\.01, 0\.01\]"):
