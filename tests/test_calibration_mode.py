@@ -19,6 +19,7 @@ from plend.control.calibration_mode import (
 )
 from plend.control.loop import ControlLoop, StepClock
 from plend.control.safety import SafetyFilter
+from plend.control.stall_guard import PUSH_DEG, StallGuard
 from plend.control.supervisor import CommandError, Supervisor
 from plend.core.config import Config, replace_section
 from plend.daemon.runtime import robot_calibration
@@ -232,6 +233,47 @@ def test_a_joint_pushing_on_a_hard_stop_is_stopped_and_may_only_back_out(rig: Ri
     rig.ticks(80)
     assert "blocked" not in rig.op("state")
     assert math.degrees(rig.hal.true_joint_angles()[index]) > -8.6 + 5, "out of the stop, it follows"
+
+
+def test_a_joint_left_a_little_into_a_hard_stop_is_stopped_once_at_rest(rig: Rig) -> None:
+    # The same hip, sent less far into its stop than the stall travel: no stall while it
+    # moves, but once at rest its target lies past where its feedback last moved, the way
+    # it was going, and it is sent back instead of pushing on the stop until it idles out.
+    hip = "r_hip_r_thigh"
+    rig.begin()
+    rig.op("move", joint=hip, angle=math.radians(-20))
+    rig.ticks(80)
+    rig.op("move", joint=hip, angle=math.radians(-3.6 + 0.8))  # barely in: within its lag and dead band
+    rig.ticks(120)
+    assert "blocked" not in rig.op("state")
+    rig.op("move", joint=hip, angle=math.radians(-3.6 + 3.5))  # under the 4 deg of stall travel
+    rig.ticks(40)
+    state = rig.op("state")
+    assert "stopped following" in state["blocked"]
+    assert state["goal"] < math.radians(-3.6 + 3.5 - PUSH_DEG + 0.5), "sent back towards where it moved"
+    rig.op("move", joint=hip, angle=math.radians(-20))  # backing out is allowed
+    rig.ticks(80)
+    assert "blocked" not in rig.op("state")
+
+
+def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link() -> None:
+    per_deg = 60.0  # feedback codes a degree
+
+    def follow(guard: StallGuard, path: list[tuple[float, float]]) -> bool:
+        for target_deg, link_deg in path:
+            assert not guard.stalled(math.radians(target_deg), link_deg * per_deg)
+        return guard.pushing(math.radians(path[-1][0]))
+
+    moving = [(t, t - 1.0) for t in np.arange(0.0, 10.1, 0.5)]  # the link a degree behind
+    guard = StallGuard(0.0, 0.0)
+    assert not follow(guard, [*moving, (10.0, 9.0), (10.0, 9.6)]), "caught up but for its dead band"
+    # The same way again by less than the dead band: the link does not move, nor need it.
+    assert not follow(guard, [(11.0, 9.6), (11.4, 9.6)])
+    # Back by 4 deg, inside the gears' play and the dead band: it need not move either.
+    assert not follow(guard, [(9.0, 9.6), (7.4, 9.6)])
+    # Forward again past where it last moved, the link pinned against a stop.
+    guard = StallGuard(0.0, 0.0)
+    assert follow(guard, [*moving, (12.0, 9.0), (12.5, 9.0)])
 
 
 def test_a_working_joint_is_never_taken_for_a_stalled_one(rig: Rig) -> None:

@@ -146,16 +146,22 @@ class CalibrationMode:
             travel = IDENTIFY_STALL_TRAVEL_DEG if patience else STALL_TRAVEL_DEG
             self.guard, self._stalled_ticks = StallGuard(target, code, travel_deg=travel), 0
             return
-        if not self.guard.stalled(target, code):
+        # At rest (not while an excitation plays), a target a little past a stop is judged too.
+        at_rest = not patience and target == self.goal and self.settled_s >= SETTLE_S
+        if self.guard.stalled(target, code):
+            self._stalled_ticks += 1
+            if self._stalled_ticks <= patience:
+                return
+            way, travel = math.copysign(1.0, target - self.guard.target), self.guard.travel_deg
+        elif at_rest and self.guard.pushing(target):
+            way, travel = self.guard.moved_way, abs(math.degrees(target - self.guard.moved_target))
+        else:
             self._stalled_ticks = 0
             return
-        self._stalled_ticks += 1
-        if self._stalled_ticks <= patience:
-            return
-        where, way = self.guard.moved_target, math.copysign(1.0, target - self.guard.target)
+        where = self.guard.moved_target
         why = (
             f"{JOINTS[j].name} stopped following near {math.degrees(where):+.1f} deg: its feedback did not "
-            f"change over {self.guard.travel_deg:.0f} deg of travel. It is against a hard stop or an "
+            f"change over {travel:.0f} deg of travel. It is against a hard stop or an "
             "obstacle, or its feedback wire is loose; it went back to where it last moved"
         )
         log.warning("calibration: %s", why)

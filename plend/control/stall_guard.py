@@ -19,6 +19,11 @@ STALL_TRAVEL_DEG = 4.0
 # 5 deg, see calibration.fit.MAX_HYSTERESIS_DEG): the guard then waits for more travel.
 IDENTIFY_STALL_TRAVEL_DEG = 8.0
 STALL_MIN_CODES = 60.0
+# A target that came to rest this far past where the feedback last moved, the same way as
+# it then moved, pushes on something: going on the same way the gears' play is already
+# taken up, and only the servo's dead band (about 1 deg) moves the target without the
+# link. Judged once the target has been still a while (the servo's delay and lag).
+PUSH_DEG = 2.0
 
 
 @dataclass
@@ -41,6 +46,7 @@ class StallGuard:
     def __post_init__(self) -> None:
         self.low = self.high = self.code
         self.moved_target, self.moved_code = self.target, self.code  # last seen moving
+        self.moved_way = 0.0  # which way the target had gone when the feedback last moved
 
     def stalled(self, target: float, code: float) -> bool:
         """True when the target travelled ``travel_deg`` while every feedback code stayed
@@ -53,6 +59,8 @@ class StallGuard:
             return False
         self.low, self.high = min(self.low, code), max(self.high, code)
         if abs(code - self.moved_code) >= STALL_MIN_CODES / 4:
+            if target != self.moved_target:
+                self.moved_way = math.copysign(1.0, target - self.moved_target)
             self.moved_target, self.moved_code = target, code
         travel = target - self.target
         if self.high - self.low >= STALL_MIN_CODES:  # it follows: judge from here on
@@ -63,6 +71,15 @@ class StallGuard:
         if not self.armed or abs(travel) < math.radians(self.travel_deg):
             return False
         return not (self.free_way and math.copysign(1.0, travel) == self.free_way)
+
+    def pushing(self, target: float) -> bool:
+        """True when ``target``, at rest, lies :data:`PUSH_DEG` past where the feedback
+        last moved, the way it was moving: a stop the target went into by less than the
+        stall travel (call only once the target has been still long enough for the servo
+        to have followed)."""
+        if not self.armed or not self.moved_way or self.free_way:
+            return False
+        return (target - self.moved_target) * self.moved_way >= math.radians(PUSH_DEG)
 
 
 @dataclass
