@@ -237,8 +237,8 @@ def test_a_joint_pushing_on_a_hard_stop_is_stopped_and_may_only_back_out(rig: Ri
 
 def test_a_joint_left_a_little_into_a_hard_stop_is_stopped_once_at_rest(rig: Rig) -> None:
     # The same hip, sent less far into its stop than the stall travel: no stall while it
-    # moves, but once at rest its target lies past where its feedback last moved, the way
-    # it was going, and it is sent back instead of pushing on the stop until it idles out.
+    # moves, but once at rest its target lies past where its link last followed, the way it
+    # was going, and it is sent back instead of pushing on the stop until it idles out.
     hip = "r_hip_r_thigh"
     rig.begin()
     rig.op("move", joint=hip, angle=math.radians(-20))
@@ -246,8 +246,12 @@ def test_a_joint_left_a_little_into_a_hard_stop_is_stopped_once_at_rest(rig: Rig
     rig.op("move", joint=hip, angle=math.radians(-3.6 + 0.8))  # barely in: within its lag and dead band
     rig.ticks(120)
     assert "blocked" not in rig.op("state")
-    rig.op("move", joint=hip, angle=math.radians(-3.6 + 3.5))  # under the 4 deg of stall travel
-    rig.ticks(40)
+    rig.op("move", joint=hip, angle=math.radians(-20))
+    rig.ticks(80)
+    # Half as far in as the stall travel would need, counted from where it last moved: the
+    # link, pressed into the stop, creeps a few codes a tick, which is not following.
+    rig.op("move", joint=hip, angle=math.radians(-3.6 + 3.5))
+    rig.ticks(80)
     state = rig.op("state")
     assert "stopped following" in state["blocked"]
     assert state["goal"] < math.radians(-3.6 + 3.5 - PUSH_DEG + 0.5), "sent back towards where it moved"
@@ -257,23 +261,28 @@ def test_a_joint_left_a_little_into_a_hard_stop_is_stopped_once_at_rest(rig: Rig
 
 
 def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link() -> None:
-    per_deg = 60.0  # feedback codes a degree
+    per_deg, step = 60.0, 0.5  # feedback codes a degree; target degrees a tick (about 0.5 rad/s)
 
-    def follow(guard: StallGuard, path: list[tuple[float, float]]) -> bool:
-        for target_deg, link_deg in path:
-            assert not guard.stalled(math.radians(target_deg), link_deg * per_deg)
-        return guard.pushing(math.radians(path[-1][0]))
+    def ticks(guard: StallGuard, target_from: float, target_to: float, link) -> float:  # type: ignore[no-untyped-def]
+        """The target from one angle to another a step a tick, then still for 20 ticks;
+        ``link(target)`` is where the link is; whether it is then found pushing."""
+        count = max(1, round(abs(target_to - target_from) / step))
+        path = [*np.linspace(target_from, target_to, count + 1)[1:], *[target_to] * 20]
+        for target in path:
+            assert not guard.stalled(math.radians(target), link(target) * per_deg)
+        return guard.pushing(math.radians(target_to))
 
-    moving = [(t, t - 1.0) for t in np.arange(0.0, 10.1, 0.5)]  # the link a degree behind
     guard = StallGuard(0.0, 0.0)
-    assert not follow(guard, [*moving, (10.0, 9.0), (10.0, 9.6)]), "caught up but for its dead band"
-    # The same way again by less than the dead band: the link does not move, nor need it.
-    assert not follow(guard, [(11.0, 9.6), (11.4, 9.6)])
-    # Back by 4 deg, inside the gears' play and the dead band: it need not move either.
-    assert not follow(guard, [(9.0, 9.6), (7.4, 9.6)])
-    # Forward again past where it last moved, the link pinned against a stop.
+    assert not ticks(guard, 0.0, 10.0, lambda t: t - 0.8), "followed, a dead band short"
+    assert not ticks(guard, 10.0, 10.6, lambda t: 9.2 + max(0.0, t - 10.0 - 0.2)), "a small step on"
+    assert not ticks(guard, 10.6, 7.1, lambda t: 9.6), "back 3.5 deg: inside the play and the dead band"
     guard = StallGuard(0.0, 0.0)
-    assert follow(guard, [*moving, (12.0, 9.0), (12.5, 9.0)])
+    pinned = ticks(guard, 0.0, 9.5, lambda t: min(t, 8.0) - 0.2)  # a stop at 8 deg, 1.5 in: not yet
+    assert not pinned
+    assert ticks(guard, 9.5, 11.0, lambda t: 7.8), "3 deg past where it last followed, the same way"
+    guard = StallGuard(0.0, 0.0)
+    creeping = ticks(guard, 0.0, 11.0, lambda t: min(t, 8.0) + 0.12 * max(0.0, t - 8.0))  # a soft stop
+    assert creeping, "a link pressed into a soft stop creeps a few codes a tick: not following"
 
 
 def test_a_working_joint_is_never_taken_for_a_stalled_one(rig: Rig) -> None:

@@ -152,13 +152,14 @@ class CalibrationMode:
             self._stalled_ticks += 1
             if self._stalled_ticks <= patience:
                 return
-            way, travel = math.copysign(1.0, target - self.guard.target), self.guard.travel_deg
+            where, way = self.guard.moved_target, math.copysign(1.0, target - self.guard.target)
+            travel = self.guard.travel_deg
         elif at_rest and self.guard.pushing(target):
-            way, travel = self.guard.moved_way, abs(math.degrees(target - self.guard.moved_target))
+            where, way = self.guard.followed_target, self.guard.followed_way
+            travel = abs(math.degrees(target - where))
         else:
             self._stalled_ticks = 0
             return
-        where = self.guard.moved_target
         why = (
             f"{JOINTS[j].name} stopped following near {math.degrees(where):+.1f} deg: its feedback did not "
             f"change over {travel:.0f} deg of travel. It is against a hard stop or an "

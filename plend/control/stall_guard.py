@@ -4,6 +4,7 @@ slow sweep that reads a joint's feedback."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -19,11 +20,15 @@ STALL_TRAVEL_DEG = 4.0
 # 5 deg, see calibration.fit.MAX_HYSTERESIS_DEG): the guard then waits for more travel.
 IDENTIFY_STALL_TRAVEL_DEG = 8.0
 STALL_MIN_CODES = 60.0
-# A target that came to rest this far past where the feedback last moved, the same way as
-# it then moved, pushes on something: going on the same way the gears' play is already
+# A target that came to rest this far past where the link last followed it, the same way
+# as it then went, pushes on something: going on the same way the gears' play is already
 # taken up, and only the servo's dead band (about 1 deg) moves the target without the
-# link. Judged once the target has been still a while (the servo's delay and lag).
+# link. Judged once the target has been still a while (the servo's delay and lag). The
+# link follows while its feedback moves STALL_MIN_CODES / 4 within FOLLOW_WINDOW_TICKS
+# (a fifth of its pace at calibration mode's 0.5 rad/s and 50 Hz): a link pressed into a
+# soft stop creeps a few codes a tick, which is not following.
 PUSH_DEG = 2.0
+FOLLOW_WINDOW_TICKS = 2
 
 
 @dataclass
@@ -46,7 +51,10 @@ class StallGuard:
     def __post_init__(self) -> None:
         self.low = self.high = self.code
         self.moved_target, self.moved_code = self.target, self.code  # last seen moving
-        self.moved_way = 0.0  # which way the target had gone when the feedback last moved
+        self.followed_target, self.followed_way = self.target, 0.0  # where and which way it last followed
+        self._recent: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=FOLLOW_WINDOW_TICKS + 1
+        )
 
     def stalled(self, target: float, code: float) -> bool:
         """True when the target travelled ``travel_deg`` while every feedback code stayed
@@ -59,9 +67,13 @@ class StallGuard:
             return False
         self.low, self.high = min(self.low, code), max(self.high, code)
         if abs(code - self.moved_code) >= STALL_MIN_CODES / 4:
-            if target != self.moved_target:
-                self.moved_way = math.copysign(1.0, target - self.moved_target)
             self.moved_target, self.moved_code = target, code
+        self._recent.append((target, code))
+        then_target, then_code = self._recent[0]
+        if abs(code - then_code) >= STALL_MIN_CODES / 4:
+            self.followed_target = target
+            if target != then_target:
+                self.followed_way = math.copysign(1.0, target - then_target)
         travel = target - self.target
         if self.high - self.low >= STALL_MIN_CODES:  # it follows: judge from here on
             if abs(travel) >= math.radians(self.travel_deg) or self.free_way or not self.armed:
@@ -73,13 +85,13 @@ class StallGuard:
         return not (self.free_way and math.copysign(1.0, travel) == self.free_way)
 
     def pushing(self, target: float) -> bool:
-        """True when ``target``, at rest, lies :data:`PUSH_DEG` past where the feedback
-        last moved, the way it was moving: a stop the target went into by less than the
+        """True when ``target``, at rest, lies :data:`PUSH_DEG` past where the link last
+        followed it, the way it was going: a stop the target went into by less than the
         stall travel (call only once the target has been still long enough for the servo
         to have followed)."""
-        if not self.armed or not self.moved_way or self.free_way:
+        if not self.armed or not self.followed_way or self.free_way:
             return False
-        return (target - self.moved_target) * self.moved_way >= math.radians(PUSH_DEG)
+        return (target - self.followed_target) * self.followed_way >= math.radians(PUSH_DEG)
 
 
 @dataclass
