@@ -69,16 +69,16 @@ def mirrored_rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
     yield from make_rig(tmp_path, seed=11)
 
 
-def make_rig(tmp_path, seed: int) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+def make_rig(tmp_path, seed: int, period: float = PERIOD) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
     config = Config(hal="hardware")
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
     config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=seed)
     config = replace_section(config, "sim", fixed_base=True)
     hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
-    hal.open(PERIOD)
-    supervisor = Supervisor(config.safety, PERIOD, hal=hal)
-    loop = ControlLoop(hal, supervisor, PERIOD, SafetyFilter.from_config(config.safety, PERIOD), StepClock())
+    hal.open(period)
+    supervisor = Supervisor(config.safety, period, hal=hal)
+    loop = ControlLoop(hal, supervisor, period, SafetyFilter.from_config(config.safety, period), StepClock())
     loop.start()
     loop.tick()
     try:
@@ -277,12 +277,40 @@ def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link
     assert not ticks(guard, 10.0, 10.6, lambda t: 9.2 + max(0.0, t - 10.0 - 0.2)), "a small step on"
     assert not ticks(guard, 10.6, 7.1, lambda t: 9.6), "back 3.5 deg: inside the play and the dead band"
     guard = StallGuard(0.0, 0.0)
-    pinned = ticks(guard, 0.0, 9.5, lambda t: min(t, 8.0) - 0.2)  # a stop at 8 deg, 1.5 in: not yet
+    pinned = ticks(guard, 0.0, 8.8, lambda t: min(t, 8.0) - 0.2)  # a stop at 8 deg, 0.8 in: not yet
     assert not pinned
-    assert ticks(guard, 9.5, 11.0, lambda t: 7.8), "3 deg past where it last followed, the same way"
+    assert ticks(guard, 8.8, 11.0, lambda t: 7.8), "3 deg into the stop, the same way"
     guard = StallGuard(0.0, 0.0)
     creeping = ticks(guard, 0.0, 11.0, lambda t: min(t, 8.0) + 0.12 * max(0.0, t - 8.0))  # a soft stop
     assert creeping, "a link pressed into a soft stop creeps a few codes a tick: not following"
+
+
+@pytest.mark.parametrize("period", [PERIOD, 0.005])
+def test_small_steps_the_same_way_are_not_taken_for_a_push(tmp_path, period: float) -> None:  # type: ignore[no-untyped-def]
+    rigs = make_rig(tmp_path, seed=3, period=period)
+    rig = next(rigs)
+    rig.begin()
+    settle = round(1.8 / period)
+    for name, angles in (
+        ("rb_servo_r_hip", (-25, 25, 0, 3, 6, 2)),
+        (KNEE, (-25, 10, 0, -3)),
+        ("r_thigh_r_knee", (-20, 20, 22, 10)),
+        ("r_shin_r_ankle", (-15, 15, 0)),
+        ("torso_l_shoulder", (25, -25, -20)),
+        ("l_hip_l_thigh", (10, 12, 14, 0)),
+    ):
+        for angle in angles:
+            rig.op("move", joint=name, angle=math.radians(angle))
+            rig.ticks(settle)
+            assert "blocked" not in rig.op("state"), f"{name} at {angle} deg, {1 / period:.0f} Hz"
+    # Mirrored, the left hip roll meets its stop where the right one does (jog -3.6 deg).
+    rig.op("move", joint="l_hip_l_thigh", angle=math.radians(-10))
+    rig.ticks(settle)
+    assert "stopped following" in rig.op("state")["blocked"]
+    assert math.degrees(rig.hal.true_joint_angles()[joint("l_hip_l_thigh").index]) == pytest.approx(
+        8.6, abs=1.0
+    )
+    rigs.close()
 
 
 def test_a_working_joint_is_never_taken_for_a_stalled_one(rig: Rig) -> None:

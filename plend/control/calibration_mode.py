@@ -27,7 +27,13 @@ import numpy as np
 
 from plend.control.safety import SafetyFilter
 from plend.control.servo_recording import ExcitationError, ExcitationRecord, check_targets
-from plend.control.stall_guard import IDENTIFY_STALL_TRAVEL_DEG, STALL_TRAVEL_DEG, StallGuard, Sweep
+from plend.control.stall_guard import (
+    FOLLOW_WINDOW_S,
+    IDENTIFY_STALL_TRAVEL_DEG,
+    STALL_TRAVEL_DEG,
+    StallGuard,
+    Sweep,
+)
 from plend.core.errors import PlendError
 from plend.hal.base import Calibratable, Sensors, ServoTruth
 from plend.model.robot import JOINTS, NUM_JOINTS, joint
@@ -100,6 +106,7 @@ class CalibrationMode:
         self._servo_truth = hal.true_servo if isinstance(hal, ServoTruth) else None  # hidden servos
         self._stamps_seen = np.full(NUM_JOINTS, -np.inf)
         self._stalled_ticks = 0
+        self._window = max(1, round(FOLLOW_WINDOW_S / safety.period_s))  # the stall guard's, in ticks
 
     # -- behaviour -----------------------------------------------------------------------
 
@@ -144,7 +151,10 @@ class CalibrationMode:
         code, target = self.hal.raw_code(j), float(self.target[j])
         if self.guard is None:
             travel = IDENTIFY_STALL_TRAVEL_DEG if patience else STALL_TRAVEL_DEG
-            self.guard, self._stalled_ticks = StallGuard(target, code, travel_deg=travel), 0
+            self.guard, self._stalled_ticks = (
+                StallGuard(target, code, travel_deg=travel, window_ticks=self._window),
+                0,
+            )
             return
         # At rest (not while an excitation plays), a target a little past a stop is judged too.
         at_rest = not patience and target == self.goal and self.settled_s >= SETTLE_S
@@ -168,7 +178,7 @@ class CalibrationMode:
         log.warning("calibration: %s", why)
         self.blocked = (j, where, way, why)
         self.goal = where
-        self.guard = StallGuard(where, code, free_way=-way, armed=True)
+        self.guard = StallGuard(where, code, free_way=-way, armed=True, window_ticks=self._window)
         if self.sweep is not None and not self.sweep.done:
             self.sweep.error, self.sweep.done = why, True
         if self.excitation is not None and not self.excitation.done:

@@ -24,11 +24,11 @@ STALL_MIN_CODES = 60.0
 # as it then went, pushes on something: going on the same way the gears' play is already
 # taken up, and only the servo's dead band (about 1 deg) moves the target without the
 # link. Judged once the target has been still a while (the servo's delay and lag). The
-# link follows while its feedback moves STALL_MIN_CODES / 4 within FOLLOW_WINDOW_TICKS
-# (a fifth of its pace at calibration mode's 0.5 rad/s and 50 Hz): a link pressed into a
-# soft stop creeps a few codes a tick, which is not following.
+# link follows while its feedback moves STALL_MIN_CODES / 4 within FOLLOW_WINDOW_S (a
+# fifth of its pace at calibration mode's 0.5 rad/s): a link pressed into a soft stop
+# creeps a few codes a tick, which is not following.
 PUSH_DEG = 2.0
-FOLLOW_WINDOW_TICKS = 2
+FOLLOW_WINDOW_S = 0.04
 
 
 @dataclass
@@ -47,14 +47,13 @@ class StallGuard:
     free_way: float = 0.0
     armed: bool = False
     travel_deg: float = STALL_TRAVEL_DEG
+    window_ticks: int = 2  # FOLLOW_WINDOW_S in ticks of the loop
 
     def __post_init__(self) -> None:
         self.low = self.high = self.code
         self.moved_target, self.moved_code = self.target, self.code  # last seen moving
         self.followed_target, self.followed_way = self.target, 0.0  # where and which way it last followed
-        self._recent: collections.deque[tuple[float, float]] = collections.deque(
-            maxlen=FOLLOW_WINDOW_TICKS + 1
-        )
+        self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=self.window_ticks + 1)
 
     def stalled(self, target: float, code: float) -> bool:
         """True when the target travelled ``travel_deg`` while every feedback code stayed
@@ -71,7 +70,9 @@ class StallGuard:
         self._recent.append((target, code))
         then_target, then_code = self._recent[0]
         if abs(code - then_code) >= STALL_MIN_CODES / 4:
-            self.followed_target = target
+            # Where the target was at the window's start: the link followed it that far at
+            # least (a link still catching up after its target stopped: all the way).
+            self.followed_target = then_target
             if target != then_target:
                 self.followed_way = math.copysign(1.0, target - then_target)
         travel = target - self.target
