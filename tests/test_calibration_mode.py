@@ -4,7 +4,7 @@ move, how slowly, where, and what it leaves behind."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,6 +288,7 @@ def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link
 @pytest.mark.parametrize("period", [PERIOD, 0.005])
 def test_small_steps_the_same_way_are_not_taken_for_a_push(tmp_path, period: float) -> None:  # type: ignore[no-untyped-def]
     rigs = make_rig(tmp_path, seed=3, period=period)
+    assert isinstance(rigs, Generator)
     rig = next(rigs)
     rig.begin()
     settle = round(1.8 / period)
