@@ -69,10 +69,14 @@ def mirrored_rig(tmp_path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
     yield from make_rig(tmp_path, seed=11)
 
 
-def make_rig(tmp_path, seed: int, period: float = PERIOD) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+def make_rig(  # type: ignore[no-untyped-def]
+    tmp_path, seed: int, period: float = PERIOD, servo_seed: int | None = None
+) -> Iterator[Rig]:
     config = Config(hal="hardware")
     config = replace_section(config, "paths", state_dir=str(tmp_path), recordings_dir=str(tmp_path))
-    config = replace_section(config, "hardware", bus="emulated", emulated_miscalibration_seed=seed)
+    config = replace_section(
+        config, "hardware", bus="emulated", emulated_miscalibration_seed=seed, emulated_servo_seed=servo_seed
+    )
     config = replace_section(config, "sim", fixed_base=True)
     hal = make_emulated_hardware_hal(config, robot_calibration(config))
     assert isinstance(hal, EmulatedHardwareHal)
@@ -235,29 +239,49 @@ def test_a_joint_pushing_on_a_hard_stop_is_stopped_and_may_only_back_out(rig: Ri
     assert math.degrees(rig.hal.true_joint_angles()[index]) > -8.6 + 5, "out of the stop, it follows"
 
 
-def test_a_joint_left_a_little_into_a_hard_stop_is_stopped_once_at_rest(rig: Rig) -> None:
-    # The same hip, sent less far into its stop than the stall travel: no stall while it
-    # moves, but once at rest its target lies past where its link last followed, the way it
-    # was going, and it is sent back instead of pushing on the stop until it idles out.
+def test_a_joint_brought_to_rest_in_a_hard_stop_is_stopped_once_at_rest(rig: Rig) -> None:
+    # The same hip, sent 6 deg into its stop: the moving check counts its travel from where
+    # it last judged the joint to follow, a few degrees back, and let it push there until
+    # it idled out; at rest its target lies past where its link last followed, the way it
+    # was going, by more than the play and the dead band, and it is sent back.
     hip = "r_hip_r_thigh"
     rig.begin()
     rig.op("move", joint=hip, angle=math.radians(-20))
     rig.ticks(80)
-    rig.op("move", joint=hip, angle=math.radians(-3.6 + 0.8))  # barely in: within its lag and dead band
+    rig.op("move", joint=hip, angle=math.radians(-3.6 + 2.0))  # in by its lag, play and dead band
     rig.ticks(120)
     assert "blocked" not in rig.op("state")
     rig.op("move", joint=hip, angle=math.radians(-20))
     rig.ticks(80)
-    # Half as far in as the stall travel would need, counted from where it last moved: the
-    # link, pressed into the stop, creeps a few codes a tick, which is not following.
-    rig.op("move", joint=hip, angle=math.radians(-3.6 + 3.5))
+    # The link, pressed into the stop, creeps a few codes a tick, which is not following.
+    rig.op("move", joint=hip, angle=math.radians(-3.6 + 6.0))
     rig.ticks(80)
     state = rig.op("state")
     assert "stopped following" in state["blocked"]
-    assert state["goal"] < math.radians(-3.6 + 3.5 - PUSH_DEG + 0.5), "sent back towards where it moved"
+    assert state["goal"] < math.radians(-3.6 + 6.0 - PUSH_DEG), "sent back towards where it followed"
     rig.op("move", joint=hip, angle=math.radians(-20))  # backing out is allowed
     rig.ticks(80)
     assert "blocked" not in rig.op("state")
+
+
+def test_a_link_carried_to_the_front_of_its_play_is_not_taken_for_a_push(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Seed 1's left hip roll with its own servos (play and dead band): near vertical its
+    # thigh has no load, swings to the front of its play at the end of a move, and stays
+    # put while the next 2 deg the same way take the gears across the play.
+    rigs = make_rig(tmp_path, seed=1, period=1 / 60, servo_seed=1)
+    assert isinstance(rigs, Generator)
+    rig = next(rigs)
+    rig.begin()
+    hip = joint("l_hip_l_thigh")
+    before = None
+    for angle in (0.0, 5.0, 5.5, 6.0, 6.5, 7.0):
+        rig.op("move", joint=hip.name, angle=math.radians(angle))
+        rig.ticks(50)
+        assert "blocked" not in rig.op("state"), f"at {angle} deg"
+        if angle == 5.0:
+            before = rig.hal.raw_code(hip.index)
+    assert rig.hal.raw_code(hip.index) == before, "the link stayed put in its play: what the test is about"
+    rigs.close()
 
 
 def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link() -> None:
@@ -277,11 +301,11 @@ def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link
     assert not ticks(guard, 10.0, 10.6, lambda t: 9.2 + max(0.0, t - 10.0 - 0.2)), "a small step on"
     assert not ticks(guard, 10.6, 7.1, lambda t: 9.6), "back 3.5 deg: inside the play and the dead band"
     guard = StallGuard(0.0, 0.0)
-    pinned = ticks(guard, 0.0, 8.8, lambda t: min(t, 8.0) - 0.2)  # a stop at 8 deg, 0.8 in: not yet
-    assert not pinned
-    assert ticks(guard, 8.8, 11.0, lambda t: 7.8), "3 deg into the stop, the same way"
+    pinned = ticks(guard, 0.0, 11.0, lambda t: min(t, 8.0) - 0.2)  # a stop at 8 deg, 3 in: not yet
+    assert not pinned, "within the play and the dead band of where it last followed"
+    assert ticks(guard, 11.0, 13.0, lambda t: 7.8), "5 deg into the stop, the same way"
     guard = StallGuard(0.0, 0.0)
-    creeping = ticks(guard, 0.0, 11.0, lambda t: min(t, 8.0) + 0.12 * max(0.0, t - 8.0))  # a soft stop
+    creeping = ticks(guard, 0.0, 12.7, lambda t: min(t, 8.0) + 0.12 * max(0.0, t - 8.0))  # a soft stop
     assert creeping, "a link pressed into a soft stop creeps a few codes a tick: not following"
 
 
@@ -304,8 +328,8 @@ def test_small_steps_the_same_way_are_not_taken_for_a_push(tmp_path, period: flo
             rig.op("move", joint=name, angle=math.radians(angle))
             rig.ticks(settle)
             assert "blocked" not in rig.op("state"), f"{name} at {angle} deg, {1 / period:.0f} Hz"
-    # Mirrored, the left hip roll meets its stop where the right one does (jog -3.6 deg).
-    rig.op("move", joint="l_hip_l_thigh", angle=math.radians(-10))
+    # The left hip roll meets its stop at a jog of about -7 deg: 7 deg in.
+    rig.op("move", joint="l_hip_l_thigh", angle=math.radians(-14))
     rig.ticks(settle)
     assert "stopped following" in rig.op("state")["blocked"]
     assert math.degrees(rig.hal.true_joint_angles()[joint("l_hip_l_thigh").index]) == pytest.approx(

@@ -20,14 +20,17 @@ STALL_TRAVEL_DEG = 4.0
 # 5 deg, see calibration.fit.MAX_HYSTERESIS_DEG): the guard then waits for more travel.
 IDENTIFY_STALL_TRAVEL_DEG = 8.0
 STALL_MIN_CODES = 60.0
-# A target that came to rest this far past where the link last followed it, the same way
-# as it then went, pushes on something: going on the same way the gears' play is already
-# taken up, and only the servo's dead band (about 1 deg) moves the target without the
-# link. Judged once the target has been still a while (the servo's delay and lag). The
-# link follows while its feedback moves STALL_MIN_CODES / 4 within FOLLOW_WINDOW_S (a
-# fifth of its pace at calibration mode's 0.5 rad/s): a link pressed into a soft stop
-# creeps a few codes a tick, which is not following.
-PUSH_DEG = 2.0
+# A target that came to rest STALL_TRAVEL_DEG past where the link last followed it, the
+# same way as it then went, pushes on something: that travel covers the gears' play and
+# the dead band, which a link with little load, carried by its swing to the front of its
+# play, must be taken across before it moves on the same way. The moving stall check
+# counts its travel from where it last judged the joint to follow, up to STALL_TRAVEL_DEG
+# further back; this one, judged once the target has been still a while (the servo's
+# delay and lag), counts it from where the link last followed. The link follows while its
+# feedback moves STALL_MIN_CODES / 4 within FOLLOW_WINDOW_S (a fifth of its pace at
+# calibration mode's 0.5 rad/s): a link pressed into a soft stop creeps a few codes a tick,
+# which is not following.
+PUSH_DEG = STALL_TRAVEL_DEG
 FOLLOW_WINDOW_S = 0.04
 
 
@@ -70,9 +73,7 @@ class StallGuard:
         self._recent.append((target, code))
         then_target, then_code = self._recent[0]
         if abs(code - then_code) >= STALL_MIN_CODES / 4:
-            # Where the target was at the window's start: the link followed it that far at
-            # least (a link still catching up after its target stopped: all the way).
-            self.followed_target = then_target
+            self.followed_target = target
             if target != then_target:
                 self.followed_way = math.copysign(1.0, target - then_target)
         travel = target - self.target
