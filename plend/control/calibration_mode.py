@@ -156,7 +156,7 @@ class CalibrationMode:
                 0,
             )
             return
-        # At rest (not while an excitation plays), a target a little past a stop is judged too.
+        # At rest (not while an excitation plays), judged again from where the link last followed.
         at_rest = not patience and target == self.goal and self.settled_s >= SETTLE_S
         if self.guard.stalled(target, code):
             self._stalled_ticks += 1

@@ -88,9 +88,9 @@ class StallGuard:
 
     def pushing(self, target: float) -> bool:
         """True when ``target``, at rest, lies :data:`PUSH_DEG` past where the link last
-        followed it, the way it was going: a stop the target went into by less than the
-        stall travel (call only once the target has been still long enough for the servo
-        to have followed)."""
+        followed it, the way it was going: in a stop that :meth:`stalled`, counting from
+        further back, has not caught (call only once the target has been still long
+        enough for the servo to have followed)."""
         if not self.armed or not self.followed_way or self.free_way:
             return False
         return (target - self.followed_target) * self.followed_way >= math.radians(PUSH_DEG)
