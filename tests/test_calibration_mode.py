@@ -4,7 +4,7 @@ move, how slowly, where, and what it leaves behind."""
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -287,7 +287,9 @@ def test_a_link_carried_to_the_front_of_its_play_is_not_taken_for_a_push(tmp_pat
 def test_the_push_check_passes_dead_band_and_reversals_and_catches_a_pinned_link() -> None:
     per_deg, step = 60.0, 0.5  # feedback codes a degree; target degrees a tick (about 0.5 rad/s)
 
-    def ticks(guard: StallGuard, target_from: float, target_to: float, link) -> float:  # type: ignore[no-untyped-def]
+    def ticks(
+        guard: StallGuard, target_from: float, target_to: float, link: Callable[[float], float]
+    ) -> bool:
         """The target from one angle to another a step a tick, then still for 20 ticks;
         ``link(target)`` is where the link is; whether it is then found pushing."""
         count = max(1, round(abs(target_to - target_from) / step))
