@@ -207,6 +207,8 @@ class Learner:
         self.log = log or (lambda line: print(line, flush=True))
         # Called with (step, actor) for each new best actor (e.g. to export it at once).
         self.on_best: Callable[[int, Any], None] | None = None
+        # Called with (step, actor, result) for every evaluation (e.g. to keep each actor).
+        self.on_evaluated: Callable[[int, Any, dict[str, Any]], None] | None = None
         self.progress = Progress()
         self._owed = 0.0
         self._submitted = -1
@@ -332,6 +334,8 @@ class Learner:
     def _record(self, step: int, actor: Any, result: dict[str, Any]) -> None:
         p = self.progress
         p.evaluations.append({"step": step, **result})
+        if self.on_evaluated is not None:
+            self.on_evaluated(step, actor, result)
         best = self._best_rank is None or rank(result) < self._best_rank
         if best:
             self._best_rank = rank(result)

@@ -274,6 +274,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     try:
         learner = Learner(model, venv, settings, functools.partial(make_env, spec, args, False), stop)
         learner.on_best = exporter.export
+        learner.on_evaluated = exporter.keep
         progress = learner.run()
     finally:
         stop_workers(venv)
@@ -305,15 +306,33 @@ class _Exporter:
         self.began = time.perf_counter()
 
     def export(self, step: int, actor: Any, steps: int | None = None, wall: float | None = None) -> None:
+        notes = self._notes(step, step if steps is None else steps, wall)
+        notes["finished"] = steps is not None
+        self._write(actor, notes, self.args.out)
+
+    def keep(self, step: int, actor: Any, result: dict[str, Any]) -> None:
+        """Write an evaluated actor to ``LOG_DIR/actors/step-NNNNNNN.onnx``, its evaluation
+        in its notes: five walks rank actors only roughly, so any of them can be measured
+        on more worlds afterwards (``python -m policies.evaluate FILE``)."""
+        notes = self._notes(step, step, None)
+        notes["evaluation"] = {"score": round(float(result["score"]), 1), "walks": len(result["walks"]),
+                               "fell": sum(bool(w["fell"]) for w in result["walks"])}  # fmt: skip
+        folder = self.args.log_dir / "actors"
+        folder.mkdir(exist_ok=True)
+        self._write(actor, notes, folder / f"step-{step:07d}.onnx")
+
+    def _notes(self, step: int, steps: int, wall: float | None) -> dict[str, Any]:
+        wall = time.perf_counter() - self.began if wall is None else wall
+        worlds = "nominal" if self.args.no_randomise else "robustness suite"
+        notes = {"trained_with": self.command, "steps": steps, "exported_step": step, "seed": self.args.seed,
+                 "wall_s": round(wall, 1), "worlds": worlds}  # fmt: skip
+        notes.update(self.origin)
+        return notes
+
+    def _write(self, actor: Any, notes: dict[str, Any], path: Path) -> None:
         from policies.export import export_actor
 
-        wall = time.perf_counter() - self.began if wall is None else wall
-        notes = {"trained_with": self.command, "steps": step if steps is None else steps,
-                 "exported_step": step, "seed": self.args.seed, "wall_s": round(wall, 1),
-                 "worlds": "nominal" if self.args.no_randomise else "robustness suite",
-                 "finished": steps is not None}  # fmt: skip
-        notes.update(self.origin)
-        export_actor(actor, dataclasses.replace(self.spec, notes=notes), self.args.out)
+        export_actor(actor, dataclasses.replace(self.spec, notes=notes), path)
 
 
 def _write_evaluations(path: Path, evaluations: list[dict[str, Any]]) -> None:

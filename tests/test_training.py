@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,6 +268,13 @@ def test_ctrl_c_ends_training_with_the_best_actor_so_far(tmp_path: Path) -> None
     assert "eval at step 40: score" in stdout, "evaluated in its own process"
     notes = load_runner(out, 50.0, "sim", None).spec.notes
     assert notes["exported_step"] > 0 and notes["finished"] is True
+    # Every evaluated actor is kept beside the log, with its evaluation, to be measured later.
+    kept = sorted((tmp_path / "actors").glob("step-*.onnx"))
+    evaluated = [int(m) for m in re.findall(r"eval at step (\d+): score", stdout)]
+    assert [int(p.stem.removeprefix("step-")) for p in kept] == evaluated and evaluated[0] == 40
+    first = load_runner(kept[0], 50.0, "sim", None).spec.notes
+    assert first["exported_step"] == 40 and first["evaluation"]["walks"] == 5
+    assert f"score {first['evaluation']['score']:.1f}" in stdout.split("eval at step 40: ")[1].splitlines()[0]
 
 
 def test_an_sb3_actor_exported_by_torch_takes_metadata(tmp_path: Path) -> None:
