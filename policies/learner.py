@@ -146,9 +146,14 @@ def evaluate_actor(actor: Any, make_env: Callable[[], Any]) -> dict[str, Any]:
     return {"score": float(np.mean([w["return"] for w in walks])), "walks": walks}
 
 
+def falls(result: dict[str, Any]) -> int:
+    """How many walks of an evaluation fell."""
+    return sum(bool(w["fell"]) for w in result["walks"])
+
+
 def rank(result: dict[str, Any]) -> tuple[int, float]:
     """How an evaluation ranks, lower first: the walks that fell, then minus the score."""
-    return (sum(bool(w["fell"]) for w in result["walks"]), -float(result["score"]))
+    return (falls(result), -float(result["score"]))
 
 
 class WorkerDiedError(RuntimeError):

@@ -314,9 +314,11 @@ class _Exporter:
         """Write an evaluated actor to ``LOG_DIR/actors/step-NNNNNNN.onnx``, its evaluation
         in its notes: five walks rank actors only roughly, so any of them can be measured
         on more worlds afterwards (``python -m policies.evaluate FILE``)."""
+        from policies.learner import falls
+
         notes = self._notes(step, step, None)
         notes["evaluation"] = {"score": round(float(result["score"]), 1), "walks": len(result["walks"]),
-                               "fell": sum(bool(w["fell"]) for w in result["walks"])}  # fmt: skip
+                               "fell": falls(result)}  # fmt: skip
         folder = self.args.log_dir / "actors"
         folder.mkdir(exist_ok=True)
         self._write(actor, notes, folder / f"step-{step:07d}.onnx")
